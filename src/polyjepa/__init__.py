@@ -1,0 +1,35 @@
+"""polyjepa: joint-embedding predictive architectures for every modality.
+
+The top level is lazy: ``import polyjepa`` costs nothing until a name is used.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "UserError": "errors",
+    "load_recipe": "config", "list_recipes": "config",
+    "build_method": "build", "build_backbone": "build",
+    "pretrain": "runner", "probe_run": "runner", "embed_run": "runner", "load_run_method": "runner",
+    "JEPA": "methods.jepa",
+    "PatchEmbed2D": "tokenizers.patch2d",
+    "MultiBlockMasker": "masks.multiblock",
+    "TransformerEncoder": "models.encoder", "Backbone": "models.encoder", "vit_encoder": "models.encoder",
+    "vit_tiny": "models.encoder", "vit_small": "models.encoder", "vit_base": "models.encoder",
+    "MaskTokenPredictor": "models.predictor",
+    "EMATarget": "targets.ema", "ema_update": "targets.ema",
+    "latent_regression": "objectives.latent",
+    "rankme": "diagnostics.rankme",
+    "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
+    "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'polyjepa' has no attribute {name!r}")

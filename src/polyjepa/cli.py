@@ -1,0 +1,73 @@
+"""The polyjepa command line. Heavy imports happen inside the commands that need them."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polyjepa", description="Self-supervised JEPA pretraining, probes and embeddings.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("recipes", help="list the bundled recipes")
+
+    pt = sub.add_parser("pretrain", help="pretrain a recipe, evaluate it, write a run directory")
+    pt.add_argument("recipe", nargs="?", help="recipe name (see 'polyjepa recipes') or path to a .yaml recipe")
+    pt.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=5e-4")
+    pt.add_argument("--data", help="data: 'digits', a .npz/.npy file, or a folder of images")
+    pt.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
+    pt.add_argument("--max-epochs", type=int)
+    pt.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    pt.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    pr = sub.add_parser("probe", help="probe a run's encoder against the raw input and a random-init encoder")
+    pr.add_argument("run_dir")
+    pr.add_argument("--data", help="labelled data to probe on (default: the run's own split)")
+
+    em = sub.add_parser("embed", help="write embeddings of data as a .npy file")
+    em.add_argument("run_dir")
+    em.add_argument("--data", required=True)
+    em.add_argument("--out", required=True, help="output .npy file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .errors import UserError
+
+    try:
+        if args.command == "recipes":
+            from .config import list_recipes
+
+            for name, desc in list_recipes():
+                print(f"{name:<24} {desc}")
+        elif args.command == "pretrain":
+            from .runner import pretrain
+
+            recipe, overrides = args.recipe, list(args.overrides)
+            if recipe is not None and "=" in recipe:  # only overrides were given (with --resume)
+                recipe, overrides = None, [recipe] + overrides
+            pretrain(recipe, data=args.data, out=args.out, max_epochs=args.max_epochs, max_minutes=args.max_minutes,
+                     seed=args.seed, overrides=overrides, resume=args.resume, progress=not args.no_progress)
+        elif args.command == "probe":
+            from .runner import probe_run
+
+            probe_run(args.run_dir, args.data)
+        elif args.command == "embed":
+            from .runner import embed_run
+
+            emb = embed_run(args.run_dir, args.data, args.out)
+            print(f"wrote {emb.shape[0]} embeddings of width {emb.shape[1]} to {args.out}")
+    except UserError as e:
+        print(f"polyjepa: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("polyjepa: interrupted; a pretrain run continues from its last checkpoint with --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Recipes: YAML files that name the parts and their arguments; loading, overrides and validation."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import UserError
+
+
+@dataclass
+class DataConfig:
+    """Where the data come from and how they are split for evaluation."""
+
+    source: str = "digits"          # 'digits', a .npz/.npy file, or a folder of images
+    test_size: float = 0.2          # fraction (< 1) or count (>= 1) of labelled samples held out
+    split_seed: int = 0             # the stratified train/test split
+    max_samples: int | None = None  # use a stratified subset of this many samples (None: all)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run control."""
+
+    batch_size: int = 64
+    max_epochs: int = 10
+    max_steps: int | None = None          # overrides max_epochs when set
+    max_minutes: float | None = None      # fit the schedule to this budget and stop by it
+    lr: float = 1e-3                      # peak learning rate (after warm-up)
+    start_lr: float = 2e-4                # learning rate at step 0
+    final_lr: float = 1e-6                # learning rate at the end of the cosine decay
+    warmup: float = 0.1                   # warm-up length as a fraction of all steps
+    weight_decay: tuple[float, float] = (0.04, 0.4)  # cosine schedule from start to end
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 1.0         # max gradient norm (None: no clipping)
+    accelerator: str = "auto"             # Fabric: cpu, cuda, mps, auto
+    devices: int = 1                      # processes (DDP when > 1; gloo on CPU)
+    strategy: str = "auto"                # Fabric strategy: auto, ddp, ddp_spawn, fsdp
+    precision: str = "auto"               # 32-true on CPU, bf16-mixed on GPU with 'auto'
+    num_workers: int = 0                  # data-loading processes (masks are built there)
+    threads: int | None = None            # torch intra-op threads (None: torch's default)
+    log_every: int = 10                   # steps between metric rows
+    monitor_every: int = 100              # steps between RankMe / kNN monitor evaluations
+    checkpoint_every: int = 200           # steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class EvalConfig:
+    """How embeddings are read and probed."""
+
+    pool: str = "mean"              # mean, mean+std, tokens
+    layers: int = 1                 # average of the last k encoder layers
+    probe_C: Any = "auto"           # logistic-regression C, or 'auto' (chosen on a validation split)
+    knn_k: int = 20
+    monitor_samples: int = 1024     # samples used for RankMe / kNN while training
+    baselines: bool = True          # raw input and random-init encoder, probed the same way
+
+
+SECTIONS = ("name", "description", "seed", "method", "data", "tokenizer", "encoder", "predictor", "masker",
+            "target", "objective", "augment", "train", "eval")
+DATACLASS_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def recipe_dir() -> Path:
+    return Path(str(resources.files("polyjepa") / "recipes"))
+
+
+def list_recipes() -> list[tuple[str, str]]:
+    """(name, one-line description) of every bundled recipe."""
+    out = []
+    for p in sorted(recipe_dir().glob("*.yaml")):
+        cfg = OmegaConf.load(p)
+        out.append((p.stem, str(cfg.get("description", "")).strip().splitlines()[0] if cfg.get("description") else ""))
+    return out
+
+
+def load_recipe(recipe: str, overrides: list[str] | None = None) -> DictConfig:
+    """A bundled recipe by name, or a YAML file by path, with ``key=value`` overrides, validated."""
+    path = Path(recipe)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = recipe_dir() / f"{recipe}.yaml"
+        if not path.exists():
+            names = ", ".join(n for n, _ in list_recipes())
+            raise UserError(f"unknown recipe {recipe!r}: choose one of {names} (see 'polyjepa recipes'), "
+                            f"or pass a path to a .yaml recipe")
+    try:
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as e:
+        raise UserError(f"cannot read recipe {path}: {e}") from None
+    cfg.setdefault("name", path.stem)
+    cfg = apply_overrides(cfg, overrides or [])
+    return validate(cfg)
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise UserError(f"cannot read override {item!r}: write key=value, e.g. train.lr=0.001")
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as e:
+        raise UserError(f"cannot apply overrides {overrides}: {e}") from None
+
+
+def section_keys(section: str, cfg: DictConfig) -> set[str] | None:
+    """Allowed keys of a section (None: any)."""
+    if section in DATACLASS_SECTIONS:
+        return {f.name for f in dataclasses.fields(DATACLASS_SECTIONS[section])}
+    from .registry import part_builder
+
+    builder, injected = part_builder(section, cfg)
+    if builder is None:
+        return None
+    params = inspect.signature(builder).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        # vit_encoder(size, **overrides) accepts the encoder's own arguments.
+        from .models.encoder import TransformerEncoder
+        params = {**params, **inspect.signature(TransformerEncoder).parameters}
+    return {"name"} | {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - injected
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Reject unknown sections and keys with a message that lists the valid ones."""
+    for key in cfg:
+        if key not in SECTIONS:
+            raise UserError(f"unknown config section {key!r}: valid sections are {', '.join(SECTIONS)}")
+    for section in SECTIONS:
+        node = cfg.get(section)
+        if not isinstance(node, DictConfig):
+            continue
+        allowed = section_keys(section, cfg)
+        if allowed is None:
+            continue
+        for key in node:
+            if key not in allowed:
+                raise UserError(f"unknown config key '{section}.{key}': valid keys for {section} are "
+                                f"{', '.join(sorted(allowed))}")
+    for section, cls in DATACLASS_SECTIONS.items():
+        dataclass_from(cfg, section, cls)  # type errors surface now, not mid-run
+    return cfg
+
+
+def dataclass_from(cfg: DictConfig, section: str, cls):
+    node = cfg.get(section) or {}
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    try:
+        obj = cls(**values)
+    except TypeError as e:
+        raise UserError(f"bad {section} config: {e}") from None
+    for f in dataclasses.fields(cls):
+        v = getattr(obj, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default is not None and v is not None and isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise UserError(f"config key '{section}.{f.name}' must be a number, got {v!r}")
+        if isinstance(default, tuple) and isinstance(v, list):
+            setattr(obj, f.name, tuple(v))
+    return obj
+
+
+def part_kwargs(cfg: DictConfig, section: str) -> dict:
+    node = cfg.get(section)
+    if node is None:
+        return {}
+    d = OmegaConf.to_container(node, resolve=True)
+    d.pop("name", None)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+__all__ = ["DataConfig", "EvalConfig", "TrainConfig", "dataclass_from", "list_recipes", "load_recipe",
+           "part_kwargs", "to_yaml", "validate"]

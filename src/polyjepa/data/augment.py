@@ -1,0 +1,44 @@
+"""Image augmentations in torch, batched and seeded."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class RandomResizedCrop:
+    """Crop a random region of each image and resize it back to the full size (bilinear).
+
+    Args:
+        scale: range of the crop's area as a fraction of the image (I-JEPA: 0.3-1.0).
+        ratio: range of the crop's aspect w/h, sampled log-uniformly.
+        flip: also flip horizontally with probability 0.5.
+    Shapes:
+        __call__(x (B, C, H, W), generator) -> (B, C, H, W); one affine grid for the whole batch.
+    """
+
+    def __init__(self, *, scale: tuple[float, float] = (0.3, 1.0), ratio: tuple[float, float] = (0.75, 4 / 3),
+                 flip: bool = False):
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"crop scale must satisfy 0 < lo <= hi <= 1, got {scale}")
+        self.scale, self.ratio, self.flip = tuple(scale), tuple(ratio), flip
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        B = x.shape[0]
+        u = torch.rand(B, 4, generator=generator)
+        area = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 0]
+        log_r = math.log(self.ratio[0]) + (math.log(self.ratio[1]) - math.log(self.ratio[0])) * u[:, 1]
+        r = log_r.exp()
+        # Crop width/height as fractions of the image side, clamped inside the image.
+        w = (area * r).sqrt().clamp(max=1.0)
+        h = (area / r).sqrt().clamp(max=1.0)
+        cx = (1 - w) * (2 * u[:, 2] - 1)  # centre in [-1, 1] coordinates, crop stays inside
+        cy = (1 - h) * (2 * u[:, 3] - 1)
+        sx = w
+        if self.flip:
+            sx = torch.where(torch.rand(B, generator=generator) < 0.5, -w, w)
+        theta = torch.zeros(B, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
+        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

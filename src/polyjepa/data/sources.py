@@ -1,0 +1,122 @@
+"""Load image data sets into arrays: scikit-learn digits, .npz/.npy files, folders of images."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+X_KEYS = ("images", "x", "X", "data", "inputs")
+Y_KEYS = ("labels", "y", "targets", "target")
+
+
+@dataclass
+class ImageData:
+    """Images (n, C, H, W) float32 and optional integer labels (n,)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    name: str
+
+
+def load_images(source: str) -> ImageData:
+    """Load 'digits' (scikit-learn's bundled 8x8 digits), a .npz/.npy file, or a folder of images.
+
+    A .npz needs an image array under one of images/x/X/data/inputs and may have labels under
+    labels/y/targets/target. Arrays may be (n, H, W), (n, C, H, W) or (n, H, W, C) with C in 1, 3, 4;
+    integer pixels are scaled by 1/255 (1/16 for digits). A folder holds images directly or one
+    sub-folder per class (the class is the label).
+    """
+    if source == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return ImageData(d.images[:, None].astype(np.float32) / 16.0, d.target.astype(np.int64), "digits")
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"data path {source!r} does not exist: pass an existing .npz/.npy file, a folder of "
+                        f"images, or 'digits'")
+    if path.is_dir():
+        return _load_folder(path)
+    if path.suffix == ".npz":
+        return _load_npz(path)
+    if path.suffix == ".npy":
+        return ImageData(to_nchw(_np_load(path), str(path)), None, path.name)
+    raise UserError(f"cannot read {source!r}: use a .npz or .npy file, a folder of images, or 'digits'")
+
+
+def _np_load(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # zip or header corruption, pickled object arrays
+        raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; re-create it with numpy.savez "
+                        f"(no object arrays)") from None
+
+
+def _load_npz(path: Path) -> ImageData:
+    z = _np_load(path)
+    with z:
+        keys = list(z.keys())
+        xk = next((k for k in X_KEYS if k in keys), None)
+        if xk is None:
+            raise UserError(f"{path} has arrays {keys} but no images: store them under one of {', '.join(X_KEYS)}")
+        yk = next((k for k in Y_KEYS if k in keys), None)
+        x = to_nchw(z[xk], f"{path}[{xk}]")
+        y = z[yk] if yk else None
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (len(x),):
+            raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} images: store one label per image")
+        if not np.issubdtype(y.dtype, np.integer):
+            _, y = np.unique(y, return_inverse=True)
+        y = y.astype(np.int64)
+    return ImageData(x, y, path.name)
+
+
+def _load_folder(path: Path) -> ImageData:
+    from PIL import Image
+
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {path}")
+    classes = sorted({p.parent.relative_to(path).as_posix() for p in files})
+    labelled = len(classes) > 1 or classes[0] != "."
+    arrays = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                arrays.append(np.asarray(im.convert("RGB" if im.mode not in ("L", "1", "I;16") else "L")))
+        except Exception as e:
+            raise UserError(f"cannot read image {f}: {e}; remove or replace the file") from None
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise UserError(f"images under {path} have different sizes {sorted(shapes)[:3]}...: resize them to one size")
+    x = to_nchw(np.stack(arrays), str(path))
+    y = np.array([classes.index(p.parent.relative_to(path).as_posix()) for p in files]) if labelled else None
+    return ImageData(x, y, path.name)
+
+
+def to_nchw(a: np.ndarray, what: str) -> np.ndarray:
+    """Validate an image array and return it as float32 (n, C, H, W), integers scaled to [0, 1]."""
+    a = np.asarray(a)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise UserError(f"{what} has dtype {a.dtype}: images must be a numeric array")
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4:
+        if a.shape[1] not in (1, 3, 4) and a.shape[-1] in (1, 3, 4):
+            a = a.transpose(0, 3, 1, 2)
+    else:
+        raise UserError(f"{what} has shape {a.shape}: images must be (n, H, W), (n, C, H, W) or (n, H, W, C)")
+    if len(a) == 0:
+        raise UserError(f"{what} is empty: it needs at least one image")
+    if np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.float32) / (255.0 if a.max() > 1 else 1.0)
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        bad = int((~np.isfinite(a)).reshape(len(a), -1).any(1).sum())
+        raise UserError(f"{what} contains NaN or inf in {bad} images: remove or impute them first")
+    return np.ascontiguousarray(a)

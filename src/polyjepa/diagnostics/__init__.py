@@ -1,0 +1,4 @@
+"""Label-free representation diagnostics."""
+from .rankme import rankme
+
+__all__ = ["rankme"]

@@ -1,0 +1,64 @@
+"""JEPA: encode the context, predict the target encoder's features of the masked blocks."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..models.encoder import Backbone
+from ..models.transformer import gather_tokens
+from ..objectives.latent import latent_regression
+from ..targets.ema import EMATarget
+
+
+class JEPA(nn.Module):
+    """Joint-embedding predictive architecture (I-JEPA and the masked-prediction family).
+
+    Args:
+        backbone: online tokenizer + encoder (trained by gradient).
+        predictor: maps context features + target positions to target features.
+        masker: ``masker(batch_size, generator) -> (context_idx, target_idx)``; used by the data
+            loader, kept here so that a method carries everything needed to make its batches.
+        target: EMA teacher built from ``backbone``.
+        objective: ``objective(pred, target) -> {"loss", ...}``; default smooth-L1 latent regression.
+        embed_from: 'target' (the EMA encoder, as I-JEPA evaluates) or 'online'.
+    A batch is a dict: x (B, ...) raw input, context_idx (B, Nc), target_idx (B, M, Nt).
+    """
+
+    def __init__(self, *, backbone: Backbone, predictor: nn.Module, masker, target: EMATarget,
+                 objective: Callable[..., dict] = latent_regression, embed_from: str = "target"):
+        super().__init__()
+        if embed_from not in ("target", "online"):
+            raise ValueError(f"embed_from must be 'target' or 'online', got {embed_from!r}")
+        self.backbone = backbone
+        self.predictor = predictor
+        self.target = target
+        self.masker = masker
+        self.objective, self.embed_from = objective, embed_from
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.loss(batch)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, context_idx, target_idx = batch["x"], batch["context_idx"], batch["target_idx"]
+        h = gather_tokens(self.target(x), target_idx)            # (B, M, Nt, D), no gradient
+        z = self.backbone(x, keep_idx=context_idx)                # (B, Nc, D): context tokens only
+        p = self.predictor(z, context_idx, target_idx)            # (B, M, Nt, D)
+        return self.objective(p, h)
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.backbone, self.predictor]
+
+    @torch.no_grad()
+    def update_target(self, step: int, total_steps: int) -> float:
+        return self.target.update(self.backbone, step, total_steps)
+
+    def encoder(self) -> Backbone:
+        """The backbone whose embeddings are evaluated and exported."""
+        return self.target.model if self.embed_from == "target" else self.backbone
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:
+        """(B, ...) -> (B, F) pooled features of the evaluated encoder."""
+        return self.encoder().embed(x, pool=pool, layers=layers)

@@ -1,0 +1,96 @@
+"""Transformer encoder over a subset of tokens, and the backbone = tokenizer + encoder."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .transformer import Block, gather_tokens, init_weights
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of pre-norm blocks over the kept tokens only, then a final LayerNorm.
+
+    Args:
+        dim: width D; depth: blocks; heads: attention heads; mlp_ratio: MLP hidden / D.
+    Shapes:
+        forward(tokens (B, N, D), keep_idx (B, Nk) | None) -> (B, Nk, D) (Nk = N without keep_idx).
+    """
+
+    def __init__(self, *, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True):
+        super().__init__()
+        self.dim, self.depth, self.heads = dim, depth, heads
+        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio, qkv_bias) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        init_weights(self, self.blocks)
+
+    def forward(self, tokens: torch.Tensor, keep_idx: torch.Tensor | None = None,
+                layers: int = 1) -> torch.Tensor:
+        """``layers`` > 1 returns the mean of the last ``layers`` block outputs, each normalised."""
+        x = tokens if keep_idx is None else gather_tokens(tokens, keep_idx)
+        outs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i >= self.depth - layers:
+                outs.append(self.norm(x))
+        return outs[0] if layers == 1 else torch.stack(outs).mean(0)
+
+
+class Backbone(nn.Module):
+    """Tokenizer + encoder: the network whose embeddings a user keeps.
+
+    Shapes:
+        forward(x, keep_idx (B, Nk) | None) -> (B, Nk, D) token features.
+        embed(x) -> (B, F) pooled features for probes; F = D for ``pool="mean"``.
+    """
+
+    def __init__(self, tokenizer: nn.Module, encoder: TransformerEncoder):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def forward(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None, layers: int = 1) -> torch.Tensor:
+        return self.encoder(self.tokenizer(x), keep_idx, layers=layers)
+
+    def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:
+        """Pooled features of all tokens: ``mean`` over tokens, ``mean+std``, or ``tokens`` (flattened)."""
+        h = self(x, layers=layers)  # (B, N, D)
+        if pool == "mean":
+            return h.mean(1)
+        if pool == "mean+std":
+            return torch.cat([h.mean(1), h.std(1)], dim=1)
+        if pool == "tokens":
+            return h.flatten(1)
+        raise ValueError(f"unknown pool {pool!r}: use 'mean', 'mean+std' or 'tokens'")
+
+
+SIZES = {
+    "micro": dict(dim=64, depth=4, heads=4),
+    "nano": dict(dim=128, depth=6, heads=4),
+    "tiny": dict(dim=192, depth=12, heads=3),
+    "small": dict(dim=384, depth=12, heads=6),
+    "base": dict(dim=768, depth=12, heads=12),
+    "large": dict(dim=1024, depth=24, heads=16),
+}
+
+
+def vit_encoder(size: str = "tiny", **overrides) -> TransformerEncoder:
+    """A ViT encoder of a named size (micro, nano, tiny, small, base, large), with overrides."""
+    if size not in SIZES:
+        raise ValueError(f"unknown encoder size {size!r}: choose one of {', '.join(SIZES)}")
+    return TransformerEncoder(**{**SIZES[size], **overrides})
+
+
+def vit_tiny(**overrides) -> TransformerEncoder:
+    return vit_encoder("tiny", **overrides)
+
+
+def vit_small(**overrides) -> TransformerEncoder:
+    return vit_encoder("small", **overrides)
+
+
+def vit_base(**overrides) -> TransformerEncoder:
+    return vit_encoder("base", **overrides)

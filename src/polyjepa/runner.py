@@ -1,0 +1,249 @@
+"""Runs: pretrain a recipe into a run directory, evaluate it, reload it to probe or embed."""
+from __future__ import annotations
+
+import functools
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from .config import DataConfig, EvalConfig, TrainConfig, dataclass_from, load_recipe, to_yaml, validate
+from .errors import UserError
+from .train.checkpoint import atomic_write_text
+
+SUMMARY_SCHEMA = "polyjepa-summary/1"
+
+
+def _build_method(cfg_dict: dict, input_shape: tuple, seed: int):
+    from .build import build_method
+
+    return build_method(OmegaConf.create(cfg_dict), input_shape, seed)
+
+
+def new_run_dir(out: str | None, name: str) -> Path:
+    run_dir = Path(out) if out else Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def open_run(run_dir: str | Path) -> tuple[Path, DictConfig, dict]:
+    """(path, validated config, run.json) of an existing run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists() or not (run_dir / "run.json").exists():
+        raise UserError(f"{run_dir} is not a polyjepa run directory (no config.yaml/run.json): "
+                        f"pass the --out folder of a 'polyjepa pretrain' run")
+    try:
+        cfg = validate(OmegaConf.load(run_dir / "config.yaml"))
+        info = json.loads((run_dir / "run.json").read_text())
+    except (ValueError, OSError) as e:
+        raise UserError(f"cannot read the run in {run_dir}: {e}") from None
+    return run_dir, cfg, info
+
+
+def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | None = None,
+             max_epochs: int | None = None, max_minutes: float | None = None, seed: int = 0,
+             overrides: list[str] | tuple = (), resume: str | None = None, progress: bool = True,
+             echo=print) -> dict:
+    """Pretrain a recipe, evaluate it against baselines and write a run directory; returns summary.json's dict.
+
+    Args:
+        recipe: bundled recipe name or YAML path (optional with ``resume``).
+        data: data source replacing the recipe's (``digits``, .npz/.npy, folder of images).
+        out: run directory (default ``runs/<recipe>-<time>``).
+        max_epochs, max_minutes: training length; with max_minutes the schedule fits the budget.
+        overrides: ``section.key=value`` strings, e.g. ``train.lr=5e-4``.
+        resume: a run directory to continue from its last checkpoint (config comes from the run).
+    """
+    from .data.prepare import prepare
+
+    t_start = time.time()
+    if resume:
+        if overrides or data or max_epochs is not None:
+            raise UserError("--resume continues a run exactly as configured: drop --data/--max-epochs/overrides, "
+                            "or start a new run to change them")
+        run_dir, cfg, info = open_run(resume)
+        if recipe is not None and recipe != cfg.name and Path(recipe).stem != cfg.name:
+            raise UserError(f"{run_dir} is a run of recipe {cfg.name!r}, not {recipe!r}: drop the recipe or fix it")
+        seed = info["seed"]
+        if max_minutes is not None:
+            cfg.train.max_minutes = max_minutes
+        stats = {"mean": info["mean"], "std": info["std"]}
+        t_start -= info.get("seconds_before_resume", 0.0)
+    else:
+        if recipe is None:
+            raise UserError("name a recipe (see 'polyjepa recipes') or pass --resume RUN_DIR")
+        extra = list(overrides)
+        if data is not None:
+            extra.append(f"data.source={data}")
+        if max_epochs is not None:
+            extra += [f"train.max_epochs={max_epochs}", "train.max_steps=null"]
+        if max_minutes is not None:
+            extra.append(f"train.max_minutes={max_minutes}")
+        cfg = load_recipe(recipe, extra)
+        cfg.seed = seed
+        run_dir, stats, info = None, None, {}
+
+    data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
+    train_cfg: TrainConfig = dataclass_from(cfg, "train", TrainConfig)
+    eval_cfg: EvalConfig = dataclass_from(cfg, "eval", EvalConfig)
+    prepared = prepare(data_cfg, stats)
+    input_shape = tuple(prepared.x_train.shape[1:])
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    build = functools.partial(_build_method, cfg_dict, input_shape, seed)
+    build()  # fail on a bad recipe/data combination before creating anything
+
+    if run_dir is None:
+        run_dir = new_run_dir(out, cfg.name)
+        info = {"recipe": cfg.name, "seed": seed, "data": data_cfg.source, "input_shape": list(input_shape),
+                "mean": prepared.mean, "std": prepared.std, "created": datetime.now().isoformat(timespec="seconds")}
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+        atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    echo(f"polyjepa: {cfg.name} on {prepared.name} ({len(prepared.x_train)} train / {len(prepared.x_test)} test, "
+         f"input {input_shape}) -> {run_dir}")
+
+    from .build import build_augment
+    from .eval.evaluate import Monitor
+    from .train.loop import TrainJob, fit
+
+    monitor = Monitor(prepared.x_train, prepared.y_train, samples=eval_cfg.monitor_samples, pool=eval_cfg.pool,
+                      layers=eval_cfg.layers, k=eval_cfg.knn_k)
+    job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir), seed=seed,
+                   augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress)
+    record = fit(job)
+
+    method = load_run_method(run_dir, cfg, info)[0]
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in method.encoder().state_dict().items()}, run_dir / ".encoder.tmp")
+    (run_dir / ".encoder.tmp").replace(run_dir / "encoder.safetensors")
+
+    from .eval.evaluate import evaluate
+
+    results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=build().encoder(), seed=seed)
+    summary = {
+        "schema": SUMMARY_SCHEMA, "recipe": cfg.name, "data": data_cfg.source, "seed": seed,
+        "n_train": len(prepared.x_train), "n_test": len(prepared.x_test),
+        "seconds": time.time() - t_start, "train_seconds": record["train_seconds"],
+        "steps": record["steps"], "total_steps": record["total_steps"], "samples_seen": record["samples"],
+        "samples_per_second": record["samples_per_second"], "stop_reason": record["stop_reason"],
+        "world_size": record["world_size"], "final_loss": _last_metric(run_dir, "loss"),
+        "embedding": {"pool": eval_cfg.pool, "layers": eval_cfg.layers, "dim": results["embedding_dim"],
+                      "encoder": cfg.method.get("embed_from", "target") if isinstance(cfg.method, DictConfig) else "target"},
+        **{k: results[k] for k in ("rankme", "probe", "baselines")},
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    from .report import write_report
+
+    write_report(run_dir, summary)
+    echo(format_table(summary))
+    return summary
+
+
+def _last_metric(run_dir: Path, name: str) -> float | None:
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as f:
+        vals = [float(r[name]) for r in csv.DictReader(f) if r.get(name) not in (None, "")]
+    return vals[-1] if vals else None
+
+
+def load_run_method(run_dir: Path, cfg: DictConfig | None = None, info: dict | None = None):
+    """(method with the run's last weights, config, run.json) of a run directory."""
+    from .build import build_method
+    from .train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state
+
+    if cfg is None or info is None:
+        run_dir, cfg, info = open_run(run_dir)
+    method = build_method(cfg, tuple(info["input_shape"]), info["seed"])
+    path = latest_checkpoint(Path(run_dir) / "checkpoints")
+    if path is None:
+        raise UserError(f"{run_dir} has no checkpoint yet: train it first (or resume it with --resume)")
+    model_state, _, _ = load_checkpoint(path)
+    load_model_state(method, model_state, path)
+    return method.eval(), cfg, info
+
+
+def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
+    """Re-evaluate a run's encoder (on its own data split, or on ``data``) with baselines; prints the table."""
+    from .data.prepare import prepare
+    from .eval.evaluate import evaluate
+
+    run_dir, cfg, info = open_run(run_dir)
+    method, cfg, info = load_run_method(run_dir, cfg, info)
+    data_cfg = dataclass_from(cfg, "data", DataConfig)
+    if data is not None:
+        data_cfg.source = data
+    prepared = prepare(data_cfg, {"mean": info["mean"], "std": info["std"]})
+    _check_shape(prepared.x_train.shape[1:], info)
+    if prepared.y_train is None:
+        raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data (an .npz with 'labels')")
+    eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
+    random_encoder = build_random(cfg, info)
+    results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
+    summary = {"recipe": cfg.name, "data": data_cfg.source, "n_train": len(prepared.x_train),
+               "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
+    echo(format_table(summary))
+    return summary
+
+
+def build_random(cfg, info):
+    from .build import build_method
+
+    return build_method(cfg, tuple(info["input_shape"]), info["seed"]).encoder()
+
+
+def _check_shape(shape, info):
+    if tuple(shape) != tuple(info["input_shape"]):
+        raise UserError(f"the data have per-sample shape {tuple(shape)} but the run was trained on "
+                        f"{tuple(info['input_shape'])}: use data of the training shape")
+
+
+def embed_run(run_dir: str, data: str, out: str | None = None) -> np.ndarray:
+    """Embed every sample of ``data`` (in file order, normalised as in training); optionally save .npy."""
+    from .data.prepare import normalise
+    from .data.sources import load_images
+    from .eval.embed import embed_array
+
+    run_dir, cfg, info = open_run(run_dir)
+    method, cfg, info = load_run_method(run_dir, cfg, info)
+    images = load_images(data)
+    _check_shape(images.x.shape[1:], info)
+    eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
+    emb = embed_array(method.encoder(), normalise(images.x, info["mean"], info["std"]),
+                      pool=eval_cfg.pool, layers=eval_cfg.layers)
+    if out is not None:
+        out_path = Path(out)
+        if out_path.suffix != ".npy":
+            raise UserError(f"--out {out} must end in .npy")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(f".{out_path.stem}.tmp.npy")
+        np.save(tmp, emb)
+        tmp.replace(out_path)
+    return emb
+
+
+def format_table(summary: dict) -> str:
+    """The final comparison as a plain-text table."""
+    rows = [("pretrained encoder", summary.get("probe", {}), summary.get("rankme"))]
+    b = summary.get("baselines", {})
+    if "random_init" in b:
+        rows.append(("random-init encoder", b["random_init"], b["random_init"].get("rankme")))
+    if "raw" in b:
+        rows.append(("raw input", b["raw"], b["raw"].get("rankme")))
+
+    def acc(p, k):
+        return f"{p[k]['accuracy']:.4f}" if k in p else "  -   "
+
+    lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test"]
+    if "steps" in summary:
+        lines.append(f"trained {summary['steps']} steps in {summary['train_seconds'] / 60:.1f} min "
+                     f"({summary['samples_per_second']:.0f} samples/s); whole run {summary['seconds'] / 60:.1f} min")
+    lines.append(f"{'representation':<22} {'linear':>7} {'kNN':>7} {'RankMe':>7}")
+    for name, p, rk in rows:
+        lines.append(f"{name:<22} {acc(p, 'linear'):>7} {acc(p, 'knn'):>7} {rk if rk is None else f'{rk:7.1f}'}")
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""The training loop on Lightning Fabric: one process or DDP, resumable, with a time budget."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..errors import UserError
+from .checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from .metrics import MetricsCSV
+from .schedules import cosine, warmup_cosine
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainJob:
+    """Everything a (possibly spawned) training process needs; picklable."""
+
+    build: Callable[[], torch.nn.Module]        # builds the method, same weights on every rank
+    x_train: np.ndarray
+    train: TrainConfig
+    run_dir: str
+    seed: int = 0
+    augment: Callable | None = None
+    monitor: Callable | None = None             # monitor(method) -> dict of scalars (rank 0 only)
+    resume: bool = False
+    progress: bool = True
+    extra_state: dict = field(default_factory=dict)
+
+
+def param_groups(modules: list[torch.nn.Module]) -> list[dict]:
+    """Weight decay on matrices only; biases, norms, mask tokens and positions are not decayed."""
+    decay, no_decay = [], []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or "token" in name or "pos" in name else decay).append(p)
+    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "weight_decay": 0.0, "apply_wd": False}]
+
+
+def default_precision(precision: str, accelerator: str) -> str:
+    if precision != "auto":
+        return precision
+    gpu = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if gpu else "32-true"  # bf16 autocast is ~20x slower on CPUs without bf16 units
+
+
+def fit(job: TrainJob) -> dict:
+    """Train ``job.build()`` and return the run's training record (rank 0's)."""
+    from lightning_fabric import Fabric
+
+    tc = job.train
+    strategy = tc.strategy
+    if tc.devices > 1 and strategy == "auto":
+        strategy = "ddp_spawn"  # a function launcher: works from a CLI, a notebook or a test alike
+    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
+                    precision=default_precision(tc.precision, tc.accelerator))
+    return fabric.launch(_worker, job)
+
+
+def _worker(fabric, job: TrainJob) -> dict:
+    from torch.utils.data import DataLoader
+
+    from ..data.batches import MaskedBatches
+
+    tc, run_dir = job.train, Path(job.run_dir)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    rank0 = fabric.global_rank == 0
+    method = job.build()
+    optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
+
+    batches = MaskedBatches(torch.from_numpy(job.x_train), batch_size=tc.batch_size, masker=method.masker,
+                            augment=job.augment, seed=job.seed, rank=fabric.global_rank, world_size=fabric.world_size)
+    total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch
+    state = {"step": 0, "total_steps": total, "train_seconds": 0.0, "samples": 0}
+    ckpt_dir = run_dir / "checkpoints"
+    if job.resume:
+        path = latest_checkpoint(ckpt_dir)
+        if path is None:
+            raise UserError(f"no checkpoint in {ckpt_dir} to resume from: start a new run instead")
+        model_state, optim_state, meta = load_checkpoint(path)
+        load_model_state(method, model_state, path)
+        if optim_state is not None:
+            optimizer.load_state_dict(optim_state)
+        state.update({k: meta[k] for k in state if k in meta})
+    metrics = MetricsCSV(run_dir / "metrics.csv", resume_step=state["step"] if job.resume else None) if rank0 else None
+
+    inner = method
+    method, optimizer = fabric.setup(method, optimizer)
+    budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
+    start_step = state["step"]
+
+    def checkpoint():
+        if rank0:
+            save_checkpoint(ckpt_dir, state["step"], inner.state_dict(), optimizer.state_dict(),
+                            {**state, "seed": job.seed, **job.extra_state}, keep=tc.keep_checkpoints)
+        fabric.barrier()
+
+    def run_monitor():
+        if rank0 and job.monitor is not None:
+            values = job.monitor(inner)
+            metrics.log(state["step"], values)
+            return values
+        return {}
+
+    bar = None
+    if rank0 and job.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=state["total_steps"], initial=state["step"], desc="pretrain", unit="step",
+                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 15.0)
+    if state["step"] == 0 and rank0:
+        run_monitor()
+
+    warmup_steps = int(tc.warmup * state["total_steps"])
+    window_s, window_n = 0.0, 0
+    t_last = time.perf_counter()
+    sps = float("nan")
+    stop_reason = "completed"
+    method.train()
+    while state["step"] < state["total_steps"]:
+        loader = DataLoader(batches, sampler=range(state["step"], state["total_steps"]), batch_size=None,
+                            num_workers=tc.num_workers, persistent_workers=False)
+        replan = False
+        for batch in loader:
+            step, total = state["step"], state["total_steps"]
+            batch = fabric.to_device(batch)
+            lr = warmup_cosine(step, total, start=tc.start_lr, peak=tc.lr, final=tc.final_lr, warmup_steps=warmup_steps)
+            wd = cosine(step, total, start=tc.weight_decay[0], end=tc.weight_decay[1])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+                if group["apply_wd"]:
+                    group["weight_decay"] = wd
+            out = method(batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                if bar:
+                    bar.close()
+                last = latest_checkpoint(ckpt_dir)
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at step {step}; the last good checkpoint is "
+                    f"{last if last else 'none (none was written yet)'}: lower train.lr or raise train.warmup, "
+                    f"then resume or start again")
+            fabric.backward(loss)
+            if tc.grad_clip:
+                fabric.clip_gradients(method, optimizer, max_norm=tc.grad_clip, error_if_nonfinite=False)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            momentum = inner.update_target(step, total)
+            state["step"] = step = step + 1
+            n_batch = len(batch["x"]) * fabric.world_size
+            state["samples"] += n_batch
+            now = time.perf_counter()  # step time includes loading the batch (masks, augmentation)
+            state["train_seconds"] += now - t_last
+            window_s, window_n, t_last = window_s + now - t_last, window_n + n_batch, now
+
+            if rank0 and (step % tc.log_every == 0 or step == total):
+                sps = window_n / max(window_s, 1e-9)
+                window_s, window_n = 0.0, 0
+                row = {"epoch": step / batches.steps_per_epoch, "loss": loss.item(), "lr": lr, "weight_decay": wd,
+                       "momentum": momentum, "samples_per_second": sps}
+                row.update({k: float(v) for k, v in out.items() if k != "loss"})
+                metrics.log(step, row)
+                if bar:
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", samples_s=f"{sps:.0f}", lr=f"{lr:.1e}", refresh=False)
+            if bar:
+                bar.update(1)
+            if tc.monitor_every and step % tc.monitor_every == 0 and step < total:
+                values = run_monitor()
+                if bar and values:
+                    bar.write("  step {}: {}".format(step, ", ".join(f"{k} {v:.3f}" for k, v in values.items())))
+                t_last = time.perf_counter()
+            if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total:
+                checkpoint()
+                t_last = time.perf_counter()
+            if budget < math.inf:
+                if step - start_step == 20 and not job.resume:
+                    # Fit the schedule to the budget, from the measured step time (first steps excluded).
+                    per_step = state["train_seconds"] / (step - start_step)
+                    fitted = step + int((budget - state["train_seconds"]) / per_step)
+                    if fitted < total:
+                        state["total_steps"], replan = max(fitted, step + 1), True
+                        warmup_steps = int(tc.warmup * state["total_steps"])
+                        if bar:
+                            bar.total = state["total_steps"]
+                        break
+                if state["train_seconds"] >= budget:
+                    stop_reason = "time budget"
+                    break
+        if stop_reason == "time budget" or not replan:
+            break
+
+    checkpoint()
+    final_monitor = run_monitor() if rank0 else {}
+    if bar:
+        bar.close()
+    return {"steps": state["step"], "total_steps": state["total_steps"], "samples": state["samples"],
+            "train_seconds": state["train_seconds"], "stop_reason": stop_reason,
+            "samples_per_second": state["samples"] / max(state["train_seconds"], 1e-9),
+            "monitor": final_monitor, "world_size": fabric.world_size}

@@ -1,0 +1,18 @@
+"""Learning-rate and weight-decay schedules as plain functions of the step."""
+from __future__ import annotations
+
+import math
+
+
+def warmup_cosine(step: int, total_steps: int, *, start: float, peak: float, final: float, warmup_steps: int) -> float:
+    """Linear warm-up start -> peak over ``warmup_steps``, then cosine peak -> final (I-JEPA's schedule)."""
+    if step < warmup_steps:
+        return start + (peak - start) * step / max(warmup_steps, 1)
+    t = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def cosine(step: int, total_steps: int, *, start: float, end: float) -> float:
+    """Cosine ramp start -> end over ``total_steps`` (I-JEPA's weight-decay schedule rises 0.04 -> 0.4)."""
+    t = min(step / max(total_steps, 1), 1.0)
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
