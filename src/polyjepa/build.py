@@ -39,19 +39,20 @@ def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0):
                                pos_embed=backbone.tokenizer.position_embedding(pdim))
         masker = build_part("masker", cfg, part_kwargs(cfg, "masker"), grid=grid)
         target = build_part("target", cfg, part_kwargs(cfg, "target"), online=backbone)
-        objective = build_objective(cfg)
+        objective = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
+        regularizer = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
         return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor,
-                          masker=masker, target=target, objective=objective)
+                          masker=masker, target=target, objective=objective, regularizer=regularizer)
 
 
-def build_objective(cfg: DictConfig):
-    """The recipe's objective with its arguments bound, checked once on a tiny input."""
-    builder, _ = part_builder("objective", cfg)
-    objective = functools.partial(builder, **part_kwargs(cfg, "objective"))
+def build_objective(cfg: DictConfig, section: str, *example: torch.Tensor):
+    """The recipe's objective (or regulariser) with its arguments bound, checked once on a tiny input."""
+    builder, _ = part_builder(section, cfg)
+    objective = functools.partial(builder, **part_kwargs(cfg, section))
     try:
-        objective(torch.zeros(2, 4), torch.ones(2, 4))
+        objective(*example)
     except (TypeError, ValueError) as e:
-        raise UserError(f"bad objective config: {e}") from None
+        raise UserError(f"bad {section} config: {e}") from None
     return objective
 
 

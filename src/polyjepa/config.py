@@ -64,7 +64,7 @@ class EvalConfig:
 
 
 SECTIONS = ("name", "description", "seed", "method", "data", "tokenizer", "encoder", "predictor", "masker",
-            "target", "objective", "augment", "train", "eval")
+            "target", "objective", "regularizer", "augment", "train", "eval")
 DATACLASS_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
@@ -120,9 +120,7 @@ def section_keys(section: str, cfg: DictConfig) -> set[str] | None:
         return None
     params = inspect.signature(builder).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        # vit_encoder(size, **overrides) accepts the encoder's own arguments.
-        from .models.encoder import TransformerEncoder
-        params = {**params, **inspect.signature(TransformerEncoder).parameters}
+        return None  # a builder taking **kwargs checks its own arguments
     return {"name"} | {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - injected
 
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from .errors import UserError
 
 DEFAULTS = {"method": "jepa", "tokenizer": "patch2d", "encoder": "vit", "predictor": "mask_token",
-            "masker": "multiblock", "target": "ema", "objective": "latent_regression",
+            "masker": "multiblock", "target": "ema", "objective": "latent_regression", "regularizer": "vcr",
             "augment": "random_resized_crop"}
 
 
@@ -24,17 +24,19 @@ def _registry() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
     from .models.encoder import vit_encoder
     from .models.predictor import MaskTokenPredictor
     from .objectives.latent import latent_regression
+    from .objectives.vcr import vcr_loss
     from .targets.ema import EMATarget
     from .tokenizers.patch2d import PatchEmbed2D
 
     return {
-        "method": {"jepa": (JEPA, {"backbone", "predictor", "masker", "target", "objective"})},
+        "method": {"jepa": (JEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer"})},
         "tokenizer": {"patch2d": (PatchEmbed2D, {"image_size", "in_channels", "dim"})},
         "encoder": {"vit": (vit_encoder, set())},
         "predictor": {"mask_token": (MaskTokenPredictor, {"in_dim", "pos_embed"})},
         "masker": {"multiblock": (MultiBlockMasker, {"grid"})},
         "target": {"ema": (EMATarget, {"online"})},
         "objective": {"latent_regression": (latent_regression, {"pred", "target"})},
+        "regularizer": {"vcr": (vcr_loss, {"z"})},
         "augment": {"random_resized_crop": (RandomResizedCrop, set())},
     }
 

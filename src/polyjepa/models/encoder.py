@@ -56,7 +56,12 @@ class Backbone(nn.Module):
         return self.encoder(self.tokenizer(x), keep_idx, layers=layers)
 
     def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:
-        """Pooled features of all tokens: ``mean`` over tokens, ``mean+std``, or ``tokens`` (flattened)."""
+        """Pooled features of all tokens.
+
+        ``mean`` over tokens (B, D); ``mean+std`` (B, 2D); ``tokens`` flattened (B, N*D); ``grid:K``
+        averages a 2-D token grid into K x K regions and concatenates them with the mean (B, (K*K+1)*D),
+        keeping coarse layout (tokenizers with a ``grid`` only).
+        """
         h = self(x, layers=layers)  # (B, N, D)
         if pool == "mean":
             return h.mean(1)
@@ -64,7 +69,13 @@ class Backbone(nn.Module):
             return torch.cat([h.mean(1), h.std(1)], dim=1)
         if pool == "tokens":
             return h.flatten(1)
-        raise ValueError(f"unknown pool {pool!r}: use 'mean', 'mean+std' or 'tokens'")
+        if pool.startswith("grid:") and hasattr(self.tokenizer, "grid"):
+            k = int(pool.split(":", 1)[1])
+            B, N, D = h.shape
+            g = h.transpose(1, 2).reshape(B, D, *self.tokenizer.grid)
+            regions = torch.nn.functional.adaptive_avg_pool2d(g, k).flatten(2).transpose(1, 2)  # (B, k*k, D)
+            return torch.cat([h.mean(1), regions.flatten(1)], dim=1)
+        raise ValueError(f"unknown pool {pool!r}: use 'mean', 'mean+std', 'tokens' or 'grid:K' (2-D grids)")
 
 
 SIZES = {
@@ -77,11 +88,13 @@ SIZES = {
 }
 
 
-def vit_encoder(size: str = "tiny", **overrides) -> TransformerEncoder:
-    """A ViT encoder of a named size (micro, nano, tiny, small, base, large), with overrides."""
+def vit_encoder(size: str = "tiny", *, dim: int | None = None, depth: int | None = None, heads: int | None = None,
+                mlp_ratio: float = 4.0, qkv_bias: bool = True) -> TransformerEncoder:
+    """A ViT encoder of a named size (micro, nano, tiny, small, base, large); dim/depth/heads override it."""
     if size not in SIZES:
         raise ValueError(f"unknown encoder size {size!r}: choose one of {', '.join(SIZES)}")
-    return TransformerEncoder(**{**SIZES[size], **overrides})
+    given = {k: v for k, v in dict(dim=dim, depth=depth, heads=heads).items() if v is not None}
+    return TransformerEncoder(**{**SIZES[size], **given}, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
 
 
 def vit_tiny(**overrides) -> TransformerEncoder:

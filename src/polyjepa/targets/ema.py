@@ -25,6 +25,20 @@ def momentum_at(step: int, total_steps: int, start: float, end: float, kind: str
     raise ValueError(f"unknown momentum schedule {kind!r}: use 'linear' or 'cosine'")
 
 
+def batch_standardize(h: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Standardise (B, N, D) features over the batch axis, per (N, D) entry, across processes if distributed."""
+    import torch.distributed as dist
+
+    stats = torch.stack([h.sum(0), h.pow(2).sum(0)])  # (2, N, D)
+    count = torch.tensor(float(h.shape[0]), device=h.device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(stats)
+        dist.all_reduce(count)
+    mean = stats[0] / count
+    var = (stats[1] / count - mean.pow(2)).clamp_min(0)
+    return (h - mean) / torch.sqrt(var + eps)
+
+
 class EMATarget(nn.Module):
     """Target encoder: an EMA copy of the online backbone, without gradients.
 
@@ -34,12 +48,16 @@ class EMATarget(nn.Module):
         schedule: 'linear' (I-JEPA) or 'cosine'.
         normalize: 'layer_norm' (affine-free LN over D, I-JEPA), or 'none'.
         layers: average the last ``layers`` blocks' outputs (1 = last layer only).
+        batch_standardize: after the normalisation, standardise every (token position, channel) over
+            the batch (over all processes under DDP). This removes what the position alone predicts,
+            so the regression targets carry only what varies between samples.
     Shapes:
         forward(x) -> (B, N, D) normalised target features of every token.
     """
 
     def __init__(self, online: nn.Module, *, momentum: tuple[float, float] = (0.996, 1.0),
-                 schedule: str = "linear", normalize: str = "layer_norm", layers: int = 1):
+                 schedule: str = "linear", normalize: str = "layer_norm", layers: int = 1,
+                 batch_standardize: bool = False):
         super().__init__()
         if normalize not in ("layer_norm", "none"):
             raise ValueError(f"unknown target normalisation {normalize!r}: use 'layer_norm' or 'none'")
@@ -48,12 +66,17 @@ class EMATarget(nn.Module):
         self.schedule = schedule
         self.normalize = normalize
         self.layers = layers
+        self.batch_standardize = batch_standardize
         momentum_at(0, 1, *self.momentum, kind=schedule)  # validates the schedule name
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.model(x, layers=self.layers)
-        return F.layer_norm(h, h.shape[-1:]) if self.normalize == "layer_norm" else h
+        if self.normalize == "layer_norm":
+            h = F.layer_norm(h, h.shape[-1:])
+        if self.batch_standardize:
+            h = batch_standardize(h)
+        return h
 
     @torch.no_grad()
     def update(self, online: nn.Module, step: int, total_steps: int) -> float:

@@ -102,6 +102,10 @@ def _worker(fabric, job: TrainJob) -> dict:
     start_step = state["step"]
 
     def checkpoint():
+        # Never store weights that a step has already broken: a finite loss can precede inf weights.
+        if not all(torch.isfinite(p).all() for p in inner.parameters()):
+            raise TrainingDiverged(f"weights became non-finite by step {state['step']}; the last good checkpoint is "
+                                   f"{latest_checkpoint(ckpt_dir)}: lower train.lr or raise train.warmup")
         if rank0:
             save_checkpoint(ckpt_dir, state["step"], inner.state_dict(), optimizer.state_dict(),
                             {**state, "seed": job.seed, **job.extra_state}, keep=tc.keep_checkpoints)
@@ -170,7 +174,7 @@ def _worker(fabric, job: TrainJob) -> dict:
                 window_s, window_n = 0.0, 0
                 row = {"epoch": step / batches.steps_per_epoch, "loss": loss.item(), "lr": lr, "weight_decay": wd,
                        "momentum": momentum, "samples_per_second": sps}
-                row.update({k: float(v) for k, v in out.items() if k != "loss"})
+                row.update({k: float(v.detach()) for k, v in out.items() if k != "loss"})
                 metrics.log(step, row)
                 if bar:
                     bar.set_postfix(loss=f"{row['loss']:.4f}", samples_s=f"{sps:.0f}", lr=f"{lr:.1e}", refresh=False)

@@ -1,0 +1,97 @@
+"""The command line: happy path and bad input (one line, exit code 2, no traceback)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from polyjepa.cli import main
+
+TINY_CLI = ["encoder.size=micro", "encoder.depth=2", "predictor.dim=32", "predictor.depth=1", "predictor.heads=2",
+            "train.batch_size=32", "train.max_steps=4", "train.monitor_every=0", "eval.monitor_samples=64"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "polyjepa", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_error(capsys, argv, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("polyjepa: error: ")
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_recipes_lists_one_line_each():
+    out = run_cli("recipes")
+    assert out.returncode == 0
+    lines = out.stdout.strip().splitlines()
+    assert any(line.startswith("ijepa-digits ") for line in lines)
+    assert all(len(line.split(None, 1)) == 2 for line in lines)
+
+
+def test_recipes_and_probe_do_not_import_the_training_engine():
+    code = ("import sys; from polyjepa.cli import main; main(['recipes']); "
+            "assert not any(m.startswith(('lightning', 'lightning_fabric')) for m in sys.modules), 'engine imported'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_pretrain_probe_embed_on_an_npz(tmp_path, image_npz):
+    run = tmp_path / "run"
+    out = run_cli("pretrain", "ijepa-digits", "--data", str(image_npz), "--out", str(run), "--no-progress",
+                  "tokenizer.patch_size=4", *TINY_CLI)
+    assert out.returncode == 0, out.stderr
+    assert "pretrained encoder" in out.stdout and "random-init encoder" in out.stdout and "raw input" in out.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_train"] + summary["n_test"] == 150
+    out = run_cli("probe", str(run))
+    assert out.returncode == 0 and "pretrained encoder" in out.stdout, out.stderr
+    emb_path = tmp_path / "emb.npy"
+    out = run_cli("embed", str(run), "--data", str(image_npz), "--out", str(emb_path))
+    assert out.returncode == 0, out.stderr
+    emb = np.load(emb_path)
+    assert emb.shape == (150, 64) and np.isfinite(emb).all()
+    # probing and embedding are deterministic and use the trained encoder (not the random init)
+    from polyjepa.runner import embed_run
+
+    assert np.allclose(embed_run(str(run), str(image_npz)), emb, atol=1e-5)
+
+
+def test_bad_inputs(tmp_path, capsys, image_npz):
+    assert_clean_error(capsys, ["pretrain", "no-such-recipe"], "unknown recipe", "ijepa-digits")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.lrr=1"], "unknown config key 'train.lrr'", "lr")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "masker.n_target=3"], "masker.n_target", "n_targets")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.lr=fast"], "train.lr", "number")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "missing.npz")], "does not exist")
+    np.savez(tmp_path / "flat.npz", images=np.zeros((10, 64)), labels=np.zeros(10))
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "flat.npz")], "shape (10, 64)")
+    nan = np.random.rand(20, 8, 8).astype(np.float32)
+    nan[3, 2, 2] = np.nan
+    np.savez(tmp_path / "nan.npz", images=nan, labels=np.arange(20) % 2)
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "nan.npz")], "NaN")
+    np.savez(tmp_path / "strings.npz", images=np.array([["a", "b"]] * 4), labels=np.zeros(4))
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "strings.npz")], "dtype")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "broken.npz")], "cannot read")
+    np.savez(tmp_path / "odd.npz", images=np.random.rand(40, 10, 10).astype(np.float32))
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "odd.npz"),
+                                "tokenizer.patch_size=4"], "not a multiple of patch size")
+    assert_clean_error(capsys, ["probe", str(tmp_path)], "not a polyjepa run directory")
+    assert_clean_error(capsys, ["pretrain", "--resume", str(tmp_path)], "not a polyjepa run directory")
+
+
+def test_corrupt_checkpoint_and_shape_mismatch(tmp_path, capsys, image_npz):
+    run = tmp_path / "run"
+    assert main(["pretrain", "ijepa-digits", "--out", str(run), "--no-progress", *TINY_CLI,
+                 "data.max_samples=300"]) == 0
+    capsys.readouterr()
+    assert_clean_error(capsys, ["embed", str(run), "--data", str(image_npz), "--out", str(tmp_path / "e.npy")],
+                       "trained on (1, 8, 8)")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(run)], "already holds a run", "--resume")
+    for ckpt in (run / "checkpoints").glob("step-*"):
+        (ckpt / "model.safetensors").write_bytes(b"\x00" * 100)
+    assert_clean_error(capsys, ["probe", str(run)], "corrupt")

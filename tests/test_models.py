@@ -1,0 +1,59 @@
+import torch
+
+from polyjepa.models import Backbone, MaskTokenPredictor, TransformerEncoder, gather_tokens, vit_encoder
+from polyjepa.tokenizers import PatchEmbed2D, sincos_1d, sincos_2d
+
+
+def small_backbone(dim=32):
+    tok = PatchEmbed2D(image_size=(8, 8), patch_size=2, in_channels=1, dim=dim)
+    return Backbone(tok, TransformerEncoder(dim=dim, depth=2, heads=4))
+
+
+def test_sincos_matches_formula():
+    pos = torch.arange(5.0)
+    e = sincos_1d(8, pos)
+    i = torch.arange(4)
+    expected = torch.cat([torch.sin(pos[:, None] / 10000 ** (i / 4)), torch.cos(pos[:, None] / 10000 ** (i / 4))], 1)
+    assert torch.allclose(e, expected, atol=1e-6)
+    g = sincos_2d(16, (3, 4))
+    assert g.shape == (12, 16)
+    assert torch.allclose(g[5, :8], sincos_1d(8, torch.tensor([1.0]))[0])  # row 1
+    assert torch.allclose(g[5, 8:], sincos_1d(8, torch.tensor([1.0]))[0])  # col 1
+
+
+def test_patch_embed_shapes_and_grid():
+    tok = PatchEmbed2D(image_size=(8, 12), patch_size=4, in_channels=3, dim=16)
+    assert tok.grid == (2, 3) and tok.num_tokens == 6
+    assert tok(torch.randn(5, 3, 8, 12)).shape == (5, 6, 16)
+
+
+def test_encoder_on_kept_tokens_equals_encoder_on_gathered_tokens():
+    bb = small_backbone()
+    x = torch.randn(3, 1, 8, 8)
+    keep = torch.tensor([[0, 3, 5], [1, 2, 15], [4, 8, 9]])
+    tokens = bb.tokenizer(x)
+    assert torch.allclose(bb(x, keep_idx=keep), bb.encoder(gather_tokens(tokens, keep)), atol=1e-6)
+    assert bb(x, keep_idx=keep).shape == (3, 3, 32)
+    assert bb.embed(x).shape == (3, 32) and bb.embed(x, pool="tokens").shape == (3, 16 * 32)
+
+
+def test_predictor_one_pass_equals_one_pass_per_block():
+    """With isolated targets, predicting M blocks together equals M separate predictor passes."""
+    torch.manual_seed(0)
+    bb = small_backbone()
+    pred = MaskTokenPredictor(in_dim=32, dim=16, depth=2, heads=2, pos_embed=bb.tokenizer.position_embedding(16))
+    x = torch.randn(2, 1, 8, 8)
+    ctx = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
+    tgt = torch.tensor([[[10, 11], [12, 13], [14, 15]], [[0, 1], [2, 3], [10, 11]]])
+    z = bb(x, keep_idx=ctx)
+    together = pred(z, ctx, tgt)
+    assert together.shape == (2, 3, 2, 32)
+    for m in range(3):
+        alone = pred(z, ctx, tgt[:, m:m + 1])
+        assert torch.allclose(together[:, m], alone[:, 0], atol=1e-5)
+
+
+def test_sizes():
+    e = vit_encoder("tiny")
+    assert (e.dim, e.depth, e.heads) == (192, 12, 3)
+    assert vit_encoder("small", depth=2).depth == 2
