@@ -12,7 +12,7 @@ _EXPORTS = {
     "UserError": "errors",
     "load_recipe": "config", "list_recipes": "config",
     "build_method": "build", "build_backbone": "build",
-    "pretrain": "runner", "probe_run": "runner", "embed_run": "runner", "load_run_method": "runner",
+    "pretrain": "runner", "train_method": "runner", "probe_run": "runner", "embed_run": "runner", "load_run_method": "runner",
     "JEPA": "methods.jepa",
     "PatchEmbed2D": "tokenizers.patch2d",
     "MultiBlockMasker": "masks.multiblock",
@@ -21,7 +21,8 @@ _EXPORTS = {
     "MaskTokenPredictor": "models.predictor",
     "EMATarget": "targets.ema", "ema_update": "targets.ema",
     "latent_regression": "objectives.latent",
-    "rankme": "diagnostics.rankme",
+    "rankme": "diagnostics.rankme", "evaluate": "eval.evaluate",
+    "TrainConfig": "config", "EvalConfig": "config", "DataConfig": "config",
     "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
 }

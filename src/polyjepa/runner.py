@@ -144,6 +144,44 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     return summary
 
 
+class _Same:
+    """A picklable 'build' that hands back the given module (trained in place when single-process)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __call__(self):
+        return self.module
+
+
+def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run_dir: str | Path | None = None,
+                 augment=None, seed: int = 0, monitor=None, progress: bool = True) -> dict:
+    """Train a method built from parts (e.g. ``build_method`` or your own ``JEPA(...)``) on arrays.
+
+    Args:
+        method: a module with ``loss(batch)``/``forward``, ``masker``, ``trainable_modules()``,
+            ``update_target(step, total)``.
+        x: (n, ...) float32 training inputs, already normalised.
+        train: optimisation settings (default ``TrainConfig()``).
+        run_dir: where checkpoints and metrics.csv go (default: a new temporary folder).
+    Returns the training record; ``method`` holds the trained weights afterwards.
+    """
+    import tempfile
+
+    from .train.checkpoint import latest_checkpoint, load_checkpoint
+    from .train.loop import TrainJob, fit
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="polyjepa-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train = train or TrainConfig()
+    record = fit(TrainJob(build=_Same(method), x_train=x, train=train, run_dir=str(run_dir), seed=seed,
+                          augment=augment, monitor=monitor, progress=progress))
+    if record["world_size"] > 1:  # spawned processes trained copies: take their final weights
+        method.load_state_dict(load_checkpoint(latest_checkpoint(run_dir / "checkpoints"))[0])
+    return record
+
+
 def _last_metric(run_dir: Path, name: str) -> float | None:
     import csv
 
