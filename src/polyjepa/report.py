@@ -40,6 +40,26 @@ def write_report(run_dir: Path, summary: dict) -> Path:
         plt.close(fig)
         made.append((title, f"plots/{fname}.png"))
 
+    bars = [("pretrained", summary.get("probe", {}))] + [
+        (name, summary.get("baselines", {}).get(key, {})) for name, key in (("random init", "random_init"), ("raw input", "raw"))]
+    bars = [(n, p) for n, p in bars if "linear" in p]
+    if bars:
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        for i, probe in enumerate(("linear", "knn")):
+            vals = [p[probe]["accuracy"] for _, p in bars]
+            ax.bar([j + 0.38 * i for j in range(len(bars))], vals, width=0.36, label=probe)
+            for j, v in enumerate(vals):
+                ax.text(j + 0.38 * i, v + 0.01, f"{v:.3f}", ha="center", fontsize=7)
+        ax.set_xticks([j + 0.19 for j in range(len(bars))], [n for n, _ in bars])
+        ax.set_ylim(0, 1.08)
+        ax.set_ylabel("test accuracy")
+        ax.set_title("probes (same split, same probe)")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(plots / "probes.png")
+        plt.close(fig)
+        made.insert(0, ("probe accuracy", "plots/probes.png"))
+
     lines = [f"# {summary['recipe']} on {summary['data']}", "", "```", format_table(summary).strip(), "```", ""]
     lines += [f"- seed {summary.get('seed')}, {summary.get('world_size', 1)} process(es), stop: {summary.get('stop_reason')}",
               f"- embedding: {summary.get('embedding')}",

@@ -8,13 +8,21 @@ from pathlib import Path
 # a resumed run must keep its rows up to the checkpoint, so this small writer does that instead.
 
 
+def _step(row: dict) -> int | None:
+    """The row's step, or None for a row cut short by a kill during its write."""
+    try:
+        return int(float(row["step"])) if None not in row else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class MetricsCSV:
     def __init__(self, path: Path, resume_step: int | None = None):
         self.path = path
         self.rows: list[dict] = []
         if resume_step is not None and path.exists():
             with open(path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= resume_step]
+                self.rows = [r for r in csv.DictReader(f) if _step(r) is not None and _step(r) <= resume_step]
         self.columns = ["step"]
         for r in self.rows:
             self.columns += [k for k in r if k not in self.columns]
@@ -38,7 +46,3 @@ class MetricsCSV:
             w.writeheader()
             w.writerows(self.rows)
         tmp.replace(self.path)
-
-    def column(self, name: str) -> tuple[list[int], list[float]]:
-        pts = [(int(float(r["step"])), float(r[name])) for r in self.rows if r.get(name) not in (None, "")]
-        return [p[0] for p in pts], [p[1] for p in pts]
