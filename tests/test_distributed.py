@@ -21,7 +21,8 @@ def free_port():
 
 
 def make_batch():
-    cfg = load_recipe("ijepa-digits", OVERRIDES)
+    # The regulariser and batch-standardised targets use statistics of the whole (global) batch.
+    cfg = load_recipe("ijepa-digits", OVERRIDES + ["regularizer.name=vcr", "target.batch_standardize=true"])
     method = build_method(cfg, (1, 8, 8), seed=0)
     x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     return cfg, MaskedBatches(x, batch_size=16, masker=method.masker)[0]

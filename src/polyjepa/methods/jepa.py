@@ -9,6 +9,7 @@ from torch import nn
 
 from ..models.encoder import Backbone
 from ..models.transformer import gather_tokens
+from ..objectives.distributed import gather_batch
 from ..objectives.latent import latent_regression
 from ..targets.ema import EMATarget
 
@@ -80,7 +81,7 @@ class JEPA(nn.Module):
         p = self.predictor(z, context_idx, target_idx)            # (B, M, Nt, D)
         out = self.objective(p, h)
         if self.regularizer is not None:
-            reg = self.regularizer(z.mean(1))
+            reg = self.regularizer(gather_batch(z.mean(1)))  # batch statistics over every process
             out = {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
         if self.position_var > 0:
             pos_std = position_std_hinge(z, context_idx, self.backbone.tokenizer.num_tokens, self.position_gamma)
