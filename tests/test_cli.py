@@ -54,7 +54,7 @@ def test_pretrain_probe_embed_on_an_npz(tmp_path, image_npz):
     out = run_cli("embed", str(run), "--data", str(image_npz), "--out", str(emb_path))
     assert out.returncode == 0, out.stderr
     emb = np.load(emb_path)
-    assert emb.shape == (150, 64) and np.isfinite(emb).all()
+    assert emb.shape == (150, summary["embedding"]["dim"]) and np.isfinite(emb).all()
     # probing and embedding are deterministic and use the trained encoder (not the random init)
     from polyjepa.runner import embed_run
 
