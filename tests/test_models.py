@@ -57,3 +57,17 @@ def test_sizes():
     e = vit_encoder("tiny")
     assert (e.dim, e.depth, e.heads) == (192, 12, 3)
     assert vit_encoder("small", depth=2).depth == 2
+
+
+def test_grid_pooling_equals_regional_means():
+    bb = small_backbone()  # 8x8 image, patch 2 -> 4x4 grid
+    x = torch.randn(2, 1, 8, 8)
+    h = bb(x)  # (2, 16, 32)
+    g = h.view(2, 4, 4, 32)
+    regions = [g[:, r:r + 2, c:c + 2].mean((1, 2)) for r in (0, 2) for c in (0, 2)]
+    expected = torch.cat([h.mean(1)] + regions, dim=1)
+    assert torch.allclose(bb.embed(x, pool="grid:2"), expected, atol=1e-6)
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown pool"):
+        bb.embed(x, pool="max")

@@ -45,3 +45,13 @@ def test_target_update_moves_toward_online():
     before = target.model.weight.clone()
     target.update(online, 0, 10)
     assert torch.allclose(target.model.weight, 0.5 * before + 0.5 * online.weight.detach())
+
+
+def test_batch_standardized_targets_have_zero_mean_unit_variance_per_position():
+    from polyjepa.targets.ema import batch_standardize
+
+    h = torch.randn(32, 5, 7) * 3 + torch.arange(5.0).view(1, 5, 1)  # a position-only offset
+    z = batch_standardize(h)
+    assert torch.allclose(z.mean(0), torch.zeros(5, 7), atol=1e-5)
+    assert torch.allclose(z.var(0, unbiased=False), torch.ones(5, 7), atol=1e-3)
+    assert torch.allclose(z, (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5), atol=1e-5)
