@@ -1,7 +1,6 @@
 """DDP on CPU (gloo): two processes give the single-process loss and gradient; Fabric DDP trains end to end."""
 import json
-import socket
-
+import os
 import pytest
 import torch
 import torch.distributed as dist
@@ -14,12 +13,6 @@ from polyjepa.data import MaskedBatches
 OVERRIDES = ["encoder.size=micro", "encoder.depth=2", "predictor.dim=32", "predictor.depth=1", "predictor.heads=2"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_batch():
     # The regulariser and batch-standardised targets use statistics of the whole (global) batch.
     cfg = load_recipe("ijepa-digits", OVERRIDES + ["regularizer.name=vcr", "target.batch_standardize=true"])
@@ -28,8 +21,9 @@ def make_batch():
     return cfg, MaskedBatches(x, batch_size=16, masker=method.masker)[0]
 
 
-def _worker(rank, world, port, path):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+def _worker(rank, world, store, path):
+    # A file store (no port to race for); a barrier before teardown so no rank exits mid-collective.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     cfg, batch = make_batch()
     method = build_method(cfg, (1, 8, 8), seed=0)
@@ -43,12 +37,16 @@ def _worker(rank, world, port, path):
     if rank == 0:
         grads = {k: p.grad.clone() for k, p in method.named_parameters() if p.requires_grad}
         torch.save({"loss": mean_loss / world, "grads": grads}, path)
+    dist.barrier()
     dist.destroy_process_group()
+    # Skip C++ static teardown: gloo's threads can abort the interpreter's exit ("terminate called
+    # without an active exception") after all the work is done and saved, failing spawn's exit check.
+    os._exit(0)
 
 
 def test_ddp_loss_and_gradient_equal_single_process(tmp_path):
     path = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, free_port(), str(path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(path)), nprocs=2, join=True)
     ddp = torch.load(path)
     cfg, batch = make_batch()
     method = build_method(cfg, (1, 8, 8), seed=0)
