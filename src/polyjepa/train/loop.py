@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +35,6 @@ class TrainJob:
     monitor: Callable | None = None             # monitor(method) -> dict of scalars (rank 0 only)
     resume: bool = False
     progress: bool = True
-    extra_state: dict = field(default_factory=dict)
 
 
 def param_groups(modules: list[torch.nn.Module]) -> list[dict]:
@@ -108,7 +107,7 @@ def _worker(fabric, job: TrainJob) -> dict:
                                    f"{latest_checkpoint(ckpt_dir)}: lower train.lr or raise train.warmup")
         if rank0:
             save_checkpoint(ckpt_dir, state["step"], inner.state_dict(), optimizer.state_dict(),
-                            {**state, "seed": job.seed, **job.extra_state}, keep=tc.keep_checkpoints)
+                            {**state, "seed": job.seed}, keep=tc.keep_checkpoints)
         fabric.barrier()
 
     def run_monitor():
