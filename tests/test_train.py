@@ -70,10 +70,16 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, tiny_overrides, 
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(latent, "latent_regression", nan_after_six_steps)
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 5"):
-        pretrain("ijepa-digits", out=str(tmp_path / "r"), overrides=tiny_overrides, progress=False,
-                 echo=lambda *_: None)
+    from polyjepa import registry
+
+    monkeypatch.setattr(registry, "_USER", {})  # a registered part lives only for this test
+    registry.register("objective", "nan_after_six", nan_after_six_steps, {"pred", "target"})
+    try:
+        with pytest.raises(TrainingDiverged, match="loss became nan at step 5"):
+            pretrain("ijepa-digits", out=str(tmp_path / "r"), overrides=tiny_overrides + ["objective.name=nan_after_six"],
+                     progress=False, echo=lambda *_: None)
+    finally:
+        registry._tables.cache_clear()
     run = tmp_path / "r"
     assert not (run / "summary.json").exists()
     from polyjepa.train.checkpoint import latest_checkpoint, load_checkpoint

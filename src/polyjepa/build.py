@@ -9,40 +9,67 @@ from omegaconf import DictConfig
 from .config import part_kwargs
 from .errors import UserError
 from .models.encoder import Backbone
-from .registry import build_part, part_builder
+from .registry import assembler, build_part, part_builder, part_name
 
 
-def build_backbone(cfg: DictConfig, input_shape: tuple[int, ...]) -> Backbone:
-    """Tokenizer + encoder for inputs of shape (C, H, W)."""
-    enc_kwargs = part_kwargs(cfg, "encoder")
-    encoder = build_part("encoder", cfg, enc_kwargs)
-    C, H, W = input_shape
-    tokenizer = build_part("tokenizer", cfg, part_kwargs(cfg, "tokenizer"),
-                           image_size=(H, W), in_channels=C, dim=encoder.dim)
+def data_facts(input_shape: tuple[int, ...], meta: dict | None = None, **more) -> dict:
+    """What an assembler may inject into parts: the per-sample shape, its image reading, the data's meta."""
+    facts = {"input_shape": tuple(input_shape), "meta": dict(meta or {}), **more}
+    if len(input_shape) == 3:
+        facts["in_channels"], facts["image_size"] = input_shape[0], tuple(input_shape[1:])
+    elif len(input_shape) == 2:  # (channels, length)
+        facts["in_channels"], facts["length"] = input_shape
+    return facts
+
+
+def inject(section: str, cfg: DictConfig, facts: dict) -> dict:
+    """The subset of ``facts`` that the section's builder declares as injected; a clear error if one is missing."""
+    _, injected = part_builder(section, cfg)
+    missing = sorted(k for k in injected if k not in facts)
+    if missing:
+        shape = facts.get("input_shape")
+        raise UserError(f"{section} {part_name(section, cfg)!r} needs {', '.join(missing)}, which data of per-sample "
+                        f"shape {shape} do not give: choose a {section} for this kind of data")
+    return {k: facts[k] for k in injected}
+
+
+def build_backbone(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict | None = None) -> Backbone:
+    """Tokenizer + encoder for inputs of ``input_shape`` (e.g. (C, H, W) for a patch2d tokenizer)."""
+    encoder = build_part("encoder", cfg, part_kwargs(cfg, "encoder"))
+    facts = data_facts(input_shape, meta, dim=encoder.dim)
+    tokenizer = build_part("tokenizer", cfg, part_kwargs(cfg, "tokenizer"), **inject("tokenizer", cfg, facts))
     return Backbone(tokenizer, encoder)
 
 
-def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0):
+def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0, meta: dict | None = None):
     """The recipe's method for inputs of ``input_shape`` (without the batch), initialised from ``seed``.
 
-    Parameter initialisation runs under a forked RNG so the caller's global random state is untouched.
+    ``meta`` carries facts from the data loader (see ``polyjepa.data.Loaded``). Parameter
+    initialisation runs under a forked RNG so the caller's global random state is untouched.
     """
-    if len(input_shape) != 3:
-        raise UserError(f"this recipe needs images (C, H, W) but the data have per-sample shape {tuple(input_shape)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        backbone = build_backbone(cfg, input_shape)
-        grid = backbone.tokenizer.grid
-        pred_kwargs = part_kwargs(cfg, "predictor")
-        pdim = pred_kwargs.get("dim", backbone.dim)
-        predictor = build_part("predictor", cfg, pred_kwargs, in_dim=backbone.dim,
-                               pos_embed=backbone.tokenizer.position_embedding(pdim))
-        masker = build_part("masker", cfg, part_kwargs(cfg, "masker"), grid=grid)
-        target = build_part("target", cfg, part_kwargs(cfg, "target"), online=backbone)
-        objective = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
-        regularizer = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
-        return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor,
-                          masker=masker, target=target, objective=objective, regularizer=regularizer)
+        return assembler(cfg)(cfg, tuple(input_shape), dict(meta or {}))
+
+
+def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
+    """Tokenizer + encoder + predictor + masker + EMA target + objective (+ regulariser) -> JEPA.
+
+    The tokenizer must expose ``grid`` (for the masker) and ``position_embedding(dim)`` (for the predictor).
+    """
+    backbone = build_backbone(cfg, input_shape, meta)
+    tok = backbone.tokenizer
+    pred_kwargs = part_kwargs(cfg, "predictor")
+    pdim = pred_kwargs.get("dim", backbone.dim)
+    facts = data_facts(input_shape, meta, in_dim=backbone.dim, grid=tok.grid, pos_embed=tok.position_embedding(pdim),
+                       online=backbone)
+    predictor = build_part("predictor", cfg, pred_kwargs, **inject("predictor", cfg, facts))
+    masker = build_part("masker", cfg, part_kwargs(cfg, "masker"), **inject("masker", cfg, facts))
+    target = build_part("target", cfg, part_kwargs(cfg, "target"), **inject("target", cfg, facts))
+    objective = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
+    regularizer = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor,
+                      masker=masker, target=target, objective=objective, regularizer=regularizer)
 
 
 def build_objective(cfg: DictConfig, section: str, *example: torch.Tensor):

@@ -18,7 +18,10 @@ from .errors import UserError
 class DataConfig:
     """Where the data come from and how they are split for evaluation."""
 
-    source: str = "digits"          # 'digits', a .npz/.npy file, or a folder of images
+    source: str = "digits"          # what the loader reads: 'digits', a .npz/.npy file, a folder of images, ...
+    loader: str = "images"          # the data.loader that reads source (modalities add theirs); its own
+                                    # options sit beside these keys, e.g. data.window=256
+    normalize: str = "channel"      # channel: per-channel standardisation with train statistics; none
     test_size: float = 0.2          # fraction (< 1) or count (>= 1) of labelled samples held out
     split_seed: int = 0             # the stratified train/test split
     max_samples: int | None = None  # use a stratified subset of this many samples (None: all)
@@ -63,8 +66,8 @@ class EvalConfig:
     baselines: bool = True          # raw input and random-init encoder, probed the same way
 
 
-SECTIONS = ("name", "description", "seed", "method", "data", "tokenizer", "encoder", "predictor", "masker",
-            "target", "objective", "regularizer", "augment", "train", "eval")
+CORE_SECTIONS = ("name", "description", "seed", "method", "data", "tokenizer", "encoder", "predictor", "masker",
+                 "target", "objective", "regularizer", "augment", "train", "eval")
 DATACLASS_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
@@ -109,27 +112,43 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise UserError(f"cannot apply overrides {overrides}: {e}") from None
 
 
-def section_keys(section: str, cfg: DictConfig) -> set[str] | None:
-    """Allowed keys of a section (None: any)."""
-    if section in DATACLASS_SECTIONS:
-        return {f.name for f in dataclasses.fields(DATACLASS_SECTIONS[section])}
-    from .registry import part_builder
-
-    builder, injected = part_builder(section, cfg)
-    if builder is None:
-        return None
+def _builder_keys(builder, injected: set[str]) -> set[str] | None:
     params = inspect.signature(builder).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         return None  # a builder taking **kwargs checks its own arguments
-    return {"name"} | {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - injected
+    return {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - injected - {"fitted"}
+
+
+def section_keys(section: str, cfg: DictConfig) -> set[str] | None:
+    """Allowed keys of a section (None: any)."""
+    from .registry import part_builder
+
+    if section == "data":
+        builder, injected = part_builder("data", cfg)
+        own = _builder_keys(builder, injected)
+        return None if own is None else own | {f.name for f in dataclasses.fields(DataConfig)}
+    if section in DATACLASS_SECTIONS:
+        return {f.name for f in dataclasses.fields(DATACLASS_SECTIONS[section])}
+    builder, injected = part_builder(section, cfg)
+    if builder is None:
+        return None
+    keys = _builder_keys(builder, injected)
+    return None if keys is None else {"name"} | keys
+
+
+def all_sections() -> tuple[str, ...]:
+    from .registry import families
+
+    return CORE_SECTIONS + tuple(sorted(families() - set(CORE_SECTIONS)))
 
 
 def validate(cfg: DictConfig) -> DictConfig:
     """Reject unknown sections and keys with a message that lists the valid ones."""
+    sections = all_sections()
     for key in cfg:
-        if key not in SECTIONS:
-            raise UserError(f"unknown config section {key!r}: valid sections are {', '.join(SECTIONS)}")
-    for section in SECTIONS:
+        if key not in sections:
+            raise UserError(f"unknown config section {key!r}: valid sections are {', '.join(sections)}")
+    for section in sections:
         node = cfg.get(section)
         if not isinstance(node, DictConfig):
             continue
@@ -142,12 +161,17 @@ def validate(cfg: DictConfig) -> DictConfig:
                                 f"{', '.join(sorted(allowed))}")
     for section, cls in DATACLASS_SECTIONS.items():
         dataclass_from(cfg, section, cls)  # type errors surface now, not mid-run
+    if dataclass_from(cfg, "data", DataConfig).normalize not in ("channel", "none"):
+        raise UserError("config key 'data.normalize' must be 'channel' or 'none'")
     return cfg
 
 
 def dataclass_from(cfg: DictConfig, section: str, cls):
     node = cfg.get(section) or {}
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    if cls is DataConfig:  # the loader's own options are not DataConfig fields
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in names}
     try:
         obj = cls(**values)
     except TypeError as e:
@@ -164,11 +188,15 @@ def dataclass_from(cfg: DictConfig, section: str, cls):
 
 
 def part_kwargs(cfg: DictConfig, section: str) -> dict:
+    """The arguments a recipe gives a part (for ``data``: the loader's own options)."""
     node = cfg.get(section)
-    if node is None:
+    if node is None or isinstance(node, str):
         return {}
     d = OmegaConf.to_container(node, resolve=True)
     d.pop("name", None)
+    if section == "data":
+        for f in dataclasses.fields(DataConfig):
+            d.pop(f.name, None)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 

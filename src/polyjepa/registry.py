@@ -1,10 +1,22 @@
 """Names that recipes use for parts, and the builders behind them.
 
-Each family maps a name to (builder, injected): ``injected`` are the arguments the method builder
-supplies from other parts (grid, widths, input shape), so a recipe cannot set them.
+Each family (a recipe section: tokenizer, masker, ...) maps a name to ``(builder, injected)``:
+``injected`` are the arguments the method assembler supplies from other parts or from the data
+(grid, widths, input shape), so a recipe cannot set them.
+
+Modalities plug in without touching this file: a sub-package ``polyjepa/<modality>/parts.py`` that
+defines ``PARTS`` ({family: {name: (builder, injected)}}) and optionally ``ASSEMBLERS``
+({method name: assemble(cfg, input_shape, meta) -> method}) and ``DEFAULTS`` ({family: name}) is
+found and merged on first use. Users register their own parts with :func:`register`.
+
+The ``data`` family holds loaders: ``loader(source, **options) -> Loaded``; a loader that takes
+a ``fitted`` argument receives the metadata of the run it serves (e.g. a table's category codes).
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from typing import Any, Callable
 
 from omegaconf import DictConfig
@@ -13,12 +25,29 @@ from .errors import UserError
 
 DEFAULTS = {"method": "jepa", "tokenizer": "patch2d", "encoder": "vit", "predictor": "mask_token",
             "masker": "multiblock", "target": "ema", "objective": "latent_regression", "regularizer": "vcr",
-            "augment": "random_resized_crop"}
+            "augment": "random_resized_crop", "data": "images"}
+
+_USER: dict[str, dict[str, tuple[Callable, set[str]]]] = {}
+_USER_ASSEMBLERS: dict[str, Callable] = {}
 
 
-def _registry() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
-    # Imported lazily so that reading the registry costs nothing until a part is built.
+def register(family: str, name: str, builder: Callable, injected: set[str] | tuple = (), *,
+             assemble: Callable | None = None) -> None:
+    """Make ``builder`` available to recipes as ``{family: {name: <name>, ...}}``.
+
+    ``injected`` names the builder arguments the assembler supplies (e.g. ``grid`` for a masker,
+    ``image_size``/``in_channels``/``dim``/``input_shape``/``meta`` for a tokenizer). For the
+    ``method`` family, ``assemble(cfg, input_shape, meta)`` builds the whole method from a recipe.
+    """
+    _USER.setdefault(family, {})[name] = (builder, set(injected))
+    if assemble is not None:
+        _USER_ASSEMBLERS[name] = assemble
+    _tables.cache_clear()
+
+
+def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
     from .data.augment import RandomResizedCrop
+    from .data.sources import load_images
     from .masks.multiblock import MultiBlockMasker
     from .methods.jepa import JEPA
     from .models.encoder import vit_encoder
@@ -38,7 +67,43 @@ def _registry() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
         "objective": {"latent_regression": (latent_regression, {"pred", "target"})},
         "regularizer": {"vcr": (vcr_loss, {"z"})},
         "augment": {"random_resized_crop": (RandomResizedCrop, set())},
+        "data": {"images": (load_images, {"source"})},
     }
+
+
+def modality_modules() -> list[str]:
+    """Sub-packages of polyjepa that contribute parts (those with a ``parts`` module)."""
+    import polyjepa
+
+    names = []
+    for info in pkgutil.iter_modules(polyjepa.__path__):
+        if info.ispkg and importlib.util.find_spec(f"polyjepa.{info.name}.parts") is not None:
+            names.append(f"polyjepa.{info.name}.parts")
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=1)
+def _tables() -> tuple[dict, dict, dict]:
+    # Built lazily so that reading the registry costs nothing until a part is built.
+    from .build import assemble_jepa
+
+    table, assemblers, defaults = _core(), {"jepa": assemble_jepa}, dict(DEFAULTS)
+    for modname in modality_modules():
+        mod = importlib.import_module(modname)
+        for family, entries in getattr(mod, "PARTS", {}).items():
+            for name, (builder, injected) in entries.items():
+                table.setdefault(family, {})[name] = (builder, set(injected))
+        assemblers.update(getattr(mod, "ASSEMBLERS", {}))
+        for family, name in getattr(mod, "DEFAULTS", {}).items():
+            defaults.setdefault(family, name)
+    for family, entries in _USER.items():
+        table.setdefault(family, {}).update(entries)
+    assemblers.update(_USER_ASSEMBLERS)
+    return table, assemblers, defaults
+
+
+def families() -> set[str]:
+    return set(_tables()[0])
 
 
 def part_name(section: str, cfg: DictConfig | dict) -> str | None:
@@ -47,20 +112,32 @@ def part_name(section: str, cfg: DictConfig | dict) -> str | None:
         return None
     if isinstance(node, str):
         return node
-    return node.get("name", DEFAULTS.get(section))
+    key = "loader" if section == "data" else "name"
+    return node.get(key, _tables()[2].get(section))
 
 
 def part_builder(section: str, cfg: DictConfig | dict) -> tuple[Callable | None, set[str]]:
     """(builder, injected argument names) for a section of a recipe; (None, {}) for free sections."""
-    reg = _registry()
+    reg = _tables()[0]
     if section not in reg:
         return None, set()
     name = part_name(section, cfg)
     if name is None:
         return None, set()
     if name not in reg[section]:
-        raise UserError(f"unknown {section} {name!r}: choose one of {', '.join(reg[section])}")
+        what = "data.loader" if section == "data" else section
+        raise UserError(f"unknown {what} {name!r}: choose one of {', '.join(sorted(reg[section]))}")
     return reg[section][name]
+
+
+def assembler(cfg: DictConfig | dict) -> Callable:
+    """The function that puts the recipe's method together from its parts."""
+    name = part_name("method", cfg) or DEFAULTS["method"]
+    part_builder("method", cfg)  # unknown names fail with the list of known ones
+    assemblers = _tables()[1]
+    if name not in assemblers:
+        raise UserError(f"method {name!r} has no assembler: register one with polyjepa.registry.register(..., assemble=)")
+    return assemblers[name]
 
 
 def build_part(section: str, cfg: DictConfig | dict, kwargs: dict, **injected: Any):

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import DataConfig, EvalConfig, TrainConfig, dataclass_from, load_recipe, to_yaml, validate
+from .config import DataConfig, EvalConfig, TrainConfig, dataclass_from, load_recipe, part_kwargs, to_yaml, validate
 from .errors import UserError
 from .train.checkpoint import atomic_write_text
 
 SUMMARY_SCHEMA = "polyjepa-summary/1"
 
 
-def _build_method(cfg_dict: dict, input_shape: tuple, seed: int):
+def _build_method(cfg_dict: dict, input_shape: tuple, seed: int, meta: dict | None = None):
     from .build import build_method
 
-    return build_method(OmegaConf.create(cfg_dict), input_shape, seed)
+    return build_method(OmegaConf.create(cfg_dict), input_shape, seed, meta)
 
 
 def new_run_dir(out: str | None, name: str) -> Path:
@@ -72,7 +72,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         seed = info["seed"]
         if max_minutes is not None:
             cfg.train.max_minutes = max_minutes
-        stats = {"mean": info["mean"], "std": info["std"]}
+        stats = run_stats(info)
         t_start -= info.get("seconds_before_resume", 0.0)
     else:
         if recipe is None:
@@ -91,16 +91,16 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
     train_cfg: TrainConfig = dataclass_from(cfg, "train", TrainConfig)
     eval_cfg: EvalConfig = dataclass_from(cfg, "eval", EvalConfig)
-    prepared = prepare(data_cfg, stats)
+    prepared = prepare(data_cfg, stats, part_kwargs(cfg, "data"))
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
-    build = functools.partial(_build_method, cfg_dict, input_shape, seed)
+    build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
     build()  # fail on a bad recipe/data combination before creating anything
 
     if run_dir is None:
         run_dir = new_run_dir(out, cfg.name)
         info = {"recipe": cfg.name, "seed": seed, "data": data_cfg.source, "input_shape": list(input_shape),
-                "mean": prepared.mean, "std": prepared.std, "created": datetime.now().isoformat(timespec="seconds")}
+                "mean": prepared.mean, "std": prepared.std, "meta": prepared.meta, "created": datetime.now().isoformat(timespec="seconds")}
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
     echo(f"polyjepa: {cfg.name} on {prepared.name} ({len(prepared.x_train)} train / {len(prepared.x_test)} test, "
@@ -197,7 +197,7 @@ def load_run_method(run_dir: Path, cfg: DictConfig | None = None, info: dict | N
 
     if cfg is None or info is None:
         run_dir, cfg, info = open_run(run_dir)
-    method = build_method(cfg, tuple(info["input_shape"]), info["seed"])
+    method = build_method(cfg, tuple(info["input_shape"]), info["seed"], info.get("meta"))
     path = latest_checkpoint(Path(run_dir) / "checkpoints")
     if path is None:
         raise UserError(f"{run_dir} has no checkpoint yet: train it first (or resume it with --resume)")
@@ -216,7 +216,7 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
     data_cfg = dataclass_from(cfg, "data", DataConfig)
     if data is not None:
         data_cfg.source = data
-    prepared = prepare(data_cfg, {"mean": info["mean"], "std": info["std"]})
+    prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
     _check_shape(prepared.x_train.shape[1:], info)
     if prepared.y_train is None:
         raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data (an .npz with 'labels')")
@@ -232,7 +232,12 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
 def build_random(cfg, info):
     from .build import build_method
 
-    return build_method(cfg, tuple(info["input_shape"]), info["seed"]).encoder()
+    return build_method(cfg, tuple(info["input_shape"]), info["seed"], info.get("meta")).encoder()
+
+
+def run_stats(info: dict) -> dict:
+    """The normalisation statistics and data facts a run was trained with (from run.json)."""
+    return {"mean": info.get("mean"), "std": info.get("std"), "meta": info.get("meta", {})}
 
 
 def _check_shape(shape, info):
@@ -242,18 +247,21 @@ def _check_shape(shape, info):
 
 
 def embed_run(run_dir: str, data: str, out: str | None = None) -> np.ndarray:
-    """Embed every sample of ``data`` (in file order, normalised as in training); optionally save .npy."""
-    from .data.prepare import normalise
-    from .data.sources import load_images
+    """Embed every sample of ``data`` (in file order; an official test part follows the training part),
+    normalised as in training; optionally save .npy."""
+    from .data.prepare import load_data, normalise
     from .eval.embed import embed_array
 
     run_dir, cfg, info = open_run(run_dir)
     method, cfg, info = load_run_method(run_dir, cfg, info)
-    images = load_images(data)
-    _check_shape(images.x.shape[1:], info)
+    data_cfg = dataclass_from(cfg, "data", DataConfig)
+    data_cfg.source = data
+    loaded = load_data(data_cfg, part_kwargs(cfg, "data"), info.get("meta", {}))
+    x = loaded.x if loaded.x_test is None else np.concatenate([loaded.x, loaded.x_test])
+    _check_shape(x.shape[1:], info)
     eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
-    emb = embed_array(method.encoder(), normalise(images.x, info["mean"], info["std"]),
-                      pool=eval_cfg.pool, layers=eval_cfg.layers)
+    mean, std = (info.get("mean"), info.get("std")) if data_cfg.normalize != "none" else (None, None)
+    emb = embed_array(method.encoder(), normalise(x, mean, std), pool=eval_cfg.pool, layers=eval_cfg.layers)
     if out is not None:
         out_path = Path(out)
         if out_path.suffix != ".npy":

@@ -11,7 +11,7 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
 
 
 class MaskedBatches(Dataset):
-    """Training batch ``step`` (an index) -> {"x", "context_idx", "target_idx"}.
+    """Training batch ``step`` (an index) -> {"x", "context_idx", "target_idx"} (or ``make_batch``'s dict).
 
     The order of samples is a permutation drawn from (seed, epoch); augmentation and masks are drawn
     from (seed, step, rank). Each of ``world_size`` ranks takes an equal share of the global batch.
@@ -21,18 +21,26 @@ class MaskedBatches(Dataset):
     Args:
         x: (n, ...) training inputs (a tensor held in memory).
         batch_size: global batch size (a multiple of world_size); the last partial batch is dropped.
-        masker: ``masker(batch_size, generator) -> (context_idx, target_idx)``.
+        masker: ``masker(batch_size, generator) -> (context_idx, target_idx)``. A masker with
+            ``uses_progress = True`` is called with ``progress=`` (training progress in [0, 1], for
+            curricula); one with ``uses_input = True`` also gets ``x=`` (the batch, for data-dependent masks).
+        make_batch: instead of a masker, ``make_batch(x, generator, progress) -> dict`` with at least
+            "x" (e.g. a multi-view method's views).
         augment: optional ``augment(x_batch, generator) -> x_batch``.
+        total_steps: the length of training, for ``progress``; the trainer keeps it current.
     """
 
-    def __init__(self, x: torch.Tensor, *, batch_size: int, masker, augment=None, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(self, x: torch.Tensor, *, batch_size: int, masker=None, make_batch=None, augment=None,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, total_steps: int | None = None):
+        if (masker is None) == (make_batch is None):
+            raise ValueError("give exactly one of masker and make_batch")
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
         if len(x) < batch_size:
             raise ValueError(f"{len(x)} training samples are fewer than one batch of {batch_size}: "
                              f"lower train.batch_size")
-        self.x, self.batch_size, self.masker, self.augment = x, batch_size, masker, augment
+        self.x, self.batch_size, self.masker, self.make_batch, self.augment = x, batch_size, masker, make_batch, augment
+        self.total_steps = total_steps
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.steps_per_epoch = len(x) // batch_size
         self._perm_epoch, self._perm = -1, None
@@ -53,5 +61,13 @@ class MaskedBatches(Dataset):
         x = self.x[idx]
         if self.augment is not None:
             x = self.augment(x, g)
-        context_idx, target_idx = self.masker(len(idx), g)
+        progress = min(step / self.total_steps, 1.0) if self.total_steps else 0.0
+        if self.make_batch is not None:
+            return self.make_batch(x, g, progress)
+        kwargs = {}
+        if getattr(self.masker, "uses_progress", False):
+            kwargs["progress"] = progress
+        if getattr(self.masker, "uses_input", False):
+            kwargs["x"] = x
+        context_idx, target_idx = self.masker(len(idx), g, **kwargs)
         return {"x": x, "context_idx": context_idx, "target_idx": target_idx}

@@ -1,13 +1,14 @@
-"""Split and normalise a data set the same way for training, probing and embedding."""
+"""Load, split and normalise a data set the same way for training, probing and embedding."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from .sources import load_images
+from .sources import Loaded
 
 
 @dataclass
@@ -18,23 +19,54 @@ class Prepared:
     y_train: np.ndarray | None
     x_test: np.ndarray
     y_test: np.ndarray | None
-    mean: list[float]
-    std: list[float]
+    mean: list[float] | None
+    std: list[float] | None
     name: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def stats(self) -> dict:
+        """What a run stores to prepare new data the same way."""
+        return {"mean": self.mean, "std": self.std, "meta": self.meta}
 
 
 def normalise(x: np.ndarray, mean, std) -> np.ndarray:
-    """Per-channel standardisation of (n, C, ...) arrays."""
+    """Per-channel standardisation of (n, C, ...) arrays (unchanged when mean is None)."""
+    if mean is None:
+        return np.ascontiguousarray(x, dtype=np.float32)
     shape = (1, -1) + (1,) * (x.ndim - 2)
     return ((x - np.asarray(mean, np.float32).reshape(shape)) / np.asarray(std, np.float32).reshape(shape)).astype(np.float32)
 
 
-def prepare(cfg: DataConfig, stats: dict | None = None) -> Prepared:
+def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None = None) -> Loaded:
+    """Run the recipe's data loader on ``cfg.source`` with its ``options``.
+
+    ``fitted`` (the ``meta`` of a trained run) goes to loaders that accept it, so that new data
+    are encoded as the training data were.
+    """
+    from ..registry import part_builder
+
+    loader, _ = part_builder("data", {"data": {"loader": cfg.loader}})
+    kwargs = dict(options or {})
+    if "fitted" in inspect.signature(loader).parameters:
+        kwargs["fitted"] = fitted
+    try:
+        loaded = loader(cfg.source, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"cannot load {cfg.source!r} with data.loader={cfg.loader}: {e}") from None
+    if not isinstance(loaded, Loaded):
+        raise TypeError(f"data loader {cfg.loader!r} returned {type(loaded).__name__}, not polyjepa.data.Loaded")
+    return loaded
+
+
+def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = None) -> Prepared:
     """Load ``cfg.source``, subsample, split (stratified by label) and normalise with train statistics.
 
-    ``stats`` ({"mean", "std"}) reuses a trained run's statistics so embeddings match training.
+    A data set with an official test split keeps it; otherwise ``cfg.test_size`` of the labelled
+    samples are held out. ``stats`` ({"mean", "std", "meta"}) reuses a trained run's statistics so
+    embeddings match training; ``options`` are the loader's own options from the recipe.
     """
-    data = load_images(cfg.source)
+    data = load_data(cfg, options, (stats or {}).get("meta"))
     x, y = data.x, data.y
     from sklearn.model_selection import train_test_split
 
@@ -45,7 +77,9 @@ def prepare(cfg: DataConfig, stats: dict | None = None) -> Prepared:
         keep, _ = train_test_split(np.arange(len(x)), train_size=cfg.max_samples, random_state=cfg.split_seed,
                                    stratify=strat(y))
         x, y = x[np.sort(keep)], (y[np.sort(keep)] if y is not None else None)
-    if y is None:
+    if data.x_test is not None:
+        x_train, y_train, x_test, y_test = x, y, data.x_test, data.y_test
+    elif y is None:
         x_train, x_test, y_train, y_test = x, x[:0], None, None
     else:
         test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
@@ -54,12 +88,17 @@ def prepare(cfg: DataConfig, stats: dict | None = None) -> Prepared:
                 x, y, test_size=test_size, random_state=cfg.split_seed, stratify=strat(y))
         except ValueError as e:
             raise UserError(f"cannot split {len(x)} samples with data.test_size={cfg.test_size}: {e}") from None
-    if stats is None:
+    if cfg.normalize == "none":
+        mean = std = None
+    elif stats is None or stats.get("mean") is None:
         axes = (0,) + tuple(range(2, x_train.ndim))
-        mean = x_train.mean(axis=axes).astype(float).tolist()
-        std = np.maximum(x_train.std(axis=axes), 1e-6).astype(float).tolist()
+        with np.errstate(invalid="ignore"):  # NaN marks padding or missing values in some modalities
+            mean = np.nanmean(x_train, axis=axes).astype(float).tolist()
+            std = np.maximum(np.nanstd(x_train, axis=axes), 1e-6).astype(float).tolist()
     else:
         mean, std = stats["mean"], stats["std"]
-        if len(mean) != x.shape[1]:
-            raise UserError(f"the data have {x.shape[1]} channels but the run was trained on {len(mean)}")
-    return Prepared(normalise(x_train, mean, std), y_train, normalise(x_test, mean, std), y_test, mean, std, data.name)
+        if x.ndim < 2 or len(mean) != x.shape[1]:
+            raise UserError(f"the data have per-sample shape {x.shape[1:]} but the run was trained on "
+                            f"{len(mean)} channels")
+    return Prepared(normalise(x_train, mean, std), y_train, normalise(x_test, mean, std), y_test, mean, std,
+                    data.name, dict(data.meta))

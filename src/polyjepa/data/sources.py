@@ -1,7 +1,7 @@
 """Load image data sets into arrays: scikit-learn digits, .npz/.npy files, folders of images."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +14,27 @@ Y_KEYS = ("labels", "y", "targets", "target")
 
 
 @dataclass
-class ImageData:
-    """Images (n, C, H, W) float32 and optional integer labels (n,)."""
+class Loaded:
+    """What a data loader returns, for any modality.
+
+    x: (n, ...) float32 samples (images (n, C, H, W); series (n, C, L); tables (n, F); ...).
+    y: optional integer labels (n,), used only by probes.
+    x_test, y_test: an official test split, when the data set has one (else the split is drawn).
+    meta: JSON-serialisable facts the model needs from the data (e.g. category counts); stored in
+        the run and handed back to the loader (as ``fitted``) and to the assembler.
+    """
 
     x: np.ndarray
     y: np.ndarray | None
     name: str
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
 
 
-def load_images(source: str) -> ImageData:
+
+
+def load_images(source: str) -> Loaded:
     """Load 'digits' (scikit-learn's bundled 8x8 digits), a .npz/.npy file, or a folder of images.
 
     A .npz needs an image array under one of images/x/X/data/inputs and may have labels under
@@ -34,7 +46,7 @@ def load_images(source: str) -> ImageData:
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        return ImageData(d.images[:, None].astype(np.float32) / 16.0, d.target.astype(np.int64), "digits")
+        return Loaded(d.images[:, None].astype(np.float32) / 16.0, d.target.astype(np.int64), "digits")
     path = Path(source)
     if not path.exists():
         raise UserError(f"data path {source!r} does not exist: pass an existing .npz/.npy file, a folder of "
@@ -44,7 +56,7 @@ def load_images(source: str) -> ImageData:
     if path.suffix == ".npz":
         return _load_npz(path)
     if path.suffix == ".npy":
-        return ImageData(to_nchw(_np_load(path), str(path)), None, path.name)
+        return Loaded(to_nchw(_np_load(path), str(path)), None, path.name)
     raise UserError(f"cannot read {source!r}: use a .npz or .npy file, a folder of images, or 'digits'")
 
 
@@ -56,7 +68,7 @@ def _np_load(path: Path):
                         f"(no object arrays)") from None
 
 
-def _load_npz(path: Path) -> ImageData:
+def _load_npz(path: Path) -> Loaded:
     z = _np_load(path)
     with z:
         keys = list(z.keys())
@@ -73,10 +85,10 @@ def _load_npz(path: Path) -> ImageData:
         if not np.issubdtype(y.dtype, np.integer):
             _, y = np.unique(y, return_inverse=True)
         y = y.astype(np.int64)
-    return ImageData(x, y, path.name)
+    return Loaded(x, y, path.name)
 
 
-def _load_folder(path: Path) -> ImageData:
+def _load_folder(path: Path) -> Loaded:
     from PIL import Image
 
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -96,7 +108,7 @@ def _load_folder(path: Path) -> ImageData:
         raise UserError(f"images under {path} have different sizes {sorted(shapes)[:3]}...: resize them to one size")
     x = to_nchw(np.stack(arrays), str(path))
     y = np.array([classes.index(p.parent.relative_to(path).as_posix()) for p in files]) if labelled else None
-    return ImageData(x, y, path.name)
+    return Loaded(x, y, path.name)
 
 
 def to_nchw(a: np.ndarray, what: str) -> np.ndarray:

@@ -29,12 +29,16 @@ def evaluate(encoder, data: Prepared, cfg: EvalConfig, *, random_encoder=None, s
     result = {"probe": {k: ours[k] for k in ("linear", "knn") if k in ours}, "rankme": ours["rankme"],
               "embedding_dim": ours["dim"], "baselines": {}}
     if cfg.baselines:
-        raw = probe_features(data.x_train.reshape(len(data.x_train), -1), data.x_test.reshape(len(data.x_test), -1),
-                             data, cfg, seed)
+        raw = probe_features(raw_features(data.x_train), raw_features(data.x_test), data, cfg, seed)
         result["baselines"]["raw"] = raw
         if random_encoder is not None:
             result["baselines"]["random_init"] = probe_features(*feats(random_encoder), data, cfg, seed)
     return result
+
+
+def raw_features(x: np.ndarray) -> np.ndarray:
+    """The raw-input baseline: samples flattened, NaN (padding, missing values) read as 0."""
+    return np.nan_to_num(x.reshape(len(x), -1), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _torch(a: np.ndarray):

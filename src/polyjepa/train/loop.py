@@ -79,7 +79,9 @@ def _worker(fabric, job: TrainJob) -> dict:
     method = job.build()
     optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
 
-    batches = MaskedBatches(torch.from_numpy(job.x_train), batch_size=tc.batch_size, masker=method.masker,
+    make_batch = getattr(method, "make_batch", None)
+    batches = MaskedBatches(torch.from_numpy(job.x_train), batch_size=tc.batch_size,
+                            masker=None if make_batch else method.masker, make_batch=make_batch,
                             augment=job.augment, seed=job.seed, rank=fabric.global_rank, world_size=fabric.world_size)
     total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch
     state = {"step": 0, "total_steps": total, "train_seconds": 0.0, "samples": 0}
@@ -133,6 +135,7 @@ def _worker(fabric, job: TrainJob) -> dict:
     stop_reason = "completed"
     method.train()
     while state["step"] < state["total_steps"]:
+        batches.total_steps = state["total_steps"]
         loader = DataLoader(batches, sampler=range(state["step"], state["total_steps"]), batch_size=None,
                             num_workers=tc.num_workers, persistent_workers=False)
         replan = False
