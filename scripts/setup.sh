@@ -16,6 +16,10 @@ fi
 pin=$(mktemp)
 trap 'rm -f "$pin"' EXIT
 .venv/bin/python -c "import torch; print('torch==' + torch.__version__)" > "$pin"
-if ! .venv/bin/python -c "import polyjepa, pytest, lightning_fabric" 2>/dev/null; then
+# Reinstall when pyproject.toml changed since the last install (new dependencies or extras).
+stamp=.venv/.polyjepa-pyproject.sha256
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import polyjepa, pytest, lightning_fabric" 2>/dev/null; then
   .venv/bin/pip install -q -c "$pin" -e ".[dev]"
+  echo "$want" > "$stamp"
 fi
