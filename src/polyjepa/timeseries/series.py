@@ -6,6 +6,10 @@ import numpy as np
 from ..errors import UserError
 
 
+class NotNumbers(UserError, TypeError):
+    """Series that hold non-numbers: a UserError (one line at the CLI) that is also a TypeError, as numpy's is."""
+
+
 def pad_series(series, length: int | None = None) -> np.ndarray:
     """A list of (C, L_i) or (L_i,) arrays -> (n, C, max L_i or ``length``) float32, NaN-padded at the end."""
     arrays = [np.asarray(s, dtype=np.float32) for s in series]
@@ -35,22 +39,33 @@ def check_series(x, what: str = "X", *, min_length: int = 2) -> np.ndarray:
         if len(lengths) > 1:
             raise UserError(f"{what} is a ragged list of series with shapes {sorted(lengths)[:3]}...: pad them with NaN "
                             f"at the end into one (n, channels, length) array, e.g. polyjepa.timeseries.pad_series(X)")
+    if hasattr(x, "toarray") or type(x).__module__.startswith("scipy.sparse"):
+        raise UserError(f"{what} is a sparse matrix: sparse input is not supported; pass a dense array (X.toarray())")
     try:
         a = np.asarray(x)
     except ValueError as e:
         raise UserError(f"{what} cannot be read as one array ({e}): pass an (n, channels, length) array, "
                         f"padding shorter series with NaN (polyjepa.timeseries.pad_series)") from None
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise UserError(f"{what} has dtype {a.dtype}: series must be numbers (pad ragged series with "
-                        f"polyjepa.timeseries.pad_series)")
+    if a.dtype == object:
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise NotNumbers(f"{what} holds values that are not numbers ({e}): series must be numbers (pad ragged "
+                             f"series with polyjepa.timeseries.pad_series)") from None
     if np.iscomplexobj(a):
-        raise UserError(f"{what} is complex: pass real-valued series (e.g. np.abs or the real part)")
+        raise UserError(f"{what} is complex: Complex data not supported; pass real-valued series (np.abs or .real)")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise UserError(f"{what} has dtype {a.dtype}: series must be numbers")
     if a.ndim == 2:
         a = a[:, None, :]
     if a.ndim != 3:
-        raise UserError(f"{what} has shape {a.shape}: series must be (n, length) or (n, channels, length)")
+        hint = "; Reshape your data with X.reshape(1, -1) for one series" if a.ndim == 1 else ""
+        raise UserError(f"{what} has shape {a.shape}: series must be (n, length) or (n, channels, length){hint}")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise UserError(f"{what} has shape {a.shape}: it needs at least one series and one channel")
+    if a.shape[2] < min_length:
+        raise UserError(f"{what} has {a.shape[2]} feature(s) (shape={np.asarray(x).shape}) while a minimum of "
+                        f"{min_length} is required: series need at least {min_length} steps (n_features = {a.shape[2]})")
     a = a.astype(np.float32)
     if np.isinf(a).any():
         raise UserError(f"{what} contains inf in {int(np.isinf(a).any((1, 2)).sum())} series: remove or clip them")
