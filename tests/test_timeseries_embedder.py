@@ -39,7 +39,7 @@ def test_in_a_pipeline_and_deterministic():
     assert pipe.score(x, y) >= 0.8  # rows stay aligned with labels (a shuffled or constant embedding scores ~0.5)
     e1, e2 = small(max_steps=3).fit(x), small(max_steps=3).fit(x)
     assert np.allclose(e1.transform(x), e2.transform(x), atol=1e-5)  # random_state fixes everything
-    assert e1.transform(x).shape == (40, e1.encoder_.dim * 5) and e1.n_features_in_ == 2 * 48
+    assert e1.transform(x).shape == (40, e1.encoder_.dim * 2) and e1.n_features_in_ == 2 * 48
 
 
 def test_padded_series_embed_as_their_real_part():

@@ -145,3 +145,16 @@ def test_masker_rejects_bad_arguments():
         SpanMasker(grid=(10,), mode="spiral")
     with pytest.raises(ValueError, match="smaller patch_size"):
         SpanMasker(grid=(1,))
+
+
+def test_conv_patch_embed_sees_only_its_own_patch():
+    tok = PatchEmbed1D(length=24, in_channels=2, dim=16, patch_size=6, embed="conv", instance_norm=False)
+    x = torch.randn(3, 2, 24)
+    y = x.clone()
+    y[:, :, 12:18] += 1.0  # change patch 2 only
+    a, b = tok(x), tok(y)
+    assert a.shape == (3, 4, 16)
+    changed = (a - b).abs().amax((0, 2)) > 1e-6
+    assert changed.tolist() == [False, False, True, False]  # convolution padding stays inside the patch
+    ci = PatchEmbed1D(length=24, in_channels=2, dim=16, patch_size=6, embed="conv", channel_independent=True)
+    assert ci(x).shape == (3, 8, 16)

@@ -1,14 +1,15 @@
-"""Time-series parts for recipes: tokenizer patch1d, masker span, method series_jepa, data loader series."""
+"""Time-series parts for recipes: tokenizer patch1d, masker span, method series_jepa, data loaders series, wfdb_beats."""
 from ..methods.jepa import JEPA
 from .assemble import assemble_series_jepa
 from .data import load_series
 from .masks import SpanMasker
 from .tokenizer import PatchEmbed1D
+from .wfdb import load_wfdb_beats
 
 PARTS = {
     "tokenizer": {"patch1d": (PatchEmbed1D, {"length", "in_channels", "dim"})},
     "masker": {"span": (SpanMasker, {"grid"})},
     "method": {"series_jepa": (JEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer"})},
-    "data": {"series": (load_series, {"source"})},
+    "data": {"series": (load_series, {"source"}), "wfdb_beats": (load_wfdb_beats, {"source"})},
 }
 ASSEMBLERS = {"series_jepa": assemble_series_jepa}

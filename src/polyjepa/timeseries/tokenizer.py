@@ -38,14 +38,18 @@ class PatchEmbed1D(nn.Module):
         channel_independent: False mixes all channels of a patch into one token (grid (N,));
             True makes one token per channel and patch (grid (C, N), channel-major), with a 2-D
             position code (channel, time) as in PatchTST's channel independence.
-        instance_norm: standardise each series and channel first (see ``instance_normalize``).
+        instance_norm: standardise each series and channel first (see ``instance_normalize``); this
+            drops each series' level and scale, which some tasks need (off in the bundled recipes).
+        embed: 'linear' (one linear map of the patch) or 'conv' (TS-JEPA's patch embedding: a
+            width-3 convolution inside the patch, GELU, then a linear map of the result).
     Shapes:
         forward: (B, C, L') with L' <= L -> (B, T, D) with T = N or C*N, N = ceil(L / patch_size);
         token_mask(x) -> (B, T) bool, True where the patch holds at least one finite value.
     """
 
     def __init__(self, *, length: int, in_channels: int, dim: int, patch_size: int | None = None,
-                 max_tokens: int = 64, channel_independent: bool = False, instance_norm: bool = True):
+                 max_tokens: int = 64, channel_independent: bool = False, instance_norm: bool = True,
+                 embed: str = "linear"):
         super().__init__()
         if patch_size is None:
             patch_size = max(1, math.ceil(length / max_tokens))
@@ -56,8 +60,13 @@ class PatchEmbed1D(nn.Module):
         n = math.ceil(self.length / self.patch_size)
         self.grid = (self.in_channels, n) if channel_independent else (n,)
         self.num_tokens = math.prod(self.grid)
-        width = self.patch_size if channel_independent else self.patch_size * self.in_channels
-        self.proj = nn.Linear(width, dim)
+        if embed not in ("linear", "conv"):
+            raise ValueError(f"unknown embed {embed!r}: use 'linear' or 'conv'")
+        self.embed_kind = embed
+        chans = 1 if channel_independent else self.in_channels
+        hidden = max(dim // 4, 8)
+        self.conv = nn.Conv1d(chans, hidden, kernel_size=3, padding=1) if embed == "conv" else None
+        self.proj = nn.Linear((hidden if embed == "conv" else chans) * self.patch_size, dim)
         self.register_buffer("pos_embed", self.position_embedding(dim)[None], persistent=False)
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
@@ -94,7 +103,10 @@ class PatchEmbed1D(nn.Module):
         n, p = self.grid[-1], self.patch_size
         patches = x.view(B, C, n, p)
         if self.channel_independent:
-            patches = patches.reshape(B, C * n, p)                      # (B, C*N, p), channel-major
+            patches = patches.reshape(B, C * n, 1, p)                   # (B, T=C*N, 1, p), channel-major
         else:
-            patches = patches.permute(0, 2, 1, 3).reshape(B, n, C * p)  # (B, N, C*p)
-        return self.proj(patches) + self.pos_embed.to(x.dtype)
+            patches = patches.permute(0, 2, 1, 3)                       # (B, T=N, C, p)
+        if self.conv is not None:  # per patch: (B*T, c, p) -> (B*T, hidden, p), no mixing across patches
+            T, c = patches.shape[1], patches.shape[2]
+            patches = torch.nn.functional.gelu(self.conv(patches.reshape(B * T, c, p))).view(B, T, -1, p)
+        return self.proj(patches.flatten(2)) + self.pos_embed.to(x.dtype)
