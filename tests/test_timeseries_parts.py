@@ -158,3 +158,21 @@ def test_conv_patch_embed_sees_only_its_own_patch():
     assert changed.tolist() == [False, False, True, False]  # convolution padding stays inside the patch
     ci = PatchEmbed1D(length=24, in_channels=2, dim=16, patch_size=6, embed="conv", channel_independent=True)
     assert ci(x).shape == (3, 8, 16)
+
+
+@pytest.mark.parametrize("recipe, shape", [("tsjepa", (3, 150)), ("ecgjepa", (2, 256)), ("eegjepa", (8, 640))])
+def test_recipes_build_and_every_trainable_parameter_gets_a_gradient(recipe, shape):
+    from polyjepa import build_method, load_recipe
+
+    method = build_method(load_recipe(recipe, ["encoder.depth=1", "predictor.depth=1"]), shape, seed=0)
+    x = torch.randn(4, *shape)
+    x[1, :, shape[1] - 40:] = float("nan")  # one padded series
+    ctx, tgt = method.masker(4, torch.Generator().manual_seed(0), x=x)
+    out = method({"x": x, "context_idx": ctx, "target_idx": tgt})
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    for name, p in method.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert all(p.grad is None for p in method.target.parameters())
+    assert method.embed(x, pool="mean+max").shape == (4, 2 * method.backbone.dim)
