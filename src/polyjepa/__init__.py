@@ -25,6 +25,8 @@ _EXPORTS = {
     "TrainConfig": "config", "EvalConfig": "config", "DataConfig": "config",
     "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
+    "TimeSeriesEmbedder": "timeseries.embedder", "PatchEmbed1D": "timeseries.tokenizer",
+    "SpanMasker": "timeseries.masks", "SeriesBackbone": "timeseries.backbone", "load_series": "timeseries.data",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,49 @@
+"""Train a method on in-memory arrays in this process: the core loop's step without the engine or files."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..errors import UserError
+
+
+def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0) -> dict:
+    """The same optimisation as ``polyjepa.train_method`` on one process (same batches, masks, AdamW,
+    schedules, clipping and EMA, so the same weights), without Fabric, checkpoints or metrics files:
+    what an estimator's ``fit`` needs. Returns {"steps", "final_loss"}.
+    """
+    from ..data.batches import MaskedBatches
+    from ..train.loop import param_groups
+    from ..train.schedules import cosine, warmup_cosine
+
+    tc = train
+    optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
+    batches = MaskedBatches(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), batch_size=tc.batch_size,
+                            masker=method.masker, seed=seed)
+    total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch
+    batches.total_steps = total
+    warmup_steps = int(tc.warmup * total)
+    params = [p for m in method.trainable_modules() for p in m.parameters() if p.requires_grad]
+    method.train()
+    loss = torch.tensor(float("nan"))
+    for step in range(total):
+        batch = batches[step]
+        lr = warmup_cosine(step, total, start=tc.start_lr, peak=tc.lr, final=tc.final_lr, warmup_steps=warmup_steps)
+        wd = cosine(step, total, start=tc.weight_decay[0], end=tc.weight_decay[1])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+            if group["apply_wd"]:
+                group["weight_decay"] = wd
+        loss = method(batch)["loss"]
+        if not torch.isfinite(loss):
+            raise UserError(f"the loss became {loss.item()} at step {step}: lower the learning rate "
+                            f"(overrides=('train.lr=...',)) or raise train.warmup")
+        loss.backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        method.update_target(step, total)
+    method.eval()
+    return {"steps": total, "final_loss": float(loss.detach())}

@@ -1,0 +1,88 @@
+"""Series loaders (aeon UCR/UEA sets, .npy/.npz/.csv), boundary checks, and the tsjepa recipe end to end."""
+import json
+
+import numpy as np
+import pytest
+
+from polyjepa.cli import main
+from polyjepa.errors import UserError
+from polyjepa.timeseries import check_series, pad_series
+from polyjepa.timeseries.data import load_series
+
+TINY_TS = ["encoder.depth=1", "predictor.dim=32", "predictor.depth=1", "predictor.heads=2", "train.max_steps=4",
+           "train.monitor_every=2", "train.log_every=2", "train.checkpoint_every=4", "eval.monitor_samples=32"]
+
+
+def test_aeon_sets_keep_the_official_split():
+    pytest.importorskip("aeon")
+    gp = load_series("GunPoint")
+    assert gp.x.shape == (50, 1, 150) and gp.x_test.shape == (150, 1, 150)
+    assert set(np.unique(gp.y)) == {0, 1} and gp.y_test.shape == (150,) and gp.meta == {"length": 150}
+    jv = load_series("JapaneseVowels")  # unequal lengths, 12 channels: NaN-padded to the longest
+    assert jv.x.shape[:2] == (270, 12) and jv.x_test.shape[:2] == (370, 12) and jv.x.shape[2] == jv.x_test.shape[2]
+    real = np.isfinite(np.concatenate([jv.x, jv.x_test])).all(1).sum(1)
+    assert real.min() < real.max() == jv.x.shape[2]  # padded to the longest series of train and test
+    assert len(np.unique(jv.y)) == 9
+
+
+def test_unknown_name_lists_the_bundled_sets():
+    with pytest.raises(UserError, match="neither a file nor a bundled data set"):
+        load_series("NoSuchSet")
+
+
+def test_npy_npz_csv(tmp_path):
+    x = np.random.default_rng(0).normal(size=(6, 2, 10)).astype(np.float32)
+    np.save(tmp_path / "a.npy", x)
+    assert np.array_equal(load_series(str(tmp_path / "a.npy")).x, x)
+    np.savez(tmp_path / "b.npz", x=x[:, 0], labels=np.array(list("ababab")))
+    b = load_series(str(tmp_path / "b.npz"))
+    assert b.x.shape == (6, 1, 10) and b.y.tolist() == [0, 1, 0, 1, 0, 1]
+    (tmp_path / "c.csv").write_text("t0,t1,t2,label\n1,2,3,x\n4,5,,y\n7,8,9,x\n")
+    c = load_series(str(tmp_path / "c.csv"))
+    assert c.x.shape == (3, 1, 3) and np.isnan(c.x[1, 0, 2]) and c.x[2, 0, 1] == 8 and c.y.tolist() == [0, 1, 0]
+    padded = load_series(str(tmp_path / "c.csv"), fitted={"length": 5})  # a run's length
+    assert padded.x.shape == (3, 1, 5) and np.isnan(padded.x[:, :, 3:]).all()
+    with pytest.raises(UserError, match="at most 2"):
+        load_series(str(tmp_path / "c.csv"), length=2)
+    (tmp_path / "d.csv").write_text("1,2,3\n4,oops,6\n")
+    with pytest.raises(UserError, match="row 2"):
+        load_series(str(tmp_path / "d.csv"))
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ([np.zeros(5), np.zeros(7)], "ragged list"),
+    (np.zeros((2, 3, 4, 5)), "must be (n, length) or (n, channels, length)"),
+    (np.zeros(5), "must be (n, length)"),
+    (np.array([[1.0, np.nan, 2.0, 3.0]]), "NaN inside"),
+    (np.array([[[1.0, 2.0, np.nan], [1.0, 2.0, 3.0]]]), "NaN inside"),  # padding must end every channel
+    (np.array([[1.0, np.inf, 2.0]]), "inf"),
+    (np.array([[1.0, np.nan, np.nan]]), "shorter than 2 steps"),
+    (np.array([["a", "b"]]), "dtype"),
+    (np.zeros((0, 4)), "at least one series"),
+])
+def test_bad_series_give_one_clear_error(bad, needle):
+    with pytest.raises(UserError) as e:
+        check_series(bad)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_pad_series_and_valid_padding():
+    x = pad_series([np.ones((2, 3)), np.ones((2, 5))])
+    assert x.shape == (2, 2, 5) and np.isnan(x[0, :, 3:]).all() and not np.isnan(x[1]).any()
+    assert check_series(x).shape == (2, 2, 5)
+    with pytest.raises(UserError, match="channel counts"):
+        pad_series([np.ones((2, 3)), np.ones((1, 3))])
+
+
+def test_tsjepa_recipe_end_to_end(tmp_path, capsys):
+    pytest.importorskip("aeon")
+    out = tmp_path / "run"
+    assert main(["pretrain", "tsjepa", "--data", "BasicMotions", "--out", str(out), *TINY_TS]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_train"] == 40 and s["n_test"] == 40 and s["steps"] == 4
+    assert s["embedding"]["dim"] == 64 * 2  # mean+max readout
+    for rep in (s["probe"], s["baselines"]["raw"], s["baselines"]["random_init"]):
+        assert 0 <= rep["linear"]["accuracy"] <= 1
+    emb_path = tmp_path / "e.npy"
+    assert main(["embed", str(out), "--data", "BasicMotions", "--out", str(emb_path)]) == 0
+    assert np.load(emb_path).shape == (80, 128)
