@@ -41,7 +41,8 @@ def _kind(series, name: str, categorical, max_int_categories: int) -> str:
         return "cat"
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype) \
             or pd.api.types.is_complex_dtype(dtype):
-        raise UserError(f"column {name!r} has dtype {dtype}, which cannot be encoded: convert it to numbers "
+        what = "Complex data not supported: " if pd.api.types.is_complex_dtype(dtype) else ""
+        raise UserError(f"{what}column {name!r} has dtype {dtype}, which cannot be encoded: convert it to numbers "
                         f"(e.g. a timestamp to seconds) or to strings, or drop it")
     if pd.api.types.is_integer_dtype(dtype):
         distinct = series.nunique(dropna=True)
@@ -82,9 +83,12 @@ def fit_schema(frame, *, categorical="auto", max_int_categories: int = AUTO_INT_
     numeric), mean/std (per column; 0/1 for categorical), edges (quantile bin edges of the
     standardised values, per numeric column).
     """
-    if frame.shape[1] == 0 or frame.shape[0] == 0:
-        raise UserError(f"the table is empty ({frame.shape[0]} rows x {frame.shape[1]} columns): it needs at least "
-                        f"one row and one feature column")
+    if frame.shape[1] == 0:
+        raise UserError(f"the table is empty: 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required; "
+                        f"pass at least one feature column")
+    if frame.shape[0] == 0:
+        raise UserError(f"the table is empty: 0 sample(s) (shape={frame.shape}) while a minimum of 1 is required; "
+                        f"pass at least one row")
     names = [str(c) for c in frame.columns]
     if len(set(names)) != len(names):
         raise UserError(f"the table has duplicate column names {sorted({n for n in names if names.count(n) > 1})}: "
@@ -168,6 +172,6 @@ def as_frame(x, columns=None):
     if a is None:
         raise UserError("sparse matrices are not supported: pass a dense array or a DataFrame")
     if a.ndim != 2:
-        raise UserError(f"expected a 2-D table (rows x columns), got an array of shape {a.shape}: "
-                        f"reshape it, e.g. x.reshape(-1, 1) for a single feature")
+        raise UserError(f"expected a 2-D table (rows x columns), got an array of shape {a.shape}: Reshape your data, "
+                        f"e.g. x.reshape(-1, 1) for a single feature")
     return pd.DataFrame(a, columns=columns if columns is not None else [str(i) for i in range(a.shape[1])])
