@@ -11,7 +11,7 @@ from polyjepa.tabular.loader import load_table  # noqa: E402
 
 from .conftest import SHARED_DATA  # noqa: E402
 
-TINY_TAB = ["encoder.dim=16", "encoder.depth=1", "predictor.dim=16", "predictor.depth=1", "train.batch_size=32",
+TINY_TAB = ["encoder.dim=16", "encoder.depth=1", "train.batch_size=32",
             "train.max_steps=6", "train.log_every=2", "train.monitor_every=3", "train.checkpoint_every=3",
             "eval.monitor_samples=64", "train.threads=1"]
 

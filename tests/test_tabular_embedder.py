@@ -38,12 +38,12 @@ def test_default_embedder_in_a_pipeline_with_nan_and_categories():
     from sklearn.pipeline import make_pipeline
 
     df, y = frame()
-    pipe = make_pipeline(TabularEmbedder(), LogisticRegression(max_iter=500)).fit(df, y)
+    pipe = make_pipeline(TabularEmbedder(threads=1), LogisticRegression(max_iter=500)).fit(df, y)
     emb = pipe[0].transform(df)
-    assert emb.shape == (300, 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert emb.shape == (300, (1 + 5) * 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert emb.std(0).mean() > 1e-3  # not collapsed to a constant
     assert pipe.score(df, y) > 0.5
-    assert list(pipe[0].get_feature_names_out()) == [f"tabularembedder{i}" for i in range(32)]
+    assert list(pipe[0].get_feature_names_out()) == [f"tabularembedder{i}" for i in range(192)]
 
 
 def test_column_transformer_and_unseen_categories():
@@ -51,7 +51,8 @@ def test_column_transformer_and_unseen_categories():
     from sklearn.preprocessing import StandardScaler
 
     df, y = frame()
-    ct = ColumnTransformer([("emb", TabularEmbedder(**SMALL), ["a", "size", "d"]), ("num", StandardScaler(), ["c"])])
+    ct = ColumnTransformer([("emb", TabularEmbedder(**SMALL, pool="mean"), ["a", "size", "d"]),
+                            ("num", StandardScaler(), ["c"])])
     out = ct.fit_transform(df)
     assert out.shape == (300, 9)
     new = df.iloc[:5].copy()
@@ -64,7 +65,11 @@ def test_same_seed_same_embedding_and_pool_widths():
     a = TabularEmbedder(**SMALL).fit(df).transform(df)
     b = TabularEmbedder(**SMALL).fit(df).transform(df)
     assert np.array_equal(a, b)
-    assert TabularEmbedder(**SMALL, pool="tokens").fit(df).transform(df).shape == (100, (1 + 5) * 8)
+    assert TabularEmbedder(**SMALL, pool="mean").fit(df).transform(df).shape == (100, 8)
+    vcr = TabularEmbedder(**SMALL, var_weight=1.0).fit(df)
+    assert vcr.method_.regularizer is not None and TabularEmbedder(**SMALL).fit(df).method_.regularizer is None
+    assert np.isfinite(vcr.loss_curve_).all()
+    assert TabularEmbedder(**SMALL, max_steps=0).fit(df).loss_curve_ == []  # random-init baseline
     assert TabularEmbedder(**SMALL, pool="mean+std", n_reg_tokens=0, numeric="linear").fit_transform(df).shape == (100, 16)
 
 
