@@ -24,6 +24,8 @@ _EXPORTS = {
     "rankme": "diagnostics.rankme", "evaluate": "eval.evaluate",
     "TrainConfig": "config", "EvalConfig": "config", "DataConfig": "config",
     "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
+    "TabularEmbedder": "tabular.embedder", "FeatureTokenizer": "tabular.tokenizer",
+    "FeatureSubsetMasker": "tabular.masker", "load_table": "tabular.loader",
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
     "TimeSeriesEmbedder": "timeseries.embedder", "PatchEmbed1D": "timeseries.tokenizer",
     "SpanMasker": "timeseries.masks", "SeriesBackbone": "timeseries.backbone", "load_series": "timeseries.data",

@@ -1,0 +1,102 @@
+"""TabularEmbedder: scikit-learn conformance, Pipelines and ColumnTransformer, DataFrames with NaN and categories, errors."""
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from polyjepa import TabularEmbedder  # noqa: E402
+from polyjepa.errors import UserError  # noqa: E402
+
+SMALL = dict(dim=8, depth=1, heads=2, n_bins=4, max_epochs=2, batch_size=32, threads=1)
+
+# Checks that do not apply, and why (none at present: every applicable check passes).
+EXPECTED_FAILURES: dict[str, str] = {}
+
+
+@parametrize_with_checks([TabularEmbedder(**SMALL)],
+                         expected_failed_checks=lambda est: EXPECTED_FAILURES)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def frame(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    size = rng.choice(["S", "M", "L"], n)
+    a = rng.normal(size=n)
+    df = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(scale=0.3, size=n), "c": rng.normal(size=n),
+                       "size": pd.Categorical(size), "d": (size == "L") + rng.normal(scale=0.3, size=n)})
+    df.loc[rng.random(n) < 0.1, "a"] = np.nan
+    df.loc[rng.random(n) < 0.1, "size"] = np.nan
+    y = ((np.nan_to_num(df["a"].to_numpy()) > 0) ^ (size == "L")).astype(int)
+    return df, y
+
+
+def test_default_embedder_in_a_pipeline_with_nan_and_categories():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    df, y = frame()
+    pipe = make_pipeline(TabularEmbedder(threads=1), LogisticRegression(max_iter=500)).fit(df, y)
+    emb = pipe[0].transform(df)
+    assert emb.shape == (300, (1 + 5) * 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert emb.std(0).mean() > 1e-3  # not collapsed to a constant
+    assert pipe.score(df, y) > 0.5
+    assert list(pipe[0].get_feature_names_out()) == [f"tabularembedder{i}" for i in range(192)]
+
+
+def test_column_transformer_and_unseen_categories():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import StandardScaler
+
+    df, y = frame()
+    ct = ColumnTransformer([("emb", TabularEmbedder(**SMALL, pool="mean"), ["a", "size", "d"]),
+                            ("num", StandardScaler(), ["c"])])
+    out = ct.fit_transform(df)
+    assert out.shape == (300, 9)
+    new = df.iloc[:5].copy()
+    new["size"] = pd.Categorical(["XL", "S", None, "M", "XXL"])
+    assert np.isfinite(ct.transform(new)).all()
+
+
+def test_same_seed_same_embedding_and_pool_widths():
+    df, _ = frame(100)
+    a = TabularEmbedder(**SMALL).fit(df).transform(df)
+    b = TabularEmbedder(**SMALL).fit(df).transform(df)
+    assert np.array_equal(a, b)
+    assert TabularEmbedder(**SMALL, pool="mean").fit(df).transform(df).shape == (100, 8)
+    vcr = TabularEmbedder(**SMALL, var_weight=1.0).fit(df)
+    assert vcr.method_.regularizer is not None and TabularEmbedder(**SMALL).fit(df).method_.regularizer is None
+    assert np.isfinite(vcr.loss_curve_).all()
+    assert TabularEmbedder(**SMALL, max_steps=0).fit(df).loss_curve_ == []  # random-init baseline
+    assert TabularEmbedder(**SMALL, pool="mean+std", n_reg_tokens=0, numeric="linear").fit_transform(df).shape == (100, 16)
+
+
+def test_categorical_given_by_name_or_index():
+    df, _ = frame(100)
+    e = TabularEmbedder(**SMALL, categorical=["size"]).fit(df)
+    assert e.schema_["kinds"] == ["num", "num", "num", "cat", "num"]
+    arr = np.column_stack([np.arange(100) % 3, np.random.default_rng(0).normal(size=100)])
+    assert TabularEmbedder(**SMALL, categorical=[0]).fit(arr).schema_["kinds"] == ["cat", "num"]
+
+
+def test_errors_are_clear():
+    df, _ = frame(100)
+    with pytest.raises(UserError, match="empty"):
+        TabularEmbedder(**SMALL).fit(df.iloc[:0])
+    bad = df.copy()
+    bad["when"] = pd.date_range("2020", periods=100)
+    with pytest.raises(UserError, match="'when'.*cannot be encoded"):
+        TabularEmbedder(**SMALL).fit(bad)
+    e = TabularEmbedder(**SMALL).fit(df)
+    with pytest.raises(UserError, match="feature names should match"):
+        e.transform(df.rename(columns={"c": "zz"}))
+    with pytest.raises(UserError, match="feature names should match"):
+        e.transform(df.drop(columns=["c"]))
+    text = df.copy()
+    text["c"] = "x"
+    with pytest.raises(UserError, match="'c' was numeric in fit"):
+        e.transform(text)
+    with pytest.raises(UserError, match="pool"):
+        TabularEmbedder(**SMALL, pool="max").fit(df)
