@@ -25,6 +25,11 @@ _EXPORTS = {
     "TrainConfig": "config", "EvalConfig": "config", "DataConfig": "config",
     "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
+    # audio
+    "log_mel": "audio.melspec", "mel_filterbank": "audio.melspec", "resample": "audio.resample",
+    "crop_or_pad": "audio.crop", "read_audio": "audio.io", "load_audio": "audio.data",
+    "SpectrogramPatchEmbed": "audio.tokenizer", "TimeFrequencyMasker": "audio.masks",
+    "CurriculumMasker": "audio.masks", "AJEPA": "audio.method",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
