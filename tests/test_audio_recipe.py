@@ -72,3 +72,15 @@ def test_wrong_data_for_the_recipe_says_so(tmp_path):
     with pytest.raises(UserError, match="FSDD layout|does not exist"):
         pretrain("ajepa", data=str(tmp_path / "none.npz"), out=str(tmp_path / "r"), overrides=AUDIO_TINY,
                  progress=False, echo=lambda *a: None)
+
+
+def test_training_monitor_draws_bank_and_queries_from_the_whole_training_set():
+    # Core fix: FSDD is stored sorted by digit; the monitor took its kNN bank and queries from the
+    # first rows, so the queries held digits the bank never saw (monitor kNN 0.03 at step 0).
+    from polyjepa.eval.evaluate import Monitor
+
+    y = np.repeat(np.arange(10), 100)
+    x = np.zeros((1000, 1, 2, 2), np.float32)
+    m = Monitor(x, y, samples=256)
+    assert len(m.bank_x) == 256 and len(m.query_x) == 128
+    assert set(m.bank_y.tolist()) == set(range(10)) and set(m.query_y.tolist()) <= set(m.bank_y.tolist())
