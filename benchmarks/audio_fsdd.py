@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for the run directories (default: a new temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("overrides", nargs="*", help="recipe overrides for every arm, section.key=value")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     if "=" in args.data:
         args.overrides.insert(0, args.data)
         args.data = DEFAULT_DATA
