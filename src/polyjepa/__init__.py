@@ -29,6 +29,11 @@ _EXPORTS = {
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
     "TimeSeriesEmbedder": "timeseries.embedder", "PatchEmbed1D": "timeseries.tokenizer",
     "SpanMasker": "timeseries.masks", "SeriesBackbone": "timeseries.backbone", "load_series": "timeseries.data",
+    # audio
+    "log_mel": "audio.melspec", "mel_filterbank": "audio.melspec", "resample": "audio.resample",
+    "crop_or_pad": "audio.crop", "read_audio": "audio.io", "load_audio": "audio.data",
+    "SpectrogramPatchEmbed": "audio.tokenizer", "TimeFrequencyMasker": "audio.masks",
+    "CurriculumMasker": "audio.masks", "AJEPA": "audio.method",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -57,9 +57,13 @@ class Monitor:
     def __init__(self, x: np.ndarray, y: np.ndarray | None, *, samples: int = 1024, pool: str = "mean",
                  layers: int = 1, k: int = 20):
         n = min(samples, len(x))
-        self.bank_x, self.bank_y = x[:n], (y[:n] if y is not None else None)
         q = min(len(x) - n, max(n // 2, 0))
-        self.query_x, self.query_y = x[n:n + q], (y[n:n + q] if y is not None else None)
+        # A fixed random draw, not the first rows: data sets stored sorted by label (FSDD) would
+        # otherwise put classes in the queries that the bank never saw.
+        pick = np.random.default_rng(0).permutation(len(x))[:n + q]
+        bank, query = np.sort(pick[:n]), np.sort(pick[n:])
+        self.bank_x, self.bank_y = x[bank], (y[bank] if y is not None else None)
+        self.query_x, self.query_y = x[query], (y[query] if y is not None else None)
         self.pool, self.layers, self.k = pool, layers, k
 
     def __call__(self, method) -> dict[str, float]:

@@ -1,0 +1,132 @@
+"""Conditioned prediction (Stem-JEPA style): predict one clip's features from a mixture, given which clip."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..models.encoder import Backbone
+from ..models.transformer import Block, init_weights
+from ..objectives.distributed import gather_batch
+from ..targets.ema import EMATarget
+
+
+class ConditionedPredictor(nn.Module):
+    """A transformer over all context tokens plus one prepended condition token (Riou et al., ISMIR 2024).
+
+    The condition (a class id: instrument, position of a clip, ...) is a learned embedding; the
+    output keeps one prediction per token position (the condition token is dropped).
+
+    Args:
+        in_dim: encoder width D; dim: predictor width Dp; depth, heads: its transformer.
+        pos_embed: (N, Dp) fixed positions of the token grid.
+        n_conditions: number of condition ids (1 = no information: the ablation without a condition).
+    Shapes:
+        forward(z (B, N, D), cond (B,) int64) -> (B, N, D).
+    """
+
+    def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, pos_embed: torch.Tensor,
+                 n_conditions: int = 2, mlp_ratio: float = 4.0):
+        super().__init__()
+        if n_conditions < 1:
+            raise ValueError(f"n_conditions must be >= 1, got {n_conditions}")
+        self.n_conditions = n_conditions
+        self.embed = nn.Linear(in_dim, dim)
+        self.condition = nn.Embedding(n_conditions, dim)
+        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.proj = nn.Linear(dim, in_dim)
+        self.register_buffer("pos_embed", pos_embed.clone(), persistent=False)
+        init_weights(self, self.blocks)
+        nn.init.trunc_normal_(self.condition.weight, std=0.02)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        cond = cond.clamp(max=self.n_conditions - 1)              # a 1-condition predictor ignores the id
+        x = self.embed(z) + self.pos_embed.to(z.dtype)            # (B, N, Dp)
+        x = torch.cat([self.condition(cond)[:, None], x], dim=1)  # (B, 1 + N, Dp)
+        for block in self.blocks:
+            x = block(x)
+        return self.proj(self.norm(x[:, 1:]))                     # (B, N, D)
+
+
+class ConditionedJEPA(nn.Module):
+    """Predict the target encoder's features of one part of the input from the whole, given a condition.
+
+    A batch (from ``make_batch``) holds x (the mixture the online encoder sees), target_x (the
+    part whose EMA features are the target) and cond (B,) (which part). Loss: ``objective`` on every
+    token, plus the optional ``regularizer`` on the pooled online embedding of the mixture.
+
+    Args:
+        backbone, predictor (a ConditionedPredictor), target (EMA of backbone), objective,
+        regularizer: as in JEPA; make_batch: ``make_batch(x, generator, progress) -> dict`` (e.g. TwoClipMixer).
+    """
+
+    def __init__(self, *, backbone: Backbone, predictor: ConditionedPredictor, target: EMATarget,
+                 make_batch: Callable, objective: Callable[..., dict], regularizer: Callable[..., dict] | None = None,
+                 embed_from: str = "target"):
+        super().__init__()
+        if embed_from not in ("target", "online"):
+            raise ValueError(f"embed_from must be 'target' or 'online', got {embed_from!r}")
+        self.backbone, self.predictor, self.target = backbone, predictor, target
+        self.make_batch, self.objective, self.regularizer, self.embed_from = make_batch, objective, regularizer, embed_from
+        self.masker = None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.loss(batch)
+
+    def predict(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) predicted target features of part ``cond`` of mixtures ``x``."""
+        return self.predictor(self.backbone(x), cond)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        h = self.target(batch["target_x"])                        # (B, N, D), no gradient
+        z = self.backbone(batch["x"])                              # (B, N, D)
+        p = self.predictor(z, batch["cond"])
+        out = self.objective(p, h)
+        if self.regularizer is not None:
+            reg = self.regularizer(gather_batch(z.mean(1)))
+            out = {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
+        return out
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.backbone, self.predictor]
+
+    @torch.no_grad()
+    def update_target(self, step: int, total_steps: int) -> float:
+        return self.target.update(self.backbone, step, total_steps)
+
+    def encoder(self) -> Backbone:
+        return self.target.model if self.embed_from == "target" else self.backbone
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:
+        return self.encoder().embed(x, pool=pool, layers=layers)
+
+
+def assemble_conditioned(cfg, input_shape: tuple[int, ...], meta: dict) -> ConditionedJEPA:
+    """Backbone + conditioned predictor + EMA target + objective (+ regulariser) + two-clip mixer.
+
+    The recipe's ``mixer`` section gives the TwoClipMixer's arguments; the data's normalisation
+    statistics (``meta`` mean/std of the ``audio`` loader) are injected.
+    """
+    from ..build import build_backbone, build_objective, data_facts, inject
+    from ..config import part_kwargs
+    from ..errors import UserError
+    from ..registry import build_part
+
+    if meta.get("mean") is None:
+        raise UserError("conditioned audio prediction mixes clips on the log-mel scale: use data.loader=audio")
+    backbone = build_backbone(cfg, input_shape, meta)
+    tok = backbone.tokenizer
+    pred_kwargs = part_kwargs(cfg, "predictor")
+    pdim = pred_kwargs.get("dim", backbone.dim)
+    facts = data_facts(input_shape, meta, in_dim=backbone.dim, pos_embed=tok.position_embedding(pdim), online=backbone,
+                       mean=meta["mean"], std=meta["std"])
+    predictor = build_part("predictor", cfg, pred_kwargs, **inject("predictor", cfg, facts))
+    target = build_part("target", cfg, part_kwargs(cfg, "target"), **inject("target", cfg, facts))
+    mixer = build_part("mixer", cfg, part_kwargs(cfg, "mixer"), **inject("mixer", cfg, facts))
+    objective = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
+    regularizer = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor,
+                      target=target, make_batch=mixer, objective=objective, regularizer=regularizer)

@@ -1,0 +1,31 @@
+"""Fixed-length spectrograms: crop or pad the time axis and say which frames are real."""
+from __future__ import annotations
+
+import torch
+
+
+def crop_or_pad(spec: torch.Tensor, frames: int, *, crop: str = "center", pad_value: float = 0.0,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut or pad the last (time) axis of ``spec`` (..., F) to ``frames``.
+
+    Padding goes at the end. A longer clip is cut to its ``center`` frames, its ``start``, or a
+    ``random`` window drawn from ``generator``.
+    Returns:
+        (spec (..., frames), valid (frames,) bool: True where the frame comes from the clip).
+    """
+    F = spec.shape[-1]
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if F >= frames:
+        if crop == "center":
+            start = (F - frames) // 2
+        elif crop == "start":
+            start = 0
+        elif crop == "random":
+            start = int(torch.randint(0, F - frames + 1, (), generator=generator))
+        else:
+            raise ValueError(f"unknown crop {crop!r}: use center, start or random")
+        return spec[..., start:start + frames], torch.ones(frames, dtype=torch.bool, device=spec.device)
+    pad = spec.new_full((*spec.shape[:-1], frames - F), pad_value)
+    valid = torch.arange(frames, device=spec.device) < F
+    return torch.cat([spec, pad], dim=-1), valid

@@ -1,0 +1,21 @@
+"""Audio parts for recipes: the ``audio`` data loader, spectrogram patches, A-JEPA maskers and method,
+and conditioned prediction on two-clip mixtures (Stem-JEPA style)."""
+from ..build import assemble_jepa
+from .conditioned import ConditionedJEPA, ConditionedPredictor, assemble_conditioned
+from .data import load_audio
+from .masks import CurriculumMasker, TimeFrequencyMasker
+from .method import AJEPA
+from .mixtures import TwoClipMixer
+from .tokenizer import SpectrogramPatchEmbed
+
+PARTS = {
+    "data": {"audio": (load_audio, {"source"})},
+    "tokenizer": {"spectrogram_patch": (SpectrogramPatchEmbed, {"image_size", "in_channels", "dim"})},
+    "masker": {"timefreq": (TimeFrequencyMasker, {"grid"}), "curriculum": (CurriculumMasker, {"grid"})},
+    "predictor": {"conditioned": (ConditionedPredictor, {"in_dim", "pos_embed"})},
+    "mixer": {"two_clip": (TwoClipMixer, {"mean", "std"})},
+    "method": {"ajepa": (AJEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer"}),
+               "conditioned_jepa": (ConditionedJEPA, {"backbone", "predictor", "target", "make_batch", "objective",
+                                                      "regularizer"})},
+}
+ASSEMBLERS = {"ajepa": assemble_jepa, "conditioned_jepa": assemble_conditioned}
