@@ -25,6 +25,11 @@ _EXPORTS = {
     "TrainConfig": "config", "EvalConfig": "config", "DataConfig": "config",
     "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
+    # point clouds (issue #7)
+    "PointJEPA": "points.method", "PointGroupTokenizer": "points.tokenizer", "PointBackbone": "points.backbone",
+    "PointPredictor": "points.predictor", "ContextInjectedPredictor": "points.predictor",
+    "SequenceBlockMasker": "points.masks", "SpatialBlockMasker": "points.masks", "PointAugment": "points.augment",
+    "load_points": "points.data", "farthest_point_sample": "points.geometry", "nearest_neighbour_order": "points.sequencer",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
