@@ -34,6 +34,11 @@ _EXPORTS = {
     "crop_or_pad": "audio.crop", "read_audio": "audio.io", "load_audio": "audio.data",
     "SpectrogramPatchEmbed": "audio.tokenizer", "TimeFrequencyMasker": "audio.masks",
     "CurriculumMasker": "audio.masks", "AJEPA": "audio.method",
+    # point clouds (issue #7)
+    "PointJEPA": "points.method", "PointGroupTokenizer": "points.tokenizer", "PointBackbone": "points.backbone",
+    "PointPredictor": "points.predictor", "ContextInjectedPredictor": "points.predictor",
+    "SequenceBlockMasker": "points.masks", "SpatialBlockMasker": "points.masks", "PointAugment": "points.augment",
+    "load_points": "points.data", "farthest_point_sample": "points.geometry", "nearest_neighbour_order": "points.sequencer",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
