@@ -25,6 +25,9 @@ _EXPORTS = {
     "TrainConfig": "config", "EvalConfig": "config", "DataConfig": "config",
     "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
+    "VJEPA": "video.vjepa", "VJVCR": "video.vjvcr", "TubeletEmbed": "video.tubelet", "VideoBackbone": "video.backbone",
+    "MultiBlock3DMasker": "video.masks", "TubeMaskSet": "video.masks", "MultiMaskPredictor": "video.predictor",
+    "moving_digits": "video.moving_digits", "load_clips": "video.sources", "load_moving_digits": "video.sources",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
