@@ -39,6 +39,9 @@ _EXPORTS = {
     "PointPredictor": "points.predictor", "ContextInjectedPredictor": "points.predictor",
     "SequenceBlockMasker": "points.masks", "SpatialBlockMasker": "points.masks", "PointAugment": "points.augment",
     "load_points": "points.data", "farthest_point_sample": "points.geometry", "nearest_neighbour_order": "points.sequencer",
+    "VJEPA": "video.vjepa", "VJVCR": "video.vjvcr", "TubeletEmbed": "video.tubelet", "VideoBackbone": "video.backbone",
+    "MultiBlock3DMasker": "video.masks", "TubeMaskSet": "video.masks", "MultiMaskPredictor": "video.predictor",
+    "moving_digits": "video.moving_digits", "load_clips": "video.sources", "load_moving_digits": "video.sources",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
