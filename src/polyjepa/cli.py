@@ -25,6 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("run_dir")
     pr.add_argument("--data", help="labelled data to probe on (default: the run's own split)")
 
+    se = sub.add_parser("select", help="rank runs (or their checkpoints) by RankMe; Spearman agreement with probes")
+    se.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    se.add_argument("--checkpoints", action="store_true",
+                    help="rank every kept checkpoint (RankMe and a kNN probe on the run's test split)")
+    se.add_argument("--data", help="data for --checkpoints (default: each run's own)")
+    se.add_argument("--json", metavar="FILE", help="also write the ranking as JSON")
+
     em = sub.add_parser("embed", help="write embeddings of data as a .npy file")
     em.add_argument("run_dir")
     em.add_argument("--data", required=True)
@@ -59,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
             from .runner import probe_run
 
             probe_run(args.run_dir, args.data)
+        elif args.command == "select":
+            import json
+
+            from .diagnostics.selection import format_selection, select
+
+            result = select(args.run_dirs, checkpoints=args.checkpoints, data=args.data)
+            print(format_selection(result))
+            if args.json:
+                from pathlib import Path
+
+                Path(args.json).write_text(json.dumps(result, indent=1))
         elif args.command == "embed":
             from .runner import embed_run
 

@@ -1,4 +1,5 @@
-"""report.md with PNG plots of a run: loss, learning rate, RankMe and monitor kNN over training, probe table."""
+"""report.md with PNG plots of a run: loss, learning rate, RankMe, LiDAR and monitor kNN over training, the
+embedding spectrum over training, the collapse alarm, the probe table."""
 from __future__ import annotations
 
 import csv
@@ -24,6 +25,8 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     plots.mkdir(exist_ok=True)
     panels = [("loss", "training loss", "loss"), ("lr", "learning rate", "lr"),
               ("rankme", "RankMe (monitor set)", "rankme"), ("monitor_knn", "kNN accuracy (train slices)", "monitor_knn"),
+              ("lidar", "LiDAR (monitor set, 4 views)", "lidar"),
+              ("embedding_std", "embedding std (monitor set)", "embedding_std"),
               ("target_std", "target feature std", "target_std")]
     made = []
     for key, title, fname in panels:
@@ -60,7 +63,12 @@ def write_report(run_dir: Path, summary: dict) -> Path:
         plt.close(fig)
         made.insert(0, ("probe accuracy", "plots/probes.png"))
 
-    lines = [f"# {summary['recipe']} on {summary['data']}", "", "```", format_table(summary).strip(), "```", ""]
+    spectrum = plot_spectrum(run_dir, plots)
+    if spectrum:
+        made.insert(1 if bars else 0, ("embedding spectrum over training", spectrum))
+
+    lines = [f"# {summary['recipe']} on {summary['data']}", "", collapse_statement(rows, summary), "",
+             "```", format_table(summary).strip(), "```", ""]
     lines += [f"- seed {summary.get('seed')}, {summary.get('world_size', 1)} process(es), stop: {summary.get('stop_reason')}",
               f"- embedding: {summary.get('embedding')}",
               f"- final loss {summary.get('final_loss')}", ""]
@@ -71,3 +79,73 @@ def write_report(run_dir: Path, summary: dict) -> Path:
 
     atomic_write_text(out, "\n".join(lines))
     return out
+
+
+def collapse_statement(rows: list[dict], summary: dict, *, min_rankme: float = 2.0) -> str:
+    """One plain sentence on whether the embeddings collapsed during training or at the end."""
+    flagged = [r for r in rows if r.get("collapse") not in (None, "") and float(r["collapse"]) > 0]
+    final = summary.get("rankme")
+    if flagged:
+        steps = ", ".join(str(int(float(r["step"]))) for r in flagged[:8]) + (" ..." if len(flagged) > 8 else "")
+        last = flagged[-1]
+        return (f"**COLLAPSE ALARM**: the embeddings collapsed at monitor step(s) {steps} (last: RankMe "
+                f"{float(last['rankme']):.2f}, embedding std {float(last['embedding_std']):.2e}); final test RankMe "
+                f"{final:.2f}." if final is not None else "")
+    if final is not None and final < min_rankme:
+        return f"**COLLAPSE ALARM**: the final test embeddings have RankMe {final:.2f} < {min_rankme:g}."
+    checked = sum(1 for r in rows if r.get("collapse") not in (None, ""))
+    if checked:
+        return f"No collapse: RankMe and embedding std stayed above the alarm thresholds at all {checked} checks."
+    return "No collapse check was recorded during training."
+
+
+def read_spectrum(run_dir: Path) -> list[tuple[int, list[float]]]:
+    """(step, eigenvalues) rows of the run's spectrum.jsonl, in step order."""
+    import json
+
+    path = Path(run_dir) / "spectrum.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            out.append((int(row["step"]), [float(v) for v in row["eigenvalues"]]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return sorted(out)
+
+
+def plot_spectrum(run_dir: Path, plots: Path, top: int = 8) -> str | None:
+    """Eigenvalue spectra at every recorded step (left) and the top eigenvalues against the step (right)."""
+    rows = read_spectrum(run_dir)
+    if not rows:
+        return None
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    cmap = plt.get_cmap("viridis")
+    floor = 1e-12
+    for i, (step, ev) in enumerate(rows):
+        ev = np.maximum(np.asarray(ev), floor)
+        ax1.plot(np.arange(1, len(ev) + 1), ev, color=cmap(i / max(len(rows) - 1, 1)), lw=1,
+                 label=f"step {step}" if i in (0, len(rows) - 1) else None)
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("eigenvalue index")
+    ax1.set_title("covariance spectrum (dark: early)")
+    ax1.legend(fontsize=7)
+    steps = [s for s, _ in rows]
+    k = min(top, min(len(ev) for _, ev in rows))
+    for j in range(k):
+        ax2.plot(steps, [max(ev[j], floor) for _, ev in rows], marker="o" if len(rows) < 30 else None, ms=3, lw=1)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax2.set_title(f"top {k} eigenvalues over training")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(plots / "spectrum.png")
+    plt.close(fig)
+    return "plots/spectrum.png"

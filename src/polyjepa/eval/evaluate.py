@@ -47,15 +47,51 @@ def _torch(a: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-class Monitor:
-    """Label-free and cheap labelled health checks during training: RankMe and a kNN accuracy.
+SPECTRUM_FILE = "spectrum.jsonl"
 
-    The kNN uses two disjoint slices of the *training* set (a bank and queries), never the test set.
-    Picklable, so that spawned training processes can carry it.
+
+def lidar_score(encoder, x: np.ndarray, *, pool: str = "mean", layers: int = 1, views=None, n_views: int = 4,
+                seed: int = 0) -> float | None:
+    """LiDAR of ``encoder``'s embeddings of ``n_views`` augmented views of each image in ``x`` (n, C, H, W).
+
+    ``views`` is a :class:`polyjepa.multiview.ViewMaker` (its photometric settings are kept, with
+    ``n_views`` whole-size crops and no local ones); None uses crops of scale 0.3-1 with jitter.
+    The views are drawn from ``seed`` alone, so scores at different steps see the same views.
+    None for inputs that are not images.
+    """
+    import copy
+
+    import torch
+
+    from ..diagnostics.lidar import lidar
+    from ..multiview.views import ViewMaker
+
+    if x.ndim != 4 or len(x) < 2:
+        return None
+    maker = copy.copy(views) if views is not None else ViewMaker(n_global=n_views)
+    maker.n_global, maker.n_local, maker.global_size = n_views, 0, None
+    v = maker(torch.from_numpy(np.ascontiguousarray(x)), torch.Generator().manual_seed(seed))["global"]  # (q, n, ...)
+    emb = embed_array(encoder, v.flatten(0, 1), pool=pool, layers=layers)
+    emb = torch.from_numpy(emb).reshape(n_views, len(x), -1).transpose(0, 1)
+    return lidar(emb)
+
+
+class Monitor:
+    """Label-free and cheap labelled health checks during training.
+
+    Every call embeds a fixed slice of the training set and records RankMe, the mean per-feature std,
+    LiDAR (``lidar_samples`` images x ``lidar_views`` views; images only), the number of covariance
+    eigenvalues above 1e-3 of the largest, a kNN accuracy (two disjoint slices of the *training* set,
+    never the test set), and ``collapse`` (1 when RankMe < ``min_rankme`` or the std < ``min_std``;
+    the alarm is also printed). Told the step and run directory (``uses_step``), it appends the
+    whole spectrum to ``run_dir/spectrum.jsonl``. Picklable, so spawned training processes can carry it.
     """
 
+    uses_step = True
+
     def __init__(self, x: np.ndarray, y: np.ndarray | None, *, samples: int = 1024, pool: str = "mean",
-                 layers: int = 1, k: int = 20):
+                 layers: int = 1, k: int = 20, lidar_samples: int = 256, lidar_views: int = 4,
+                 min_rankme: float = 2.0, min_std: float = 1e-3):
         n = min(samples, len(x))
         q = min(len(x) - n, max(n // 2, 0))
         # A fixed random draw, not the first rows: data sets stored sorted by label (FSDD) would
@@ -65,12 +101,69 @@ class Monitor:
         self.bank_x, self.bank_y = x[bank], (y[bank] if y is not None else None)
         self.query_x, self.query_y = x[query], (y[query] if y is not None else None)
         self.pool, self.layers, self.k = pool, layers, k
+        self.lidar_samples, self.lidar_views = lidar_samples, lidar_views
+        self.min_rankme, self.min_std = min_rankme, min_std
+        self.alarms: list[str] = []
+        self._spectrum_opened = False
 
-    def __call__(self, method) -> dict[str, float]:
+    def __call__(self, method, *, step: int | None = None, run_dir=None) -> dict[str, float]:
+        from ..diagnostics.spectrum import collapse_alarm, covariance_spectrum, spectrum_summary
+
         enc = method.encoder()
         bank = embed_array(enc, self.bank_x, pool=self.pool, layers=self.layers)
         out = {"rankme": rankme(_torch(bank)), "embedding_std": float(bank.std(0).mean())}
+        eigenvalues = covariance_spectrum(_torch(bank))
+        out["eig_above_1e-3"] = float(spectrum_summary(eigenvalues)["n_above"])
+        if self.lidar_samples and self.lidar_views >= 2:
+            score = lidar_score(enc, self.bank_x[:self.lidar_samples], pool=self.pool, layers=self.layers,
+                                views=getattr(method, "views", None), n_views=self.lidar_views)
+            if score is not None:
+                out["lidar"] = score
         if self.bank_y is not None and len(self.query_x):
             q = embed_array(enc, self.query_x, pool=self.pool, layers=self.layers)
             out["monitor_knn"] = knn_probe(bank, self.bank_y, q, self.query_y, k=self.k)["accuracy"]
+        alarm = collapse_alarm(out["rankme"], out["embedding_std"], min_rankme=self.min_rankme, min_std=self.min_std)
+        out["collapse"] = float(alarm is not None)
+        if alarm:
+            message = f"polyjepa: {alarm} at step {step}" if step is not None else f"polyjepa: {alarm}"
+            self.alarms.append(message)
+            _say(message)
+        if run_dir is not None and step is not None:
+            self._record_spectrum(run_dir, step, eigenvalues)
         return out
+
+    def _record_spectrum(self, run_dir, step: int, eigenvalues) -> None:
+        import json
+        from pathlib import Path
+
+        path = Path(run_dir) / SPECTRUM_FILE
+        if not self._spectrum_opened:
+            # A resumed run re-records the steps after its checkpoint: drop what a killed run wrote there.
+            rows = path.read_text().splitlines() if path.exists() else []
+            kept = [r for r in rows if _row_step(r) is not None and _row_step(r) < step]
+            from ..train.checkpoint import atomic_write_text
+
+            atomic_write_text(path, "".join(r + "\n" for r in kept))
+            self._spectrum_opened = True
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, "eigenvalues": [float(f"{v:.6g}") for v in eigenvalues.tolist()]}) + "\n")
+
+
+def _row_step(line: str) -> int | None:
+    import json
+
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _say(message: str) -> None:
+    import sys
+
+    try:
+        from tqdm.auto import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+    except ImportError:
+        print(message, file=sys.stderr)

@@ -21,4 +21,21 @@ def gather_batch(z: torch.Tensor) -> torch.Tensor:
         return z
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(z.contiguous()), dim=0)
+    return _ContiguousGrad.apply(torch.cat(all_gather(z.contiguous()), dim=0))
+
+
+def gather_along(z: torch.Tensor, dim: int) -> torch.Tensor:
+    """:func:`gather_batch` along axis ``dim`` (e.g. the batch axis of (V, B, D) views)."""
+    return gather_batch(z.movedim(dim, 0)).movedim(0, dim)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    # The all_gather backward reduce-scatters the slices of the incoming gradient as they lie in
+    # memory; a gradient arriving through a transpose is not contiguous and gave wrong values.
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()

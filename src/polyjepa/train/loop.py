@@ -114,7 +114,9 @@ def _worker(fabric, job: TrainJob) -> dict:
 
     def run_monitor():
         if rank0 and job.monitor is not None:
-            values = job.monitor(inner)
+            # A monitor that keeps a record in the run directory (the spectrum) is told where and when.
+            extra = {"step": state["step"], "run_dir": run_dir} if getattr(job.monitor, "uses_step", False) else {}
+            values = job.monitor(inner, **extra)
             metrics.log(state["step"], values)
             return values
         return {}
