@@ -116,7 +116,7 @@ def run_table(name, path, args) -> dict:
     raw_tr, raw_te = raw_features(x_tr, schema), raw_features(x_te, schema)
     f_tr, f_te = embedder_frame(x_tr, schema), embedder_frame(x_te, schema)
     emb_kwargs = dict(dim=args.dim, depth=args.depth, heads=args.heads, pool=args.pool, max_epochs=args.epochs,
-                      max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, numeric=args.numeric,
+                      min_steps=args.min_steps, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, numeric=args.numeric,
                       var_weight=args.var_weight, cov_weight=args.cov_weight, n_reg_tokens=args.reg_tokens,
                       random_state=args.seed, threads=args.threads)
     reps = {"raw": (raw_tr, raw_te)}
@@ -167,6 +167,7 @@ def main(argv=None):
     p.add_argument("--numeric", default="ple")
     p.add_argument("--reg-tokens", type=int, default=1)
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--min-steps", type=int, default=500)
     p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from polyjepa import TabularEmbedder  # noqa: E402
 from polyjepa.errors import UserError  # noqa: E402
 
-SMALL = dict(dim=8, depth=1, heads=2, n_bins=4, max_epochs=2, batch_size=32, threads=1)
+SMALL = dict(dim=8, depth=1, heads=2, n_bins=4, max_epochs=2, min_steps=0, batch_size=32, threads=1)
 
 # Checks that do not apply, and why (none at present: every applicable check passes).
 EXPECTED_FAILURES: dict[str, str] = {}
@@ -34,11 +34,12 @@ def frame(n=300, seed=0):
 
 
 def test_default_embedder_in_a_pipeline_with_nan_and_categories():
+    # defaults except the length of training (100 steps instead of 500) and one thread
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     df, y = frame()
-    pipe = make_pipeline(TabularEmbedder(threads=1), LogisticRegression(max_iter=500)).fit(df, y)
+    pipe = make_pipeline(TabularEmbedder(max_steps=100, threads=1), LogisticRegression(max_iter=500)).fit(df, y)
     emb = pipe[0].transform(df)
     assert emb.shape == (300, (1 + 5) * 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert emb.std(0).mean() > 1e-3  # not collapsed to a constant

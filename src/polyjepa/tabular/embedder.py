@@ -47,8 +47,10 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         pool: 'tokens' (the token features side by side, as T-JEPA evaluates: d = (n_reg_tokens +
             n_columns) * dim), 'mean' (d = dim) or 'mean+std' (2 dim). On Adult, 'tokens' probes
             better than 'mean' by about 2 points (see the README).
-        max_epochs, max_steps: training length: epochs over X, capped at ``max_steps`` optimiser steps
-            (0 leaves the encoder at its random initialisation: a baseline).
+        max_epochs, min_steps, max_steps: training length: ``max_epochs`` epochs over X, but at least
+            ``min_steps`` and at most ``max_steps`` optimiser steps (embeddings come from the EMA
+            target, which barely moves in a few dozen steps; max_steps=0 leaves the encoder at its
+            random initialisation: a baseline).
         batch_size, lr: AdamW with warm-up and cosine decay.
         var_weight, cov_weight: an optional VCR regulariser on the pooled context embedding (off by
             default: on Adult it lowered every probe, while the regularisation tokens alone did not collapse).
@@ -64,7 +66,7 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def __init__(self, *, categorical="auto", dim: int = 32, depth: int = 2, heads: int = 2, n_reg_tokens: int = 1,
                  numeric: str = "ple", n_bins: int = 16, pool: str = "tokens", max_epochs: int = 20,
-                 max_steps: int = 3000, batch_size: int = 128, lr: float = 1e-3, var_weight: float = 0.0,
+                 min_steps: int = 500, max_steps: int = 3000, batch_size: int = 128, lr: float = 1e-3, var_weight: float = 0.0,
                  cov_weight: float = 0.0, random_state=0, threads: int | None = None):
         self.categorical = categorical
         self.dim = dim
@@ -75,6 +77,7 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.n_bins = n_bins
         self.pool = pool
         self.max_epochs = max_epochs
+        self.min_steps = min_steps
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
@@ -152,7 +155,7 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             method = build_method(cfg, (F,), seed, self.schema_)
             bs = min(self.batch_size, n)
             batches = MaskedBatches(torch.from_numpy(x), batch_size=bs, masker=method.masker, seed=seed)
-            total = max(0, min(self.max_epochs * batches.steps_per_epoch, self.max_steps))
+            total = max(0, min(max(self.max_epochs * batches.steps_per_epoch, self.min_steps), self.max_steps))
             opt = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=self.lr, weight_decay=0.0)
             warmup = int(0.1 * total)
             losses = []
