@@ -57,6 +57,11 @@ def test_vjvcr_predicts_the_future_from_the_past(latent, dim):
         tok, tok2 = m.backbone.tokenizer(x), m.backbone.tokenizer(x2)
         torch.testing.assert_close(m.backbone.encoder(tok, m.target_idx.expand(6, -1)),
                                    m.backbone.encoder(tok2, m.target_idx.expand(6, -1)))
+        # a whole clip is embedded as trained: past and future encoded apart, then concatenated
+        whole = m.backbone(x)
+        torch.testing.assert_close(whole, torch.cat([m.backbone.encoder(tok, m.context_idx.expand(6, -1)),
+                                                     m.backbone.encoder(tok, m.target_idx.expand(6, -1))], 1))
+        assert m.embed(x, pool="time+grid:2").shape == (6, 32 * 9)
     # independent computation of the loss
     zp = m.backbone.encoder(m.backbone.tokenizer(x), m.context_idx.expand(6, -1))
     zf = m.backbone.encoder(m.backbone.tokenizer(x), m.target_idx.expand(6, -1))
