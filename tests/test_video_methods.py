@@ -57,6 +57,11 @@ def test_vjvcr_predicts_the_future_from_the_past(latent, dim):
         tok, tok2 = m.backbone.tokenizer(x), m.backbone.tokenizer(x2)
         torch.testing.assert_close(m.backbone.encoder(tok, m.target_idx.expand(6, -1)),
                                    m.backbone.encoder(tok2, m.target_idx.expand(6, -1)))
+        # a whole clip is embedded as trained: past and future encoded apart, then concatenated
+        whole = m.backbone(x)
+        torch.testing.assert_close(whole, torch.cat([m.backbone.encoder(tok, m.context_idx.expand(6, -1)),
+                                                     m.backbone.encoder(tok, m.target_idx.expand(6, -1))], 1))
+        assert m.embed(x, pool="time+grid:2").shape == (6, 32 * 9)
     # independent computation of the loss
     zp = m.backbone.encoder(m.backbone.tokenizer(x), m.context_idx.expand(6, -1))
     zf = m.backbone.encoder(m.backbone.tokenizer(x), m.target_idx.expand(6, -1))
@@ -111,3 +116,18 @@ def test_image_data_with_a_video_recipe_says_what_is_wrong(tmp_path):
         pretrain("vjepa-moving-digits", out=str(tmp_path / "r"),
                  overrides=SMALL + RUN + ["data.loader=images", "data.source=digits"], progress=False,
                  echo=lambda *_: None)
+
+
+def test_a_recipe_on_your_own_clip_array(tmp_path):
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64, 8, 1, 16, 16), dtype=np.uint8)  # (n, frames, channels, height, width)
+    np.savez(tmp_path / "clips.npz", x=x, labels=np.arange(64) % 2)
+    cfg = OmegaConf.load(load_recipe.__globals__["recipe_dir"]() / "vjepa-moving-digits.yaml")
+    cfg.data = {"loader": "clips", "source": str(tmp_path / "clips.npz"), "test_size": 16}
+    OmegaConf.save(cfg, tmp_path / "mine.yaml")
+    s = pretrain(str(tmp_path / "mine.yaml"), out=str(tmp_path / "run"), overrides=SMALL + RUN + ["eval.baselines=false"],
+                 progress=False, echo=lambda *_: None)
+    assert s["n_train"] == 48 and s["n_test"] == 16 and s["steps"] == 6

@@ -15,7 +15,19 @@ class VideoBackbone(Backbone):
         ``time``: + the mean of each time slot, (1 + T) D: keeps the order of events (motion);
         ``grid:K``: + K x K spatial regions averaged over time, (1 + K*K) D: keeps coarse layout;
         ``time+grid:K``: both of the above, (1 + T + K*K) D.
+
+    ``split_slots`` (VJ-VCR): the encoder sees time slots ``[0, split)`` and ``[split, T)`` as two
+    separate sequences when it encodes a whole clip, as it was trained (past and future apart).
     """
+
+    split_slots: int | None = None
+
+    def forward(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None, layers: int = 1) -> torch.Tensor:
+        if self.split_slots is None or keep_idx is not None:
+            return super().forward(x, keep_idx, layers=layers)
+        tokens = self.tokenizer(x)                                   # (B, N, D), time-major
+        cut = self.split_slots * (tokens.shape[1] // self.tokenizer.grid[0])
+        return torch.cat([self.encoder(tokens[:, :cut], layers=layers), self.encoder(tokens[:, cut:], layers=layers)], 1)
 
     def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:
         if pool in ("mean", "mean+std", "tokens"):

@@ -21,9 +21,21 @@ def load_moving_digits(source: str, *, frames: int = 8, frame_size: int = 64, di
     the test pool, so train and test clips never share a digit image. The label is digit 0's class.
     Clips are (n, 1, frames, frame_size, frame_size) in [0, 1]. See :func:`moving_digits`.
     """
+    train, test, meta = moving_digit_split(source, frames=frames, frame_size=frame_size, digit_size=digit_size,
+                                           digits=digits, speed=speed, n_train=n_train, n_test=n_test,
+                                           test_digits=test_digits, seed=seed)
+    name = "digits" if source == "digits" else Path(source).stem
+    return Loaded(train.clips, train.labels[:, 0], f"moving-{name}", test.clips, test.labels[:, 0], meta)
+
+
+def moving_digit_split(source: str, *, frames: int = 8, frame_size: int = 64, digit_size: int = 28, digits: int = 1,
+                       speed: tuple[float, float] = (1.0, 3.0), n_train: int = 4000, n_test: int = 1000,
+                       test_digits: float = 0.2, seed: int = 0):
+    """(train MovingDigits, test MovingDigits, meta) from disjoint pools of ``source``'s digit images;
+    the loader's clips with their velocities and positions (for motion probes)."""
     from .moving_digits import moving_digits
 
-    images, labels, name = _digit_images(source)
+    images, labels, _ = _digit_images(source)
     if not 0 < test_digits < 1:
         raise UserError(f"data.test_digits must be a fraction in (0, 1), got {test_digits}")
     order = np.random.default_rng(seed).permutation(len(images))
@@ -37,7 +49,7 @@ def load_moving_digits(source: str, *, frames: int = 8, frame_size: int = 64, di
         raise UserError(f"cannot make moving digits from {source}: {e}") from None
     meta = {"layout": "CTHW", "generator": {**kw, "speed": list(kw["speed"]), "seed": seed, "n_train": n_train,
                                             "n_test": n_test, "test_digits": test_digits}}
-    return Loaded(train.clips, train.labels[:, 0], f"moving-{name}", test.clips, test.labels[:, 0], meta)
+    return train, test, meta
 
 
 def _digit_images(source: str) -> tuple[np.ndarray, np.ndarray, str]:

@@ -51,6 +51,7 @@ class VJVCR(nn.Module):
         if (latent == "none") != (latent_dim == 0):
             raise ValueError(f"latent={latent!r} needs latent_dim {'0' if latent == 'none' else '> 0'}, got {latent_dim}")
         self.backbone, self.predictor = backbone, predictor
+        backbone.split_slots = context_slots  # whole clips are embedded as past and future apart, as trained
         self.objective = objective or functools.partial(latent_regression, kind="l2")
         self.regularizer = regularizer
         self.latent, self.latent_dim, self.latent_kl = latent, latent_dim, latent_kl
