@@ -25,6 +25,15 @@ _EXPORTS = {
     "TrainConfig": "config", "EvalConfig": "config", "DataConfig": "config",
     "linear_probe": "eval.probes", "knn_probe": "eval.probes", "embed_array": "eval.embed",
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
+    # joint-embedding objectives, the multi-view method and representation diagnostics (issue #3)
+    "nt_xent_loss": "objectives.infonce", "barlow_twins_loss": "objectives.barlow", "vicreg_loss": "objectives.vicreg",
+    "tico_loss": "objectives.tico", "TiCoLoss": "objectives.tico", "intl_loss": "objectives.intl",
+    "iter_norm": "objectives.intl", "sigreg_loss": "objectives.sigreg", "lejepa_loss": "objectives.sigreg",
+    "epps_pulley": "objectives.sigreg", "dino_loss": "objectives.dino", "DINOLoss": "objectives.dino",
+    "sinkhorn_knopp": "objectives.dino", "koleo_loss": "objectives.koleo", "vcr_loss": "objectives.vcr",
+    "MultiView": "multiview.method", "ViewMaker": "multiview.views", "Projector": "multiview.heads",
+    "DINOHead": "multiview.heads", "lidar": "diagnostics.lidar", "covariance_spectrum": "diagnostics.spectrum",
+    "collapse_alarm": "diagnostics.spectrum", "select_runs": "diagnostics.selection", "spearman": "diagnostics.selection",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
