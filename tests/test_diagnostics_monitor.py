@@ -43,6 +43,7 @@ def test_collapsed_encoder_raises_the_alarm(tmp_path, capsys):
     rows = [{"step": "0", "collapse": "0", "rankme": str(healthy["rankme"]), "embedding_std": "1"},
             {"step": "10", "collapse": "1", "rankme": str(collapsed["rankme"]), "embedding_std": "0"}]
     assert collapse_statement(rows, {"rankme": 1.0}).startswith("**COLLAPSE ALARM**")
+    assert "step(s) 10" in collapse_statement(rows, {})
     assert collapse_statement(rows[:1], {"rankme": 20.0}).startswith("No collapse")
     assert collapse_statement(rows[:1], {"rankme": 1.2}).startswith("**COLLAPSE ALARM**")
 
