@@ -78,3 +78,16 @@ def test_collapse_alarm_states_the_reason():
     msg = collapse_alarm(1.2, 0.5)
     assert msg.startswith("COLLAPSE") and "RankMe 1.20" in msg
     assert "std" in collapse_alarm(30.0, 1e-6)
+
+
+def test_lidar_of_wide_embeddings_equals_the_full_computation():
+    e = synthetic_views(n=6, q=3, d=40, k=3, seed=2)  # d > n (q + 1): the reduced path
+    n, q, d = e.shape
+    mu = e.mean(1)
+    cb, cw = mu - mu.mean(0), (e - mu[:, None]).reshape(-1, d)
+    sb, sw = cb.T @ cb / (n - 1), cw.T @ cw / (n * (q - 1)) + 1e-4 * torch.eye(d, dtype=e.dtype)
+    w, v = torch.linalg.eigh(sw)
+    isq = v @ torch.diag(w.rsqrt()) @ v.T
+    lam = torch.linalg.eigvalsh(isq @ sb @ isq).clamp_min(0)
+    p = (lam + 1e-8) / (lam + 1e-8).sum()
+    assert lidar(e) == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-7)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from polyjepa.cli import main
-from polyjepa.diagnostics.selection import select, spearman
+from polyjepa.diagnostics.selection import select_runs, spearman
 
 
 def test_spearman_closed_forms_and_scipy():
@@ -29,7 +29,7 @@ def fake_run(path, rankme, acc, recipe="vicreg-mnist"):
 
 def test_select_ranks_runs_by_rankme(tmp_path, capsys):
     runs = [fake_run(tmp_path / f"r{i}", rk, acc) for i, (rk, acc) in enumerate([(5.0, 0.7), (30.0, 0.9), (12.0, 0.8)])]
-    result = select(runs)
+    result = select_runs(runs)
     assert [r["rankme"] for r in result["ranked"]] == [30.0, 12.0, 5.0]
     assert result["chosen"]["name"] == runs[1] and result["spearman"] == pytest.approx(1.0)
     assert main(["select", *runs, "--json", str(tmp_path / "sel.json")]) == 0
@@ -49,8 +49,8 @@ def test_select_checkpoints_of_a_tiny_run(tmp_path, tiny_overrides):
     from polyjepa.runner import pretrain
 
     run = tmp_path / "run"
-    pretrain("ijepa-digits", out=str(run), overrides=tiny_overrides + ["eval.baselines=false"], progress=False,
+    pretrain("ijepa-digits", out=str(run), overrides=tiny_overrides + ["eval.baselines=false", "eval.pool=mean"], progress=False,
              echo=lambda *_: None)
-    result = select([str(run)], checkpoints=True)
+    result = select_runs([str(run)], checkpoints=True)
     assert [r["step"] for r in sorted(result["ranked"], key=lambda r: r["step"])] == [4, 8]
     assert all(r["rankme"] >= 1 and 0 <= r["accuracy"] <= 1 and r["probe"] == "knn" for r in result["ranked"])

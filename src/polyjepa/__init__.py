@@ -42,6 +42,15 @@ _EXPORTS = {
     "VJEPA": "video.vjepa", "VJVCR": "video.vjvcr", "TubeletEmbed": "video.tubelet", "VideoBackbone": "video.backbone",
     "MultiBlock3DMasker": "video.masks", "TubeMaskSet": "video.masks", "MultiMaskPredictor": "video.predictor",
     "moving_digits": "video.moving_digits", "load_clips": "video.sources", "load_moving_digits": "video.sources",
+    # joint-embedding objectives, the multi-view method and representation diagnostics (issue #3)
+    "nt_xent_loss": "objectives.infonce", "barlow_twins_loss": "objectives.barlow", "vicreg_loss": "objectives.vicreg",
+    "tico_loss": "objectives.tico", "TiCoLoss": "objectives.tico", "intl_loss": "objectives.intl",
+    "iter_norm": "objectives.intl", "sigreg_loss": "objectives.sigreg", "lejepa_loss": "objectives.sigreg",
+    "epps_pulley": "objectives.sigreg", "dino_loss": "objectives.dino", "DINOLoss": "objectives.dino",
+    "sinkhorn_knopp": "objectives.dino", "koleo_loss": "objectives.koleo", "vcr_loss": "objectives.vcr",
+    "MultiView": "multiview.method", "ViewMaker": "multiview.views", "Projector": "multiview.heads",
+    "DINOHead": "multiview.heads", "lidar": "diagnostics.lidar", "covariance_spectrum": "diagnostics.spectrum",
+    "collapse_alarm": "diagnostics.spectrum", "select_runs": "diagnostics.selection", "spearman": "diagnostics.selection",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

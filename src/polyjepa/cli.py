@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "select":
             import json
 
-            from .diagnostics.selection import format_selection, select
+            from .diagnostics.selection import format_selection, select_runs
 
-            result = select(args.run_dirs, checkpoints=args.checkpoints, data=args.data)
+            result = select_runs(args.run_dirs, checkpoints=args.checkpoints, data=args.data)
             print(format_selection(result))
             if args.json:
                 from pathlib import Path

@@ -88,9 +88,9 @@ def collapse_statement(rows: list[dict], summary: dict, *, min_rankme: float = 2
     if flagged:
         steps = ", ".join(str(int(float(r["step"]))) for r in flagged[:8]) + (" ..." if len(flagged) > 8 else "")
         last = flagged[-1]
+        tail = f"; final test RankMe {final:.2f}." if final is not None else "."
         return (f"**COLLAPSE ALARM**: the embeddings collapsed at monitor step(s) {steps} (last: RankMe "
-                f"{float(last['rankme']):.2f}, embedding std {float(last['embedding_std']):.2e}); final test RankMe "
-                f"{final:.2f}." if final is not None else "")
+                f"{float(last['rankme']):.2f}, embedding std {float(last['embedding_std']):.2e}){tail}")
     if final is not None and final < min_rankme:
         return f"**COLLAPSE ALARM**: the final test embeddings have RankMe {final:.2f} < {min_rankme:g}."
     checked = sum(1 for r in rows if r.get("collapse") not in (None, ""))

@@ -21,11 +21,19 @@ def lidar(embeddings: torch.Tensor, *, delta: float = 1e-4, eps: float = 1e-8) -
     n, q, d = e.shape
     mu_x = e.mean(1)                                   # (n, d)
     cb = mu_x - mu_x.mean(0)
-    s_b = cb.T @ cb / (n - 1)
     cw = (e - mu_x[:, None]).reshape(n * q, d)
-    s_w = cw.T @ cw / (n * (q - 1)) + delta * torch.eye(d, dtype=e.dtype)
+    zeros = 0
+    if d > n * (q + 1):
+        # Wide embeddings: outside the span U of the centred data, Sw = delta I and Sb = 0, so those
+        # d - m directions add exact zero eigenvalues; the rest are those of the m x m problem in U.
+        u, _ = torch.linalg.qr(torch.cat([cw, cb]).T)  # (d, m), m = n (q + 1)
+        cb, cw, zeros = cb @ u, cw @ u, d - u.shape[1]
+    k = cb.shape[1]
+    s_b = cb.T @ cb / (n - 1)
+    s_w = cw.T @ cw / (n * (q - 1)) + delta * torch.eye(k, dtype=e.dtype)
     evals, evecs = torch.linalg.eigh(s_w)
     inv_sqrt = evecs @ torch.diag(evals.clamp_min(1e-300).rsqrt()) @ evecs.T
     lam = torch.linalg.eigvalsh(inv_sqrt @ s_b @ inv_sqrt).clamp_min(0)
+    lam = torch.cat([lam, lam.new_zeros(zeros)])
     p = (lam + eps) / (lam + eps).sum()
     return float(torch.exp(-(p * p.log()).sum()))

@@ -77,7 +77,7 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
     return rows
 
 
-def select(run_dirs: list[str], *, checkpoints: bool = False, data: str | None = None) -> dict:
+def select_runs(run_dirs: list[str], *, checkpoints: bool = False, data: str | None = None) -> dict:
     """Rank runs (their summary.json: test-set RankMe and linear probe) or every kept checkpoint
     (RankMe of the test embeddings and a kNN probe) by RankMe, highest first.
 
