@@ -55,7 +55,7 @@ def test_spectrum_file_rows_and_resume(tmp_path):
         mon(Method(1.0), step=step, run_dir=tmp_path)
     spec = read_spectrum(tmp_path)
     assert [s for s, _ in spec] == [0, 5, 10] and all(len(ev) == 8 for _, ev in spec)
-    emb = Method(1.0).enc.embed(torch.from_numpy(x[:128])).detach().double().numpy()
+    emb = Method(1.0).enc.embed(torch.from_numpy(mon.bank_x)).detach().double().numpy()
     expect = np.sort(np.linalg.eigvalsh(np.cov(emb, rowvar=False)))[::-1]
     assert np.allclose(spec[0][1], expect, rtol=1e-5)
     # A resumed run (a new process, a new Monitor) re-records from its first monitored step on.
