@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     ap.add_argument("--out", default=None, help="folder for the run directories (default: a new temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--readouts", default="", help="extra readouts (pools) to probe, comma-separated, e.g. tokens,mean")
     ap.add_argument("overrides", nargs="*", help="recipe overrides for every arm, section.key=value")
     args = ap.parse_intermixed_args(argv)
     if "=" in args.data:
@@ -87,16 +88,21 @@ def main(argv: list[str] | None = None) -> int:
                 "digit_knn": knn_probe(train_f, dig.y, test_f, dig.y_test, k=ev.knn_k)["accuracy"],
                 "speaker": linear_probe(train_f, spk.y, test_f, spk.y_test, seed=args.seed)["accuracy"]}
 
-    def enc_feats(enc):
-        return embed_array(enc, dig.x, pool=ev.pool, layers=ev.layers), embed_array(enc, dig.x_test, pool=ev.pool, layers=ev.layers)
+    def enc_feats(enc, pool=ev.pool):
+        return embed_array(enc, dig.x, pool=pool, layers=ev.layers), embed_array(enc, dig.x_test, pool=pool, layers=ev.layers)
 
+    extra_pools = [p for p in args.readouts.split(",") if p and p != ev.pool]
     rows = []
     for arm in arms:
         method, _, _ = load_run_method(out / arm)
         s = summaries[arm]
         rows.append((f"A-JEPA ({arm})", probes(*enc_feats(method.encoder())), s["rankme"],
                      f"{s['steps']} steps, {s['train_seconds'] / 60:.1f} min"))
+        for pool in extra_pools:
+            rows.append((f"A-JEPA ({arm}), readout {pool}", probes(*enc_feats(method.encoder(), pool)), None, ""))
     rows.append(("random-init encoder", probes(*enc_feats(build_random(cfg, info))), None, ""))
+    for pool in extra_pools:
+        rows.append((f"random-init encoder, readout {pool}", probes(*enc_feats(build_random(cfg, info), pool)), None, ""))
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
     rows.append(("raw log-mel", probes(flat(dig.x), flat(dig.x_test)), None, ""))
     rows.append(("MFCC summary stats (52-d)", probes(mfcc_summary(dig.x), mfcc_summary(dig.x_test)), None, ""))
