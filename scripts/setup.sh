@@ -15,7 +15,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 pin=$(mktemp)
 trap 'rm -f "$pin"' EXIT
-.venv/bin/python -c "import torch; print('torch==' + torch.__version__)" > "$pin"
+.venv/bin/python -W ignore -c "import torch; print('torch==' + torch.__version__)" > "$pin"
 # Reinstall when pyproject.toml changed since the last install (new dependencies or extras).
 stamp=.venv/.polyjepa-pyproject.sha256
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)

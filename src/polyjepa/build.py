@@ -58,18 +58,29 @@ def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
     The tokenizer must expose ``grid`` (for the masker) and ``position_embedding(dim)`` (for the predictor).
     """
     backbone = build_backbone(cfg, input_shape, meta)
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone,
+                      **jepa_parts(cfg, backbone, input_shape, meta))
+
+
+def jepa_parts(cfg: DictConfig, backbone, input_shape: tuple[int, ...], meta: dict | None,
+               sections: tuple[str, ...] = ("predictor", "masker", "target"), **more_facts) -> dict:
+    """The parts around a backbone, built in ``sections`` order, plus the objective and regulariser.
+
+    Each part receives the facts it declares as injected: the data facts, ``dim``/``in_dim`` (the
+    backbone's width), ``grid`` and ``pos_embed`` (the tokenizer's, at the predictor's width, where
+    it has them), ``online`` (the backbone, for an EMA target) and ``more_facts``. An assembler for
+    another method calls this and adds its own pieces.
+    """
     tok = backbone.tokenizer
-    pred_kwargs = part_kwargs(cfg, "predictor")
-    pdim = pred_kwargs.get("dim", backbone.dim)
-    facts = data_facts(input_shape, meta, in_dim=backbone.dim, grid=tok.grid, pos_embed=tok.position_embedding(pdim),
-                       online=backbone)
-    predictor = build_part("predictor", cfg, pred_kwargs, **inject("predictor", cfg, facts))
-    masker = build_part("masker", cfg, part_kwargs(cfg, "masker"), **inject("masker", cfg, facts))
-    target = build_part("target", cfg, part_kwargs(cfg, "target"), **inject("target", cfg, facts))
-    objective = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
-    regularizer = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
-    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor,
-                      masker=masker, target=target, objective=objective, regularizer=regularizer)
+    facts = data_facts(input_shape, meta, dim=backbone.dim, in_dim=backbone.dim, online=backbone, **more_facts)
+    if hasattr(tok, "grid"):
+        facts["grid"] = tok.grid
+    if hasattr(tok, "position_embedding"):
+        facts["pos_embed"] = tok.position_embedding(part_kwargs(cfg, "predictor").get("dim", backbone.dim))
+    parts = {s: build_part(s, cfg, part_kwargs(cfg, s), **inject(s, cfg, facts)) for s in sections}
+    parts["objective"] = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
+    parts["regularizer"] = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
+    return parts
 
 
 def build_objective(cfg: DictConfig, section: str, *example: torch.Tensor):

@@ -110,7 +110,7 @@ def assemble_conditioned(cfg, input_shape: tuple[int, ...], meta: dict) -> Condi
     The recipe's ``mixer`` section gives the TwoClipMixer's arguments; the data's normalisation
     statistics (``meta`` mean/std of the ``audio`` loader) are injected.
     """
-    from ..build import build_backbone, build_objective, data_facts, inject
+    from ..build import build_backbone, jepa_parts
     from ..config import part_kwargs
     from ..errors import UserError
     from ..registry import build_part
@@ -118,15 +118,7 @@ def assemble_conditioned(cfg, input_shape: tuple[int, ...], meta: dict) -> Condi
     if meta.get("mean") is None:
         raise UserError("conditioned audio prediction mixes clips on the log-mel scale: use data.loader=audio")
     backbone = build_backbone(cfg, input_shape, meta)
-    tok = backbone.tokenizer
-    pred_kwargs = part_kwargs(cfg, "predictor")
-    pdim = pred_kwargs.get("dim", backbone.dim)
-    facts = data_facts(input_shape, meta, in_dim=backbone.dim, pos_embed=tok.position_embedding(pdim), online=backbone,
+    parts = jepa_parts(cfg, backbone, input_shape, meta, ("predictor", "target", "mixer"),
                        mean=meta["mean"], std=meta["std"])
-    predictor = build_part("predictor", cfg, pred_kwargs, **inject("predictor", cfg, facts))
-    target = build_part("target", cfg, part_kwargs(cfg, "target"), **inject("target", cfg, facts))
-    mixer = build_part("mixer", cfg, part_kwargs(cfg, "mixer"), **inject("mixer", cfg, facts))
-    objective = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
-    regularizer = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
-    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor,
-                      target=target, make_batch=mixer, objective=objective, regularizer=regularizer)
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, make_batch=parts.pop("mixer"),
+                      **parts)

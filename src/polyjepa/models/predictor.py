@@ -14,7 +14,6 @@ def block_attention_mask(n_context: int, n_blocks: int, block_len: int, device=N
     block m. So each block is predicted from the context alone, as if it had its own pass, while
     all blocks share one pass (the reference runs M passes over M copies of the context).
     """
-    L = n_context + n_blocks * block_len
     group = torch.cat([torch.zeros(n_context, dtype=torch.long, device=device),
                        torch.arange(1, n_blocks + 1, device=device).repeat_interleave(block_len)])
     return (group[:, None] == group[None, :]) | (group[None, :] == 0)

@@ -16,7 +16,6 @@ def koleo_loss(z: torch.Tensor, *, eps: float = 1e-8) -> dict[str, torch.Tensor]
     if z.ndim != 2 or z.shape[0] < 2:
         raise ValueError(f"koleo_loss needs (N >= 2, D) embeddings, got {tuple(z.shape)}")
     u = F.normalize(gather_batch(z).float(), dim=1)
-    n = u.shape[0]
     with torch.no_grad():  # the neighbour's index only; the distance below carries the gradient
         sim = u @ u.T
         sim.fill_diagonal_(-2.0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..build import build_objective, data_facts, inject
+from ..build import data_facts, inject, jepa_parts
 from ..config import part_kwargs
 from ..errors import UserError
 from ..registry import build_part
@@ -47,17 +47,8 @@ def build_point_backbone(cfg: DictConfig, input_shape: tuple[int, ...], meta: di
 def assemble_point_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) -> PointJEPA:
     """Point tokenizer + encoder + position-aware predictor + masker + EMA target + objective -> PointJEPA."""
     backbone = build_point_backbone(cfg, input_shape, meta)
-    facts = data_facts(input_shape, meta, dim=backbone.dim, in_dim=backbone.dim, grid=backbone.tokenizer.grid,
-                       online=backbone)
-    predictor = build_part("predictor", cfg, part_kwargs(cfg, "predictor"), **inject("predictor", cfg, facts))
-    masker = build_part("masker", cfg, part_kwargs(cfg, "masker"), **inject("masker", cfg, facts))
-    target = build_part("target", cfg, part_kwargs(cfg, "target"), **inject("target", cfg, facts))
-    import torch
-
-    objective = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
-    regularizer = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
-    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor,
-                      masker=masker, target=target, objective=objective, regularizer=regularizer)
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone,
+                      **jepa_parts(cfg, backbone, input_shape, meta))
 
 
 ASSEMBLERS = {"point_jepa": assemble_point_jepa}

@@ -138,7 +138,7 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.schema_ = fit_schema(frame, categorical=self._columns(frame), max_int_categories=AUTO_INT_CATEGORIES,
                                   n_bins=self.n_bins)
         if n < 2:
-            raise UserError(f"got 1 sample: fitting needs at least 2 rows (the regulariser uses batch statistics)")
+            raise UserError("got 1 sample: fitting needs at least 2 rows (the regulariser uses batch statistics)")
         if F < 2:
             raise UserError("got 1 feature(s): T-JEPA predicts some columns from others, so it needs at least 2 "
                             "feature columns")

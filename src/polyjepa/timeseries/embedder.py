@@ -59,7 +59,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
 
         x = check_series(X, "X", min_length=2)
         if len(x) < 2:
-            raise UserError(f"X has 1 sample: TimeSeriesEmbedder needs at least 2 series to learn from")
+            raise UserError("X has 1 sample: TimeSeriesEmbedder needs at least 2 series to learn from")
         cfg = self._config()
         seed = int(self.random_state) if self.random_state is not None else 0
         with np.errstate(invalid="ignore"):  # NaN is padding

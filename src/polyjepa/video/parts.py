@@ -11,7 +11,6 @@ from ..config import part_kwargs
 from ..errors import UserError
 from ..objectives.latent import latent_regression
 from ..registry import build_part
-from ..targets.ema import EMATarget
 from .backbone import VideoBackbone
 from .masks import TubeMaskSet
 from .predictor import MultiMaskPredictor
