@@ -79,7 +79,7 @@ def test_fit_in_memory_equals_the_core_training_loop(tmp_path):
 
     from polyjepa import build_method, load_recipe, train_method
     from polyjepa.config import TrainConfig
-    from polyjepa.timeseries.fit import fit_in_memory
+    from polyjepa.train.inmemory import fit_in_memory
 
     x, _ = waves(n=24, length=32)
     cfg = load_recipe("tsjepa", list(SMALL))

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..models.encoder import Backbone
 from ..models.transformer import Block, init_weights
-from ..objectives.distributed import gather_batch
+from ..methods.jepa import JEPA
 from ..targets.ema import EMATarget
 
 
@@ -50,7 +50,7 @@ class ConditionedPredictor(nn.Module):
         return self.proj(self.norm(x[:, 1:]))                     # (B, N, D)
 
 
-class ConditionedJEPA(nn.Module):
+class ConditionedJEPA(JEPA):
     """Predict the target encoder's features of one part of the input from the whole, given a condition.
 
     A batch (from ``make_batch``) holds x (the mixture the online encoder sees), target_x (the
@@ -59,21 +59,16 @@ class ConditionedJEPA(nn.Module):
 
     Args:
         backbone, predictor (a ConditionedPredictor), target (EMA of backbone), objective,
-        regularizer: as in JEPA; make_batch: ``make_batch(x, generator, progress) -> dict`` (e.g. TwoClipMixer).
+        regularizer, embed_from: as in JEPA; make_batch: ``make_batch(x, generator, progress) -> dict``
+        (e.g. TwoClipMixer), used by the data loader instead of a masker.
     """
 
     def __init__(self, *, backbone: Backbone, predictor: ConditionedPredictor, target: EMATarget,
                  make_batch: Callable, objective: Callable[..., dict], regularizer: Callable[..., dict] | None = None,
                  embed_from: str = "target"):
-        super().__init__()
-        if embed_from not in ("target", "online"):
-            raise ValueError(f"embed_from must be 'target' or 'online', got {embed_from!r}")
-        self.backbone, self.predictor, self.target = backbone, predictor, target
-        self.make_batch, self.objective, self.regularizer, self.embed_from = make_batch, objective, regularizer, embed_from
-        self.masker = None
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.loss(batch)
+        super().__init__(backbone=backbone, predictor=predictor, masker=None, target=target, objective=objective,
+                         regularizer=regularizer, embed_from=embed_from)
+        self.make_batch = make_batch
 
     def predict(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(B, N, D) predicted target features of part ``cond`` of mixtures ``x``."""
@@ -82,26 +77,7 @@ class ConditionedJEPA(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         h = self.target(batch["target_x"])                        # (B, N, D), no gradient
         z = self.backbone(batch["x"])                              # (B, N, D)
-        p = self.predictor(z, batch["cond"])
-        out = self.objective(p, h)
-        if self.regularizer is not None:
-            reg = self.regularizer(gather_batch(z.mean(1)))
-            out = {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
-        return out
-
-    def trainable_modules(self) -> list[nn.Module]:
-        return [self.backbone, self.predictor]
-
-    @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
-        return self.target.update(self.backbone, step, total_steps)
-
-    def encoder(self) -> Backbone:
-        return self.target.model if self.embed_from == "target" else self.backbone
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:
-        return self.encoder().embed(x, pool=pool, layers=layers)
+        return self.add_regularizer(self.objective(self.predictor(z, batch["cond"]), h), z)
 
 
 def assemble_conditioned(cfg, input_shape: tuple[int, ...], meta: dict) -> ConditionedJEPA:

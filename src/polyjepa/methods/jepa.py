@@ -50,11 +50,14 @@ class JEPA(nn.Module):
         h = gather_tokens(self.target(x), target_idx)            # (B, M, Nt, D), no gradient
         z = self.backbone(x, keep_idx=context_idx)                # (B, Nc, D): context tokens only
         p = self.predictor(z, context_idx, target_idx)            # (B, M, Nt, D)
-        out = self.objective(p, h)
-        if self.regularizer is not None:
-            reg = self.regularizer(gather_batch(z.mean(1)))  # batch statistics over every process
-            out = {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
-        return out
+        return self.add_regularizer(self.objective(p, h), z)
+
+    def add_regularizer(self, out: dict[str, torch.Tensor], z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``out`` plus the regulariser on the pooled context embedding ``z`` (B, N, D), if there is one."""
+        if self.regularizer is None:
+            return out
+        reg = self.regularizer(gather_batch(z.mean(1)))  # batch statistics over every process
+        return {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.backbone, self.predictor]

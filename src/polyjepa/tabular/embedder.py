@@ -128,9 +128,8 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         import torch
 
         from ..build import build_method
-        from ..data.batches import MaskedBatches
-        from ..train.loop import param_groups
-        from ..train.schedules import warmup_cosine
+        from ..config import TrainConfig
+        from ..train.inmemory import fit_in_memory
 
         frame = _frame(X)
         _feature_names(self, X, reset=True)
@@ -154,26 +153,10 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         try:
             method = build_method(cfg, (F,), seed, self.schema_)
             bs = min(self.batch_size, n)
-            batches = MaskedBatches(torch.from_numpy(x), batch_size=bs, masker=method.masker, seed=seed)
-            total = max(0, min(max(self.max_epochs * batches.steps_per_epoch, self.min_steps), self.max_steps))
-            opt = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=self.lr, weight_decay=0.0)
-            warmup = int(0.1 * total)
-            losses = []
-            method.train()
-            for step in range(total):
-                batch = batches[step]
-                lr = warmup_cosine(step, total, start=self.lr * 0.2, peak=self.lr, final=1e-6, warmup_steps=warmup)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                loss = method.loss(batch)["loss"]
-                if not torch.isfinite(loss):
-                    raise UserError(f"training diverged (loss {loss.item()}) at step {step}: lower lr")
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                method.update_target(step, total)
-                losses.append(float(loss.detach()))
+            total = max(0, min(max(self.max_epochs * (n // bs), self.min_steps), self.max_steps))
+            train = TrainConfig(batch_size=bs, max_steps=total, lr=self.lr, start_lr=0.2 * self.lr, final_lr=1e-6,
+                                warmup=0.1, weight_decay=(0.0, 0.0), grad_clip=1.0)
+            losses = fit_in_memory(method, x, train, seed=seed)["losses"]
         finally:
             torch.set_num_threads(threads)
         self.method_ = method.eval()

@@ -55,7 +55,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
 
         from ..build import build_method
         from ..config import EvalConfig, TrainConfig, dataclass_from
-        from .fit import fit_in_memory
+        from ..train.inmemory import fit_in_memory
 
         x = check_series(X, "X", min_length=2)
         if len(x) < 2:

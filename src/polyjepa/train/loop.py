@@ -15,7 +15,7 @@ from ..config import TrainConfig
 from ..errors import UserError
 from .checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
-from .schedules import cosine, warmup_cosine
+from .schedules import apply_schedules
 
 
 class TrainingDiverged(UserError):
@@ -144,12 +144,7 @@ def _worker(fabric, job: TrainJob) -> dict:
         for batch in loader:
             step, total = state["step"], state["total_steps"]
             batch = fabric.to_device(batch)
-            lr = warmup_cosine(step, total, start=tc.start_lr, peak=tc.lr, final=tc.final_lr, warmup_steps=warmup_steps)
-            wd = cosine(step, total, start=tc.weight_decay[0], end=tc.weight_decay[1])
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-                if group["apply_wd"]:
-                    group["weight_decay"] = wd
+            lr, wd = apply_schedules(optimizer, step, total, tc, warmup_steps)
             out = method(batch)
             loss = out["loss"]
             if not torch.isfinite(loss):

@@ -16,3 +16,16 @@ def cosine(step: int, total_steps: int, *, start: float, end: float) -> float:
     """Cosine ramp start -> end over ``total_steps`` (I-JEPA's weight-decay schedule rises 0.04 -> 0.4)."""
     t = min(step / max(total_steps, 1), 1.0)
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def apply_schedules(optimizer, step: int, total_steps: int, train, warmup_steps: int) -> tuple[float, float]:
+    """Set this step's learning rate (all groups) and weight decay (groups with ``apply_wd``) from a
+    ``TrainConfig``; returns (lr, weight decay)."""
+    lr = warmup_cosine(step, total_steps, start=train.start_lr, peak=train.lr, final=train.final_lr,
+                       warmup_steps=warmup_steps)
+    wd = cosine(step, total_steps, start=train.weight_decay[0], end=train.weight_decay[1])
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        if group.get("apply_wd"):
+            group["weight_decay"] = wd
+    return lr, wd

@@ -11,11 +11,11 @@ from ..errors import UserError
 def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0) -> dict:
     """The same optimisation as ``polyjepa.train_method`` on one process (same batches, masks, AdamW,
     schedules, clipping and EMA, so the same weights), without Fabric, checkpoints or metrics files:
-    what an estimator's ``fit`` needs. Returns {"steps", "final_loss"}.
+    what a scikit-learn estimator's ``fit`` needs. Returns {"steps", "final_loss", "losses"}.
     """
     from ..data.batches import MaskedBatches
-    from ..train.loop import param_groups
-    from ..train.schedules import cosine, warmup_cosine
+    from .loop import param_groups
+    from .schedules import apply_schedules
 
     tc = train
     optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
@@ -26,24 +26,20 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0) -
     warmup_steps = int(tc.warmup * total)
     params = [p for m in method.trainable_modules() for p in m.parameters() if p.requires_grad]
     method.train()
-    loss = torch.tensor(float("nan"))
+    losses = []
     for step in range(total):
         batch = batches[step]
-        lr = warmup_cosine(step, total, start=tc.start_lr, peak=tc.lr, final=tc.final_lr, warmup_steps=warmup_steps)
-        wd = cosine(step, total, start=tc.weight_decay[0], end=tc.weight_decay[1])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-            if group["apply_wd"]:
-                group["weight_decay"] = wd
+        apply_schedules(optimizer, step, total, tc, warmup_steps)
         loss = method(batch)["loss"]
         if not torch.isfinite(loss):
-            raise UserError(f"the loss became {loss.item()} at step {step}: lower the learning rate "
-                            f"(overrides=('train.lr=...',)) or raise train.warmup")
+            raise UserError(f"the loss became {loss.item()} at step {step}: lower the learning rate or raise "
+                            f"the warm-up")
         loss.backward()
         if tc.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         method.update_target(step, total)
+        losses.append(float(loss.detach()))
     method.eval()
-    return {"steps": total, "final_loss": float(loss.detach())}
+    return {"steps": total, "final_loss": losses[-1] if losses else float("nan"), "losses": losses}
