@@ -35,6 +35,25 @@ class TransformerEncoder(nn.Module):
         return outs[0] if layers == 1 else torch.stack(outs).mean(0)
 
 
+TOKEN_POOLS = ("mean", "max", "mean+max", "mean+std", "tokens")
+
+
+def pool_tokens(h: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B, N, D) token features -> (B, F): ``mean``/``max`` over tokens (F = D), ``mean+max`` or
+    ``mean+std`` (F = 2D), ``tokens`` flattened (F = N*D)."""
+    if pool == "mean":
+        return h.mean(1)
+    if pool == "max":
+        return h.amax(1)
+    if pool == "mean+max":
+        return torch.cat([h.mean(1), h.amax(1)], dim=1)
+    if pool == "mean+std":
+        return torch.cat([h.mean(1), h.std(1)], dim=1)
+    if pool == "tokens":
+        return h.flatten(1)
+    raise ValueError(f"unknown pool {pool!r}: use one of {', '.join(TOKEN_POOLS)}")
+
+
 class Backbone(nn.Module):
     """Tokenizer + encoder: the network whose embeddings a user keeps.
 
@@ -63,12 +82,8 @@ class Backbone(nn.Module):
         keeping coarse layout (tokenizers with a ``grid`` only).
         """
         h = self(x, layers=layers)  # (B, N, D)
-        if pool == "mean":
-            return h.mean(1)
-        if pool == "mean+std":
-            return torch.cat([h.mean(1), h.std(1)], dim=1)
-        if pool == "tokens":
-            return h.flatten(1)
+        if pool in ("mean", "mean+std", "tokens"):
+            return pool_tokens(h, pool)
         if pool.startswith("grid:") and hasattr(self.tokenizer, "grid"):
             k = int(pool.split(":", 1)[1])
             B, N, D = h.shape

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ..models.encoder import TransformerEncoder
+from ..models.encoder import Backbone, TransformerEncoder, pool_tokens
 from ..models.transformer import gather_tokens
 from .tokenizer import PointGroups, PointGroupTokenizer
 
 POOLS = ("mean", "max", "mean+max", "mean+std")
 
 
-class PointBackbone(nn.Module):
+class PointBackbone(Backbone):
     """Tokenizer + encoder for point clouds.
 
     Shapes:
@@ -21,13 +20,7 @@ class PointBackbone(nn.Module):
     """
 
     def __init__(self, tokenizer: PointGroupTokenizer, encoder: TransformerEncoder):
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.encoder = encoder
-
-    @property
-    def dim(self) -> int:
-        return self.encoder.dim
+        super().__init__(tokenizer, encoder)
 
     def forward(self, x: torch.Tensor | PointGroups, keep_idx: torch.Tensor | None = None,
                 layers: int = 1) -> torch.Tensor:
@@ -40,11 +33,4 @@ class PointBackbone(nn.Module):
     def embed(self, x: torch.Tensor | PointGroups, *, pool: str = "mean+max", layers: int = 1) -> torch.Tensor:
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r} for point clouds: use one of {', '.join(POOLS)}")
-        h = self(x, layers=layers)                                           # (B, G, D)
-        if pool == "mean":
-            return h.mean(1)
-        if pool == "max":
-            return h.amax(1)
-        if pool == "mean+max":
-            return torch.cat([h.mean(1), h.amax(1)], dim=1)
-        return torch.cat([h.mean(1), h.std(1)], dim=1)
+        return pool_tokens(self(x, layers=layers), pool)                    # (B, G, D) -> (B, F)

@@ -10,7 +10,28 @@ from ..models.transformer import Block, init_weights
 from .tokenizer import centre_mlp
 
 
-class PointPredictor(nn.Module):
+class _CentreQueries(nn.Module):
+    """What both point predictors share: the input projection, centre positions, the mask token, the
+    output head, and the [context | mask tokens at target centres] inputs."""
+
+    def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, pos_hidden: int, block):
+        super().__init__()
+        self.embed = nn.Linear(in_dim, dim)
+        self.pos_embed = centre_mlp(dim, pos_hidden)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList([block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.proj = nn.Linear(dim, in_dim)
+
+    def inputs(self, z: torch.Tensor, context_centres: torch.Tensor, target_centres: torch.Tensor):
+        """(context (B, Nc, Dp), queries (B, M*Nt, Dp), block attention mask ((Nc + M*Nt) square))."""
+        B, M, Nt, _ = target_centres.shape
+        ctx = self.embed(z) + self.pos_embed(context_centres)
+        q = self.mask_token + self.pos_embed(target_centres.reshape(B, M * Nt, 3))
+        return ctx, q, block_attention_mask(z.shape[1], M, Nt, z.device)
+
+
+class PointPredictor(_CentreQueries):
     """Predict target-patch features from context features and the target patches' centres (Point-JEPA).
 
     The sequence is [context | block 1 | ... | block M]; mask tokens carry the positional embedding of
@@ -24,23 +45,16 @@ class PointPredictor(nn.Module):
 
     def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0,
                  pos_hidden: int = 128):
-        super().__init__()
-        self.embed = nn.Linear(in_dim, dim)
-        self.pos_embed = centre_mlp(dim, pos_hidden)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.proj = nn.Linear(dim, in_dim)
+        super().__init__(in_dim=in_dim, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
+                         pos_hidden=pos_hidden, block=Block)
         init_weights(self, self.blocks)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def forward(self, z: torch.Tensor, context_centres: torch.Tensor, target_centres: torch.Tensor) -> torch.Tensor:
         B, M, Nt, _ = target_centres.shape
         Nc = z.shape[1]
-        x = self.embed(z) + self.pos_embed(context_centres)                  # (B, Nc, Dp)
-        q = self.mask_token + self.pos_embed(target_centres.reshape(B, M * Nt, 3))
-        x = torch.cat([x, q], dim=1)
-        mask = block_attention_mask(Nc, M, Nt, z.device)  # context sees context; each block, context + itself
+        ctx, q, mask = self.inputs(z, context_centres, target_centres)  # each block sees context + itself
+        x = torch.cat([ctx, q], dim=1)
         for block in self.blocks:
             x = block(x, mask)
         return self.proj(self.norm(x[:, Nc:])).view(B, M, Nt, -1)
@@ -76,7 +90,7 @@ class InjectBlock(nn.Module):
         return q + self.mlp(self.norm2(q))
 
 
-class ContextInjectedPredictor(nn.Module):
+class ContextInjectedPredictor(_CentreQueries):
     """3D-JEPA's context-aware decoder: the encoder's context features are fed to every layer.
 
     Only the mask tokens (mask token + target-centre embedding) go through the layers; each layer
@@ -87,13 +101,8 @@ class ContextInjectedPredictor(nn.Module):
 
     def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0,
                  pos_hidden: int = 128):
-        super().__init__()
-        self.embed = nn.Linear(in_dim, dim)
-        self.pos_embed = centre_mlp(dim, pos_hidden)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.blocks = nn.ModuleList([InjectBlock(dim, heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.proj = nn.Linear(dim, in_dim)
+        super().__init__(in_dim=in_dim, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
+                         pos_hidden=pos_hidden, block=InjectBlock)
         init_weights(self, [])
         for layer, block in enumerate(self.blocks, start=1):  # the residual rescaling of init_weights
             block.proj.weight.data.div_((2.0 * layer) ** 0.5)
@@ -102,10 +111,8 @@ class ContextInjectedPredictor(nn.Module):
 
     def forward(self, z: torch.Tensor, context_centres: torch.Tensor, target_centres: torch.Tensor) -> torch.Tensor:
         B, M, Nt, _ = target_centres.shape
-        Nc = z.shape[1]
-        ctx = self.embed(z) + self.pos_embed(context_centres)                # (B, Nc, Dp)
-        q = self.mask_token + self.pos_embed(target_centres.reshape(B, M * Nt, 3))
-        mask = block_attention_mask(Nc, M, Nt, z.device)[Nc:]              # (M*Nt, Nc + M*Nt)
+        ctx, q, mask = self.inputs(z, context_centres, target_centres)
+        mask = mask[z.shape[1]:]                                             # (M*Nt, Nc + M*Nt): the queries' rows
         for block in self.blocks:
             q = block(q, ctx, mask)
         return self.proj(self.norm(q)).view(B, M, Nt, -1)
