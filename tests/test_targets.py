@@ -55,3 +55,19 @@ def test_batch_standardized_targets_have_zero_mean_unit_variance_per_position():
     assert torch.allclose(z.mean(0), torch.zeros(5, 7), atol=1e-5)
     assert torch.allclose(z.var(0, unbiased=False), torch.ones(5, 7), atol=1e-3)
     assert torch.allclose(z, (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5), atol=1e-5)
+
+
+def test_regulariser_sees_pooled_or_token_embeddings(tiny_overrides):
+    from polyjepa.models.transformer import gather_tokens
+
+    for reg_on in ("pooled", "tokens"):
+        cfg = load_recipe("ijepa-digits", tiny_overrides + ["regularizer.name=vcr", f"method.reg_on={reg_on}"])
+        method = build_method(cfg, (1, 8, 8), seed=0)
+        batch = MaskedBatches(torch.randn(64, 1, 8, 8), batch_size=16, masker=method.masker)[0]
+        out = method(batch)
+        z = method.backbone(batch["x"], keep_idx=batch["context_idx"])
+        p = method.predictor(z, batch["context_idx"], batch["target_idx"])
+        h = gather_tokens(method.target(batch["x"]), batch["target_idx"])
+        e = z.mean(1) if reg_on == "pooled" else z.reshape(-1, z.shape[-1])
+        expected = torch.nn.functional.smooth_l1_loss(p, h) + method.regularizer(e)["loss"]
+        torch.testing.assert_close(out["loss"], expected)

@@ -81,7 +81,30 @@ def test_vjvcr_predicts_the_future_from_the_past(latent, dim):
             assert prm.grad is not None and torch.isfinite(prm.grad).all(), name
 
 
+@pytest.mark.parametrize("reg_on, stop_grad", [("tokens", True), ("pooled", False), ("tokens", False)])
+def test_vjvcr_regulariser_placement_and_gradient_into_the_future(reg_on, stop_grad):
+    m = _method("vjvcr-moving-digits", f"method.reg_on={reg_on}", f"method.stop_grad={str(stop_grad).lower()}")
+    x = torch.randn(5, *SHAPE)
+    out = m.loss(m.make_batch(x, step_generator(0, 0), 0.0))
+    out["loss"].backward()
+    got = [q.grad.clone() for q in m.backbone.parameters()]
+    m.zero_grad()
+    # independent: the same loss written out, the future detached only when stop_grad
+    zp = m.backbone.encoder(m.backbone.tokenizer(x), m.context_idx.expand(5, -1))
+    zf = m.backbone.encoder(m.backbone.tokenizer(x), m.target_idx.expand(5, -1))
+    p = m.predictor(zp, m.context_idx.expand(5, -1), m.target_idx.expand(5, -1)[:, None])[:, 0]
+    target = zf.detach() if stop_grad else zf
+    flat = (lambda z: z.mean(1)) if reg_on == "pooled" else (lambda z: z.reshape(-1, z.shape[-1]))
+    ref = (p - target).pow(2).mean() + (m.regularizer(flat(zp))["loss"] + m.regularizer(flat(zf))["loss"]) / 2
+    torch.testing.assert_close(out["loss"], ref)
+    ref.backward()
+    for a, b in zip(got, m.backbone.parameters()):
+        torch.testing.assert_close(a, b.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_vjvcr_argument_errors():
+    with pytest.raises(UserError, match="reg_on"):
+        _method("vjvcr-moving-digits", "method.reg_on=clips")
     with pytest.raises(UserError, match="context_slots"):
         _method("vjvcr-moving-digits", "method.context_slots=4")
     with pytest.raises(UserError, match="latent_dim"):

@@ -23,19 +23,24 @@ class JEPA(nn.Module):
             loader, kept here so that a method carries everything needed to make its batches.
         target: EMA teacher built from ``backbone``.
         objective: ``objective(pred, target) -> {"loss", ...}``; default smooth-L1 latent regression.
-        regularizer: optional ``regularizer(e (B, D)) -> {"loss", ...}`` on the context encoder's
-            pooled output (e.g. VCR as in VJ-VCR), added to the loss; keeps pooled embeddings from
-            collapsing to what positions alone predict.
+        regularizer: optional ``regularizer(e (n, D)) -> {"loss", ...}`` on the context encoder's
+            output (e.g. VCR as in VJ-VCR), added to the loss; keeps embeddings from collapsing to
+            what positions alone predict.
         embed_from: 'target' (the EMA encoder, as I-JEPA evaluates) or 'online'.
+        reg_on: what the regulariser sees: 'pooled' (each sample's mean context token, n = B) or
+            'tokens' (every context token is a sample, n = B * Nc).
     A batch is a dict: x (B, ...) raw input, context_idx (B, Nc), target_idx (B, M, Nt).
     """
 
     def __init__(self, *, backbone: Backbone, predictor: nn.Module, masker, target: EMATarget,
                  objective: Callable[..., dict] = latent_regression, regularizer: Callable[..., dict] | None = None,
-                 embed_from: str = "target"):
+                 embed_from: str = "target", reg_on: str = "pooled"):
         super().__init__()
         if embed_from not in ("target", "online"):
             raise ValueError(f"embed_from must be 'target' or 'online', got {embed_from!r}")
+        if reg_on not in ("pooled", "tokens"):
+            raise ValueError(f"reg_on must be 'pooled' or 'tokens', got {reg_on!r}")
+        self.reg_on = reg_on
         self.backbone = backbone
         self.predictor = predictor
         self.target = target
@@ -53,10 +58,11 @@ class JEPA(nn.Module):
         return self.add_regularizer(self.objective(p, h), z)
 
     def add_regularizer(self, out: dict[str, torch.Tensor], z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``out`` plus the regulariser on the pooled context embedding ``z`` (B, N, D), if there is one."""
+        """``out`` plus the regulariser on the context embedding ``z`` (B, N, D) (see ``reg_on``), if there is one."""
         if self.regularizer is None:
             return out
-        reg = self.regularizer(gather_batch(z.mean(1)))  # batch statistics over every process
+        e = z.mean(1) if self.reg_on == "pooled" else z.reshape(-1, z.shape[-1])
+        reg = self.regularizer(gather_batch(e))  # batch statistics over every process
         return {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
 
     def trainable_modules(self) -> list[nn.Module]:

@@ -5,7 +5,6 @@ import torch
 
 from ..methods.jepa import JEPA
 from ..models.transformer import gather_tokens
-from ..objectives.distributed import gather_batch
 from .tokenizer import PointGroups
 
 
@@ -36,11 +35,7 @@ class PointJEPA(JEPA):
         h = gather_tokens(self.target(groups), target_idx)                   # (B, M, Nt, D), no gradient
         z = self.backbone(groups, keep_idx=context_idx)                      # (B, Nc, D)
         p = self.predictor(z, gather_tokens(groups.centres, context_idx), gather_tokens(groups.centres, target_idx))
-        out = self.objective(p, h)
-        if self.regularizer is not None:
-            reg = self.regularizer(gather_batch(z.mean(1)))
-            out = {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
-        return out
+        return self.add_regularizer(self.objective(p, h), z)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, *, pool: str = "mean+max", layers: int = 1) -> torch.Tensor:

@@ -5,7 +5,6 @@ import torch
 
 from ..methods.jepa import JEPA
 from ..models.transformer import gather_tokens
-from ..objectives.distributed import gather_batch
 
 
 class VJEPA(JEPA):
@@ -33,9 +32,5 @@ class VJEPA(JEPA):
         for k, (context_idx, target_idx) in enumerate(zip(contexts, targets)):
             z = self.backbone(x, keep_idx=context_idx)             # (B, Nc, D)
             p = self.predictor(z, context_idx, target_idx, mask_index=k)
-            out = dict(self.objective(p, gather_tokens(h_all, target_idx)))
-            if self.regularizer is not None:
-                reg = self.regularizer(gather_batch(z.mean(1)))
-                out = {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{n}": v for n, v in reg.items()}}
-            parts.append(out)
+            parts.append(self.add_regularizer(dict(self.objective(p, gather_tokens(h_all, target_idx))), z))
         return {name: torch.stack([o[name] for o in parts]).mean() for name in parts[0]}

@@ -34,13 +34,18 @@ class VJVCR(nn.Module):
         backbone: tokenizer (with a (T, H, W) grid) + encoder.
         predictor: :class:`MultiMaskPredictor` with ``cond_dim = latent_dim`` (0 without a latent).
         objective: ``objective(pred, target) -> {"loss", ...}`` (default L2 latent regression).
-        regularizer: ``regularizer(e (B, D)) -> {"loss", ...}``, applied to both pooled embeddings.
+        regularizer: ``regularizer(e (n, D)) -> {"loss", ...}``, applied to the past and the future embeddings.
+        reg_on: 'pooled' (the regulariser sees each clip's mean token, n = B) or 'tokens' (every token
+            is a sample, n = B * tokens, as VCR regularises a feature map's channels at every location).
+        stop_grad: treat the future's features as a constant target (True) or let the prediction
+            error train the future's encoding too (False; collapse is then held off by the regulariser alone).
     A batch is a dict: x (B, C, T, H, W) and, with a latent, noise (B, latent_dim).
     """
 
     def __init__(self, *, backbone: VideoBackbone, predictor: MultiMaskPredictor, context_slots: int,
                  objective: Callable[..., dict] | None = None, regularizer: Callable[..., dict] | None = None,
-                 latent: str = "none", latent_dim: int = 0, latent_kl: float = 1.0):
+                 latent: str = "none", latent_dim: int = 0, latent_kl: float = 1.0, reg_on: str = "pooled",
+                 stop_grad: bool = True):
         super().__init__()
         T = backbone.tokenizer.grid[0]
         if not 1 <= context_slots < T:
@@ -48,6 +53,8 @@ class VJVCR(nn.Module):
                              f"(the clip has {T} tubelet slots)")
         if latent not in LATENTS:
             raise ValueError(f"unknown latent {latent!r}: use one of {', '.join(LATENTS)}")
+        if reg_on not in ("pooled", "tokens"):
+            raise ValueError(f"reg_on must be 'pooled' or 'tokens', got {reg_on!r}")
         if (latent == "none") != (latent_dim == 0):
             raise ValueError(f"latent={latent!r} needs latent_dim {'0' if latent == 'none' else '> 0'}, got {latent_dim}")
         self.backbone, self.predictor = backbone, predictor
@@ -55,6 +62,7 @@ class VJVCR(nn.Module):
         self.objective = objective or functools.partial(latent_regression, kind="l2")
         self.regularizer = regularizer
         self.latent, self.latent_dim, self.latent_kl = latent, latent_dim, latent_kl
+        self.reg_on, self.stop_grad = reg_on, stop_grad
         self.infer = nn.Linear(backbone.dim, 2 * latent_dim) if latent == "inferred" else None
         per_slot = backbone.tokenizer.num_tokens // T
         self.register_buffer("context_idx", torch.arange(context_slots * per_slot)[None], persistent=False)
@@ -87,11 +95,18 @@ class VJVCR(nn.Module):
             extra = {"latent_kl": kl}
         p = self.predictor(z_past, context_idx, target_idx[:, None], cond=cond)    # (B, 1, Nt, D)
         out = dict(self.objective(p, z_future[:, None]))
+        if not self.stop_grad:  # objectives detach their target; add the gradient towards the future, same value
+            back = self.objective(z_future[:, None], p.detach())["loss"]
+            out["loss"] = out["loss"] + back - back.detach()
         if extra:
             out.update(extra, loss=out["loss"] + self.latent_kl * extra["latent_kl"])
         if self.regularizer is not None:
-            r_past = self.regularizer(gather_batch(z_past.mean(1)))
-            r_future = self.regularizer(gather_batch(z_future.mean(1)))
+            if self.reg_on == "pooled":
+                r_past = self.regularizer(gather_batch(z_past.mean(1)))
+                r_future = self.regularizer(gather_batch(z_future.mean(1)))
+            else:
+                r_past = self.regularizer(gather_batch(z_past.reshape(-1, z_past.shape[-1])))
+                r_future = self.regularizer(gather_batch(z_future.reshape(-1, z_future.shape[-1])))
             out.update({f"reg_{n}": (r_past[n] + r_future[n]) / 2 for n in r_past},
                        loss=out["loss"] + (r_past["loss"] + r_future["loss"]) / 2)
         return out
