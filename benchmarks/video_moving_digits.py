@@ -1,12 +1,14 @@
 """Moving digits: V-JEPA (tubes) vs VJ-VCR vs per-frame masking vs random init, frozen-embedding probes.
 
-    .venv/bin/python benchmarks/video_moving_digits.py ../shared/data/mnist_t10k.npz [--steps 600]
+    .venv/bin/python benchmarks/video_moving_digits.py ../shared/data/mnist_t10k.npz [--steps 600] [--seeds 0,1,2]
 
 Clips of one MNIST digit bouncing in a 32x32 frame (8 frames, 1-3 px/frame); train and test clips
 come from disjoint digit images. Every method trains the same encoder (ViT 64 wide, 4 deep, on
 2 x 8 x 8 tubelets: a 4 x 4 x 4 grid) for the same number of steps at the same batch size; the
 encoders are then frozen and probed on held-out clips: logistic regression for the digit's class
 (accuracy) and ridge regression for its initial velocity (dy, dx) (R^2, averaged over the two).
+With several ``--seeds`` each seed draws its own clips and initialisations; the table shows the mean and
+the spread (min-max) over seeds.
 Runs on one thread (OMP_NUM_THREADS=1 is set below); times on a shared machine are inflated.
 """
 from __future__ import annotations
@@ -58,13 +60,40 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--pools", default="time+grid:2")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (clips and initialisation), e.g. 0,1,2")
     ap.add_argument("--only", default=None, help="comma-separated variant names to run")
     ap.add_argument("--set", action="append", default=[], help="extra recipe override for every method")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    pools = args.pools.split(",")
+    per_seed = [run_seed(args, seed, pools) for seed in seeds]
+    results = {name: {p: {k: [r[name][p][k] for r in per_seed] for k in ("digit_acc", "velocity_r2")}
+                      for p in per_seed[0][name] if p not in ("train_s", "steps")}
+               | {"train_s": float(np.mean([r[name]["train_s"] for r in per_seed]))} for name in per_seed[0]}
 
+    def cell(values, digits):
+        m = float(np.mean(values))
+        return f"{m:.{digits}f}" if len(values) == 1 else f"{m:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    print(f"\nseeds {seeds}: mean (min-max)")
+    print("\n| representation | " + " | ".join(f"digit acc ({p}) | velocity R^2 ({p})" for p in pools)
+          + " | train time |")
+    print("|---|" + "---:|---:|" * len(pools) + "---:|")
+    for name, r in results.items():
+        cells = []
+        for p in pools:
+            q = r.get(p, r.get("raw"))
+            cells += [cell(q["digit_acc"], 4), cell(q["velocity_r2"], 3)]
+        print(f"| {name} | " + " | ".join(cells) + f" | {r['train_s'] / 60:.1f} min |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "per_seed": per_seed, "results": results}, f, indent=1)
+
+
+def run_seed(args, seed: int, pools: list[str]) -> dict:
+    """Every representation's probes for one seed (its own clips and initialisations)."""
     from polyjepa.build import build_method
     from polyjepa.config import TrainConfig, load_recipe
     from polyjepa.data.prepare import normalise
@@ -72,16 +101,15 @@ def main() -> None:
     from polyjepa.video.sources import moving_digit_split
 
     gen = dict(frames=8, frame_size=32, digit_size=14, digits=1, speed=(1.0, 3.0), n_train=args.n_train,
-               n_test=args.n_test, seed=args.seed)
+               n_test=args.n_test, seed=seed)
     train, test, _ = moving_digit_split(args.mnist, **gen)
     mean, std = float(train.clips.mean()), float(train.clips.std())
     data = {"x_train": normalise(train.clips, [mean], [std]), "x_test": normalise(test.clips, [mean], [std]),
             "y_train": train.labels[:, 0], "y_test": test.labels[:, 0],
             "v_train": train.velocity[:, 0, 0], "v_test": test.velocity[:, 0, 0]}
     shape = data["x_train"].shape[1:]
-    pools = args.pools.split(",")
-    print(f"moving digits from {args.mnist}: {len(train.clips)} train / {len(test.clips)} test clips {shape}; "
-          f"{args.steps} steps x batch {args.batch_size}")
+    print(f"seed {seed}: moving digits from {args.mnist}: {len(train.clips)} train / {len(test.clips)} test clips "
+          f"{shape}; {args.steps} steps x batch {args.batch_size}")
 
     results = {}
     raw_tr, raw_te = data["x_train"].reshape(len(train.clips), -1), data["x_test"].reshape(len(test.clips), -1)
@@ -92,8 +120,8 @@ def main() -> None:
                              "train_s": 0.0}
     print("raw pixels", results["raw pixels"]["raw"], flush=True)
     random_cfg = load_recipe("vjepa-moving-digits", MODEL + args.set)
-    rand = build_method(random_cfg, shape, seed=args.seed).encoder()
-    results["random-init encoder"] = {p: probe(rand, data, p, args.seed) for p in pools} | {"train_s": 0.0}
+    rand = build_method(random_cfg, shape, seed=seed).encoder()
+    results["random-init encoder"] = {p: probe(rand, data, p, seed) for p in pools} | {"train_s": 0.0}
     print("random-init encoder", results["random-init encoder"], flush=True)
 
     only = set(args.only.split(",")) if args.only else None
@@ -101,31 +129,17 @@ def main() -> None:
         if only and name not in only:
             continue
         cfg = load_recipe(recipe, MODEL + over + args.set)
-        method = build_method(cfg, shape, seed=args.seed)
+        method = build_method(cfg, shape, seed=seed)
         tc = TrainConfig(batch_size=args.batch_size, max_steps=args.steps, lr=args.lr, start_lr=2e-4, warmup=0.1,
                          threads=1, log_every=50, monitor_every=0, checkpoint_every=10**9)
         t0 = time.perf_counter()
-        record = train_method(method, data["x_train"], train=tc, seed=args.seed, progress=False)
+        record = train_method(method, data["x_train"], train=tc, seed=seed, progress=False)
         train_s = time.perf_counter() - t0
         method.eval()
-        results[name] = {p: probe(method.encoder(), data, p, args.seed) for p in pools}
+        results[name] = {p: probe(method.encoder(), data, p, seed) for p in pools}
         results[name].update(train_s=train_s, steps=record["steps"])
         print(name, results[name], flush=True)
-
-    print(f"\n| representation | " + " | ".join(f"digit acc ({p}) | velocity R^2 ({p})" for p in pools)
-          + " | train time |")
-    print("|---|" + "---:|---:|" * len(pools) + "---:|")
-    for name, r in results.items():
-        cells = []
-        for p in pools:
-            q = r.get(p, r.get("raw"))
-            cells += [f"{q['digit_acc']:.4f}", f"{q['velocity_r2']:.3f}"]
-        print(f"| {name} | " + " | ".join(cells) + f" | {r['train_s'] / 60:.1f} min |")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"args": vars(args), "generator": {**gen, "speed": list(gen["speed"])}, "results": results}, f,
-                      indent=1)
-
+    return results
 
 if __name__ == "__main__":
     main()

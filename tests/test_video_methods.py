@@ -73,7 +73,7 @@ def test_vjvcr_predicts_the_future_from_the_past(latent, dim):
         cond = mu + (0.5 * logvar).exp() * batch["noise"]
         kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1).mean()
     p = m.predictor(zp, m.context_idx.expand(6, -1), m.target_idx.expand(6, -1)[:, None], cond=cond)
-    reg = (m.regularizer(zp.mean(1))["loss"] + m.regularizer(zf.mean(1))["loss"]) / 2
+    reg = (m.regularizer(zp.reshape(-1, 32))["loss"] + m.regularizer(zf.reshape(-1, 32))["loss"]) / 2  # reg_on: tokens
     torch.testing.assert_close(out["loss"], (p[:, 0] - zf).pow(2).mean() + m.latent_kl * kl + reg)
     out["loss"].backward()
     for mod in m.trainable_modules():

@@ -2,5 +2,6 @@
 from .embed import embed_array
 from .evaluate import Monitor, evaluate, probe_features
 from .probes import knn_probe, linear_probe
+from .supervised import supervised_reference
 
-__all__ = ["Monitor", "embed_array", "evaluate", "knn_probe", "linear_probe", "probe_features"]
+__all__ = ["Monitor", "embed_array", "evaluate", "knn_probe", "linear_probe", "probe_features", "supervised_reference"]

@@ -26,7 +26,8 @@ def supervised_reference(encoder: nn.Module, x: np.ndarray, y: np.ndarray, x_tes
 
     Args:
         encoder: a module with ``embed(x, pool=, layers=)`` (a ``Backbone``), usually a fresh random init.
-        epochs: passes over x (fractions allowed); ``max_minutes`` stops earlier when given.
+        epochs: passes over x (fractions allowed). With ``max_minutes``, the step count is also cut to
+            what fits the budget at the speed of the first 10 steps, so the schedule still ends at 0.
         pool, layers: the readout the head sees, as for the probes.
     Returns:
         {"accuracy", "train_accuracy" (last epoch's running accuracy), "steps", "seconds"}.
@@ -52,8 +53,13 @@ def supervised_reference(encoder: nn.Module, x: np.ndarray, y: np.ndarray, x_tes
         order = torch.randperm(len(xt), generator=gen)
         correct = seen = 0
         for i in range(per_epoch):
-            if step >= total or (max_minutes is not None and time.time() - start > 60 * max_minutes):
-                total = step
+            if max_minutes is not None:
+                elapsed = time.time() - start
+                if step == 10:  # fit the schedule to the budget
+                    total = min(total, max(int(60 * max_minutes * step / max(elapsed, 1e-9)), step + 1))
+                if elapsed > 60 * max_minutes:
+                    total = step
+            if step >= total:
                 break
             t = step / total
             scale = t / warmup if t < warmup else 0.5 * (1 + math.cos(math.pi * (t - warmup) / (1 - warmup)))
