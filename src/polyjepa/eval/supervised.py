@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from .embed import embed_array
 
 
 def supervised_reference(encoder: nn.Module, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
@@ -77,8 +78,6 @@ def supervised_reference(encoder: nn.Module, x: np.ndarray, y: np.ndarray, x_tes
     seconds = time.time() - start
     encoder.eval()
     with torch.no_grad():
-        xs = torch.as_tensor(x_test)
-        pred = torch.cat([head(encoder.embed(xs[i:i + 512], pool=pool, layers=layers)).argmax(1)
-                          for i in range(0, len(xs), 512)])
+        pred = head(torch.from_numpy(embed_array(encoder, x_test, pool=pool, layers=layers))).argmax(1)
     acc = float((pred.numpy() == np.asarray(y_test)).mean())
     return {"accuracy": acc, "train_accuracy": correct / max(seen, 1), "steps": step, "seconds": seconds}

@@ -13,6 +13,17 @@ from ..objectives.latent import latent_regression
 from ..targets.ema import EMATarget
 
 
+REG_ON = ("pooled", "tokens")
+
+
+def regularizer_rows(z: torch.Tensor, reg_on: str) -> torch.Tensor:
+    """(B, N, D) token features -> the (n, D) rows a regulariser sees: each sample's mean token
+    (``pooled``, n = B) or every token (``tokens``, n = B * N); gathered over every process."""
+    if reg_on not in REG_ON:
+        raise ValueError(f"reg_on must be 'pooled' or 'tokens', got {reg_on!r}")
+    return gather_batch(z.mean(1) if reg_on == "pooled" else z.reshape(-1, z.shape[-1]))
+
+
 class JEPA(nn.Module):
     """Joint-embedding predictive architecture (I-JEPA and the masked-prediction family).
 
@@ -38,7 +49,7 @@ class JEPA(nn.Module):
         super().__init__()
         if embed_from not in ("target", "online"):
             raise ValueError(f"embed_from must be 'target' or 'online', got {embed_from!r}")
-        if reg_on not in ("pooled", "tokens"):
+        if reg_on not in REG_ON:
             raise ValueError(f"reg_on must be 'pooled' or 'tokens', got {reg_on!r}")
         self.reg_on = reg_on
         self.backbone = backbone
@@ -61,8 +72,7 @@ class JEPA(nn.Module):
         """``out`` plus the regulariser on the context embedding ``z`` (B, N, D) (see ``reg_on``), if there is one."""
         if self.regularizer is None:
             return out
-        e = z.mean(1) if self.reg_on == "pooled" else z.reshape(-1, z.shape[-1])
-        reg = self.regularizer(gather_batch(e))  # batch statistics over every process
+        reg = self.regularizer(regularizer_rows(z, self.reg_on))  # batch statistics over every process
         return {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
 
     def trainable_modules(self) -> list[nn.Module]:

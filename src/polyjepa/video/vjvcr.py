@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..objectives.distributed import gather_batch
+from ..methods.jepa import REG_ON, regularizer_rows
 from ..objectives.latent import latent_regression
 from .backbone import VideoBackbone
 from .predictor import MultiMaskPredictor
@@ -53,7 +53,7 @@ class VJVCR(nn.Module):
                              f"(the clip has {T} tubelet slots)")
         if latent not in LATENTS:
             raise ValueError(f"unknown latent {latent!r}: use one of {', '.join(LATENTS)}")
-        if reg_on not in ("pooled", "tokens"):
+        if reg_on not in REG_ON:
             raise ValueError(f"reg_on must be 'pooled' or 'tokens', got {reg_on!r}")
         if (latent == "none") != (latent_dim == 0):
             raise ValueError(f"latent={latent!r} needs latent_dim {'0' if latent == 'none' else '> 0'}, got {latent_dim}")
@@ -101,12 +101,8 @@ class VJVCR(nn.Module):
         if extra:
             out.update(extra, loss=out["loss"] + self.latent_kl * extra["latent_kl"])
         if self.regularizer is not None:
-            if self.reg_on == "pooled":
-                r_past = self.regularizer(gather_batch(z_past.mean(1)))
-                r_future = self.regularizer(gather_batch(z_future.mean(1)))
-            else:
-                r_past = self.regularizer(gather_batch(z_past.reshape(-1, z_past.shape[-1])))
-                r_future = self.regularizer(gather_batch(z_future.reshape(-1, z_future.shape[-1])))
+            r_past = self.regularizer(regularizer_rows(z_past, self.reg_on))
+            r_future = self.regularizer(regularizer_rows(z_future, self.reg_on))
             out.update({f"reg_{n}": (r_past[n] + r_future[n]) / 2 for n in r_past},
                        loss=out["loss"] + (r_past["loss"] + r_future["loss"]) / 2)
         return out
