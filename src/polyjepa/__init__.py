@@ -29,6 +29,8 @@ _EXPORTS = {
     "MaskedBatches": "data.batches", "RandomResizedCrop": "data.augment", "load_images": "data.sources",
     "TimeSeriesEmbedder": "timeseries.embedder", "PatchEmbed1D": "timeseries.tokenizer",
     "SpanMasker": "timeseries.masks", "SeriesBackbone": "timeseries.backbone", "load_series": "timeseries.data",
+    "PatchGrid1D": "timeseries.tokenizer", "DilatedConvEncoder": "timeseries.conv", "ConvSeriesBackbone": "timeseries.conv",
+    "SeriesViews": "timeseries.views",
     # audio
     "log_mel": "audio.melspec", "mel_filterbank": "audio.melspec", "resample": "audio.resample",
     "crop_or_pad": "audio.crop", "read_audio": "audio.io", "load_audio": "audio.data",

@@ -39,12 +39,19 @@ class MultiView(nn.Module):
         teacher_momentum: (start, end) of a cosine EMA schedule for a teacher copy of backbone and
             projector (DINO); None: no teacher (LeJEPA, VICReg, ...), and ``update_target`` only counts steps.
         embed_from: 'online' or 'teacher' (the encoder that is evaluated and exported).
+        pool: how a view's tokens become the vector the projector sees: 'mean' (images, and series)
+            or 'max' (series, TS2Vec's instance read-out); series views go through the backbone's
+            padding-aware ``embed``.
     A batch (made by :meth:`make_batch` in the data loader) is {"x", "global", "local"?}.
     """
 
     def __init__(self, *, backbone: Backbone, projector: nn.Module, criterion: nn.Module, views,
-                 teacher_momentum: tuple[float, float] | None = None, embed_from: str = "online"):
+                 teacher_momentum: tuple[float, float] | None = None, embed_from: str = "online",
+                 pool: str = "mean"):
         super().__init__()
+        if pool not in ("mean", "max"):
+            raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
+        self.pool = pool
         if embed_from not in ("online", "teacher") or (embed_from == "teacher" and teacher_momentum is None):
             raise ValueError(f"embed_from must be 'online', or 'teacher' with a teacher_momentum; got {embed_from!r}")
         if getattr(criterion, "uses_teacher", False) and teacher_momentum is None:
@@ -68,7 +75,12 @@ class MultiView(nn.Module):
 
     def _pooled(self, backbone: Backbone, views: torch.Tensor) -> torch.Tensor:
         v, b = views.shape[:2]
-        return encode_any_size(backbone, views.flatten(0, 1)).mean(1).unflatten(0, (v, b))  # (V, B, D)
+        flat = views.flatten(0, 1)
+        if flat.dim() == 3:  # series (V*B, C, L), NaN-padded crops
+            return backbone.embed(flat, pool=self.pool).unflatten(0, (v, b))
+        if self.pool != "mean":
+            raise ValueError(f"image views are mean-pooled: use method.pool=mean, not {self.pool!r}")
+        return encode_any_size(backbone, flat).mean(1).unflatten(0, (v, b))  # (V, B, D)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         groups = [batch["global"]] + ([batch["local"]] if "local" in batch else [])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
+from ..timeseries.views import SeriesViews
 from . import criteria
 from .heads import DINOHead, Projector
 from .method import MultiView
@@ -9,7 +10,7 @@ from .views import ViewMaker
 
 PARTS = {
     "method": {"multiview": (MultiView, {"backbone", "projector", "criterion", "views"})},
-    "views": {"multicrop": (ViewMaker, set())},
+    "views": {"multicrop": (ViewMaker, set()), "series_crops": (SeriesViews, set())},
     "projector": {"mlp": (Projector, {"in_dim"}), "dino_head": (DINOHead, {"in_dim"})},
     "objective": {
         "simclr": (criteria.simclr, set()),
@@ -25,17 +26,23 @@ DEFAULTS = {"views": "multicrop", "projector": "mlp"}
 
 
 def assemble_multiview(cfg, input_shape: tuple[int, ...], meta: dict):
-    """Tokenizer + encoder + projector + objective + view maker -> MultiView."""
-    from ..build import build_backbone, data_facts, inject
+    """Tokenizer + encoder + projector + objective + view maker -> MultiView (images, or series with series_crops views)."""
+    from ..build import build_backbone
     from ..config import part_kwargs
     from ..registry import build_part, part_name
 
-    if len(input_shape) != 3:
-        raise UserError(f"the multi-view method makes image crops and needs (C, H, W) inputs, got per-sample shape "
-                        f"{tuple(input_shape)}: use a JEPA recipe for this data")
+    views = build_part("views", cfg, part_kwargs(cfg, "views"))
+    series = isinstance(views, SeriesViews)
+    if len(input_shape) != (2 if series else 3):
+        need = "(channels, length) series" if series else "(C, H, W) images"
+        raise UserError(f"views {part_name('views', cfg)!r} need {need}, got per-sample shape {tuple(input_shape)}: "
+                        f"use views.name={'multicrop' if series else 'series_crops'} or a JEPA recipe for this data")
+    if series:
+        from ..timeseries.assemble import build_series_backbone
+
+        return _finish(cfg, build_series_backbone(cfg, input_shape, meta, method="multiview"), views, input_shape, meta)
     backbone = build_backbone(cfg, input_shape, meta)
     tok = backbone.tokenizer
-    views = build_part("views", cfg, part_kwargs(cfg, "views"))
     patch = getattr(tok, "patch_size", None)
     for name, size in (("global_size", views.global_size or tuple(input_shape[1:])), ("local_size", views.local_size)):
         if size is None:
@@ -49,6 +56,15 @@ def assemble_multiview(cfg, input_shape: tuple[int, ...], meta: dict):
     if views.global_size and tuple(views.global_size) != tuple(input_shape[1:]):
         raise UserError(f"views.global_size={list(views.global_size)} must equal the input size "
                         f"{list(input_shape[1:])} (the evaluated encoder reads whole images)")
+    return _finish(cfg, backbone, views, input_shape, meta)
+
+
+def _finish(cfg, backbone, views, input_shape, meta):
+    """Projector + objective around ``backbone`` -> MultiView."""
+    from ..build import data_facts, inject
+    from ..config import part_kwargs
+    from ..registry import build_part, part_name
+
     facts = data_facts(input_shape, meta, in_dim=backbone.dim)
     projector = build_part("projector", cfg, part_kwargs(cfg, "projector"), **inject("projector", cfg, facts))
     facts["dim"] = projector.out_dim

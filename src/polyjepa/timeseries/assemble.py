@@ -1,4 +1,4 @@
-"""Put a series JEPA together: the generic JEPA with a padding-aware ``SeriesBackbone``."""
+"""Put a series JEPA together: the generic JEPA with a padding-aware series backbone (transformer or dilated CNN)."""
 from __future__ import annotations
 
 from omegaconf import DictConfig
@@ -8,19 +8,31 @@ from ..config import part_kwargs
 from ..errors import UserError
 from ..registry import build_part, part_name
 from .backbone import SeriesBackbone
+from .conv import ConvSeriesBackbone, DilatedConvEncoder
+from .tokenizer import PatchEmbed1D, PatchGrid1D
+
+
+def build_series_backbone(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict | None,
+                          method: str = "series_jepa") -> SeriesBackbone:
+    """The recipe's padding-aware series backbone: ``patch1d`` + a transformer, or ``patch_grid`` + ``dilated_conv``."""
+    if len(input_shape) != 2:
+        raise UserError(f"method {method} needs series of per-sample shape (channels, length), got {input_shape}: "
+                        f"use data.loader=series")
+    encoder = build_part("encoder", cfg, part_kwargs(cfg, "encoder"), **inject("encoder", cfg, data_facts(input_shape, meta)))
+    facts = data_facts(input_shape, meta, dim=encoder.dim)
+    tokenizer = build_part("tokenizer", cfg, part_kwargs(cfg, "tokenizer"), **inject("tokenizer", cfg, facts))
+    if not isinstance(tokenizer, PatchGrid1D):
+        raise UserError(f"method {method} needs a series tokenizer (patch1d, or patch_grid with a dilated_conv "
+                        f"encoder), not {part_name('tokenizer', cfg)!r}")
+    convolutional = isinstance(encoder, DilatedConvEncoder)
+    if convolutional == isinstance(tokenizer, PatchEmbed1D):
+        raise UserError("encoder dilated_conv goes with tokenizer patch_grid (it embeds every step itself), a "
+                        "transformer encoder with tokenizer patch1d: change one of the two")
+    return (ConvSeriesBackbone if convolutional else SeriesBackbone)(tokenizer, encoder)
 
 
 def assemble_series_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
-    """Tokenizer (``patch1d``) + encoder + predictor + masker + EMA target + objective (+ regulariser)."""
-    if len(input_shape) != 2:
-        raise UserError(f"method series_jepa needs series of per-sample shape (channels, length), got {input_shape}: "
-                        f"use data.loader=series")
-    encoder = build_part("encoder", cfg, part_kwargs(cfg, "encoder"))
-    facts = data_facts(input_shape, meta, dim=encoder.dim)
-    tokenizer = build_part("tokenizer", cfg, part_kwargs(cfg, "tokenizer"), **inject("tokenizer", cfg, facts))
-    if not hasattr(tokenizer, "token_mask"):
-        raise UserError(f"method series_jepa needs a series tokenizer with token_mask (patch1d), not "
-                        f"{part_name('tokenizer', cfg)!r}")
-    backbone = SeriesBackbone(tokenizer, encoder)
+    """Series backbone + predictor + masker + EMA target + objective (+ regulariser) -> JEPA."""
+    backbone = build_series_backbone(cfg, input_shape, meta)
     return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone,
                       **jepa_parts(cfg, backbone, input_shape, meta))

@@ -53,7 +53,7 @@ class SeriesBackbone(Backbone):
 
     Shapes:
         forward(x (B, C, L), keep_idx (B, Nk) | None) -> (B, Nk, D).
-        embed(x) -> (B, F): ``mean`` (B, D), ``mean+std``/``mean+max`` (B, 2D), ``grid:K`` = mean plus
+        embed(x) -> (B, F): ``mean`` or ``max`` (B, D), ``mean+std``/``mean+max`` (B, 2D), ``grid:K`` = mean plus
         the means of K equal time segments of each series' real span (B, (K+1)D), ``tokens`` (B, N*D).
     """
 
@@ -74,13 +74,13 @@ class SeriesBackbone(Backbone):
         if pool == "mean+std":
             var = masked_mean((h - mean[:, None]).pow(2), valid)
             return torch.cat([mean, var.clamp_min(0).sqrt()], dim=1)
-        if pool == "mean+max":
+        if pool in ("max", "mean+max"):
             mx = h.masked_fill(~valid[..., None], float("-inf")).amax(1)
-            return torch.cat([mean, mx], dim=1)
+            return mx if pool == "max" else torch.cat([mean, mx], dim=1)
         if pool == "tokens":
             return (h * valid[..., None].to(h.dtype)).flatten(1)
         if pool.startswith("grid:"):
             k = int(pool.split(":", 1)[1])
             seg = segment_means(h, valid, self.tokenizer.grid[-1], k)
             return torch.cat([mean, seg.flatten(1)], dim=1)
-        raise ValueError(f"unknown pool {pool!r}: use 'mean', 'mean+std', 'mean+max', 'tokens' or 'grid:K'")
+        raise ValueError(f"unknown pool {pool!r}: use 'mean', 'max', 'mean+std', 'mean+max', 'tokens' or 'grid:K'")

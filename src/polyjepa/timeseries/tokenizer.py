@@ -26,7 +26,61 @@ def instance_normalize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (x - mean) / torch.sqrt(var + eps)
 
 
-class PatchEmbed1D(nn.Module):
+class PatchGrid1D(nn.Module):
+    """The token geometry of a (B, C, L) series cut into patches of ``patch_size`` steps, without weights.
+
+    Args:
+        length: L of the input (shorter series are NaN-padded at the end up to L).
+        in_channels: C of the input.
+        patch_size: steps per patch; None picks ceil(L / max_tokens).
+        max_tokens: the token budget used when ``patch_size`` is None.
+        channel_independent: one token per channel and patch (grid (C, N)) instead of one per patch (grid (N,)).
+    Shapes:
+        padded(x): (B, C, L') with L' <= L -> (B, C, N * patch_size), NaN where there is no data;
+        token_mask(x) -> (B, T) bool, True where the patch holds at least one finite value;
+        position_embedding(dim) -> (T, dim) fixed sin-cos positions.
+    A convolutional series encoder (``encoder: dilated_conv``) uses this alone as its tokenizer
+    (``tokenizer: patch_grid``): it sees every step and pools its features per patch into tokens.
+    """
+
+    def __init__(self, *, length: int, in_channels: int, patch_size: int | None = None, max_tokens: int = 64,
+                 channel_independent: bool = False):
+        super().__init__()
+        if patch_size is None:
+            patch_size = max(1, math.ceil(length / max_tokens))
+        if patch_size < 1 or max_tokens < 1:
+            raise ValueError(f"patch_size and max_tokens must be >= 1, got {patch_size} and {max_tokens}")
+        self.length, self.in_channels, self.patch_size = int(length), int(in_channels), int(patch_size)
+        self.channel_independent = channel_independent
+        n = math.ceil(self.length / self.patch_size)
+        self.grid = (self.in_channels, n) if channel_independent else (n,)
+        self.num_tokens = math.prod(self.grid)
+
+    def position_embedding(self, dim: int) -> torch.Tensor:
+        """(T, dim) fixed sin-cos positions (time; or channel x time when channel-independent)."""
+        if self.channel_independent:
+            return sincos_2d(dim, self.grid)
+        return sincos_1d(dim, torch.arange(self.grid[0]))
+
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, L = x.shape
+        if C != self.in_channels or L > self.length:
+            raise ValueError(f"expected series of {self.in_channels} channels and at most {self.length} steps, "
+                             f"got {tuple(x.shape[1:])}")
+        total = self.grid[-1] * self.patch_size
+        if L < total:
+            x = torch.cat([x, x.new_full((B, C, total - L), float("nan"))], dim=-1)
+        return x
+
+    def token_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, L) -> (B, T) bool: which tokens hold data (not only padding)."""
+        x = self.padded(x)
+        B, C, _ = x.shape
+        finite = torch.isfinite(x).view(B, C, self.grid[-1], self.patch_size).any(-1)  # (B, C, N)
+        return finite.flatten(1) if self.channel_independent else finite.any(1)
+
+
+class PatchEmbed1D(PatchGrid1D):
     """Cut a series into non-overlapping patches of ``patch_size`` steps and project each to a token.
 
     Args:
@@ -50,16 +104,9 @@ class PatchEmbed1D(nn.Module):
     def __init__(self, *, length: int, in_channels: int, dim: int, patch_size: int | None = None,
                  max_tokens: int = 64, channel_independent: bool = False, instance_norm: bool = True,
                  embed: str = "linear"):
-        super().__init__()
-        if patch_size is None:
-            patch_size = max(1, math.ceil(length / max_tokens))
-        if patch_size < 1 or max_tokens < 1:
-            raise ValueError(f"patch_size and max_tokens must be >= 1, got {patch_size} and {max_tokens}")
-        self.length, self.in_channels, self.dim, self.patch_size = int(length), int(in_channels), dim, int(patch_size)
-        self.channel_independent, self.instance_norm = channel_independent, instance_norm
-        n = math.ceil(self.length / self.patch_size)
-        self.grid = (self.in_channels, n) if channel_independent else (n,)
-        self.num_tokens = math.prod(self.grid)
+        super().__init__(length=length, in_channels=in_channels, patch_size=patch_size, max_tokens=max_tokens,
+                         channel_independent=channel_independent)
+        self.dim, self.instance_norm = dim, instance_norm
         if embed not in ("linear", "conv"):
             raise ValueError(f"unknown embed {embed!r}: use 'linear' or 'conv'")
         self.embed_kind = embed
@@ -71,33 +118,10 @@ class PatchEmbed1D(nn.Module):
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def position_embedding(self, dim: int) -> torch.Tensor:
-        """(T, dim) fixed sin-cos positions (time; or channel x time when channel-independent)."""
-        if self.channel_independent:
-            return sincos_2d(dim, self.grid)
-        return sincos_1d(dim, torch.arange(self.grid[0]))
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, L = x.shape
-        if C != self.in_channels or L > self.length:
-            raise ValueError(f"expected series of {self.in_channels} channels and at most {self.length} steps, "
-                             f"got {tuple(x.shape[1:])}")
-        total = self.grid[-1] * self.patch_size
-        if L < total:
-            x = torch.cat([x, x.new_full((B, C, total - L), float("nan"))], dim=-1)
-        return x
-
-    def token_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, L) -> (B, T) bool: which tokens hold data (not only padding)."""
-        x = self._pad(x)
-        B, C, _ = x.shape
-        finite = torch.isfinite(x).view(B, C, self.grid[-1], self.patch_size).any(-1)  # (B, C, N)
-        return finite.flatten(1) if self.channel_independent else finite.any(1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.instance_norm:
             x = instance_normalize(x)
-        x = self._pad(x)
+        x = self.padded(x)
         x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         B, C, _ = x.shape
         n, p = self.grid[-1], self.patch_size

@@ -19,8 +19,9 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0) -
 
     tc = train
     optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
+    make_batch = getattr(method, "make_batch", None)
     batches = MaskedBatches(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), batch_size=tc.batch_size,
-                            masker=method.masker, seed=seed)
+                            masker=None if make_batch else method.masker, make_batch=make_batch, seed=seed)
     total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch
     batches.total_steps = total
     warmup_steps = int(tc.warmup * total)
