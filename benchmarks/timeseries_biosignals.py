@@ -1,12 +1,12 @@
 """ECG beats (MIT-BIH record 100) and EEG epochs (PhysioNet motor imagery, subject 1): embedder vs baselines.
 
-    python benchmarks/timeseries_biosignals.py [--data-dir ../shared/data] [--tasks ecg,eeg] [--seed 0]
+    python benchmarks/timeseries_biosignals.py [--data-dir ../shared/data] [--tasks ecg,eeg] [--recipe R] [--seed 0]
 
 ECG: 256-sample windows around every annotated beat of record 100 (2 leads, 360 Hz), normal (N)
 vs any other beat (2,237 vs 34: very unbalanced, so balanced accuracy is the measure). EEG: 4-s
 epochs from each T0/T1/T2 onset of runs 3-14 (64 channels, 160 Hz), rest (T0) vs movement (T1/T2),
 180 vs 180. One fixed stratified split (70/30, seed 0) of the windows; the embedder (recipe
-``ecgjepa`` / ``eegjepa``) is fitted on the training windows without labels; the same
+``ecgjepa`` / ``eegjepa``, or ``--recipe`` for both) is fitted on the training windows without labels; the same
 logistic-regression probe (standardised features, class-balanced, C by 5-fold CV) runs on its
 embeddings, on a random-init encoder of the same architecture, and on the raw windows. Windows of one
 recording share a patient and a session, so these numbers say little about other patients.
@@ -31,8 +31,7 @@ def probe(train_f, train_y, test_f, test_y, seed: int = 0) -> dict:
     return {"balanced_accuracy": float(balanced_accuracy_score(test_y, pred)), "accuracy": float((pred == test_y).mean())}
 
 
-def run(task: str, data_dir: Path, seed: int) -> dict:
-    import numpy as np
+def run(task: str, data_dir: Path, seed: int, recipe: str | None = None) -> dict:
     from sklearn.model_selection import train_test_split
 
     from polyjepa import TimeSeriesEmbedder
@@ -40,11 +39,11 @@ def run(task: str, data_dir: Path, seed: int) -> dict:
     if task == "ecg":
         from polyjepa.timeseries.wfdb import load_wfdb_beats
 
-        d, recipe = load_wfdb_beats(str(data_dir / "mitbih" / "100"), window=256), "ecgjepa"
+        d, recipe = load_wfdb_beats(str(data_dir / "mitbih" / "100"), window=256), recipe or "ecgjepa"
     else:
         from polyjepa.timeseries.edf import load_edf_epochs
 
-        d, recipe = load_edf_epochs(str(data_dir / "eegmmidb_S001"), seconds=4.0), "eegjepa"
+        d, recipe = load_edf_epochs(str(data_dir / "eegmmidb_S001"), seconds=4.0), recipe or "eegjepa"
     xtr, xte, ytr, yte = train_test_split(d.x, d.y, test_size=0.3, random_state=seed, stratify=d.y)
     out = {"n_train": len(xtr), "n_test": len(xte), "shape": list(d.x.shape[1:])}
     for name in ("ours", "random", "raw"):
@@ -63,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--tasks", default="ecg,eeg")
+    ap.add_argument("--recipe", default=None, help="one recipe for every task (default: ecgjepa, eegjepa)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     import warnings
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["| task | train/test | embedder (bal. acc / acc) | random init | raw windows | seconds (ours) |",
             "|---|---|---:|---:|---:|---:|"]
     for task in args.tasks.split(","):
-        r = run(task, Path(args.data_dir), args.seed)
+        r = run(task, Path(args.data_dir), args.seed, args.recipe)
         cell = lambda m: f"{r[m]['balanced_accuracy']:.3f} / {r[m]['accuracy']:.3f}"  # noqa: E731
         rows.append(f"| {task} | {r['n_train']}/{r['n_test']} | {cell('ours')} | {cell('random')} | {cell('raw')} | "
                     f"{r['ours']['seconds']:.0f} |")

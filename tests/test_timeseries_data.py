@@ -74,6 +74,20 @@ def test_pad_series_and_valid_padding():
         pad_series([np.ones((2, 3)), np.ones((1, 3))])
 
 
+def test_tsvicreg_recipe_end_to_end(tmp_path):
+    pytest.importorskip("aeon")
+    out = tmp_path / "run"
+    tiny = ["encoder.depth=2", "encoder.hidden=8", "encoder.dim=16", "projector.hidden=32", "projector.out_dim=32",
+            "train.max_steps=4", "train.monitor_every=2", "train.log_every=2", "train.checkpoint_every=4",
+            "eval.monitor_samples=32"]
+    assert main(["pretrain", "tsvicreg", "--data", "BasicMotions", "--out", str(out), *tiny]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_train"] == 40 and s["n_test"] == 40 and s["steps"] == 4
+    assert s["embedding"]["dim"] == 16  # max over time of the CNN's 16 channels
+    for rep in (s["probe"], s["baselines"]["raw"], s["baselines"]["random_init"]):
+        assert 0 <= rep["linear"]["accuracy"] <= 1
+
+
 def test_tsjepa_recipe_end_to_end(tmp_path, capsys):
     pytest.importorskip("aeon")
     out = tmp_path / "run"

@@ -8,13 +8,14 @@ from polyjepa.errors import UserError
 from polyjepa.timeseries import pad_series
 
 SMALL = ("encoder.depth=1", "predictor.depth=1", "predictor.dim=32", "predictor.heads=2")
+SMALL_CONV = ("encoder.depth=1", "encoder.hidden=8", "encoder.dim=16", "projector.hidden=32", "projector.out_dim=32")
 
 
 def small(**kw):
-    return TimeSeriesEmbedder(max_steps=kw.pop("max_steps", 2), overrides=SMALL, **kw)
+    return TimeSeriesEmbedder("tsjepa", max_steps=kw.pop("max_steps", 2), overrides=SMALL, **kw)
 
 
-@parametrize_with_checks([small()])
+@parametrize_with_checks([small(), TimeSeriesEmbedder("tsvicreg", max_steps=2, overrides=SMALL_CONV)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

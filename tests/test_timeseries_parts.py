@@ -160,7 +160,8 @@ def test_conv_patch_embed_sees_only_its_own_patch():
     assert ci(x).shape == (3, 8, 16)
 
 
-@pytest.mark.parametrize("recipe, shape", [("tsjepa", (3, 150)), ("ecgjepa", (2, 256)), ("eegjepa", (8, 640))])
+@pytest.mark.parametrize("recipe, shape", [("tsjepa", (3, 150)), ("tsjepa-conv", (3, 150)), ("ecgjepa", (2, 256)),
+                                           ("eegjepa", (8, 640))])
 def test_recipes_build_and_every_trainable_parameter_gets_a_gradient(recipe, shape):
     from polyjepa import build_method, load_recipe
 
