@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=None, help="embedder training steps (default: the recipe's)")
     ap.add_argument("--patch-size", type=int, default=None)
     ap.add_argument("--pool", default=None)
-    ap.add_argument("--recipe", default="tsjepa")
+    ap.add_argument("--recipe", default="tsvicreg", help="the embedder's recipe (default: TimeSeriesEmbedder's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, section.key=value")
