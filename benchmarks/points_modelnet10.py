@@ -4,9 +4,11 @@ Pretrains Point-JEPA (contiguous sequence targets), its ablation (random targets
 same number of epochs on the official training split, then probes frozen embeddings (logistic
 regression as in summary.json, and a linear SVM) on the official test split, next to a random-init
 encoder of the same architecture and two hand-crafted descriptors (voxel occupancy of the cloud,
-D2 distance histogram) with the same probes.
+D2 distance histogram) with the same probes. Each encoder is also probed on its patch centres alone
+(the centre embedding of every patch through the encoder, the patch shapes left out): how much of the
+read-out is the coarse shape that the FPS centres trace.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/points_modelnet10.py ../shared/data/modelnet10_vox32.npz --epochs 10
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/points_modelnet10.py ../shared/data/modelnet10_vox32.npz --epochs 5
 """
 from __future__ import annotations
 
@@ -55,10 +57,25 @@ def svm_probe(tr, ytr, te, yte, seed=0) -> float:
     return float(fit(tr, ytr, best).score(te, yte))
 
 
+def centres_only(encoder, x: np.ndarray, pool: str, batch_size: int = 256) -> np.ndarray:
+    """(n, P, 3) clouds -> pooled encoder features of the patch-centre embeddings alone (no patch shapes)."""
+    import torch
+
+    from polyjepa.models.encoder import pool_tokens
+
+    encoder.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            groups = encoder.tokenizer.group(torch.as_tensor(x[i:i + batch_size]))
+            out.append(pool_tokens(encoder.encoder(encoder.tokenizer.pos_embed(groups.centres)), pool))
+    return torch.cat(out).numpy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--out", default="runs/points_modelnet10")
     ap.add_argument("--variants", default="pointjepa,pointjepa-random,jepa3d")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every recipe")
@@ -103,18 +120,22 @@ def main() -> None:
             enc = build_random(rcfg, info)
             rows["random-init encoder"] = probe(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool))
             print("random-init encoder", rows["random-init encoder"], flush=True)
+            rows["random-init, centres only"] = probe(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
+            print("random-init, centres only", rows["random-init, centres only"], flush=True)
         enc = load_run_method(run)[0].encoder()
         rows[v] = {**probe(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool)),
                    "minutes": s["seconds"] / 60, "train_minutes": s["train_seconds"] / 60, "steps": s["steps"]}
         print(v, rows[v], flush=True)
+        rows[f"{v}, centres only"] = probe(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
+        print(f"{v}, centres only", rows[f"{v}, centres only"], flush=True)
         (out / "results.json").write_text(json.dumps({"epochs": args.epochs, "set": args.set, "rows": rows,
                                                       "n_train": len(d.x), "n_test": len(d.x_test)}, indent=1))
     print(f"\nModelNet10 official split ({len(d.x)} train / {len(d.x_test)} test clouds), {args.epochs} epochs, "
           f"{(time.time() - t0) / 60:.1f} min in all")
-    print(f"{'representation':<26} {'logistic':>8} {'SVM':>7} {'kNN':>7} {'RankMe':>7} {'minutes':>8}")
+    print(f"{'representation':<34} {'logistic':>8} {'SVM':>7} {'kNN':>7} {'RankMe':>7} {'minutes':>8}")
     for k, r in rows.items():
         f = lambda key, fmt: (fmt.format(r[key]) if key in r else "-")  # noqa: E731
-        print(f"{k:<26} {f('linear', '{:.4f}'):>8} {f('svm', '{:.4f}'):>7} {f('knn', '{:.4f}'):>7} "
+        print(f"{k:<34} {f('linear', '{:.4f}'):>8} {f('svm', '{:.4f}'):>7} {f('knn', '{:.4f}'):>7} "
               f"{f('rankme', '{:.1f}'):>7} {f('minutes', '{:.1f}'):>8}")
 
 

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import polyjepa as pj
 from polyjepa.config import load_recipe
@@ -47,6 +48,16 @@ def test_pretrain_writes_the_run_contract(recipe, shapes_npz, tmp_path):
     for key in ("linear", "knn"):
         assert 0 <= s["probe"][key]["accuracy"] <= 1 and key in s["baselines"]["random_init"]
     assert (out / "encoder.safetensors").exists() and (out / "report.md").exists()
+    # Both recipes evaluate and export the EMA target encoder (not the online one, which differs after training).
+    assert s["embedding"]["encoder"] == "target"
+    from safetensors.torch import load_file
+
+    from polyjepa.runner import load_run_method
+
+    method = load_run_method(out)[0]
+    exported = load_file(out / "encoder.safetensors")
+    assert all(torch.equal(exported[k], v) for k, v in method.target.model.state_dict().items())
+    assert not all(torch.equal(exported[k], v) for k, v in method.backbone.state_dict().items())
     emb = pj.embed_run(str(out), str(shapes_npz))
     assert emb.shape == (72, 64) and np.isfinite(emb).all()
 
