@@ -30,7 +30,7 @@ import torch  # noqa: E402
 MODEL = ["tokenizer.patch_size=8", "encoder.size=micro", "encoder.depth=4", "predictor.dim=64", "predictor.depth=2"]
 VARIANTS = {
     "V-JEPA (tube masks)": ("vjepa-moving-digits", []),
-    "V-JEPA, per-frame masks": ("vjepa-moving-digits", ["masker.per_frame=true"]),
+    "V-JEPA (per-frame masks)": ("vjepa-moving-digits", ["masker.per_frame=true"]),
     "VJ-VCR (past -> future)": ("vjvcr-moving-digits", []),
 }
 
