@@ -7,6 +7,10 @@ come from disjoint digit images. Every method trains the same encoder (ViT 64 wi
 2 x 8 x 8 tubelets: a 4 x 4 x 4 grid) for the same number of steps at the same batch size; the
 encoders are then frozen and probed on held-out clips: logistic regression for the digit's class
 (accuracy) and ridge regression for its initial velocity (dy, dx) (R^2, averaged over the two).
+Two readouts by default (``--pools``): ``time+grid:2`` (token mean + per-time-slot means + 2x2 regions, the
+recipe's ``eval.pool``) and ``mean`` (the token mean alone). The first keeps each slot's coarse position,
+so a ridge regression reads motion from positions even on a random-init encoder; the second hands no
+per-slot layout over, so velocity is only there if the features themselves carry it.
 With several ``--seeds`` each seed draws its own clips and initialisations; the table shows the mean and
 the spread (min-max) over seeds.
 Runs on one thread (OMP_NUM_THREADS=1 is set below); times on a shared machine are inflated.
@@ -26,7 +30,7 @@ import torch  # noqa: E402
 MODEL = ["tokenizer.patch_size=8", "encoder.size=micro", "encoder.depth=4", "predictor.dim=64", "predictor.depth=2"]
 VARIANTS = {
     "V-JEPA (tube masks)": ("vjepa-moving-digits", []),
-    "V-JEPA, per-frame masks": ("vjepa-moving-digits", ["masker.per_frame=true"]),
+    "V-JEPA (per-frame masks)": ("vjepa-moving-digits", ["masker.per_frame=true"]),
     "VJ-VCR (past -> future)": ("vjvcr-moving-digits", []),
 }
 
@@ -59,7 +63,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--pools", default="time+grid:2")
+    ap.add_argument("--speed", default="1,3", help="digit speed range lo,hi in pixels per frame (default 1,3)")
+    ap.add_argument("--pools", default="time+grid:2,mean", help="comma-separated readouts (eval.pool values)")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (clips and initialisation), e.g. 0,1,2")
     ap.add_argument("--only", default=None, help="comma-separated variant names to run")
     ap.add_argument("--set", action="append", default=[], help="extra recipe override for every method")
@@ -100,7 +105,8 @@ def run_seed(args, seed: int, pools: list[str]) -> dict:
     from polyjepa.runner import train_method
     from polyjepa.video.sources import moving_digit_split
 
-    gen = dict(frames=8, frame_size=32, digit_size=14, digits=1, speed=(1.0, 3.0), n_train=args.n_train,
+    speed = tuple(float(v) for v in args.speed.split(","))
+    gen = dict(frames=8, frame_size=32, digit_size=14, digits=1, speed=speed, n_train=args.n_train,
                n_test=args.n_test, seed=seed)
     train, test, _ = moving_digit_split(args.mnist, **gen)
     mean, std = float(train.clips.mean()), float(train.clips.std())
@@ -109,7 +115,7 @@ def run_seed(args, seed: int, pools: list[str]) -> dict:
             "v_train": train.velocity[:, 0, 0], "v_test": test.velocity[:, 0, 0]}
     shape = data["x_train"].shape[1:]
     print(f"seed {seed}: moving digits from {args.mnist}: {len(train.clips)} train / {len(test.clips)} test clips "
-          f"{shape}; {args.steps} steps x batch {args.batch_size}")
+          f"{shape}, speed {speed} px/frame; {args.steps} steps x batch {args.batch_size}")
 
     results = {}
     raw_tr, raw_te = data["x_train"].reshape(len(train.clips), -1), data["x_test"].reshape(len(test.clips), -1)
