@@ -1,6 +1,6 @@
 """Moving digits: V-JEPA (tubes) vs VJ-VCR vs per-frame masking vs random init, frozen-embedding probes.
 
-    .venv/bin/python benchmarks/video_moving_digits.py ../shared/data/mnist_t10k.npz [--steps 600] [--seeds 0,1,2]
+    .venv/bin/python benchmarks/video_moving_digits.py ../shared/data/mnist_t10k.npz [--steps 1200] [--seeds 0,1,2]
 
 Clips of one MNIST digit bouncing in a 32x32 frame (8 frames, 1-3 px/frame); train and test clips
 come from disjoint digit images. Every method trains the same encoder (ViT 64 wide, 4 deep, on
@@ -58,7 +58,7 @@ def probe(encoder, data, pool: str, seed: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mnist", help="MNIST-style .npz (e.g. ../shared/data/mnist_t10k.npz)")
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--n-train", type=int, default=4000)
