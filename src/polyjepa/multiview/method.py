@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.encoder import Backbone
+from ..timeseries.views import SeriesViews
 from ..targets.ema import ema_update, momentum_at
 
 
@@ -49,8 +50,8 @@ class MultiView(nn.Module):
                  teacher_momentum: tuple[float, float] | None = None, embed_from: str = "online",
                  pool: str = "mean"):
         super().__init__()
-        if pool not in ("mean", "max"):
-            raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
+        if pool not in ("mean", "max") or (pool != "mean" and not isinstance(views, SeriesViews)):
+            raise ValueError(f"pool must be 'mean' (any views) or 'max' (series views), got {pool!r}")
         self.pool = pool
         if embed_from not in ("online", "teacher") or (embed_from == "teacher" and teacher_momentum is None):
             raise ValueError(f"embed_from must be 'online', or 'teacher' with a teacher_momentum; got {embed_from!r}")
@@ -78,8 +79,6 @@ class MultiView(nn.Module):
         flat = views.flatten(0, 1)
         if flat.dim() == 3:  # series (V*B, C, L), NaN-padded crops
             return backbone.embed(flat, pool=self.pool).unflatten(0, (v, b))
-        if self.pool != "mean":
-            raise ValueError(f"image views are mean-pooled: use method.pool=mean, not {self.pool!r}")
         return encode_any_size(backbone, flat).mean(1).unflatten(0, (v, b))  # (V, B, D)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -57,9 +57,8 @@ class SeriesViews:
         amp = 1 + self.scale * torch.randn(B, C, 1, generator=generator)
         v = v * amp.to(x) + self.noise * torch.randn(B, C, L, generator=generator).to(x)
         if self.mask > 0:
-            span = (width + 8) // 16                                                     # (B,) >= 1 for width >= 8
-            span = span.clamp(min=1)
-            n_spans = 16 if L >= 16 else L
+            span = ((width + 8) // 16).clamp(min=1)                                      # (B,) steps per span
+            n_spans = min(16, L)
             starts = ((width - span + 1)[:, None] * torch.rand(B, n_spans, generator=generator)).floor().long()
             on = torch.rand(B, n_spans, generator=generator) < self.mask               # each span used with p = mask
             offset = steps[None, None] - starts[..., None]                               # (B, S, L)
