@@ -2,12 +2,35 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from ..objectives.distributed import gather_batch, is_distributed
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics come from the global batch of every process.
+
+    torch's SyncBatchNorm refuses CPU tensors; this one gathers the rows with the autograd-aware
+    :func:`gather_batch`, normalises them all, and keeps this process's slice, so a DDP step equals the
+    single-process step on the concatenated batch in value and gradient (on CPU with gloo as on GPUs).
+    Every process must hold the same number of rows. Without a process group, or in eval mode, it is
+    plain BatchNorm1d (same state dict).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        n = x.shape[0]
+        rank = dist.get_rank()
+        return super().forward(gather_batch(x))[rank * n:(rank + 1) * n]
 
 
 class Projector(nn.Module):
     """(Linear -> BatchNorm -> ReLU) x (layers - 1) -> Linear (the SimCLR / VICReg / Barlow projector).
+
+    The BatchNorms take their statistics over the global batch under DDP (:class:`GlobalBatchNorm1d`).
 
     Args:
         in_dim: encoder width (injected); hidden, out_dim: widths; layers >= 1 (1: a linear map);
@@ -21,11 +44,11 @@ class Projector(nn.Module):
             raise ValueError(f"projector layers must be >= 1, got {layers}")
         mods, d = [], in_dim
         for _ in range(layers - 1):
-            mods += [nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+            mods += [nn.Linear(d, hidden), GlobalBatchNorm1d(hidden), nn.ReLU(inplace=True)]
             d = hidden
         mods.append(nn.Linear(d, out_dim))
         if last_bn:
-            mods.append(nn.BatchNorm1d(out_dim, affine=False))
+            mods.append(GlobalBatchNorm1d(out_dim, affine=False))
         self.net = nn.Sequential(*mods)
         self.out_dim = out_dim
 
