@@ -2,6 +2,7 @@
 
     python benchmarks/objectives_mnist.py [DATA.npz] [--steps 100] [--batch 64] [--encoder micro]
         [--recipes simclr-mnist,...] [--sweep vicreg-mnist,...] [--sweep-steps 60] [--out DIR]
+        [--sweep-seeds 0,1,2] [--sweep-set KEY=V1,V2,...]
 
 Part 1 (--recipes, default all): pretrains each recipe on the stratified 8,000 / 2,000 split of the
 MNIST file with the same encoder size, batch and number of steps (one thread), and prints one
@@ -12,6 +13,9 @@ encoder), training samples/s. The random-init encoder and raw pixels are probed 
 
 Part 2 (--sweep): for each named recipe, one hyperparameter over a few values (SWEEPS below) at
 ``--sweep-steps``; prints RankMe and the probes per value and Spearman(RankMe, linear probe).
+``--sweep-seeds`` repeats every value with other seeds (initialisation, views, batches): the table shows
+the seed means, and Spearman is given on the means and per seed. ``--sweep-set`` sweeps another
+hyperparameter instead of the table's (e.g. ``train.lr=3e-4,1e-3,3e-3,1e-2``).
 Timings on a shared machine are inflated by contention.
 """
 from __future__ import annotations
@@ -74,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", default=",".join(ALL), help="comma-separated; empty for none")
     ap.add_argument("--sweep", default="", help="comma-separated recipes to sweep (see SWEEPS)")
     ap.add_argument("--sweep-steps", type=int, default=60)
+    ap.add_argument("--sweep-seeds", default="0", help="comma-separated seeds for every swept value")
+    ap.add_argument("--sweep-set", default=None, help="KEY=V1,V2,... to sweep instead of SWEEPS' entry")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if not Path(args.data).is_file():
@@ -103,17 +109,27 @@ def main(argv=None) -> int:
     if recipes:
         print_main(results, recipes, args)
 
+    seeds = [int(x) for x in args.sweep_seeds.split(",")]
     for r in [r for r in args.sweep.split(",") if r]:
         name, values = SWEEPS[r]
+        if args.sweep_set:
+            name, _, vals = args.sweep_set.partition("=")
+            values = [float(v) for v in vals.split(",")]
         for v in values:
-            key = f"sweep/{r}/{name}={v}"
-            if key not in results:
-                results[key] = run_one(r, args.data, out / f"sweep-{r}-{v}", args.sweep_steps, args.batch, args.encoder,
-                                       extra=[f"{name}={v}"], baselines=False)
-                save()
-            print(f"done {key}", file=sys.stderr, flush=True)
-        print_sweep(results, r, name, values, args)
+            for seed in seeds:
+                key = sweep_key(r, name, v, seed)
+                if key not in results:
+                    results[key] = run_one(r, args.data, out / key.replace("/", "-"), args.sweep_steps, args.batch,
+                                           args.encoder, extra=[f"{name}={v}"], baselines=False, seed=seed)
+                    save()
+                print(f"done {key}", file=sys.stderr, flush=True)
+        print_sweep(results, r, name, values, seeds, args)
     return 0
+
+
+def sweep_key(recipe, name, value, seed):
+    # Seed 0 keeps the key (and run folder) of earlier single-seed sweeps, so their results are reused.
+    return f"sweep/{recipe}/{name}={value}" + (f"/seed={seed}" if seed else "")
 
 
 def _acc(p, k):
@@ -136,21 +152,38 @@ def print_main(results, recipes, args):
         print(f"| {name} | | {_acc(b, 'linear')} | {_acc(b, 'knn')} | {b.get('rankme', float('nan')):.1f} | | |")
 
 
-def print_sweep(results, recipe, name, values, args):
+def print_sweep(results, recipe, name, values, seeds, args):
+    import numpy as np
     from scipy.stats import spearmanr
 
-    rows = [(v, results[f"sweep/{recipe}/{name}={v}"]) for v in values]
-    print(f"\nsweep {recipe}: {name}, {args.sweep_steps} steps x batch {args.batch}\n")
-    print(f"| {name} | linear | kNN | RankMe | LiDAR |")
-    print("|---:|---:|---:|---:|---:|")
-    for v, s in rows:
-        lid = "-" if s.get("lidar") is None else f"{s['lidar']:.1f}"
-        print(f"| {v} | {_acc(s['probe'], 'linear')} | {_acc(s['probe'], 'knn')} | {s['rankme']:.1f} | {lid} |")
-    rk = [s["rankme"] for _, s in rows]
-    lin = [s["probe"]["linear"]["accuracy"] for _, s in rows]
-    lid = [s.get("lidar") or 0.0 for _, s in rows]
-    print(f"\nSpearman(RankMe, linear) = {spearmanr(rk, lin).statistic:.2f}; "
-          f"Spearman(LiDAR, linear) = {spearmanr(lid, lin).statistic:.2f} over {len(rows)} runs")
+    runs = {v: [results[sweep_key(recipe, name, v, s)] for s in seeds] for v in values}
+    print(f"\nsweep {recipe}: {name}, {args.sweep_steps} steps x batch {args.batch}, seeds {seeds} (means)\n")
+    print(f"| {name} | linear | kNN | RankMe | LiDAR | linear per seed | RankMe per seed |")
+    print("|---:|---:|---:|---:|---:|---|---|")
+
+    def mean(rs, get):
+        return float(np.mean([get(s) for s in rs]))
+
+    def lin(s):
+        return s["probe"]["linear"]["accuracy"]
+
+    for v, rs in runs.items():
+        lid = "-" if any(s.get("lidar") is None for s in rs) else f"{mean(rs, lambda s: s['lidar']):.1f}"
+        lin_seeds = " / ".join(f"{lin(s):.3f}" for s in rs)
+        rank_seeds = " / ".join(f"{s['rankme']:.1f}" for s in rs)
+        print(f"| {v} | {mean(rs, lin):.4f} | {mean(rs, lambda s: s['probe']['knn']['accuracy']):.4f} | "
+              f"{mean(rs, lambda s: s['rankme']):.1f} | {lid} | {lin_seeds} | {rank_seeds} |")
+    rk = [mean(rs, lambda s: s["rankme"]) for rs in runs.values()]
+    li = [mean(rs, lin) for rs in runs.values()]
+    lid = [mean(rs, lambda s: s.get("lidar") or 0.0) for rs in runs.values()]
+    print(f"\nSpearman(RankMe, linear) = {spearmanr(rk, li).statistic:.2f}; "
+          f"Spearman(LiDAR, linear) = {spearmanr(lid, li).statistic:.2f} over {len(runs)} values (seed means)")
+    if len(seeds) > 1:
+        per = [spearmanr([rs[i]["rankme"] for rs in runs.values()], [lin(rs[i]) for rs in runs.values()]).statistic
+               for i in range(len(seeds))]
+        pooled = spearmanr([s["rankme"] for rs in runs.values() for s in rs], [lin(s) for rs in runs.values() for s in rs])
+        print(f"Spearman(RankMe, linear) per seed: {' / '.join(f'{x:.2f}' for x in per)}; "
+              f"over all {len(values) * len(seeds)} runs pooled: {pooled.statistic:.2f}")
 
 
 if __name__ == "__main__":
