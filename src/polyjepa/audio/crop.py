@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+CROPS = ("center", "start", "random", "stretch")
+
 
 def crop_or_pad(spec: torch.Tensor, frames: int, *, crop: str = "center", pad_value: float = 0.0,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,6 +20,8 @@ def crop_or_pad(spec: torch.Tensor, frames: int, *, crop: str = "center", pad_va
     F = spec.shape[-1]
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}: use {', '.join(CROPS)}")
     if crop == "stretch":
         if F == frames:
             return spec, torch.ones(frames, dtype=torch.bool, device=spec.device)
@@ -29,10 +33,8 @@ def crop_or_pad(spec: torch.Tensor, frames: int, *, crop: str = "center", pad_va
             start = (F - frames) // 2
         elif crop == "start":
             start = 0
-        elif crop == "random":
+        else:  # random
             start = int(torch.randint(0, F - frames + 1, (), generator=generator))
-        else:
-            raise ValueError(f"unknown crop {crop!r}: use center, start, random or stretch")
         return spec[..., start:start + frames], torch.ones(frames, dtype=torch.bool, device=spec.device)
     pad = spec.new_full((*spec.shape[:-1], frames - F), pad_value)
     valid = torch.arange(frames, device=spec.device) < F
