@@ -52,6 +52,17 @@ def test_npz_loader_shapes_normalisation_padding_and_split(tmp_path):
     assert len(set(zip(band.tolist(), d.y_test.tolist()))) == 3
 
 
+
+def test_npz_loader_stretch_fills_every_window_and_rejects_unknown_crops(tmp_path):
+    clips, y = tone_clips()
+    path = str(write_npz(tmp_path / "t.npz", clips, y))
+    d = load_audio(path, n_mels=16, frames=40, crop="stretch")
+    assert d.x.shape == (24, 1, 16, 40) and d.meta["valid_fraction"] == 1.0
+    assert not (d.x == 0).all(axis=2).any()                 # no padding frame in any clip
+    assert abs(d.x.mean()) < 1e-4 and abs(d.x.std() - 1) < 1e-3
+    with pytest.raises(UserError, match="unknown data.crop"):
+        load_audio(path, n_mels=16, frames=40, crop="squeeze")
+
 def test_folder_of_files_with_classes_and_resampling(tmp_path):
     sf = pytest.importorskip("soundfile")
     clips, y = tone_clips(9)

@@ -138,3 +138,20 @@ def test_crop_or_pad_with_validity_mask():
     a, _ = crop_or_pad(spec, 6, crop="random", generator=torch.Generator().manual_seed(3))
     b, _ = crop_or_pad(spec, 6, crop="random", generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_crop_stretch_resamples_time_to_the_window():
+    spec = torch.arange(10.0).repeat(3, 1) + torch.tensor([[0.0], [100.0], [200.0]])   # (3, 10) ramps in time
+    out, valid = crop_or_pad(spec, 5, crop="stretch")
+    # Frame centres of the 5-frame output sit at source positions 2i + 0.5 (half-pixel convention).
+    assert out.shape == (3, 5) and valid.all()
+    assert torch.allclose(out[0], torch.tensor([0.5, 2.5, 4.5, 6.5, 8.5]))
+    assert torch.allclose(out[2] - out[0], torch.full((5,), 200.0))
+    out, valid = crop_or_pad(spec, 20, crop="stretch")
+    assert out.shape == (3, 20) and valid.all() and valid.shape == (20,)
+    i = torch.arange(1, 19, dtype=torch.float32)
+    assert torch.allclose(out[0, 1:19], (i + 0.5) / 2 - 0.5) and out[0, 0] == 0 and out[0, -1] == 9
+    same, _ = crop_or_pad(spec, 10, crop="stretch")
+    assert torch.equal(same, spec)
+    with pytest.raises(ValueError, match="unknown crop"):
+        crop_or_pad(spec, 6, crop="squeeze")

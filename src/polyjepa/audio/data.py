@@ -20,13 +20,18 @@ def load_audio(source: str, *, label: str = "digit", sample_rate: int | None = N
     ``lengths``, ``sample_rate``, label arrays such as ``digit``/``speaker``; a ``take`` array gives the
     official FSDD split, takes 0-4 test) or a folder of .wav/.flac files (one sub-folder per class
     gives labels). Clips are resampled to ``sample_rate`` (default: the data's own rate), turned into
-    Kaldi-style log-mel features (see ``log_mel``), cut to their centre ``frames`` or padded at the end.
+    Kaldi-style log-mel features (see ``log_mel``), cut to their centre ``frames`` or padded at the end
+    (``crop``: see ``crop_or_pad``; ``stretch`` resamples each clip's time axis to ``frames``).
     Values are standardised with the mean and std of the real (unpadded) training frames, one scalar
     pair per data set (the AudioMAE convention); padding is then 0. Set ``data.normalize: none`` in
     the recipe: this loader normalises. ``fitted`` (a trained run's meta) reuses its statistics and rate.
 
     Returns Loaded with x (n, 1, n_mels, frames) float32 and meta {sample_rate, mean, std, valid_fraction, ...}.
     """
+    from .crop import CROPS
+
+    if crop not in CROPS:
+        raise UserError(f"unknown data.crop {crop!r}: use one of {', '.join(CROPS)}")
     fitted = fitted or {}
     path = Path(source)
     if not path.exists():

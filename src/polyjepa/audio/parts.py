@@ -1,6 +1,7 @@
 """Audio parts for recipes: the ``audio`` data loader, spectrogram patches, A-JEPA maskers and method,
-and conditioned prediction on two-clip mixtures (Stem-JEPA style)."""
+a time-shift augmentation, and conditioned prediction on two-clip mixtures (Stem-JEPA style)."""
 from ..build import assemble_jepa
+from .augment import TimeShift
 from .conditioned import ConditionedJEPA, ConditionedPredictor, assemble_conditioned
 from .data import load_audio
 from .masks import CurriculumMasker, TimeFrequencyMasker
@@ -12,6 +13,7 @@ PARTS = {
     "data": {"audio": (load_audio, {"source"})},
     "tokenizer": {"spectrogram_patch": (SpectrogramPatchEmbed, {"image_size", "in_channels", "dim"})},
     "masker": {"timefreq": (TimeFrequencyMasker, {"grid"}), "curriculum": (CurriculumMasker, {"grid"})},
+    "augment": {"time_shift": (TimeShift, set())},
     "predictor": {"conditioned": (ConditionedPredictor, {"in_dim", "pos_embed"})},
     "mixer": {"two_clip": (TwoClipMixer, {"mean", "std"})},
     "method": {"ajepa": (AJEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer"}),
