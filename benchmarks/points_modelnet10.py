@@ -6,7 +6,9 @@ regression as in summary.json, and a linear SVM) on the official test split, nex
 encoder of the same architecture and two hand-crafted descriptors (voxel occupancy of the cloud,
 D2 distance histogram) with the same probes. Each encoder is also probed on its patch centres alone
 (the centre embedding of every patch through the encoder, the patch shapes left out): how much of the
-read-out is the coarse shape that the FPS centres trace.
+read-out is the coarse shape that the FPS centres trace. ``--variants`` also takes pointjepa-shape,
+pointjepa-residual, pointjepa-view and pointjepa-reconstruct (targets the predictor cannot read off
+the target centres; ``--online`` adds the online encoder's probe, ``--seed`` another seed).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/points_modelnet10.py ../shared/data/modelnet10_vox32.npz --epochs 5
 """
