@@ -6,7 +6,9 @@ regression as in summary.json, and a linear SVM) on the official test split, nex
 encoder of the same architecture and two hand-crafted descriptors (voxel occupancy of the cloud,
 D2 distance histogram) with the same probes. Each encoder is also probed on its patch centres alone
 (the centre embedding of every patch through the encoder, the patch shapes left out): how much of the
-read-out is the coarse shape that the FPS centres trace.
+read-out is the coarse shape that the FPS centres trace. ``--variants`` also takes pointjepa-shape,
+pointjepa-residual, pointjepa-view and pointjepa-reconstruct (targets the predictor cannot read off
+the target centres; ``--online`` adds the online encoder's probe, ``--seed`` another seed).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/points_modelnet10.py ../shared/data/modelnet10_vox32.npz --epochs 5
 """
@@ -79,6 +81,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/points_modelnet10")
     ap.add_argument("--variants", default="pointjepa,pointjepa-random,jepa3d")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every recipe")
+    ap.add_argument("--seed", type=int, default=0, help="initialisation, masks and batches of every run")
+    ap.add_argument("--online", action="store_true", help="also probe each run's online encoder")
+    ap.add_argument("--no-descriptors", action="store_true", help="skip the hand-crafted descriptor rows")
     args = ap.parse_args()
 
     import torch
@@ -101,18 +106,25 @@ def main() -> None:
                 "knn": knn_probe(tr, d.y, te, d.y_test)["accuracy"], "rankme": rankme(torch.from_numpy(np.ascontiguousarray(te)))}
 
     t0 = time.time()
-    for name, feat in (("voxel occupancy 16^3", occupancy), ("D2 distance histogram", d2_histogram)):
+    for name, feat in () if args.no_descriptors else (("voxel occupancy 16^3", occupancy), ("D2 distance histogram", d2_histogram)):
         rows[name] = probe(feat(d.x), feat(d.x_test))
         print(name, rows[name], flush=True)
     variants = {"pointjepa": ("pointjepa", []), "pointjepa-random": ("pointjepa", ["masker.targets=random"]),
-                "jepa3d": ("jepa3d", [])}
+                "jepa3d": ("jepa3d", []),
+                # targets the predictor cannot read off the target centres (issue #7, session 5)
+                "pointjepa-full": ("pointjepa", ["method.target_tokens=full"]),
+                "pointjepa-shape": ("pointjepa", ["method.target_tokens=shape"]),
+                "pointjepa-residual": ("pointjepa", ["method.target_tokens=residual"]),
+                "pointjepa-view": ("pointjepa", ["method.target_view.rotate=true", "method.target_view.max_angle=180",
+                                                 "method.target_view.scale=[0.8,1.2]"]),
+                "pointjepa-reconstruct": ("pointjepa", ["method.reconstruct=1.0"])}
     for v in args.variants.split(","):
         recipe, extra = variants[v]
-        run = out / f"{v}-e{args.epochs}"
+        run = out / (f"{v}-e{args.epochs}" + (f"-s{args.seed}" if args.seed else ""))
         if (run / "summary.json").exists():  # finished before: re-probe only
             s = json.loads((run / "summary.json").read_text())
         else:
-            s = pj.pretrain(recipe, data=args.data, out=str(run), max_epochs=args.epochs, progress=False,
+            s = pj.pretrain(recipe, data=args.data, out=str(run), max_epochs=args.epochs, progress=False, seed=args.seed,
                             overrides=["train.threads=1", "eval.baselines=false", *args.set, *extra])
         _, rcfg, info = open_run(run)
         pool = s["embedding"]["pool"]
@@ -122,13 +134,18 @@ def main() -> None:
             print("random-init encoder", rows["random-init encoder"], flush=True)
             rows["random-init, centres only"] = probe(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
             print("random-init, centres only", rows["random-init, centres only"], flush=True)
-        enc = load_run_method(run)[0].encoder()
+        method = load_run_method(run)[0]
+        enc = method.encoder()
         rows[v] = {**probe(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool)),
                    "minutes": s["seconds"] / 60, "train_minutes": s["train_seconds"] / 60, "steps": s["steps"]}
         print(v, rows[v], flush=True)
         rows[f"{v}, centres only"] = probe(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
         print(f"{v}, centres only", rows[f"{v}, centres only"], flush=True)
-        (out / "results.json").write_text(json.dumps({"epochs": args.epochs, "set": args.set, "rows": rows,
+        if args.online and enc is not method.backbone:
+            rows[f"{v}, online encoder"] = probe(embed_array(method.backbone, d.x, pool=pool),
+                                                 embed_array(method.backbone, d.x_test, pool=pool))
+            print(f"{v}, online encoder", rows[f"{v}, online encoder"], flush=True)
+        (out / "results.json").write_text(json.dumps({"epochs": args.epochs, "seed": args.seed, "set": args.set, "rows": rows,
                                                       "n_train": len(d.x), "n_test": len(d.x_test)}, indent=1))
     print(f"\nModelNet10 official split ({len(d.x)} train / {len(d.x_test)} test clouds), {args.epochs} epochs, "
           f"{(time.time() - t0) / 60:.1f} min in all")

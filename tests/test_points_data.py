@@ -144,3 +144,12 @@ def test_modelnet10_official_split():
     assert d.x.shape == (3991 - 27, 64, 3) and d.x_test.shape == (908 - 7, 64, 3)
     assert d.meta["dropped_empty"] == {"train": 27, "test": 7}
     assert set(d.y.tolist()) == set(range(10)) == set(d.y_test.tolist())
+
+
+def test_augment_transform_is_the_map_call_applies():
+    x = torch.randn(5, 40, 3)
+    for kw in ({}, {"scale": None}, {"rotate": False, "translate": 0.0}, {"scale": (0.5, 2.0), "max_angle": 30.0}):
+        aug = PointAugment(**kw)
+        A, t = aug.transform(x, torch.Generator().manual_seed(2))
+        assert A.shape == (5, 3, 3) and t.shape == (5, 3)
+        assert torch.allclose(x @ A.transpose(1, 2) + t.unsqueeze(1), aug(x, torch.Generator().manual_seed(2)), atol=1e-5)

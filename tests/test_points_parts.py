@@ -6,7 +6,7 @@ import torch
 from polyjepa.errors import UserError
 from polyjepa.models.encoder import TransformerEncoder
 from polyjepa.models.transformer import gather_tokens
-from polyjepa.points import (ContextInjectedPredictor, PointBackbone, PointGroupTokenizer, PointPredictor,
+from polyjepa.points import (ContextInjectedPredictor, PointBackbone, PointGroups, PointGroupTokenizer, PointPredictor,
                              SequenceBlockMasker, SpatialBlockMasker, farthest_point_sample, group_points, knn,
                              nearest_neighbour_order)
 
@@ -242,3 +242,75 @@ def test_assembler_rejects_non_point_data():
         build_method(load_recipe("pointjepa"), (1, 8, 8))
     with pytest.raises(UserError, match="fewer than the tokenizer's 32"):
         build_method(load_recipe("pointjepa"), (20, 3))
+
+
+def test_chamfer_matches_brute_force_and_ignores_point_order():
+    from polyjepa.points.method import chamfer_l2
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(4, 6, 3, generator=g), torch.randn(4, 5, 3, generator=g)
+    want = np.mean([np.linalg.norm(p[:, None] - q[None], axis=-1).__pow__(2).min(1).mean()
+                    + np.linalg.norm(p[:, None] - q[None], axis=-1).__pow__(2).min(0).mean()
+                    for p, q in zip(a.numpy(), b.numpy())])
+    assert chamfer_l2(a, b).item() == pytest.approx(want, rel=1e-5)
+    assert chamfer_l2(a, a[:, torch.randperm(6, generator=g)]).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_shape_targets_do_not_depend_on_the_centres():
+    m = build("pointjepa", ["method.target_tokens=shape"])
+    g = m.backbone.tokenizer.group(clouds(B=3, P=64))
+    moved = PointGroups(g.centres + torch.randn_like(g.centres), g.patches)
+    assert torch.allclose(m.targets(g), m.targets(moved), atol=1e-6)
+    assert not torch.allclose(m.targets(g), m.targets(PointGroups(g.centres, g.patches * 1.5)), atol=1e-3)
+    full = build("pointjepa")  # the default does depend on them
+    assert not torch.allclose(full.targets(g), full.targets(moved), atol=1e-3)
+
+
+def test_residual_targets_remove_the_centres_only_tokens():
+    m = build("pointjepa", ["method.target_tokens=residual"])
+    g = m.backbone.tokenizer.group(clouds(B=3, P=64))
+    h = m.targets(g)
+    assert h.shape == (3, 8, 32) and torch.isfinite(h).all()
+    assert torch.allclose(h.mean(-1), torch.zeros(3, 8), atol=1e-5)          # layer-normalised again
+    flat = m.targets(PointGroups(g.centres, torch.zeros_like(g.patches)))      # no shapes: nothing left
+    assert flat.abs().max() < 1e-3
+    with pytest.raises(ValueError, match="target_tokens must be one of"):
+        build("pointjepa", ["method.target_tokens=bogus"])
+
+
+def test_target_view_is_seeded_and_differs_from_the_context_view():
+    m = build("pointjepa", ["method.target_view={rotate: true, max_angle: 180, scale: null}"])
+    x = clouds(B=4, P=64)
+    a, b = (m.make_batch(x, torch.Generator().manual_seed(5)) for _ in range(2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = m.make_batch(x, torch.Generator().manual_seed(6))
+    assert not torch.allclose(a["target_centres"], c["target_centres"])
+    assert not torch.allclose(a["target_centres"], a["centres"], atol=1e-3)
+    # a rotation about the up axis (z): heights and in-plane radii kept, for centres and re-centred points
+    for key, ref in (("target_centres", "centres"), ("target_patches", "patches")):
+        assert torch.allclose(a[key][..., 2], a[ref][..., 2], atol=1e-5)
+        assert torch.allclose(a[key][..., :2].norm(dim=-1), a[ref][..., :2].norm(dim=-1), atol=1e-5)
+    # the masks and the context view are those of the plain method (the second draw comes last)
+    plain = build("pointjepa").make_batch(x, torch.Generator().manual_seed(5))
+    assert all(torch.equal(plain[k], a[k]) for k in plain)
+    out = m(a)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and all(p.grad is not None for p in m.backbone.parameters())
+    # the target branch sees the second view
+    h_view = m.targets(PointGroups(a["target_centres"], a["target_patches"]))
+    assert not torch.allclose(h_view, m.targets(PointGroups(a["centres"], a["patches"])), atol=1e-3)
+
+
+def test_reconstruction_head_is_trained_and_adds_the_chamfer_loss():
+    m = build("pointjepa", ["method.reconstruct=0.5"])
+    assert m.patch_head in m.trainable_modules() and m.patch_head.out_features == 8 * 3
+    batch = m.make_batch(clouds(B=6, P=64), torch.Generator().manual_seed(0))
+    out = m(batch)
+    plain = build("pointjepa")
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("patch_head.")})
+    assert out["chamfer"] > 0
+    assert out["loss"].item() == pytest.approx(plain(batch)["loss"].item() + 0.5 * out["chamfer"].item(), rel=1e-5)
+    out["loss"].backward()
+    assert torch.isfinite(m.patch_head.weight.grad).all() and m.patch_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.target.parameters())
+    assert build("pointjepa").patch_head is None

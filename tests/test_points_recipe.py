@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import polyjepa as pj
 from polyjepa.config import load_recipe
@@ -69,3 +70,19 @@ def test_recipes_are_listed_and_ablation_override_validates():
     assert cfg.masker.targets == "random"
     with pytest.raises(pj.UserError, match="unknown config key 'masker.bogus'"):
         load_recipe("pointjepa", ["masker.bogus=1"])
+
+
+@pytest.mark.parametrize("option", [["method.target_tokens=shape"], ["method.target_tokens=residual"],
+                                    ["method.target_view.rotate=true", "method.target_view.scale=[0.9,1.1]"],
+                                    ["method.reconstruct=1.0"]])
+def test_target_options_train_and_reload(option, shapes_npz, tmp_path):
+    from polyjepa.runner import load_run_method
+
+    out = tmp_path / "run"
+    s = pj.pretrain("pointjepa", data=str(shapes_npz), out=str(out), overrides=SMALL + option, progress=False,
+                    echo=lambda *_: None)
+    assert np.isfinite(s["final_loss"])
+    method, cfg, _ = load_run_method(out)
+    assert OmegaConf.select(cfg, option[0].split("=")[0]) is not None  # written to the run's config
+    if option == ["method.reconstruct=1.0"]:
+        assert method.patch_head is not None and method.reconstruct == 1.0
