@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 DEFAULT_DATA = "../shared/data/fsdd.npz"
 ARMS = {"curriculum": ["masker.p_start=0.0", "masker.p_end=1.0"],

@@ -8,7 +8,6 @@ same architecture are shown beside them (same split, same probe).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -66,7 +65,6 @@ def main():
     for r in feats["target"][0]:
         row = f"{r:<16}"
         for k in encs:
-            t0 = time.time()
             a = linear_probe(feats[k][0][r], data.y_train, feats[k][1][r], data.y_test, C=0.1 if "tokens" in r else "auto")
             row += f"{a['accuracy']:9.4f}"
             if args.knn:

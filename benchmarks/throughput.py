@@ -99,7 +99,7 @@ def main():
     peak = matmul_peak()
     ctx, tgt = batch["context_idx"].shape[1], batch["target_idx"].shape
     print(f"| config | ViT-Tiny 192x12, 32x32 patch 4 (64 tokens), batch {args.batch}, predictor 96x6 |")
-    print(f"|---|---|")
+    print("|---|---|")
     print(f"| threads | {torch.get_num_threads()} |")
     print(f"| last batch tokens | context {ctx}, targets {tgt[1]}x{tgt[2]} |")
     print(f"| samples/s | {sps:.1f} |")

@@ -1,7 +1,6 @@
 """DDP on CPU (gloo): two processes give the single-process loss and gradient; Fabric DDP trains end to end."""
 import json
 import os
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp

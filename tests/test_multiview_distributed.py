@@ -4,7 +4,6 @@ and a multi-view recipe trains end to end with Fabric DDP on two processes."""
 import json
 import os
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
