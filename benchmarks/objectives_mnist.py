@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         name, values = SWEEPS[r]
         if args.sweep_set:
             name, _, vals = args.sweep_set.partition("=")
-            values = [float(v) for v in vals.split(",")]
+            values = vals.split(",")   # passed to the recipe as written (ints stay ints)
         for v in values:
             for seed in seeds:
                 key = sweep_key(r, name, v, seed)

@@ -106,7 +106,8 @@ def main() -> None:
                 "knn": knn_probe(tr, d.y, te, d.y_test)["accuracy"], "rankme": rankme(torch.from_numpy(np.ascontiguousarray(te)))}
 
     t0 = time.time()
-    for name, feat in () if args.no_descriptors else (("voxel occupancy 16^3", occupancy), ("D2 distance histogram", d2_histogram)):
+    descriptors = (("voxel occupancy 16^3", occupancy), ("D2 distance histogram", d2_histogram))
+    for name, feat in () if args.no_descriptors else descriptors:
         rows[name] = probe(feat(d.x), feat(d.x_test))
         print(name, rows[name], flush=True)
     variants = {"pointjepa": ("pointjepa", []), "pointjepa-random": ("pointjepa", ["masker.targets=random"]),

@@ -22,12 +22,12 @@ def crop_or_pad(spec: torch.Tensor, frames: int, *, crop: str = "center", pad_va
         raise ValueError(f"frames must be >= 1, got {frames}")
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r}: use {', '.join(CROPS)}")
+    whole = torch.ones(frames, dtype=torch.bool, device=spec.device)   # every frame from the clip
     if crop == "stretch":
-        if F == frames:
-            return spec, torch.ones(frames, dtype=torch.bool, device=spec.device)
-        flat = spec.reshape(-1, 1, F)
-        out = torch.nn.functional.interpolate(flat, size=frames, mode="linear", align_corners=False)
-        return out.reshape(*spec.shape[:-1], frames), torch.ones(frames, dtype=torch.bool, device=spec.device)
+        if F != frames:
+            out = torch.nn.functional.interpolate(spec.reshape(-1, 1, F), size=frames, mode="linear", align_corners=False)
+            spec = out.reshape(*spec.shape[:-1], frames)
+        return spec, whole
     if F >= frames:
         if crop == "center":
             start = (F - frames) // 2
@@ -35,7 +35,7 @@ def crop_or_pad(spec: torch.Tensor, frames: int, *, crop: str = "center", pad_va
             start = 0
         else:  # random
             start = int(torch.randint(0, F - frames + 1, (), generator=generator))
-        return spec[..., start:start + frames], torch.ones(frames, dtype=torch.bool, device=spec.device)
+        return spec[..., start:start + frames], whole
     pad = spec.new_full((*spec.shape[:-1], frames - F), pad_value)
     valid = torch.arange(frames, device=spec.device) < F
     return torch.cat([spec, pad], dim=-1), valid
