@@ -83,6 +83,20 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     assert_clean_error(capsys, ["pretrain", "--resume", str(tmp_path)], "not a polyjepa run directory")
 
 
+def test_pretrain_on_unlabelled_data_reports_rankme_only(tmp_path, capsys):
+    np.savez(tmp_path / "nolab.npz", images=np.random.default_rng(0).random((200, 8, 8), dtype=np.float32))
+    run = tmp_path / "run"
+    assert main(["pretrain", "ijepa-digits", "--data", str(tmp_path / "nolab.npz"), "--out", str(run),
+                 "--no-progress", *TINY_CLI]) == 0
+    s = json.loads((run / "summary.json").read_text())
+    assert s["n_test"] == 0 and s["probe"] == {} and np.isfinite(s["rankme"])
+    capsys.readouterr()
+    assert_clean_error(capsys, ["probe", str(run)], "no labels")
+    emb = tmp_path / "e.npy"
+    assert main(["embed", str(run), "--data", str(tmp_path / "nolab.npz"), "--out", str(emb)]) == 0
+    assert np.load(emb).shape[0] == 200
+
+
 def test_corrupt_checkpoint_and_shape_mismatch(tmp_path, capsys, image_npz):
     run = tmp_path / "run"
     assert main(["pretrain", "ijepa-digits", "--out", str(run), "--no-progress", *TINY_CLI,

@@ -71,3 +71,13 @@ def test_grid_pooling_equals_regional_means():
 
     with pytest.raises(ValueError, match="unknown pool"):
         bb.embed(x, pool="max")
+
+
+def test_embed_array_of_no_samples_has_the_embedding_width():
+    from polyjepa.eval import embed_array
+
+    bb = small_backbone()
+    x = torch.randn(3, 1, 8, 8).numpy()
+    full = embed_array(bb, x, pool="grid:2")
+    empty = embed_array(bb, x[:0], pool="grid:2")
+    assert empty.shape == (0, full.shape[1]) and empty.dtype == full.dtype

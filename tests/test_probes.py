@@ -19,6 +19,16 @@ def test_linear_probe_separable_and_chance():
     assert linear_probe(noise[:200], y[:200], noise[200:], y[200:])["accuracy"] < 0.6
 
 
+def test_linear_probe_on_a_train_set_too_small_to_choose_C():
+    x, y = blobs(60)
+    y[:4] = [0, 1, 2, 0]  # every class present
+    out = linear_probe(x[:4], y[:4], x[4:], y[4:])  # 1 validation row < 3 classes: C = 1, no split
+    assert out["C"] == 1.0 and 0 <= out["accuracy"] <= 1
+    y[:6] = [0, 1, 2, 0, 1, 1]  # class 2 once: no stratified split either
+    assert linear_probe(x[:6], y[:6], x[6:], y[6:])["C"] == 1.0
+    assert linear_probe(x[:40], y[:40], x[40:], y[40:])["C"] in (0.01, 0.1, 1.0, 10.0)
+
+
 def test_knn_probe_agrees_with_sklearn():
     x, y = blobs(seed=2)
     mu, sd = x[:200].mean(0), x[:200].std(0) + 1e-6

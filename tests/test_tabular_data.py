@@ -1,5 +1,6 @@
 """Table loader (CSV/TSV.gz/Parquet/DataFrame/bundled, official splits, fitted schema) and the tjepa recipe end to end."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,51 @@ def test_tjepa_recipe_end_to_end(tmp_path):
     new.to_csv(tmp_path / "new.csv", index=False)
     emb = embed_run(str(run), str(tmp_path / "new.csv"))
     assert emb.shape == (10, 64) and np.isfinite(emb).all()
+
+
+def test_tjepa_regression_target_trains_without_probes(tmp_path):
+    """A continuous target gives no labels: the run trains, reports RankMe only and does not crash."""
+    from polyjepa.runner import pretrain
+
+    df = table(200)
+    df["label"] = np.linspace(0, 1, len(df)) + 0.01
+    s = pretrain("tjepa", data=df, out=str(tmp_path / "run"), overrides=TINY_TAB + ["data.target=label"],
+                 progress=False, echo=lambda *a: None)
+    assert s["n_test"] == 0 and s["probe"] == {} and np.isfinite(s["rankme"])
+    assert set(s["baselines"]["raw"]) == {"rankme", "dim"}
+
+
+def test_tjepa_on_a_dataframe_saves_it_for_probe_and_resume(tmp_path):
+    from polyjepa.runner import pretrain, probe_run
+
+    df = table(200)
+    df["color"] = df["color"].astype("category")
+    run = tmp_path / "run"
+    s = pretrain("tjepa", data=df, out=str(run), overrides=TINY_TAB + ["data.target=label"],
+                 progress=False, echo=lambda *a: None)
+    saved = Path(s["data"])
+    assert saved.parent == run and saved.name.startswith("data.") and "accuracy" in s["probe"]["linear"]
+    assert pd.read_parquet(saved).equals(df) if saved.suffix == ".parquet" else len(pd.read_csv(saved)) == 200
+    p = probe_run(str(run), echo=lambda *a: None)
+    assert p["probe"]["linear"]["accuracy"] == s["probe"]["linear"]["accuracy"]
+    with pytest.raises(UserError, match="pandas DataFrame"):
+        pretrain("tjepa", data=[1, 2], out=str(tmp_path / "bad"), progress=False, echo=lambda *a: None)
+
+
+def test_tjepa_small_or_single_class_tables_fail_clearly(tmp_path, capsys):
+    from polyjepa.cli import main
+
+    (tmp_path / "tiny.csv").write_text("a,b,target\n1,x,yes\n2,y,no\n3,x,yes\n4,z,no\n5,y,yes\n6,x,no\n")
+    (tmp_path / "one.csv").write_text("a,b,target\n1,x,yes\n2,y,yes\n3,x,yes\n4,z,yes\n5,y,yes\n6,x,yes\n")
+    for name, needle in (("tiny.csv", "fewer than one batch of 32: lower train.batch_size"),
+                         ("one.csv", "single class")):
+        code = main(["pretrain", "tjepa", "--data", str(tmp_path / name), "--out", str(tmp_path / name[:-4]),
+                     "--no-progress", *TINY_TAB])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+    # a batch that fits trains, and the probes cope with 4 training rows (no validation split for C)
+    assert main(["pretrain", "tjepa", "--data", str(tmp_path / "tiny.csv"), "--out", str(tmp_path / "ok"),
+                 "--no-progress", *TINY_TAB, "train.batch_size=2"]) == 0
 
 
 def test_tjepa_default_recipe_builds_on_bundled_table():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,34 @@ def open_run(run_dir: str | Path) -> tuple[Path, DictConfig, dict]:
     return run_dir, cfg, info
 
 
+FRAME_SOURCE = "dataframe"  # data.source of a DataFrame until the run directory holds its copy
+
+
+def _as_frame(data):
+    """The DataFrame passed as ``data`` (anything else that is not a path is a user error)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None
+    if pd is None or not isinstance(data, pd.DataFrame):
+        raise UserError(f"data must be a path, a data set name or a pandas DataFrame, got {type(data).__name__}")
+    return data
+
+
+def save_frame(frame, run_dir: Path) -> str:
+    """Write a DataFrame passed as data into the run directory (atomically); returns its path."""
+    try:
+        import pyarrow  # noqa: F401
+
+        path, write = run_dir / "data.parquet", lambda p: frame.to_parquet(p, index=False)
+    except ImportError:
+        path, write = run_dir / "data.csv.gz", lambda p: frame.to_csv(p, index=False, compression="gzip")
+    tmp = path.with_name(".tmp-" + path.name)
+    write(tmp)
+    tmp.replace(path)
+    return str(path)
+
+
 def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | None = None,
              max_epochs: int | None = None, max_minutes: float | None = None, seed: int = 0,
              overrides: list[str] | tuple = (), resume: str | None = None, progress: bool = True,
@@ -53,7 +82,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     Args:
         recipe: bundled recipe name or YAML path (optional with ``resume``).
-        data: data source replacing the recipe's (``digits``, .npz/.npy, folder of images).
+        data: data source replacing the recipe's (``digits``, .npz/.npy, folder of images, a table file), or
+            a pandas DataFrame for the table recipes: it is saved in the run directory (``data.parquet``,
+            or ``data.csv.gz`` without pyarrow) and the run's ``data.source`` points there, so that
+            ``probe`` and ``--resume`` read the same rows.
         out: run directory (default ``runs/<recipe>-<time>``).
         max_epochs, max_minutes: training length; with max_minutes the schedule fits the budget.
         overrides: ``section.key=value`` strings, e.g. ``train.lr=5e-4``.
@@ -62,6 +94,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .data.prepare import prepare
 
     t_start = time.time()
+    frame = None
     if resume:
         if overrides or data or max_epochs is not None:
             raise UserError("--resume continues a run exactly as configured: drop --data/--max-epochs/overrides, "
@@ -78,6 +111,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         if recipe is None:
             raise UserError("name a recipe (see 'polyjepa recipes') or pass --resume RUN_DIR")
         extra = list(overrides)
+        if data is not None and not isinstance(data, (str, os.PathLike)):
+            frame, data = _as_frame(data), FRAME_SOURCE
         if data is not None:
             extra.append(f"data.source={data}")
         if max_epochs is not None:
@@ -91,6 +126,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
     train_cfg: TrainConfig = dataclass_from(cfg, "train", TrainConfig)
     eval_cfg: EvalConfig = dataclass_from(cfg, "eval", EvalConfig)
+    if frame is not None:
+        data_cfg.source = frame
     prepared = prepare(data_cfg, stats, part_kwargs(cfg, "data"))
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -99,6 +136,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     if run_dir is None:
         run_dir = new_run_dir(out, cfg.name)
+        if frame is not None:
+            data_cfg.source = cfg.data.source = save_frame(frame, run_dir)
         info = {"recipe": cfg.name, "seed": seed, "data": data_cfg.source, "input_shape": list(input_shape),
                 "mean": prepared.mean, "std": prepared.std, "meta": prepared.meta, "created": datetime.now().isoformat(timespec="seconds")}
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import Dataset
+from ..errors import UserError
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
@@ -35,10 +36,11 @@ class MaskedBatches(Dataset):
         if (masker is None) == (make_batch is None):
             raise ValueError("give exactly one of masker and make_batch")
         if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+            raise UserError(f"batch size {batch_size} is not divisible by {world_size} processes: set "
+                            f"train.batch_size to a multiple of train.devices")
         if len(x) < batch_size:
-            raise ValueError(f"{len(x)} training samples are fewer than one batch of {batch_size}: "
-                             f"lower train.batch_size")
+            raise UserError(f"{len(x)} training samples are fewer than one batch of {batch_size}: "
+                            f"lower train.batch_size (or use more data)")
         self.x, self.batch_size, self.masker, self.make_batch, self.augment = x, batch_size, masker, make_batch, augment
         self.total_steps = total_steps
         self.seed, self.rank, self.world_size = seed, rank, world_size

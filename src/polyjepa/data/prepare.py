@@ -88,6 +88,10 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
                 x, y, test_size=test_size, random_state=cfg.split_seed, stratify=strat(y))
         except ValueError as e:
             raise UserError(f"cannot split {len(x)} samples with data.test_size={cfg.test_size}: {e}") from None
+    if stats is None and y_train is not None and len(np.unique(y_train)) < 2:
+        raise UserError(f"the training labels of {data.name} have a single class ({len(y_train)} samples): the "
+                        f"probes need two or more; give data with more classes, or no labels"
+                        f"{' (data.target=null)' if cfg.loader == 'table' else ''}")
     if cfg.normalize == "none":
         mean = std = None
     elif stats is None or stats.get("mean") is None:

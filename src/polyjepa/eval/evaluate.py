@@ -38,7 +38,7 @@ def evaluate(encoder, data: Prepared, cfg: EvalConfig, *, random_encoder=None, s
 
 def raw_features(x: np.ndarray) -> np.ndarray:
     """The raw-input baseline: samples flattened, NaN (padding, missing values) read as 0."""
-    return np.nan_to_num(x.reshape(len(x), -1), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.nan_to_num(x.reshape(len(x), int(np.prod(x.shape[1:]))), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _torch(a: np.ndarray):

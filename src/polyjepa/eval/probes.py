@@ -11,7 +11,8 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     """Accuracy of logistic regression on standardised features.
 
     ``C='auto'`` picks C from {0.01, 0.1, 1, 10} on a stratified 20% validation split of the train
-    set, then refits on the whole train set; the test set is used once.
+    set, then refits on the whole train set; the test set is used once. On a train set too small for
+    that split (fewer validation rows than classes, or a class missing from the rest) C is 1.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -27,10 +28,13 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 
     chosen = C
     if C == "auto":
-        strat = train_y if np.bincount(train_y).min() >= 2 else None
-        a_x, v_x, a_y, v_y = train_test_split(train_x, train_y, test_size=0.2, random_state=seed, stratify=strat)
-        scores = {c: fit(a_x, a_y, c).score(v_x, v_y) for c in (0.01, 0.1, 1.0, 10.0)}
-        chosen = max(scores, key=scores.get)
+        counts = np.bincount(train_y)
+        classes = int((counts > 0).sum())
+        chosen = 1.0
+        if counts[counts > 0].min() >= 2 and int(np.ceil(0.2 * len(train_y))) >= classes:
+            a_x, v_x, a_y, v_y = train_test_split(train_x, train_y, test_size=0.2, random_state=seed, stratify=train_y)
+            scores = {c: fit(a_x, a_y, c).score(v_x, v_y) for c in (0.01, 0.1, 1.0, 10.0)}
+            chosen = max(scores, key=scores.get)
     model = fit(train_x, train_y, float(chosen))
     return {"accuracy": float(model.score(test_x, test_y)), "C": float(chosen)}
 
