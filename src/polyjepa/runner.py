@@ -62,11 +62,11 @@ def _as_frame(data):
 
 def save_frame(frame, run_dir: Path) -> str:
     """Write a DataFrame passed as data into the run directory (atomically); returns its path."""
-    try:
-        import pyarrow  # noqa: F401
+    from importlib.util import find_spec
 
+    if find_spec("pyarrow") is not None:
         path, write = run_dir / "data.parquet", lambda p: frame.to_parquet(p, index=False)
-    except ImportError:
+    else:
         path, write = run_dir / "data.csv.gz", lambda p: frame.to_csv(p, index=False, compression="gzip")
     tmp = path.with_name(".tmp-" + path.name)
     write(tmp)
