@@ -134,6 +134,7 @@ def test_tjepa_small_or_single_class_tables_fail_clearly(tmp_path, capsys):
                      "--no-progress", *TINY_TAB])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+        assert not (tmp_path / name[:-4]).exists()  # nothing written: the same command can be re-run
     # a batch that fits trains, and the probes cope with 4 training rows (no validation split for C)
     assert main(["pretrain", "tjepa", "--data", str(tmp_path / "tiny.csv"), "--out", str(tmp_path / "ok"),
                  "--no-progress", *TINY_TAB, "train.batch_size=2"]) == 0

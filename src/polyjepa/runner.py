@@ -133,6 +133,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
     build()  # fail on a bad recipe/data combination before creating anything
+    from .data.batches import check_batch
+
+    check_batch(len(prepared.x_train), train_cfg.batch_size, max(1, int(train_cfg.devices or 1)))
 
     if run_dir is None:
         run_dir = new_run_dir(out, cfg.name)

@@ -11,6 +11,16 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + rank)
 
 
+def check_batch(n: int, batch_size: int, world_size: int = 1) -> None:
+    """UserError unless ``n`` samples fill one global batch that splits evenly over ``world_size`` processes."""
+    if batch_size % world_size:
+        raise UserError(f"batch size {batch_size} is not divisible by {world_size} processes: set "
+                        f"train.batch_size to a multiple of train.devices")
+    if n < batch_size:
+        raise UserError(f"{n} training samples are fewer than one batch of {batch_size}: "
+                        f"lower train.batch_size (or use more data)")
+
+
 class MaskedBatches(Dataset):
     """Training batch ``step`` (an index) -> {"x", "context_idx", "target_idx"} (or ``make_batch``'s dict).
 
@@ -35,12 +45,7 @@ class MaskedBatches(Dataset):
                  seed: int = 0, rank: int = 0, world_size: int = 1, total_steps: int | None = None):
         if (masker is None) == (make_batch is None):
             raise ValueError("give exactly one of masker and make_batch")
-        if batch_size % world_size:
-            raise UserError(f"batch size {batch_size} is not divisible by {world_size} processes: set "
-                            f"train.batch_size to a multiple of train.devices")
-        if len(x) < batch_size:
-            raise UserError(f"{len(x)} training samples are fewer than one batch of {batch_size}: "
-                            f"lower train.batch_size (or use more data)")
+        check_batch(len(x), batch_size, world_size)
         self.x, self.batch_size, self.masker, self.make_batch, self.augment = x, batch_size, masker, make_batch, augment
         self.total_steps = total_steps
         self.seed, self.rank, self.world_size = seed, rank, world_size
