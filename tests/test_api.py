@@ -70,5 +70,27 @@ def test_image_folder_and_npy_sources(tmp_path):
     arr = pj.load_images(str(tmp_path / "a.npy"))
     assert arr.x.shape == (5, 3, 8, 8) and arr.y is None
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "imgs" / "cats" / "small.png")
-    with pytest.raises(pj.UserError, match="different sizes"):
+    with pytest.raises(pj.UserError, match="different sizes.*data.size"):
         pj.load_images(str(tmp_path / "imgs"))
+    # data.size: every image scaled to cover the size and centre-cropped; the grey one joins as RGB
+    sized = pj.load_images(str(tmp_path / "imgs"), size=[6, 4])
+    assert sized.x.shape == (7, 3, 6, 4) and sized.y.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert np.allclose(sized.x[3], 0.0)  # small.png (cats/ sorts after 2.png): black stays black, in 3 channels
+    with pytest.raises(pj.UserError, match="data.size"):
+        pj.load_images(str(tmp_path / "a.npy"), size=[8, 0])
+
+
+def test_resize_center_scales_to_cover_and_crops_the_centre():
+    from polyjepa.data.sources import resize_center
+
+    half = np.zeros((1, 1, 20, 40), np.float32)
+    half[..., 20:] = 1.0  # left half 0, right half 1
+    out = resize_center(half, (10, 10))  # scale 0.5 -> 10 x 20, keep columns 5..14
+    assert out.shape == (1, 1, 10, 10)
+    assert np.allclose(out[..., :4], 0.0, atol=1e-6) and np.allclose(out[..., 6:], 1.0, atol=1e-6)
+    checker = (np.indices((16, 16)).sum(0) % 2).astype(np.float32)[None, None]
+    down = resize_center(checker, (8, 8))  # antialiased 2x down: the local mean (the border renormalises)
+    assert np.allclose(down[..., 1:-1, 1:-1], 0.5, atol=1e-6) and np.allclose(down, 0.5, atol=0.02)
+    up = resize_center(np.full((2, 3, 4, 4), 0.25, np.float32), (9, 9))
+    assert up.shape == (2, 3, 9, 9) and np.allclose(up, 0.25, atol=1e-6)
+    assert resize_center(half, (20, 40)) is half and resize_center(half, None) is half

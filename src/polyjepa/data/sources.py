@@ -34,30 +34,61 @@ class Loaded:
 
 
 
-def load_images(source: str) -> Loaded:
+def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loaded:
     """Load 'digits' (scikit-learn's bundled 8x8 digits), a .npz/.npy file, or a folder of images.
 
     A .npz needs an image array under one of images/x/X/data/inputs and may have labels under
     labels/y/targets/target. Arrays may be (n, H, W), (n, C, H, W) or (n, H, W, C) with C in 1, 3, 4;
     integer pixels are scaled by 1/255 (1/16 for digits). A folder holds images directly or one
-    sub-folder per class (the class is the label).
+    sub-folder per class (the class is the label); if any of its images has colour, all are read as RGB.
+    ``size`` (``data.size``: an int or [H, W]) scales every image to cover that size, keeping its
+    aspect ratio, and crops the centre; without it a folder's images must all have one size.
     """
+    size = _check_size(size)
     if source == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        return Loaded(d.images[:, None].astype(np.float32) / 16.0, d.target.astype(np.int64), "digits")
+        return Loaded(resize_center(d.images[:, None].astype(np.float32) / 16.0, size), d.target.astype(np.int64),
+                      "digits")
     path = Path(source)
     if not path.exists():
         raise UserError(f"data path {source!r} does not exist: pass an existing .npz/.npy file, a folder of "
                         f"images, or 'digits'")
     if path.is_dir():
-        return _load_folder(path)
+        return _load_folder(path, size)
     if path.suffix == ".npz":
-        return _load_npz(path)
+        loaded = _load_npz(path)
+        loaded.x = resize_center(loaded.x, size)
+        return loaded
     if path.suffix == ".npy":
-        return Loaded(to_nchw(_np_load(path), str(path)), None, path.name)
+        return Loaded(resize_center(to_nchw(_np_load(path), str(path)), size), None, path.name)
     raise UserError(f"cannot read {source!r}: use a .npz or .npy file, a folder of images, or 'digits'")
+
+
+def _check_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in hw):
+        raise UserError(f"data.size must be a positive int or [height, width], got {size!r}")
+    return int(hw[0]), int(hw[1])
+
+
+def resize_center(x: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """(n, C, H, W) float images scaled (bilinear, antialiased) to cover ``size``, then centre-cropped to it."""
+    if size is None or tuple(x.shape[2:]) == size:
+        return x
+    import torch
+    import torch.nn.functional as F
+
+    (h, w), (th, tw) = x.shape[2:], size
+    scale = max(th / h, tw / w)
+    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=(nh, nw), mode="bilinear",
+                        align_corners=False, antialias=True)
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    return np.ascontiguousarray(out[:, :, top:top + th, left:left + tw].numpy())
 
 
 def _np_load(path: Path):
@@ -88,7 +119,7 @@ def _load_npz(path: Path) -> Loaded:
     return Loaded(x, y, path.name)
 
 
-def _load_folder(path: Path) -> Loaded:
+def _load_folder(path: Path, size: tuple[int, int] | None = None) -> Loaded:
     from PIL import Image
 
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -96,16 +127,22 @@ def _load_folder(path: Path) -> Loaded:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {path}")
     classes = sorted({p.parent.relative_to(path).as_posix() for p in files})
     labelled = len(classes) > 1 or classes[0] != "."
-    arrays = []
+    images = []
     for f in files:
         try:
             with Image.open(f) as im:
-                arrays.append(np.asarray(im.convert("RGB" if im.mode not in ("L", "1", "I;16") else "L")))
+                im.load()
+                images.append(im.copy())
         except Exception as e:
             raise UserError(f"cannot read image {f}: {e}; remove or replace the file") from None
+    mode = "L" if all(im.mode in ("L", "1", "LA", "I", "I;16") for im in images) else "RGB"
+    arrays = [np.asarray(im.convert(mode), dtype=np.float32) / 255.0 for im in images]
+    if size is not None:
+        arrays = [resize_center(to_nchw(a[None], str(f)), size)[0] for a, f in zip(arrays, files)]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
-        raise UserError(f"images under {path} have different sizes {sorted(shapes)[:3]}...: resize them to one size")
+        raise UserError(f"images under {path} have different sizes {sorted(shapes)[:3]}...: set data.size=[H,W] "
+                        f"(e.g. data.size=32) to scale and centre-crop them to one size")
     x = to_nchw(np.stack(arrays), str(path))
     y = np.array([classes.index(p.parent.relative_to(path).as_posix()) for p in files]) if labelled else None
     return Loaded(x, y, path.name)
