@@ -38,6 +38,34 @@ def test_knn_probe_agrees_with_sklearn():
     assert abs(ours - theirs) <= 0.03  # weighted vs unweighted vote differ on near-ties only
 
 
+def test_regression_probes_against_independent_computations():
+    from sklearn.metrics import r2_score
+
+    from polyjepa.eval import probe_score, ridge_probe
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 6))
+    y = x @ np.array([1.0, -2.0, 0.5, 0.0, 0.0, 3.0]) + 0.1 * rng.normal(size=300)
+    lin = linear_probe(x[:200], y[:200], x[200:], y[200:])  # float targets -> ridge
+    assert set(lin) == {"r2", "rmse", "alpha"} and lin["r2"] > 0.99 and lin["rmse"] < 0.2
+    assert lin == ridge_probe(x[:200], y[:200], x[200:], y[200:]) and probe_score(lin) == lin["r2"]
+    # kNN mean: the similarity-weighted mean of the k cosine-nearest train rows, written out directly
+    k = 7
+    mu, sd = x[:200].mean(0), x[:200].std(0) + 1e-6
+    a, b = (x[:200] - mu) / sd, (x[200:] - mu) / sd
+    a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+    pred = []
+    for row in b:
+        sim = a @ row
+        top = np.argsort(-sim)[:k]
+        w = np.maximum(sim[top], 0) + 1e-6
+        pred.append(float(w @ y[:200][top] / w.sum()))
+    ours = knn_probe(x[:200], y[:200], x[200:], y[200:], k=k)
+    assert np.isclose(ours["r2"], r2_score(y[200:], pred), atol=1e-9)
+    assert np.isclose(ours["rmse"], np.sqrt(np.mean((y[200:] - np.array(pred)) ** 2)), atol=1e-9)
+    assert probe_score({"accuracy": 0.5, "C": 1.0}) == 0.5
+
+
 def _stripes(n, seed):
     """8x8 images: class 0 has a bright row band, class 1 a bright column band, at random places, plus noise."""
     g = np.random.default_rng(seed)

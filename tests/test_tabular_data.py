@@ -55,10 +55,16 @@ def test_official_split_and_fitted_schema():
     assert again.y is None and again.x[0, 1] == 3 and again.meta["columns"] == d.meta["columns"]
 
 
-def test_regression_target_gives_no_labels_and_bundled_default():
+def test_regression_target_gives_float_values_and_bundled_default():
     df = table()
     df["label"] = np.linspace(0, 1, len(df)) + 0.01
-    assert load_table(df, target="label").y is None
+    d = load_table(df, target="label")
+    assert d.y.dtype == np.float64 and np.allclose(d.y, df["label"]) and d.meta["task"] == "regression"
+    # a run's task sticks: new rows whose target happens to be whole numbers are still regressed
+    again = load_table(df.assign(label=np.arange(len(df)) % 3), target="label", fitted=d.meta)
+    assert again.y.dtype == np.float64
+    with pytest.raises(UserError, match="not numeric"):
+        load_table(df.assign(label="x"), target="label", fitted=d.meta)
     bc = load_table("breast_cancer")
     assert bc.x.shape == (569, 30) and bc.y.shape == (569,)
 
@@ -94,16 +100,17 @@ def test_tjepa_recipe_end_to_end(tmp_path):
     assert emb.shape == (10, 64) and np.isfinite(emb).all()
 
 
-def test_tjepa_regression_target_trains_without_probes(tmp_path):
-    """A continuous target gives no labels: the run trains, reports RankMe only and does not crash."""
-    from polyjepa.runner import pretrain
+def test_tjepa_regression_target_is_probed_by_r2(tmp_path):
+    """A continuous target: ridge and kNN-mean probes report R^2 and RMSE, for the baselines too."""
+    from polyjepa.runner import format_table, pretrain
 
     df = table(200)
-    df["label"] = np.linspace(0, 1, len(df)) + 0.01
+    df["label"] = 2.0 * df["x2"] + 0.1 * np.random.default_rng(1).normal(size=len(df))  # x2 predicts it
     s = pretrain("tjepa", data=df, out=str(tmp_path / "run"), overrides=TINY_TAB + ["data.target=label"],
                  progress=False, echo=lambda *a: None)
-    assert s["n_test"] == 0 and s["probe"] == {} and np.isfinite(s["rankme"])
-    assert set(s["baselines"]["raw"]) == {"rankme", "dim"}
+    assert s["n_test"] == 40 and set(s["probe"]["linear"]) == {"r2", "rmse", "alpha"}
+    assert s["baselines"]["raw"]["linear"]["r2"] > 0.95  # x2 is a raw column (NaN-free)
+    assert np.isfinite(s["probe"]["knn"]["r2"]) and "R^2" in format_table(s)
 
 
 def test_tjepa_on_a_dataframe_saves_it_for_probe_and_resume(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from .eval.probes import probe_score
+
 
 def _series(rows: list[dict], name: str) -> tuple[list[float], list[float]]:
     pts = [(float(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
@@ -24,7 +26,7 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     panels = [("loss", "training loss", "loss"), ("lr", "learning rate", "lr"),
-              ("rankme", "RankMe (monitor set)", "rankme"), ("monitor_knn", "kNN accuracy (train slices)", "monitor_knn"),
+              ("rankme", "RankMe (monitor set)", "rankme"), ("monitor_knn", "kNN accuracy (R^2 for a continuous target; train slices)", "monitor_knn"),
               ("lidar", "LiDAR (monitor set, 4 views)", "lidar"),
               ("embedding_std", "embedding std (monitor set)", "embedding_std"),
               ("target_std", "target feature std", "target_std")]
@@ -49,13 +51,13 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     if bars:
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
         for i, probe in enumerate(("linear", "knn")):
-            vals = [p[probe]["accuracy"] for _, p in bars]
+            vals = [probe_score(p[probe]) for _, p in bars]
             ax.bar([j + 0.38 * i for j in range(len(bars))], vals, width=0.36, label=probe)
             for j, v in enumerate(vals):
                 ax.text(j + 0.38 * i, v + 0.01, f"{v:.3f}", ha="center", fontsize=7)
         ax.set_xticks([j + 0.19 for j in range(len(bars))], [n for n, _ in bars])
-        ax.set_ylim(0, 1.08)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylim(min(0.0, *(probe_score(p[k]) for _, p in bars for k in ("linear", "knn"))), 1.08)
+        ax.set_ylabel("test R^2" if "r2" in bars[0][1]["linear"] else "test accuracy")
         ax.set_title("probes (same split, same probe)")
         ax.legend(loc="lower right")
         fig.tight_layout()

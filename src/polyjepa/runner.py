@@ -324,8 +324,10 @@ def format_table(summary: dict) -> str:
     if "raw" in b:
         rows.append(("raw input", b["raw"], b["raw"].get("rankme")))
 
+    from .eval.probes import probe_score
+
     def acc(p, k):
-        return f"{p[k]['accuracy']:.4f}" if k in p else "  -   "
+        return f"{probe_score(p[k]):.4f}" if k in p else "  -   "
 
     lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test"]
     if "steps" in summary:
@@ -334,4 +336,6 @@ def format_table(summary: dict) -> str:
     lines.append(f"{'representation':<22} {'linear':>7} {'kNN':>7} {'RankMe':>7}")
     for name, p, rk in rows:
         lines.append(f"{name:<22} {acc(p, 'linear'):>7} {acc(p, 'knn'):>7} {rk if rk is None else f'{rk:7.1f}'}")
+    if "r2" in summary.get("probe", {}).get("linear", {}):
+        lines.append("(a continuous target: R^2 of ridge regression and of a kNN mean; RMSE in summary.json)")
     return "\n".join(lines)

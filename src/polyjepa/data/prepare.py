@@ -30,6 +30,11 @@ class Prepared:
         return {"mean": self.mean, "std": self.std, "meta": self.meta}
 
 
+def is_regression(y) -> bool:
+    """Float targets are a regression task (a table's continuous column); integer labels are classes."""
+    return y is not None and np.issubdtype(np.asarray(y).dtype, np.floating)
+
+
 def normalise(x: np.ndarray, mean, std) -> np.ndarray:
     """Per-channel standardisation of (n, C, ...) arrays (unchanged when mean is None)."""
     if mean is None:
@@ -71,7 +76,8 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
     from sklearn.model_selection import train_test_split
 
     def strat(labels):
-        return labels if labels is not None and np.bincount(labels).min() >= 2 else None
+        classes = labels is not None and not is_regression(labels)
+        return labels if classes and np.bincount(labels).min() >= 2 else None
 
     if cfg.max_samples is not None and cfg.max_samples < len(x):
         keep, _ = train_test_split(np.arange(len(x)), train_size=cfg.max_samples, random_state=cfg.split_seed,
@@ -88,7 +94,7 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
                 x, y, test_size=test_size, random_state=cfg.split_seed, stratify=strat(y))
         except ValueError as e:
             raise UserError(f"cannot split {len(x)} samples with data.test_size={cfg.test_size}: {e}") from None
-    if stats is None and y_train is not None and len(np.unique(y_train)) < 2:
+    if stats is None and y_train is not None and not is_regression(y_train) and len(np.unique(y_train)) < 2:
         raise UserError(f"the training labels of {data.name} have a single class ({len(y_train)} samples): the "
                         f"probes need two or more; give data with more classes, or no labels"
                         f"{' (data.target=null)' if cfg.loader == 'table' else ''}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..eval.probes import probe_score
 
 
 def spearman(a, b) -> float:
@@ -40,7 +41,7 @@ def _from_summary(run_dir: Path) -> dict | None:
     if s.get("rankme") is None:
         return None
     return {"name": str(run_dir), "recipe": s.get("recipe"), "step": s.get("steps"), "rankme": float(s["rankme"]),
-            "accuracy": s.get("probe", {}).get("linear", {}).get("accuracy"), "probe": "linear"}
+            "accuracy": probe_score(s.get("probe", {}).get("linear", {})), "probe": "linear"}
 
 
 def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
@@ -72,7 +73,7 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
                "rankme": rankme(torch.from_numpy(test)), "accuracy": None, "probe": "knn"}
         if prepared.y_train is not None:
             train = embed_array(enc, prepared.x_train, pool=ev.pool, layers=ev.layers)
-            row["accuracy"] = knn_probe(train, prepared.y_train, test, prepared.y_test, k=ev.knn_k)["accuracy"]
+            row["accuracy"] = probe_score(knn_probe(train, prepared.y_train, test, prepared.y_test, k=ev.knn_k))
         rows.append(row)
     return rows
 

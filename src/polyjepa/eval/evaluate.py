@@ -7,7 +7,7 @@ from ..config import EvalConfig
 from ..data.prepare import Prepared
 from ..diagnostics.rankme import rankme
 from .embed import embed_array
-from .probes import knn_probe, linear_probe
+from .probes import knn_probe, linear_probe, probe_score
 
 
 def probe_features(train_f: np.ndarray, test_f: np.ndarray, data: Prepared, cfg: EvalConfig, seed: int = 0) -> dict:
@@ -81,8 +81,8 @@ class Monitor:
 
     Every call embeds a fixed slice of the training set and records RankMe, the mean per-feature std,
     LiDAR (``lidar_samples`` images x ``lidar_views`` views; images only), the number of covariance
-    eigenvalues above 1e-3 of the largest, a kNN accuracy (two disjoint slices of the *training* set,
-    never the test set), and ``collapse`` (1 when RankMe < ``min_rankme`` or the std < ``min_std``;
+    eigenvalues above 1e-3 of the largest, a kNN accuracy (R^2 for a continuous target; two disjoint
+    slices of the *training* set, never the test set), and ``collapse`` (1 when RankMe < ``min_rankme`` or the std < ``min_std``;
     the alarm is also printed). Told the step and run directory (``uses_step``), it appends the
     whole spectrum to ``run_dir/spectrum.jsonl``. Picklable, so spawned training processes can carry it.
     """
@@ -121,7 +121,7 @@ class Monitor:
                 out["lidar"] = score
         if self.bank_y is not None and len(self.query_x):
             q = embed_array(enc, self.query_x, pool=self.pool, layers=self.layers)
-            out["monitor_knn"] = knn_probe(bank, self.bank_y, q, self.query_y, k=self.k)["accuracy"]
+            out["monitor_knn"] = probe_score(knn_probe(bank, self.bank_y, q, self.query_y, k=self.k))
         alarm = collapse_alarm(out["rankme"], out["embedding_std"], min_rankme=self.min_rankme, min_std=self.min_std)
         out["collapse"] = float(alarm is not None)
         if alarm:

@@ -1,14 +1,38 @@
-"""Frozen-feature probes: logistic regression on standardised features, cosine kNN."""
+"""Frozen-feature probes: logistic regression on standardised features, cosine kNN; for a continuous
+target (float labels, e.g. a table's regression column) ridge regression and a kNN mean instead."""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 
+from ..data.prepare import is_regression
+
+
+def probe_score(result: dict) -> float | None:
+    """The probe's headline number: accuracy for classes, R^2 for a continuous target."""
+    return result.get("accuracy", result.get("r2"))
+
+
+def _regression_scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    resid = float(np.sum((y - pred) ** 2))
+    total = float(np.sum((y - y.mean()) ** 2))
+    return {"r2": 1.0 - resid / total if total > 0 else float("nan"), "rmse": float(np.sqrt(resid / len(y)))}
+
+
+def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> dict[str, float]:
+    """R^2 and RMSE of ridge regression on standardised features, alpha chosen by leave-one-out on the train set."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 7))).fit(train_x, train_y)
+    return {**_regression_scores(model.predict(test_x), test_y), "alpha": float(model[-1].alpha_)}
+
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
                  C: float | str = "auto", max_iter: int = 200, seed: int = 0) -> dict[str, float]:
-    """Accuracy of logistic regression on standardised features.
+    """Accuracy of logistic regression on standardised features (float targets: ``ridge_probe``).
 
     ``C='auto'`` picks C from {0.01, 0.1, 1, 10} on a stratified 20% validation split of the train
     set, then refits on the whole train set; the test set is used once. On a train set too small for
@@ -26,6 +50,8 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
             warnings.simplefilter("ignore", ConvergenceWarning)
             return model.fit(x, y)
 
+    if is_regression(train_y):
+        return ridge_probe(train_x, train_y, test_x, test_y)
     chosen = C
     if C == "auto":
         counts = np.bincount(train_y)
@@ -39,25 +65,37 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     return {"accuracy": float(model.score(test_x, test_y)), "C": float(chosen)}
 
 
+def _neighbours(a: np.ndarray, b: np.ndarray, k: int):
+    """(start, indices, similarities) of each query chunk's k most cosine-similar train rows."""
+    for start in range(0, len(b), 1024):  # chunks bound the similarity matrix's memory
+        sim = b[start:start + 1024] @ a.T
+        nn_idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        yield start, nn_idx, np.take_along_axis(sim, nn_idx, axis=1)
+
+
 def knn_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
               k: int = 20) -> dict[str, float]:
     """Accuracy of a k-nearest-neighbour vote under cosine similarity, neighbours weighted by similarity.
 
     Features are standardised with the train set's statistics first: pooled transformer features
-    share a large common component that would otherwise dominate every cosine.
+    share a large common component that would otherwise dominate every cosine. For float targets the
+    prediction is the neighbours' similarity-weighted mean, scored by R^2 and RMSE.
     """
     mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
     a, b = (train_x - mu) / sd, (test_x - mu) / sd
     a = a / (np.linalg.norm(a, axis=1, keepdims=True) + 1e-12)
     b = b / (np.linalg.norm(b, axis=1, keepdims=True) + 1e-12)
     k = min(k, len(a))
+    if is_regression(train_y):
+        pred = np.empty(len(b))
+        for start, nn_idx, nn_sim in _neighbours(a, b, k):
+            w = np.maximum(nn_sim, 0) + 1e-6
+            pred[start:start + len(w)] = (w * train_y[nn_idx]).sum(1) / w.sum(1)
+        return _regression_scores(pred, np.asarray(test_y, np.float64))
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     correct = 0
-    for start in range(0, len(b), 1024):  # chunks bound the similarity matrix's memory
-        sim = b[start:start + 1024] @ a.T
-        nn_idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        nn_sim = np.take_along_axis(sim, nn_idx, axis=1)
-        votes = np.zeros((len(sim), n_classes))
-        np.add.at(votes, (np.arange(len(sim))[:, None], train_y[nn_idx]), np.maximum(nn_sim, 0) + 1e-6)
+    for start, nn_idx, nn_sim in _neighbours(a, b, k):
+        votes = np.zeros((len(nn_sim), n_classes))
+        np.add.at(votes, (np.arange(len(nn_sim))[:, None], train_y[nn_idx]), np.maximum(nn_sim, 0) + 1e-6)
         correct += int((votes.argmax(1) == test_y[start:start + 1024]).sum())
     return {"accuracy": correct / len(b)}

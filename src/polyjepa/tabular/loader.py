@@ -63,17 +63,26 @@ def split_target(frame, target: str | None):
     return frame.drop(columns=[target]), frame[target]
 
 
-def encode_labels(y, classes: list[str] | None = None) -> tuple[np.ndarray | None, list[str] | None]:
-    """Integer class labels and the class names; (None, None) for a continuous (regression) target."""
+def encode_labels(y, classes: list[str] | None = None, regression: bool | None = None
+                  ) -> tuple[np.ndarray | None, list[str] | None]:
+    """Integer class labels and the class names; (float64 values, None) for a continuous (regression) target."""
     import pandas as pd
 
     if y.isna().any():
         raise UserError(f"the target column {y.name!r} has {int(y.isna().sum())} missing values: drop those rows")
     if classes is None:
         values = y.to_numpy()
-        if pd.api.types.is_float_dtype(y.dtype) and not np.all(np.mod(values, 1) == 0) \
-                or y.nunique() > MAX_CLASSES and pd.api.types.is_numeric_dtype(y.dtype):
-            return None, None
+        if regression is None:
+            regression = pd.api.types.is_float_dtype(y.dtype) and not np.all(np.mod(values, 1) == 0) \
+                or y.nunique() > MAX_CLASSES and pd.api.types.is_numeric_dtype(y.dtype)
+        if regression:
+            if not pd.api.types.is_numeric_dtype(y.dtype):
+                raise UserError(f"the target column {y.name!r} is not numeric, but the run regressed a number: "
+                                f"pass the same target column as in training")
+            values = values.astype(np.float64)
+            if not np.isfinite(values).all():
+                raise UserError(f"the target column {y.name!r} has infinite values: drop those rows")
+            return values, None
         classes = sorted({str(v) for v in y.tolist()}, key=lambda s: (len(s), s))
     index = {c: i for i, c in enumerate(classes)}
     keys = [str(v) for v in y.tolist()]
@@ -92,7 +101,8 @@ def load_table(source, *, target: str | None = None, train_rows: int | None = No
         source: a .csv/.tsv(.gz) or .parquet path, a pandas DataFrame, or a bundled table
             (breast_cancer, wine, iris, diabetes).
         target: the label column (default: a column named 'target' if present; null: no labels).
-            A continuous target (regression) is kept out of the features but gives no probe labels.
+            A continuous target (regression: non-integer floats, or numbers with more distinct values
+            than a class column has) comes back as float64 values, which the probes regress (R^2).
         train_rows: the first ``train_rows`` rows are the training split and the rest the official
             test split (e.g. 32561 for Adult); otherwise the split is drawn.
         categorical: column names to treat as categorical (default: inferred, see ``fit_schema``).
@@ -110,8 +120,11 @@ def load_table(source, *, target: str | None = None, train_rows: int | None = No
         schema = fit_schema(fit_rows, categorical="auto" if categorical in (None, "auto") else list(categorical),
                             max_int_categories=max_int_categories, n_bins=n_bins)
     x = encode(features, schema)
-    labels, classes = (None, None) if y is None else encode_labels(y, (fitted or {}).get("classes"))
-    meta = {**schema, "target": None if y is None else str(y.name), "classes": classes}
+    fitted_task = (fitted or {}).get("task")
+    labels, classes = (None, None) if y is None else encode_labels(
+        y, (fitted or {}).get("classes"), None if fitted_task is None else fitted_task == "regression")
+    task = None if labels is None else "regression" if classes is None else "classification"
+    meta = {**schema, "target": None if y is None else str(y.name), "classes": classes, "task": task}
     if train_rows is None:
         return Loaded(x, labels, Path(name).name, meta=meta)
     if not 0 < train_rows < len(x):
