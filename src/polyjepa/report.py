@@ -63,7 +63,7 @@ def write_report(run_dir: Path, summary: dict) -> Path:
         fig.tight_layout()
         fig.savefig(plots / "probes.png")
         plt.close(fig)
-        made.insert(0, ("probe accuracy", "plots/probes.png"))
+        made.insert(0, ("probe scores (accuracy; R^2 for a continuous target)", "plots/probes.png"))
 
     spectrum = plot_spectrum(run_dir, plots)
     if spectrum:
