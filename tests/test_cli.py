@@ -79,6 +79,13 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     np.savez(tmp_path / "odd.npz", images=np.random.rand(40, 10, 10).astype(np.float32))
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "odd.npz"),
                                 "tokenizer.patch_size=4"], "not a multiple of patch size")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.batch_size=0"], "train.batch_size", ">= 1")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.warmup=2"], "train.warmup", "0 to 1")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.lr=-1"], "train.lr", "> 0")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--max-minutes", "0"], "--max-minutes")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--seed", "-1"], "--seed")
+    (tmp_path / "a_file").write_text("x")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "a_file")], "is a file")
     assert_clean_error(capsys, ["probe", str(tmp_path)], "not a polyjepa run directory")
     assert_clean_error(capsys, ["pretrain", "--resume", str(tmp_path)], "not a polyjepa run directory")
 

@@ -142,6 +142,13 @@ def all_sections() -> tuple[str, ...]:
     return CORE_SECTIONS + tuple(sorted(families() - set(CORE_SECTIONS)))
 
 
+# Lower bounds of numeric keys: (bound, inclusive). None stays allowed where the default is None.
+RANGES = {"train": {"batch_size": (1, True), "max_epochs": (1, True), "max_steps": (0, True), "max_minutes": (0, False),
+                    "lr": (0, False), "start_lr": (0, True), "final_lr": (0, True), "grad_clip": (0, False),
+                    "devices": (1, True), "num_workers": (0, True), "threads": (1, True), "log_every": (1, True),
+                    "monitor_every": (0, True), "checkpoint_every": (0, True), "keep_checkpoints": (1, True)}}
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Reject unknown sections and keys with a message that lists the valid ones."""
     sections = all_sections()
@@ -160,7 +167,13 @@ def validate(cfg: DictConfig) -> DictConfig:
                 raise UserError(f"unknown config key '{section}.{key}': valid keys for {section} are "
                                 f"{', '.join(sorted(allowed))}")
     for section, cls in DATACLASS_SECTIONS.items():
-        dataclass_from(cfg, section, cls)  # type errors surface now, not mid-run
+        obj = dataclass_from(cfg, section, cls)  # type errors surface now, not mid-run
+        for key, (low, inclusive) in RANGES.get(section, {}).items():
+            v = getattr(obj, key)
+            if v is not None and not (v >= low if inclusive else v > low):
+                raise UserError(f"config key '{section}.{key}' must be {'>=' if inclusive else '>'} {low}, got {v!r}")
+        if section == "train" and not 0 <= obj.warmup <= 1:
+            raise UserError(f"config key 'train.warmup' is a fraction of training: 0 to 1, got {obj.warmup!r}")
     if dataclass_from(cfg, "data", DataConfig).normalize not in ("channel", "none"):
         raise UserError("config key 'data.normalize' must be 'channel' or 'none'")
     return cfg

@@ -26,6 +26,8 @@ def _build_method(cfg_dict: dict, input_shape: tuple, seed: int, meta: dict | No
 
 def new_run_dir(out: str | None, name: str) -> Path:
     run_dir = Path(out) if out else Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file: name a folder for the run")
     if (run_dir / "config.yaml").exists():
         raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,12 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     t_start = time.time()
     frame = None
+    if max_epochs is not None and max_epochs < 1:
+        raise UserError(f"--max-epochs must be at least 1, got {max_epochs}")
+    if max_minutes is not None and not max_minutes > 0:
+        raise UserError(f"--max-minutes must be a positive number of minutes, got {max_minutes}")
+    if not 0 <= seed < 2**32:
+        raise UserError(f"--seed must be an integer in [0, 2**32), got {seed}")
     if resume:
         if overrides or data or max_epochs is not None:
             raise UserError("--resume continues a run exactly as configured: drop --data/--max-epochs/overrides, "
