@@ -104,7 +104,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     if not 0 <= seed < 2**32:
         raise UserError(f"--seed must be an integer in [0, 2**32), got {seed}")
     if resume:
-        if overrides or data or max_epochs is not None:
+        if overrides or data is not None or max_epochs is not None:
             raise UserError("--resume continues a run exactly as configured: drop --data/--max-epochs/overrides, "
                             "or start a new run to change them")
         run_dir, cfg, info = open_run(resume)

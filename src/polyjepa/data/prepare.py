@@ -58,7 +58,8 @@ def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None 
     try:
         loaded = loader(cfg.source, **kwargs)
     except (TypeError, ValueError) as e:
-        raise UserError(f"cannot load {cfg.source!r} with data.loader={cfg.loader}: {e}") from None
+        what = repr(cfg.source) if isinstance(cfg.source, str) else f"the {type(cfg.source).__name__}"
+        raise UserError(f"cannot load {what} with data.loader={cfg.loader}: {e}") from None
     if not isinstance(loaded, Loaded):
         raise TypeError(f"data loader {cfg.loader!r} returned {type(loaded).__name__}, not polyjepa.data.Loaded")
     return loaded
