@@ -261,7 +261,8 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
     prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
     _check_shape(prepared.x_train.shape[1:], info)
     if prepared.y_train is None:
-        raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data (an .npz with 'labels')")
+        raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data: pass a labelled "
+                        f"set with --data (a label array or class sub-folders, as the README gives for this loader)")
     eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
     random_encoder = build_random(cfg, info)
     results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
