@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import inspect
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,8 +59,17 @@ def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None 
         kwargs["fitted"] = fitted
     try:
         loaded = loader(cfg.source, **kwargs)
-    except (TypeError, ValueError) as e:
+    except UserError as e:
         raise UserError(f"cannot load {cfg.source!r} with data.loader={cfg.loader}: {e}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # .npz members are read lazily, after np.load
+        raise UserError(f"cannot load {cfg.source!r} with data.loader={cfg.loader}: the file is corrupt or "
+                        f"unreadable ({type(e).__name__}: {e}): re-create or re-download it") from None
+    except (TypeError, ValueError) as e:
+        hint = ""
+        if "allow_pickle" in str(e):  # an object (ragged) array inside an .npz
+            hint = ("; polyjepa does not unpickle: store one numeric array, samples of different sizes padded or "
+                    "resampled to one size (or as separate files in a folder, where the loader reads folders)")
+        raise UserError(f"cannot load {cfg.source!r} with data.loader={cfg.loader}: {e}{hint}") from None
     if not isinstance(loaded, Loaded):
         raise TypeError(f"data loader {cfg.loader!r} returned {type(loaded).__name__}, not polyjepa.data.Loaded")
     return loaded
