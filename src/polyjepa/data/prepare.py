@@ -120,6 +120,6 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
         mean, std = stats["mean"], stats["std"]
         if x.ndim < 2 or len(mean) != x.shape[1]:
             raise UserError(f"the data have per-sample shape {x.shape[1:]} but the run was trained on "
-                            f"{len(mean)} channels")
+                            f"{len(mean)} channels: use data with {len(mean)} channels, as in training")
     return Prepared(normalise(x_train, mean, std), y_train, normalise(x_test, mean, std), y_test, mean, std,
                     data.name, dict(data.meta))

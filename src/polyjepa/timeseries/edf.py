@@ -46,6 +46,12 @@ def read_edf(path: str | Path) -> dict:
     per_record = int(nsamp.sum())
     if n_records < 0:
         n_records = (len(raw) - header) // (2 * per_record)
+    if len(raw) < header + 2 * n_records * per_record:
+        raise UserError(f"{path} is truncated: its header gives {n_records} data records of {2 * per_record} bytes "
+                        f"but the file holds {max(len(raw) - header, 0)} bytes after the header: "
+                        f"re-download or re-export it")
+    if not any(lab != ANNOTATION_LABEL for lab in labels):
+        raise UserError(f"{path} holds annotations only, no signals: pass the EDF file with the recordings")
     data = np.frombuffer(raw, dtype="<i2", count=n_records * per_record, offset=header).reshape(n_records, per_record)
     starts = np.concatenate([[0], np.cumsum(nsamp)])
     is_ann = [lab == ANNOTATION_LABEL for lab in labels]
