@@ -94,6 +94,12 @@ def test_clip_arrays_layouts_and_errors(tmp_path):
     assert loaded.x.shape == (5, 3, 4, 8, 8) and list(loaded.y) == [0, 1, 2, 3, 4]
 
 
+def test_clips_given_to_the_moving_digits_loader_name_the_clips_loader(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((6, 4, 16, 16), np.uint8), labels=np.arange(6) % 2)
+    with pytest.raises(UserError, match=r"these look like clips.*\{loader: clips, source: FILE\}"):
+        load_moving_digits(str(tmp_path / "c.npz"), frames=4, frame_size=16, digit_size=8, n_train=4, n_test=2)
+
+
 def test_reading_a_video_file_into_clips(tmp_path):
     iio = pytest.importorskip("imageio.v3")
     frames = np.zeros((10, 16, 16, 3), np.uint8)

@@ -72,7 +72,10 @@ def _digit_images(source: str) -> tuple[np.ndarray, np.ndarray, str]:
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3 or labels.shape != (len(images),):
-        raise UserError(f"{path}: need (n, H, W) digit images and (n,) labels, got {images.shape} and {labels.shape}")
+        hint = (": these look like clips; for your own clips copy the recipe and set its data to "
+                "{loader: clips, source: FILE}" if images.ndim in (4, 5) else "")
+        raise UserError(f"{path}: need (n, H, W) digit images and (n,) labels, got {images.shape} and "
+                        f"{labels.shape}{hint}")
     return images, labels.astype(np.int64), path.stem
 
 
