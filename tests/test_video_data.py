@@ -94,10 +94,18 @@ def test_clip_arrays_layouts_and_errors(tmp_path):
     assert loaded.x.shape == (5, 3, 4, 8, 8) and list(loaded.y) == [0, 1, 2, 3, 4]
 
 
-def test_clips_given_to_the_moving_digits_loader_name_the_clips_loader(tmp_path):
-    np.savez(tmp_path / "c.npz", x=np.zeros((6, 4, 16, 16), np.uint8), labels=np.arange(6) % 2)
-    with pytest.raises(UserError, match=r"these look like clips.*\{loader: clips, source: FILE\}"):
-        load_moving_digits(str(tmp_path / "c.npz"), frames=4, frame_size=16, digit_size=8, n_train=4, n_test=2)
+def test_clips_given_to_the_moving_digits_loader_are_read_as_clips(tmp_path):
+    x = np.random.default_rng(0).integers(0, 255, (6, 8, 16, 16), dtype=np.uint8)     # (n, T, H, W)
+    np.savez(tmp_path / "c.npz", x=x, labels=np.arange(6) % 2)
+    np.save(tmp_path / "c.npy", x)
+    kw = dict(frames=8, frame_size=16, digit_size=8, n_train=4, n_test=2)
+    for name in ("c.npz", "c.npy"):                  # e.g. `embed RUN --data my_clips.npz` of a moving-digits run
+        got = load_moving_digits(str(tmp_path / name), **kw)
+        want = load_clips(str(tmp_path / name))
+        np.testing.assert_array_equal(got.x, want.x)
+        assert got.x.shape == (6, 1, 8, 16, 16) and (got.y is None) == (name == "c.npy")
+    np.savez(tmp_path / "d.npz", images=x[:, 0], labels=np.arange(6) % 2)       # digit images stay digits
+    assert load_moving_digits(str(tmp_path / "d.npz"), **kw).x.shape == (4, 1, 8, 16, 16)
 
 
 def test_reading_a_video_file_into_clips(tmp_path):
