@@ -41,6 +41,11 @@ def test_select_ranks_runs_by_rankme(tmp_path, capsys):
 def test_select_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["select", str(tmp_path / "empty")]) == 2
+    assert "is not a run directory (no run.json)" in capsys.readouterr().err
+    assert main(["select", str(tmp_path / "empty"), "--checkpoints"]) == 2
+    assert "is not a run directory (no run.json)" in capsys.readouterr().err
+    (tmp_path / "empty" / "run.json").write_text("{}")        # started, never finished
+    assert main(["select", str(tmp_path / "empty")]) == 2
     assert "no summary.json" in capsys.readouterr().err
     assert main(["select", str(tmp_path / "missing")]) == 2
 

@@ -93,6 +93,9 @@ def select_runs(run_dirs: list[str], *, checkpoints: bool = False, data: str | N
         path = Path(d)
         if not path.is_dir():
             raise UserError(f"{d} is not a directory: pass run directories written by 'polyjepa pretrain'")
+        if not (path / "run.json").is_file() and not (path / "summary.json").is_file():
+            raise UserError(f"{d} is not a run directory (no run.json): pass run directories written by "
+                            f"'polyjepa pretrain'")
         if checkpoints:
             rows += _checkpoint_rows(path, data)
         else:
