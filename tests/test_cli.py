@@ -79,6 +79,10 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     np.savez(tmp_path / "odd.npz", images=np.random.rand(40, 10, 10).astype(np.float32))
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "odd.npz"),
                                 "tokenizer.patch_size=4"], "not a multiple of patch size")
+    # VCR (and VICReg, two-clip mixtures, ...) need two samples in a batch: refused before the run exists
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "b1"), "train.batch_size=1"],
+                       "train.batch_size=1", "set train.batch_size to 2 or more")
+    assert not (tmp_path / "b1").exists()
     assert_clean_error(capsys, ["probe", str(tmp_path)], "not a polyjepa run directory")
     assert_clean_error(capsys, ["pretrain", "--resume", str(tmp_path)], "not a polyjepa run directory")
 
