@@ -83,6 +83,9 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "b1"), "train.batch_size=1"],
                        "train.batch_size=1", "set train.batch_size to 2 or more")
     assert not (tmp_path / "b1").exists()
+    for bad, needle in (("eval.pool=bogus", "unknown pool 'bogus'"), ("eval.layers=0", "at least 1 layer")):
+        assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "b2"), bad], needle)
+        assert not (tmp_path / "b2").exists()
     assert_clean_error(capsys, ["probe", str(tmp_path)], "not a polyjepa run directory")
     assert_clean_error(capsys, ["pretrain", "--resume", str(tmp_path)], "not a polyjepa run directory")
 

@@ -132,7 +132,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
-    build()  # fail on a bad recipe/data combination before creating anything
+    # fail on a bad recipe/data combination or read-out before creating anything
+    _check_readout(build().encoder(), prepared.x_train[:2], eval_cfg)
     from .data.batches import check_batch
 
     check_batch(len(prepared.x_train), train_cfg.batch_size, max(1, int(train_cfg.devices or 1)))
@@ -270,6 +271,19 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
                "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
     echo(format_table(summary))
     return summary
+
+
+def _check_readout(encoder, x, eval_cfg) -> None:
+    """Embed two samples with the run's eval.pool/eval.layers, so a read-out the encoder lacks fails now,
+    not at the first monitor step."""
+    from .eval.embed import embed_array
+
+    if eval_cfg.layers < 1:
+        raise UserError(f"eval.layers={eval_cfg.layers}: read out at least 1 layer (the last), e.g. eval.layers=1")
+    try:
+        embed_array(encoder, x, pool=eval_cfg.pool, layers=eval_cfg.layers)
+    except ValueError as e:
+        raise UserError(f"eval.pool={eval_cfg.pool!r}, eval.layers={eval_cfg.layers}: {e}") from None
 
 
 def build_random(cfg, info):
