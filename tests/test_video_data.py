@@ -124,6 +124,22 @@ def test_reading_a_video_file_into_clips(tmp_path):
         load_clips(str(tmp_path))
     with pytest.raises(UserError, match="shorter than one clip"):
         load_clips(str(tmp_path), frames=20)
+    with pytest.raises(UserError, match="data.frame_step=0 must both be 1 or more"):
+        load_clips(str(tmp_path), frames=4, frame_step=0)
+
+
+def test_an_unreadable_video_is_one_line_on_the_command_line(tmp_path, capsys):
+    from polyjepa.cli import main
+
+    pytest.importorskip("imageio.v3")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "broken.mp4").write_text("junk")    # imageio's error runs over several lines
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nmethod: {name: vjepa}\ndata: {loader: clips, source: %s, frames: 4}\n"
+                      "tokenizer: {name: tubelet, patch_size: 8, tubelet_size: 2}\n" % (tmp_path / "clips"))
+    assert main(["pretrain", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("polyjepa: error: cannot load") and "broken.mp4" in err and len(err.splitlines()) == 1, err
 
 
 def test_reading_an_mp4_with_pyav(tmp_path):

@@ -131,6 +131,8 @@ def load_clips(source: str, *, frames: int | None = None, frame_step: int = 1, s
         return Loaded(x, y, path.name, meta={"layout": "CTHW"})
     if frames is None:
         raise UserError("reading videos needs a clip length: set data.frames (e.g. data.frames=16)")
+    if int(frames) < 1 or int(frame_step) < 1:
+        raise UserError(f"data.frames={frames} and data.frame_step={frame_step} must both be 1 or more")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
         if not files:
