@@ -259,6 +259,8 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
     data_cfg = dataclass_from(cfg, "data", DataConfig)
     if data is not None:
         data_cfg.source = data
+    else:
+        check_run_data(data_cfg.source)
     prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
     _check_shape(prepared.x_train.shape[1:], info)
     if prepared.y_train is None:
@@ -271,6 +273,14 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
                "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
     echo(format_table(summary))
     return summary
+
+
+def check_run_data(source) -> None:
+    """UserError naming the fix when a run's own data path (kept as given, often relative) is not found here."""
+    src = str(source)
+    if not Path(src).exists() and (Path(src).suffix or "/" in src or os.sep in src):
+        raise UserError(f"the run's data {src!r} is not found from {os.getcwd()} (a relative path is kept as it was "
+                        f"given): run from the folder it was trained in, or pass --data PATH")
 
 
 def _check_readout(encoder, x, eval_cfg) -> None:

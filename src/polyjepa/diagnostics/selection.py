@@ -49,7 +49,7 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
     from ..data.prepare import prepare
     from ..eval.embed import embed_array
     from ..eval.probes import knn_probe
-    from ..runner import open_run, run_stats
+    from ..runner import check_run_data, open_run, run_stats
     from ..train.checkpoint import load_checkpoint, load_model_state
     from .rankme import rankme
     import torch
@@ -58,6 +58,8 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
     data_cfg = dataclass_from(cfg, "data", DataConfig)
     if data is not None:
         data_cfg.source = data
+    else:
+        check_run_data(data_cfg.source)
     prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
     ev = dataclass_from(cfg, "eval", EvalConfig)
     from ..build import build_method
