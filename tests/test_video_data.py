@@ -106,6 +106,11 @@ def test_clips_given_to_the_moving_digits_loader_are_read_as_clips(tmp_path):
         assert got.x.shape == (6, 1, 8, 16, 16) and (got.y is None) == (name == "c.npy")
     np.savez(tmp_path / "d.npz", images=x[:, 0], labels=np.arange(6) % 2)       # digit images stay digits
     assert load_moving_digits(str(tmp_path / "d.npz"), **kw).x.shape == (4, 1, 8, 16, 16)
+    np.savez(tmp_path / "four.npz", x=x[:, :4], labels=np.arange(6) % 2)     # 4 frames or 4 channels?
+    with pytest.raises(UserError, match=r"clips of 4 frames, store them as \(n, frames, 1, height, width\)"):
+        load_moving_digits(str(tmp_path / "four.npz"), **kw)
+    np.savez(tmp_path / "four.npz", x=x[:, :4, None], labels=np.arange(6) % 2)
+    assert load_moving_digits(str(tmp_path / "four.npz"), **kw).x.shape == (6, 1, 4, 16, 16)
 
 
 def test_reading_a_video_file_into_clips(tmp_path):

@@ -92,8 +92,10 @@ def _digit_images(source: str) -> tuple[np.ndarray, np.ndarray, str]:
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3 or labels.shape != (len(images),):
+        hint = (f"; if these are clips of {images.shape[1]} frames, store them as (n, frames, 1, height, width)"
+                if images.ndim == 4 else "")
         raise UserError(f"{path}: need (n, H, W) digit images and (n,) labels, or clips (n, frames, [channels,] "
-                        f"height, width), got {images.shape} and {labels.shape}")
+                        f"height, width), got {images.shape} and {labels.shape}{hint}")
     return images, labels.astype(np.int64), path.stem
 
 
