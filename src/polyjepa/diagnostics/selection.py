@@ -71,10 +71,12 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
         load_model_state(method, state, ckpt)
         enc = method.eval().encoder()
         test = embed_array(enc, prepared.x_test, pool=ev.pool, layers=ev.layers)
+        train = embed_array(enc, prepared.x_train, pool=ev.pool, layers=ev.layers) \
+            if prepared.y_train is not None or not len(test) else None
+        # unlabelled data have no test part: RankMe of the training embeddings, as the run's summary has
         row = {"name": f"{run_dir}@{ckpt.name}", "recipe": cfg.name, "step": meta.get("step"),
-               "rankme": rankme(torch.from_numpy(test)), "accuracy": None, "probe": "knn"}
+               "rankme": rankme(torch.from_numpy(test if len(test) else train)), "accuracy": None, "probe": "knn"}
         if prepared.y_train is not None:
-            train = embed_array(enc, prepared.x_train, pool=ev.pool, layers=ev.layers)
             row["accuracy"] = probe_score(knn_probe(train, prepared.y_train, test, prepared.y_test, k=ev.knn_k))
         rows.append(row)
     return rows
