@@ -145,6 +145,14 @@ def test_upper_case_suffixes_bad_face_indices_and_corrupt_npz_members(tmp_path):
         load_data(DataConfig(loader="points", source=str(tmp_path / "ragged.npz")))
 
 
+def test_column_labels_as_hdf5_exports_store_them(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "s.npz", X_train=rng.normal(size=(4, 50, 3)), X_test=rng.normal(size=(2, 50, 3)),
+             y_train=np.array([[0], [1], [0], [1]]), y_test=np.array([[1], [0]]))
+    d = load_points(str(tmp_path / "s.npz"), points=32)
+    assert d.y.tolist() == [0, 1, 0, 1] and d.y_test.tolist() == [1, 0]
+
+
 def test_augment_rotates_about_the_up_axis():
     x = torch.randn(6, 50, 3)
     g = torch.Generator().manual_seed(0)

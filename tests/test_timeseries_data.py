@@ -36,6 +36,13 @@ def test_bundled_regression_sets_load_with_float_targets():
     assert d.y.dtype == np.float64 and d.y_test.dtype == np.float64 and len(np.unique(d.y)) > 100
 
 
+def test_column_labels_are_one_label_per_series(tmp_path):
+    x = np.random.default_rng(0).normal(size=(6, 20)).astype(np.float32)
+    np.savez(tmp_path / "c.npz", x=x, y=np.array(list("abcabc"))[:, None])
+    d = load_series(str(tmp_path / "c.npz"))
+    assert d.y.tolist() == [0, 1, 2, 0, 1, 2]
+
+
 def test_unknown_name_lists_the_bundled_sets():
     with pytest.raises(UserError, match="neither a file nor a bundled data set"):
         load_series("NoSuchSet")

@@ -113,6 +113,11 @@ def test_clips_given_to_the_moving_digits_loader_are_read_as_clips(tmp_path):
     assert load_moving_digits(str(tmp_path / "four.npz"), **kw).x.shape == (6, 1, 4, 16, 16)
 
 
+def test_column_labels_of_clips(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((3, 4, 8, 8), np.uint8), labels=np.array([[2], [0], [2]]))
+    assert load_clips(str(tmp_path / "c.npz")).y.tolist() == [2, 0, 2]
+
+
 def test_reading_a_video_file_into_clips(tmp_path):
     iio = pytest.importorskip("imageio.v3")
     frames = np.zeros((10, 16, 16, 3), np.uint8)

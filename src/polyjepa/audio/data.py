@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded
+from ..data.sources import Loaded, label_vector
 from ..errors import UserError
 from .io import AUDIO_SUFFIXES, read_audio
 
@@ -80,7 +80,7 @@ def _npz_clips(path: Path, label: str):
         others = sorted(keys - need - {"take"})
         if label not in keys and others:
             raise UserError(f"{path} has no label array {label!r}: set data.label to one of {others}")
-        y = np.asarray(z[label]) if label in keys else None    # no label arrays at all: unlabelled clips
+        y = label_vector(z[label]) if label in keys else None    # no label arrays at all: unlabelled clips
         take = z["take"] if "take" in keys else None
     if len(off) != len(n) or (y is not None and len(y) != len(n)):
         raise UserError(f"{path}: offsets ({len(off)}), lengths ({len(n)}) and {label} "

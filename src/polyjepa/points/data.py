@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded
+from ..data.sources import Loaded, label_vector
 from ..errors import UserError
 
 CLOUD_KEYS = ("points", "clouds", "x", "X", "data", "inputs", "voxels")
@@ -95,7 +95,7 @@ def _to_clouds(a: np.ndarray, what: str, points: int, surface: bool, seed: int, 
 
 
 def _labels(y, n: int, what: str) -> np.ndarray:
-    y = np.asarray(y)
+    y = label_vector(y)
     if y.shape != (n,):
         raise UserError(f"{what}: labels have shape {y.shape} but there are {n} clouds: store one label per cloud")
     if not np.issubdtype(y.dtype, np.integer):

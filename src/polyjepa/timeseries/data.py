@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded
+from ..data.sources import Loaded, label_vector
 from ..errors import UserError
 from .series import check_series, pad_series
 
@@ -125,7 +125,7 @@ def _load_npz(path: Path):
         if xk is None:
             raise UserError(f"{path} has arrays {keys} but no series: store them under one of {', '.join(X_KEYS)}")
         yk = next((k for k in Y_KEYS if k in keys), None)
-        return z[xk], (z[yk] if yk else None)
+        return z[xk], (label_vector(z[yk]) if yk else None)
 
 
 def _load_csv(path: Path):

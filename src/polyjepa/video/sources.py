@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import X_KEYS, Y_KEYS, Loaded, _np_load
+from ..data.sources import X_KEYS, Y_KEYS, Loaded, _np_load, label_vector
 from ..errors import UserError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg"}
@@ -88,7 +88,7 @@ def _digit_images(source: str) -> tuple[np.ndarray, np.ndarray, str]:
         if xk is None or yk is None:
             raise UserError(f"{path} has arrays {list(z.keys())}: moving digits need images (under one of "
                             f"{', '.join(X_KEYS)}) and labels (under one of {', '.join(Y_KEYS)})")
-        images, labels = z[xk], z[yk]
+        images, labels = z[xk], label_vector(z[yk])
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3 or labels.shape != (len(images),):
@@ -123,7 +123,7 @@ def load_clips(source: str, *, frames: int | None = None, frame_step: int = 1, s
                 raise UserError(f"{path} has arrays {list(z.keys())} but no clips: store them under one of "
                                 f"{', '.join(X_KEYS)}")
             yk = next((k for k in Y_KEYS if k in z), None)
-            x, y = to_ncthw(z[xk], f"{path}[{xk}]"), (z[yk] if yk else None)
+            x, y = to_ncthw(z[xk], f"{path}[{xk}]"), (label_vector(z[yk]) if yk else None)
         if y is not None:
             if y.shape != (len(x),):
                 raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} clips: one label per clip")
