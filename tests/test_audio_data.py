@@ -109,6 +109,24 @@ def test_bad_audio_gets_one_clear_error(tmp_path):
         load_audio(str(tmp_path / "img.npz"))
 
 
+def test_npz_without_label_arrays_is_unlabelled_and_stereo_npz_is_mixed_to_mono(tmp_path):
+    clips, y = tone_clips(6)
+    path = write_npz(tmp_path / "t.npz", clips, y)
+    z = dict(np.load(path))
+    del z["digit"]
+    np.savez(tmp_path / "nolabel.npz", **z)
+    d = load_audio(str(tmp_path / "nolabel.npz"), n_mels=16, frames=40)
+    assert d.y is None and d.x.shape == (6, 1, 16, 40)
+    # (samples, channels) audio, as soundfile writes it: the same clips in both channels read as mono
+    np.savez(tmp_path / "stereo.npz", **dict(z, audio=np.stack([z["audio"], z["audio"]], axis=1), digit=y))
+    s = load_audio(str(tmp_path / "stereo.npz"), n_mels=16, frames=40)
+    m = load_audio(str(path), n_mels=16, frames=40)
+    assert np.allclose(s.x, m.x, atol=1e-5) and list(s.y) == list(y)
+    np.savez(tmp_path / "cube.npz", **dict(z, audio=np.zeros((len(z["audio"]), 2, 2), np.int16)))
+    with pytest.raises(UserError, match="'audio' has shape"):
+        load_audio(str(tmp_path / "cube.npz"))
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "fsdd.npz").exists(), reason="needs ../shared/data/fsdd.npz")
 def test_fsdd_official_split():
     d = load_audio(str(SHARED_DATA / "fsdd.npz"), n_mels=32, frames=64)

@@ -74,6 +74,18 @@ def test_wrong_data_for_the_recipe_says_so(tmp_path):
                  progress=False, echo=lambda *a: None)
 
 
+def test_masks_that_cannot_fit_a_small_token_grid_fail_before_the_run_exists(tmp_path):
+    from polyjepa.runner import pretrain
+
+    clips, y = tone_clips(24)
+    data = write_npz(tmp_path / "tones.npz", clips, y)
+    # 8 frames -> an 8 x 2 token grid: 4 multi-block targets leave no context
+    with pytest.raises(UserError, match="cannot draw a training batch: could not keep 4 context tokens on a"):
+        pretrain("ajepa", data=str(data), out=str(tmp_path / "run"), progress=False, echo=lambda *a: None,
+                 overrides=AUDIO_TINY + ["data.frames=8", "data.crop=stretch"])
+    assert not (tmp_path / "run").exists()
+
+
 def test_training_monitor_draws_bank_and_queries_from_the_whole_training_set():
     # Core fix: FSDD is stored sorted by digit; the monitor took its kNN bank and queries from the
     # first rows, so the queries held digits the bank never saw (monitor kNN 0.03 at step 0).

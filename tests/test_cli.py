@@ -39,7 +39,7 @@ def test_recipes_and_probe_do_not_import_the_training_engine():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
-def test_pretrain_probe_embed_on_an_npz(tmp_path, image_npz):
+def test_pretrain_probe_embed_on_an_npz(tmp_path, image_npz, capsys, monkeypatch):
     run = tmp_path / "run"
     out = run_cli("pretrain", "ijepa-digits", "--data", str(image_npz), "--out", str(run), "--no-progress",
                   "tokenizer.patch_size=4", *TINY_CLI)
@@ -58,6 +58,14 @@ def test_pretrain_probe_embed_on_an_npz(tmp_path, image_npz):
     from polyjepa.runner import embed_run
 
     assert np.allclose(embed_run(str(run), str(image_npz)), emb, atol=1e-5)
+    # a run trained on a relative path, probed from another folder: one line naming --data
+    cfg = run / "config.yaml"
+    cfg.write_text(cfg.read_text().replace(str(image_npz), image_npz.name))
+    monkeypatch.chdir(tmp_path / "run")
+    assert_clean_error(capsys, ["probe", str(run)], "the run's data 'bars.npz' is not found from", "--data PATH")
+    assert_clean_error(capsys, ["select", str(run), "--checkpoints"], "is not found from", "--data PATH")
+    monkeypatch.chdir(tmp_path)
+    assert main(["probe", str(run)]) == 0
 
 
 def test_bad_inputs(tmp_path, capsys, image_npz):
@@ -86,6 +94,13 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--seed", "-1"], "--seed")
     (tmp_path / "a_file").write_text("x")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "a_file")], "is a file")
+    # VCR (and VICReg, two-clip mixtures, ...) need two samples in a batch: refused before the run exists
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "b1"), "train.batch_size=1"],
+                       "train.batch_size=1", "set train.batch_size to 2 or more")
+    assert not (tmp_path / "b1").exists()
+    for bad, needle in (("eval.pool=bogus", "unknown pool 'bogus'"), ("eval.layers=0", "at least 1 layer")):
+        assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "b2"), bad], needle)
+        assert not (tmp_path / "b2").exists()
     assert_clean_error(capsys, ["probe", str(tmp_path)], "not a polyjepa run directory")
     assert_clean_error(capsys, ["pretrain", "--resume", str(tmp_path)], "not a polyjepa run directory")
 

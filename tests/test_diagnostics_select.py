@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from polyjepa.cli import main
 from polyjepa.diagnostics.selection import select_runs, spearman
@@ -41,6 +42,11 @@ def test_select_ranks_runs_by_rankme(tmp_path, capsys):
 def test_select_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["select", str(tmp_path / "empty")]) == 2
+    assert "is not a run directory (no run.json)" in capsys.readouterr().err
+    assert main(["select", str(tmp_path / "empty"), "--checkpoints"]) == 2
+    assert "is not a run directory (no run.json)" in capsys.readouterr().err
+    (tmp_path / "empty" / "run.json").write_text("{}")        # started, never finished
+    assert main(["select", str(tmp_path / "empty")]) == 2
     assert "no summary.json" in capsys.readouterr().err
     assert main(["select", str(tmp_path / "missing")]) == 2
 
@@ -54,3 +60,14 @@ def test_select_checkpoints_of_a_tiny_run(tmp_path, tiny_overrides):
     result = select_runs([str(run)], checkpoints=True)
     assert [r["step"] for r in sorted(result["ranked"], key=lambda r: r["step"])] == [4, 8]
     assert all(r["rankme"] >= 1 and 0 <= r["accuracy"] <= 1 and r["probe"] == "knn" for r in result["ranked"])
+    # unlabelled data have no test part: RankMe comes from the training embeddings (it was 1.0 of nothing)
+    from sklearn.datasets import load_digits
+
+    np.savez(tmp_path / "unlabelled.npz", images=load_digits().images[:200].astype(np.float32) / 16)
+    result = select_runs([str(run)], checkpoints=True, data=str(tmp_path / "unlabelled.npz"))
+    from polyjepa.diagnostics.rankme import rankme
+    from polyjepa.runner import embed_run
+
+    last = max(result["ranked"], key=lambda r: r["step"])          # the final encoder is the last checkpoint's
+    want = rankme(torch.from_numpy(embed_run(str(run), str(tmp_path / "unlabelled.npz"))))
+    assert last["rankme"] == pytest.approx(want, rel=1e-4) and want > 1.01 and last["accuracy"] is None

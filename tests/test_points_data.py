@@ -121,6 +121,38 @@ def test_mesh_and_ply_files_and_class_folders(tmp_path):
     assert sorted(d.y.tolist()) == [0, 0, 0, 1, 1, 1] and sorted(d.y_test.tolist()) == [0, 0, 1, 1]
 
 
+def test_upper_case_suffixes_bad_face_indices_and_corrupt_npz_members(tmp_path):
+    from polyjepa.config import DataConfig
+    from polyjepa.data.prepare import load_data
+
+    (tmp_path / "up").mkdir()
+    for i in range(3):
+        (tmp_path / "up" / f"c{i}.OFF").write_text(CUBE_OFF)   # read as OFF, not PLY
+    assert load_points(str(tmp_path / "up"), points=64).x.shape == (3, 64, 3)
+    assert load_points(str(tmp_path / "up" / "c0.OFF"), points=64).x.shape == (1, 64, 3)
+    (tmp_path / "bad.off").write_text(CUBE_OFF.replace("4 0 3 7 4", "4 0 3 7 9"))
+    with pytest.raises(UserError, match="refers to vertex 9 but the file has 8 vertices"):
+        load_points(str(tmp_path / "bad.off"))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c.npz", points=rng.normal(size=(4, 300, 3)))
+    raw = bytearray((tmp_path / "c.npz").read_bytes())
+    raw[1000:1100] = b"x" * 100                               # the zip directory is intact, a member is not
+    (tmp_path / "c.npz").write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="corrupt or unreadable"):
+        load_data(DataConfig(loader="points", source=str(tmp_path / "c.npz")))
+    np.savez(tmp_path / "ragged.npz", points=np.array([np.zeros((40, 3)), np.zeros((50, 3))], dtype=object))
+    with pytest.raises(UserError, match="does not unpickle: store one numeric array"):
+        load_data(DataConfig(loader="points", source=str(tmp_path / "ragged.npz")))
+
+
+def test_column_labels_as_hdf5_exports_store_them(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "s.npz", X_train=rng.normal(size=(4, 50, 3)), X_test=rng.normal(size=(2, 50, 3)),
+             y_train=np.array([[0], [1], [0], [1]]), y_test=np.array([[1], [0]]))
+    d = load_points(str(tmp_path / "s.npz"), points=32)
+    assert d.y.tolist() == [0, 1, 0, 1] and d.y_test.tolist() == [1, 0]
+
+
 def test_augment_rotates_about_the_up_axis():
     x = torch.randn(6, 50, 3)
     g = torch.Generator().manual_seed(0)

@@ -63,6 +63,15 @@ def test_pretrain_writes_the_run_contract(recipe, shapes_npz, tmp_path):
     assert emb.shape == (72, 64) and np.isfinite(emb).all()
 
 
+def test_a_read_out_clouds_lack_fails_before_the_run_exists(shapes_npz, tmp_path):
+    from polyjepa.errors import UserError
+
+    with pytest.raises(UserError, match="eval.pool='grid:2'.*use one of mean, max, mean\\+max, mean\\+std"):
+        pj.pretrain("pointjepa", data=str(shapes_npz), out=str(tmp_path / "run"), progress=False,
+                    overrides=SMALL + ["eval.pool=grid:2"], echo=lambda *a: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_recipes_are_listed_and_ablation_override_validates():
     names = dict(pj.list_recipes())
     assert "pointjepa" in names and "jepa3d" in names

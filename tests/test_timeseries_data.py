@@ -25,6 +25,24 @@ def test_aeon_sets_keep_the_official_split():
     assert len(np.unique(jv.y)) == 9
 
 
+def test_bundled_regression_sets_load_with_float_targets():
+    pytest.importorskip("aeon")
+    from polyjepa.timeseries.data import aeon_datasets
+
+    if "Covid3Month" not in aeon_datasets():
+        pytest.skip("this aeon does not bundle Covid3Month")
+    d = load_series("Covid3Month")   # listed as bundled; aeon's load_classification refuses regression sets
+    assert d.x.shape == (140, 1, 84) and d.x_test.shape == (61, 1, 84)
+    assert d.y.dtype == np.float64 and d.y_test.dtype == np.float64 and len(np.unique(d.y)) > 100
+
+
+def test_column_labels_are_one_label_per_series(tmp_path):
+    x = np.random.default_rng(0).normal(size=(6, 20)).astype(np.float32)
+    np.savez(tmp_path / "c.npz", x=x, y=np.array(list("abcabc"))[:, None])
+    d = load_series(str(tmp_path / "c.npz"))
+    assert d.y.tolist() == [0, 1, 2, 0, 1, 2]
+
+
 def test_unknown_name_lists_the_bundled_sets():
     with pytest.raises(UserError, match="neither a file nor a bundled data set"):
         load_series("NoSuchSet")

@@ -59,6 +59,22 @@ def test_not_edf_is_a_user_error(tmp_path):
         read_edf(tmp_path / "b.edf")
 
 
+def test_upper_case_suffix_and_empty_epochs(tmp_path):
+    write_edf(tmp_path / "A.EDF", np.zeros((2, 40)), 10, [(0, 1.0, "T0"), (2.0, 1.0, "T1")])
+    assert load_edf_epochs(str(tmp_path), seconds=1.0).x.shape == (2, 2, 10)   # a folder of .EDF files
+    for seconds in (0, -1, 0.01):
+        with pytest.raises(UserError, match="use epochs of at least 2 samples"):
+            load_edf_epochs(str(tmp_path), seconds=seconds)
+
+
+def test_truncated_edf_is_a_user_error(tmp_path):
+    write_edf(tmp_path / "a.edf", np.zeros((2, 40)), 10, [(0, 1.0, "T0")])
+    raw = (tmp_path / "a.edf").read_bytes()
+    (tmp_path / "a.edf").write_bytes(raw[:-50])          # the last data record cut short
+    with pytest.raises(UserError, match="is truncated: its header gives 4 data records"):
+        read_edf(tmp_path / "a.edf")
+
+
 @pytest.mark.skipif(not EEG.exists(), reason="needs ../shared/data/eegmmidb_S001")
 def test_motor_imagery_runs_give_balanced_epochs():
     ep = load_edf_epochs(str(EEG))

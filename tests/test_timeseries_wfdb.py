@@ -46,3 +46,19 @@ def test_record_100_matches_its_header_checksums_and_annotation_counts():
 def test_missing_record_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_wfdb_beats(str(tmp_path / "nope"))
+
+
+def test_truncated_annotations_and_impossible_windows_are_user_errors(tmp_path):
+    (tmp_path / "odd.atr").write_bytes(b"\x12\x70\x03")
+    with pytest.raises(UserError, match="odd number of bytes"):
+        read_annotations(tmp_path / "odd.atr")
+    (tmp_path / "cut.atr").write_bytes(np.array([(1 << 10) | 18, 59 << 10, 0x0001], "<u2").tobytes())
+    with pytest.raises(UserError, match="ends inside an annotation"):
+        read_annotations(tmp_path / "cut.atr")
+    (tmp_path / "r.hea").write_text("r 2 360 4\nr.dat 212 200 11 1024 995 0 0 MLII\nr.dat 212 200 11 1024 1011 0 0 V5\n")
+    (tmp_path / "r.dat").write_bytes(b"".join(pack_212(995 + i, 1011) for i in range(4)))
+    (tmp_path / "r.atr").write_bytes(np.array([(1 << 10) | 2, 0], "<u2").tobytes())
+    with pytest.raises(UserError, match="no annotated beat has a whole window of 256 samples"):
+        load_wfdb_beats(str(tmp_path / "r"), window=256)
+    with pytest.raises(UserError, match="data.window must be at least 2"):
+        load_wfdb_beats(str(tmp_path / "r"), window=0)

@@ -94,6 +94,30 @@ def test_clip_arrays_layouts_and_errors(tmp_path):
     assert loaded.x.shape == (5, 3, 4, 8, 8) and list(loaded.y) == [0, 1, 2, 3, 4]
 
 
+def test_clips_given_to_the_moving_digits_loader_are_read_as_clips(tmp_path):
+    x = np.random.default_rng(0).integers(0, 255, (6, 8, 16, 16), dtype=np.uint8)     # (n, T, H, W)
+    np.savez(tmp_path / "c.npz", x=x, labels=np.arange(6) % 2)
+    np.save(tmp_path / "c.npy", x)
+    kw = dict(frames=8, frame_size=16, digit_size=8, n_train=4, n_test=2)
+    for name in ("c.npz", "c.npy"):                  # e.g. `embed RUN --data my_clips.npz` of a moving-digits run
+        got = load_moving_digits(str(tmp_path / name), **kw)
+        want = load_clips(str(tmp_path / name))
+        np.testing.assert_array_equal(got.x, want.x)
+        assert got.x.shape == (6, 1, 8, 16, 16) and (got.y is None) == (name == "c.npy")
+    np.savez(tmp_path / "d.npz", images=x[:, 0], labels=np.arange(6) % 2)       # digit images stay digits
+    assert load_moving_digits(str(tmp_path / "d.npz"), **kw).x.shape == (4, 1, 8, 16, 16)
+    np.savez(tmp_path / "four.npz", x=x[:, :4], labels=np.arange(6) % 2)     # 4 frames or 4 channels?
+    with pytest.raises(UserError, match=r"clips of 4 frames, store them as \(n, frames, 1, height, width\)"):
+        load_moving_digits(str(tmp_path / "four.npz"), **kw)
+    np.savez(tmp_path / "four.npz", x=x[:, :4, None], labels=np.arange(6) % 2)
+    assert load_moving_digits(str(tmp_path / "four.npz"), **kw).x.shape == (6, 1, 4, 16, 16)
+
+
+def test_column_labels_of_clips(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((3, 4, 8, 8), np.uint8), labels=np.array([[2], [0], [2]]))
+    assert load_clips(str(tmp_path / "c.npz")).y.tolist() == [2, 0, 2]
+
+
 def test_reading_a_video_file_into_clips(tmp_path):
     iio = pytest.importorskip("imageio.v3")
     frames = np.zeros((10, 16, 16, 3), np.uint8)
@@ -110,6 +134,22 @@ def test_reading_a_video_file_into_clips(tmp_path):
         load_clips(str(tmp_path))
     with pytest.raises(UserError, match="shorter than one clip"):
         load_clips(str(tmp_path), frames=20)
+    with pytest.raises(UserError, match="data.frame_step=0 must both be 1 or more"):
+        load_clips(str(tmp_path), frames=4, frame_step=0)
+
+
+def test_an_unreadable_video_is_one_line_on_the_command_line(tmp_path, capsys):
+    from polyjepa.cli import main
+
+    pytest.importorskip("imageio.v3")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "broken.mp4").write_text("junk")    # imageio's error runs over several lines
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nmethod: {name: vjepa}\ndata: {loader: clips, source: %s, frames: 4}\n"
+                      "tokenizer: {name: tubelet, patch_size: 8, tubelet_size: 2}\n" % (tmp_path / "clips"))
+    assert main(["pretrain", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("polyjepa: error: cannot load") and "broken.mp4" in err and len(err.splitlines()) == 1, err
 
 
 def test_reading_an_mp4_with_pyav(tmp_path):

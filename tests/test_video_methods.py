@@ -105,7 +105,7 @@ def test_vjvcr_regulariser_placement_and_gradient_into_the_future(reg_on, stop_g
 def test_vjvcr_argument_errors():
     with pytest.raises(UserError, match="reg_on"):
         _method("vjvcr-moving-digits", "method.reg_on=clips")
-    with pytest.raises(UserError, match="context_slots"):
+    with pytest.raises(UserError, match=r"4 tubelet slots\): set method.context_slots to 2"):
         _method("vjvcr-moving-digits", "method.context_slots=4")
     with pytest.raises(UserError, match="latent_dim"):
         _method("vjvcr-moving-digits", "method.latent=sampled")

@@ -38,7 +38,7 @@ def test_tubelet_shapes_grid_and_token_order():
 
 
 @pytest.mark.parametrize("shape, match", [((1, 1, 32, 32), "frames"), ((1, 5, 32, 32), "multiple of tubelet"),
-                                          ((8, 32, 32), "channels, frames"), ((1, 8, 30, 32), "patch size")])
+                                          ((8, 32, 32), "channels, frames"), ((1, 8, 30, 32), "patch size 8: crop or resize the frames to a multiple of 8")])
 def test_tubelet_rejects_bad_clips(shape, match):
     with pytest.raises(ValueError, match=match):
         TubeletEmbed(input_shape=shape, patch_size=8, tubelet_size=2, dim=32)

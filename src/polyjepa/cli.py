@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             emb = embed_run(args.run_dir, args.data, args.out)
             print(f"wrote {emb.shape[0]} embeddings of width {emb.shape[1]} to {args.out}")
     except UserError as e:
-        print(f"polyjepa: error: {e}", file=sys.stderr)
+        # one line, also where the message quotes a library's multi-line error (imageio, libsndfile, ...)
+        print(f"polyjepa: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("polyjepa: interrupted; a pretrain run continues from its last checkpoint with --resume RUN_DIR",

@@ -140,10 +140,15 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
-    build()  # fail on a bad recipe/data combination before creating anything
+    # fail on a bad recipe/data combination, read-out, batch size or mask before creating anything
+    method = build()
+    _check_readout(method.encoder(), prepared.x_train[:2], eval_cfg)
+    from .build import build_augment
     from .data.batches import check_batch
 
     check_batch(len(prepared.x_train), train_cfg.batch_size, max(1, int(train_cfg.devices or 1)))
+    _check_batches(method, prepared.x_train, train_cfg, build_augment(cfg), seed)
+    del method
 
     if run_dir is None:
         run_dir = new_run_dir(out, cfg.name)
@@ -156,7 +161,6 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     echo(f"polyjepa: {cfg.name} on {prepared.name} ({len(prepared.x_train)} train / {len(prepared.x_test)} test, "
          f"input {input_shape}) -> {run_dir}")
 
-    from .build import build_augment
     from .eval.evaluate import Monitor
     from .train.loop import TrainJob, fit
 
@@ -266,10 +270,13 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
     data_cfg = dataclass_from(cfg, "data", DataConfig)
     if data is not None:
         data_cfg.source = data
+    else:
+        check_run_data(data_cfg.source)
     prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
     _check_shape(prepared.x_train.shape[1:], info)
     if prepared.y_train is None:
-        raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data (an .npz with 'labels')")
+        raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data: pass a labelled "
+                        f"set with --data (a label array or class sub-folders, as the README gives for this loader)")
     eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
     random_encoder = build_random(cfg, info)
     results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
@@ -277,6 +284,45 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
                "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
     echo(format_table(summary))
     return summary
+
+
+def check_run_data(source) -> None:
+    """UserError naming the fix when a run's own data path (kept as given, often relative) is not found here."""
+    src = str(source)
+    if not Path(src).exists() and (Path(src).suffix or "/" in src or os.sep in src):
+        raise UserError(f"the run's data {src!r} is not found from {os.getcwd()} (a relative path is kept as it was "
+                        f"given): run from the folder it was trained in, or pass --data PATH")
+
+
+def _check_batches(method, x, train_cfg, augment, seed: int) -> None:
+    """Draw the first training batch, and one at the end of a curriculum, as training will (the draws depend
+    only on seed and step), so masks that cannot fit the token grid fail now, not inside the training loop."""
+    import torch
+
+    from .data.batches import MaskedBatches
+
+    make_batch = getattr(method, "make_batch", None)
+    world = max(1, int(train_cfg.devices or 1))
+    batches = MaskedBatches(torch.from_numpy(x), batch_size=train_cfg.batch_size, masker=None if make_batch else
+                            method.masker, make_batch=make_batch, augment=augment, seed=seed, world_size=world,
+                            total_steps=1)
+    try:
+        batches[0], batches[1]  # progress 0 and 1
+    except ValueError as e:
+        raise UserError(f"cannot draw a training batch: {e}") from None
+
+
+def _check_readout(encoder, x, eval_cfg) -> None:
+    """Embed two samples with the run's eval.pool/eval.layers, so a read-out the encoder lacks fails now,
+    not at the first monitor step."""
+    from .eval.embed import embed_array
+
+    if eval_cfg.layers < 1:
+        raise UserError(f"eval.layers={eval_cfg.layers}: read out at least 1 layer (the last), e.g. eval.layers=1")
+    try:
+        embed_array(encoder, x, pool=eval_cfg.pool, layers=eval_cfg.layers)
+    except ValueError as e:
+        raise UserError(f"eval.pool={eval_cfg.pool!r}, eval.layers={eval_cfg.layers}: {e}") from None
 
 
 def build_random(cfg, info):

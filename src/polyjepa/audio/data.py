@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded
+from ..data.sources import Loaded, label_vector
 from ..errors import UserError
 from .io import AUDIO_SUFFIXES, read_audio
 
@@ -17,8 +17,8 @@ def load_audio(source: str, *, label: str = "digit", sample_rate: int | None = N
     """Load clips and turn each into a log-mel spectrogram of ``frames`` frames, standardised per data set.
 
     ``source`` is an .npz in the FSDD layout (``audio`` int16/float concatenated clips, ``offsets``,
-    ``lengths``, ``sample_rate``, label arrays such as ``digit``/``speaker``; a ``take`` array gives the
-    official FSDD split, takes 0-4 test) or a folder of .wav/.flac files (one sub-folder per class
+    ``lengths``, ``sample_rate``, label arrays such as ``digit``/``speaker``, none for unlabelled clips; ``audio`` may be
+    ``(samples, channels)``, averaged to mono; a ``take`` array gives the official FSDD split, takes 0-4 test) or a folder of .wav/.flac files (one sub-folder per class
     gives labels). Clips are resampled to ``sample_rate`` (default: the data's own rate), turned into
     Kaldi-style log-mel features (see ``log_mel``), cut to their centre ``frames`` or padded at the end
     (``crop``: see ``crop_or_pad``; ``stretch`` resamples each clip's time axis to ``frames``).
@@ -77,21 +77,28 @@ def _npz_clips(path: Path, label: str):
                             f"(the FSDD layout: concatenated clips with offsets and lengths)")
         audio, off, n = z["audio"], z["offsets"].astype(np.int64), z["lengths"].astype(np.int64)
         rate = int(z["sample_rate"])
-        if label not in keys:
-            raise UserError(f"{path} has no label array {label!r}: set data.label to one of "
-                            f"{sorted(keys - need - {'take'})}")
-        y = np.asarray(z[label])
+        others = sorted(keys - need - {"take"})
+        if label not in keys and others:
+            raise UserError(f"{path} has no label array {label!r}: set data.label to one of {others}")
+        y = label_vector(z[label]) if label in keys else None    # no label arrays at all: unlabelled clips
         take = z["take"] if "take" in keys else None
-    if len(off) != len(n) or len(y) != len(n):
-        raise UserError(f"{path}: offsets ({len(off)}), lengths ({len(n)}) and {label} ({len(y)}) differ in length")
+    if len(off) != len(n) or (y is not None and len(y) != len(n)):
+        raise UserError(f"{path}: offsets ({len(off)}), lengths ({len(n)}) and {label} "
+                        f"({len(n) if y is None else len(y)}) differ in length")
+    if audio.ndim not in (1, 2):
+        raise UserError(f"{path}: 'audio' has shape {audio.shape}: store the clips concatenated along the first "
+                        f"axis, (samples,) or (samples, channels)")
     if (off < 0).any() or (off + n > len(audio)).any():
         raise UserError(f"{path}: some clips run past the end of 'audio': fix offsets/lengths")
     scale = 32768.0 if audio.dtype == np.int16 else (2.0**31 if audio.dtype == np.int32 else 1.0)
-    clips = [audio[o:o + k].astype(np.float32) / scale for o, k in zip(off, n)]
-    if not np.issubdtype(y.dtype, np.integer):
+    # (samples, channels), as soundfile writes multi-channel audio: channels are averaged, as read_audio does
+    audio = audio.reshape(len(audio), -1)
+    clips = [audio[o:o + k].astype(np.float32).mean(axis=1) / scale for o, k in zip(off, n)]
+    if y is not None and not np.issubdtype(y.dtype, np.integer):
         _, y = np.unique(y, return_inverse=True)
     test = (np.asarray(take) < 5) if take is not None else None   # FSDD's official split: takes 0-4 are test
-    return clips, [rate] * len(clips), y.astype(np.int64), test, [f"{path.name}[{i}]" for i in range(len(clips))]
+    y = y.astype(np.int64) if y is not None else None
+    return clips, [rate] * len(clips), y, test, [f"{path.name}[{i}]" for i in range(len(clips))]
 
 
 def _folder_clips(path: Path):

@@ -12,10 +12,15 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
 
 
 def check_batch(n: int, batch_size: int, world_size: int = 1) -> None:
-    """UserError unless ``n`` samples fill one global batch that splits evenly over ``world_size`` processes."""
+    """UserError unless ``n`` samples fill one global batch that splits evenly over ``world_size`` processes,
+    at least 2 samples to each."""
     if batch_size % world_size:
         raise UserError(f"batch size {batch_size} is not divisible by {world_size} processes: set "
                         f"train.batch_size to a multiple of train.devices")
+    if batch_size // world_size < 2:  # regularisers, variance terms and mixtures use statistics over the batch
+        raise UserError(f"train.batch_size={batch_size} leaves {batch_size // world_size} sample(s) per process: "
+                        f"training needs at least 2 (batch statistics): set train.batch_size to {2 * world_size} "
+                        f"or more")
     if n < batch_size:
         raise UserError(f"{n} training samples are fewer than one batch of {batch_size}: "
                         f"lower train.batch_size (or use more data)")

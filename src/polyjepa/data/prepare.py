@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import inspect
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +45,11 @@ def normalise(x: np.ndarray, mean, std) -> np.ndarray:
     return ((x - np.asarray(mean, np.float32).reshape(shape)) / np.asarray(std, np.float32).reshape(shape)).astype(np.float32)
 
 
+def _what(source) -> str:
+    """A data source as an error message names it (a DataFrame by its type, not its rows)."""
+    return repr(source) if isinstance(source, str) else f"the {type(source).__name__}"
+
+
 def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None = None) -> Loaded:
     """Run the recipe's data loader on ``cfg.source`` with its ``options``.
 
@@ -57,9 +64,17 @@ def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None 
         kwargs["fitted"] = fitted
     try:
         loaded = loader(cfg.source, **kwargs)
+    except UserError as e:
+        raise UserError(f"cannot load {_what(cfg.source)} with data.loader={cfg.loader}: {e}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # .npz members are read lazily, after np.load
+        raise UserError(f"cannot load {_what(cfg.source)} with data.loader={cfg.loader}: the file is corrupt or "
+                        f"unreadable ({type(e).__name__}: {e}): re-create or re-download it") from None
     except (TypeError, ValueError) as e:
-        what = repr(cfg.source) if isinstance(cfg.source, str) else f"the {type(cfg.source).__name__}"
-        raise UserError(f"cannot load {what} with data.loader={cfg.loader}: {e}") from None
+        hint = ""
+        if "allow_pickle" in str(e):  # an object (ragged) array inside an .npz
+            hint = ("; polyjepa does not unpickle: store one numeric array, samples of different sizes padded or "
+                    "resampled to one size (or as separate files in a folder, where the loader reads folders)")
+        raise UserError(f"cannot load {_what(cfg.source)} with data.loader={cfg.loader}: {e}{hint}") from None
     if not isinstance(loaded, Loaded):
         raise TypeError(f"data loader {cfg.loader!r} returned {type(loaded).__name__}, not polyjepa.data.Loaded")
     return loaded
@@ -110,6 +125,6 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
         mean, std = stats["mean"], stats["std"]
         if x.ndim < 2 or len(mean) != x.shape[1]:
             raise UserError(f"the data have per-sample shape {x.shape[1:]} but the run was trained on "
-                            f"{len(mean)} channels")
+                            f"{len(mean)} channels: use data with {len(mean)} channels, as in training")
     return Prepared(normalise(x_train, mean, std), y_train, normalise(x_test, mean, std), y_test, mean, std,
                     data.name, dict(data.meta))

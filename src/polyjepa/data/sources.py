@@ -91,6 +91,12 @@ def resize_center(x: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(out[:, :, top:top + th, left:left + tw].numpy())
 
 
+def label_vector(y):
+    """Labels as a 1-D array: a column (n, 1), as MATLAB or HDF5 exports store them, is flattened."""
+    y = np.asarray(y)
+    return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+
+
 def _np_load(path: Path):
     try:
         return np.load(path, allow_pickle=False)
@@ -110,7 +116,7 @@ def _load_npz(path: Path) -> Loaded:
         x = to_nchw(z[xk], f"{path}[{xk}]")
         y = z[yk] if yk else None
     if y is not None:
-        y = np.asarray(y)
+        y = label_vector(y)
         if y.shape != (len(x),):
             raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} images: store one label per image")
         if not np.issubdtype(y.dtype, np.integer):

@@ -49,7 +49,7 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
     from ..data.prepare import prepare
     from ..eval.embed import embed_array
     from ..eval.probes import knn_probe
-    from ..runner import open_run, run_stats
+    from ..runner import check_run_data, open_run, run_stats
     from ..train.checkpoint import load_checkpoint, load_model_state
     from .rankme import rankme
     import torch
@@ -58,6 +58,8 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
     data_cfg = dataclass_from(cfg, "data", DataConfig)
     if data is not None:
         data_cfg.source = data
+    else:
+        check_run_data(data_cfg.source)
     prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
     ev = dataclass_from(cfg, "eval", EvalConfig)
     from ..build import build_method
@@ -69,10 +71,12 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
         load_model_state(method, state, ckpt)
         enc = method.eval().encoder()
         test = embed_array(enc, prepared.x_test, pool=ev.pool, layers=ev.layers)
+        train = embed_array(enc, prepared.x_train, pool=ev.pool, layers=ev.layers) \
+            if prepared.y_train is not None or not len(test) else None
+        # unlabelled data have no test part: RankMe of the training embeddings, as the run's summary has
         row = {"name": f"{run_dir}@{ckpt.name}", "recipe": cfg.name, "step": meta.get("step"),
-               "rankme": rankme(torch.from_numpy(test)), "accuracy": None, "probe": "knn"}
+               "rankme": rankme(torch.from_numpy(test if len(test) else train)), "accuracy": None, "probe": "knn"}
         if prepared.y_train is not None:
-            train = embed_array(enc, prepared.x_train, pool=ev.pool, layers=ev.layers)
             row["accuracy"] = probe_score(knn_probe(train, prepared.y_train, test, prepared.y_test, k=ev.knn_k))
         rows.append(row)
     return rows
@@ -93,6 +97,9 @@ def select_runs(run_dirs: list[str], *, checkpoints: bool = False, data: str | N
         path = Path(d)
         if not path.is_dir():
             raise UserError(f"{d} is not a directory: pass run directories written by 'polyjepa pretrain'")
+        if not (path / "run.json").is_file() and not (path / "summary.json").is_file():
+            raise UserError(f"{d} is not a run directory (no run.json): pass run directories written by "
+                            f"'polyjepa pretrain'")
         if checkpoints:
             rows += _checkpoint_rows(path, data)
         else:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded
+from ..data.sources import Loaded, label_vector
 from ..errors import UserError
 
 CLOUD_KEYS = ("points", "clouds", "x", "X", "data", "inputs", "voxels")
@@ -95,7 +95,7 @@ def _to_clouds(a: np.ndarray, what: str, points: int, surface: bool, seed: int, 
 
 
 def _labels(y, n: int, what: str) -> np.ndarray:
-    y = np.asarray(y)
+    y = label_vector(y)
     if y.shape != (n,):
         raise UserError(f"{what}: labels have shape {y.shape} but there are {n} clouds: store one label per cloud")
     if not np.issubdtype(y.dtype, np.integer):
@@ -105,7 +105,8 @@ def _labels(y, n: int, what: str) -> np.ndarray:
 
 def read_cloud_file(path: Path, points: int, rng: np.random.Generator) -> np.ndarray:
     """One cloud from .ply / .off (surface sampled by triangle area when faces exist) or .npy (P, 3)."""
-    if path.suffix == ".npy":
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
         try:
             a = np.load(path, allow_pickle=False)
         except Exception as e:
@@ -115,7 +116,7 @@ def read_cloud_file(path: Path, points: int, rng: np.random.Generator) -> np.nda
         return a
     from .meshio import read_off, read_ply
 
-    verts, faces = (read_off if path.suffix == ".off" else read_ply)(path)
+    verts, faces = (read_off if suffix == ".off" else read_ply)(path)
     if faces is None or len(faces) == 0:
         return verts
     return sample_surface(verts, faces, points, rng)
@@ -175,18 +176,19 @@ def load_points(source: str, *, points: int = 1024, surface: bool = True, min_po
         raise UserError(f"data path {source!r} does not exist: pass an existing .npz/.npy/.ply/.off file or folder")
     if path.is_dir():
         return _load_folder(path, points, seed, min_points)
-    if path.suffix in (".ply", ".off"):
+    suffix = path.suffix.lower()
+    if suffix in (".ply", ".off"):
         cloud = read_cloud_file(path, points, np.random.default_rng(seed))
         x, _ = _to_clouds(np.asarray(cloud)[None], str(path), points, surface, seed, min_points)
         return Loaded(x, None, path.name)
-    if path.suffix not in (".npz", ".npy"):
+    if suffix not in (".npz", ".npy"):
         raise UserError(f"cannot read {source!r}: use a .npz/.npy/.ply/.off file or a folder of them")
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as e:
         raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; re-create it with numpy.savez "
                         f"(no object arrays)") from None
-    if path.suffix == ".npy":
+    if suffix == ".npy":
         x, _ = _to_clouds(z, str(path), points, surface, seed, min_points)
         return Loaded(x, None, path.name)
     with z:

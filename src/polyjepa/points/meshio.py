@@ -28,7 +28,18 @@ def read_off(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             faces += [[poly[0], poly[i], poly[i + 1]] for i in range(1, k - 1)]
     except (ValueError, IndexError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {path} as an OFF mesh ({type(e).__name__}: {e}): check the file") from None
-    return verts.reshape(-1, 3), (np.array(faces, dtype=np.int64) if faces else None)
+    return verts.reshape(-1, 3), _check_faces(path, len(verts), faces)
+
+
+def _check_faces(path: Path, n_verts: int, faces: list) -> np.ndarray | None:
+    """Triangles as an (F, 3) int array, or None; indices outside the vertex list are a UserError."""
+    if not faces:
+        return None
+    tris = np.array(faces, dtype=np.int64)
+    if tris.min() < 0 or tris.max() >= n_verts:
+        raise UserError(f"{path}: a face refers to vertex {int(tris.max() if tris.max() >= n_verts else tris.min())} "
+                        f"but the file has {n_verts} vertices (0 to {n_verts - 1}): repair or re-export the mesh")
+    return tris
 
 
 _PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4",
@@ -91,4 +102,4 @@ def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     except (ValueError, IndexError, KeyError, StopIteration, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {path} as a PLY file ({type(e).__name__}: {e}): check the file") from None
     tris = [[f[0], f[i], f[i + 1]] for f in (faces or []) for i in range(1, len(f) - 1)]
-    return verts, (np.array(tris, dtype=np.int64) if tris else None)
+    return verts, _check_faces(path, len(verts), tris)

@@ -37,10 +37,10 @@ def read_table(source, sep: str | None = None):
     kind = suffixes[-1] if suffixes else ""
     try:
         if kind in (".parquet", ".pq"):
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise UserError("reading Parquet needs pyarrow: pip install 'polyjepa[parquet]'") from None
+            from importlib.util import find_spec
+
+            if find_spec("pyarrow") is None:
+                raise UserError("reading Parquet needs pyarrow: pip install 'polyjepa[parquet]'")
             return pd.read_parquet(path)
         if kind in (".csv", ".tsv", ".txt", ".tab"):
             return pd.read_csv(path, sep=sep if sep is not None else ("\t" if kind in (".tsv", ".tab") else ","))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded
+from ..data.sources import Loaded, label_vector
 from ..errors import UserError
 from .series import check_series, pad_series
 
@@ -54,7 +54,10 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
     x = _as_series(x, str(source), length)
     if x_test is not None:
         x_test = _as_series(x_test, f"{source} (test)", x.shape[-1])
-        y, y_test = _codes(y, y_test)
+        if y.dtype.kind == "f":      # an aeon regression set: float targets, probed by regression
+            y, y_test = y.astype(np.float64), y_test.astype(np.float64)
+        else:
+            y, y_test = _codes(y, y_test)
     elif y is not None:
         y = _codes(y)[0]
     if y is not None and len(y) != len(x):
@@ -86,10 +89,21 @@ def _codes(*ys):
 
 
 def _load_aeon(name: str):
-    from aeon.datasets import load_classification
+    """(x, y, x_test, y_test) of a bundled set; a regression set (``@targetlabel true``) has float y."""
+    import aeon.datasets
+    from aeon.datasets import load_classification, load_regression
 
-    x, y = load_classification(name, split="train")
-    x_test, y_test = load_classification(name, split="test")
+    regression = False
+    with open(Path(aeon.datasets.__file__).parent / "data" / name / f"{name}_TRAIN.ts", errors="replace") as f:
+        for line in f:                          # the header ends at @data
+            line = line.strip().lower()
+            regression |= line.startswith("@targetlabel true")
+            if line.startswith("@data"):
+                break
+    load = load_regression if regression else load_classification
+    x, y = load(name, split="train")
+    x_test, y_test = load(name, split="test")
+    y, y_test = (np.asarray(y, np.float64), np.asarray(y_test, np.float64)) if regression else (y, y_test)
     if isinstance(x, list) or isinstance(x_test, list):  # unequal lengths: pad both to the longest
         longest = max(s.shape[-1] for s in list(x) + list(x_test))
         x, x_test = pad_series(list(x), longest), pad_series(list(x_test), longest)
@@ -111,7 +125,7 @@ def _load_npz(path: Path):
         if xk is None:
             raise UserError(f"{path} has arrays {keys} but no series: store them under one of {', '.join(X_KEYS)}")
         yk = next((k for k in Y_KEYS if k in keys), None)
-        return z[xk], (z[yk] if yk else None)
+        return z[xk], (label_vector(z[yk]) if yk else None)
 
 
 def _load_csv(path: Path):

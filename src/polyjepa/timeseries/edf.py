@@ -46,6 +46,12 @@ def read_edf(path: str | Path) -> dict:
     per_record = int(nsamp.sum())
     if n_records < 0:
         n_records = (len(raw) - header) // (2 * per_record)
+    if len(raw) < header + 2 * n_records * per_record:
+        raise UserError(f"{path} is truncated: its header gives {n_records} data records of {2 * per_record} bytes "
+                        f"but the file holds {max(len(raw) - header, 0)} bytes after the header: "
+                        f"re-download or re-export it")
+    if not any(lab != ANNOTATION_LABEL for lab in labels):
+        raise UserError(f"{path} holds annotations only, no signals: pass the EDF file with the recordings")
     data = np.frombuffer(raw, dtype="<i2", count=n_records * per_record, offset=header).reshape(n_records, per_record)
     starts = np.concatenate([[0], np.cumsum(nsamp)])
     is_ann = [lab == ANNOTATION_LABEL for lab in labels]
@@ -86,7 +92,7 @@ def load_edf_epochs(source: str, *, seconds: float = 4.0, rest: str = "T0", fitt
     label 0 for ``rest`` (PhysioNet motor imagery: T0) and 1 for any other annotation (T1/T2)."""
     length = (fitted or {}).get("length")
     path = Path(source)
-    files = sorted(path.glob("*.edf")) if path.is_dir() else [path]
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".edf") if path.is_dir() else [path]
     if not files or not files[0].exists():
         raise UserError(f"{source} is neither an .edf file nor a folder with .edf files")
     xs, ys, fs0, labels0 = [], [], None, None
@@ -98,6 +104,9 @@ def load_edf_epochs(source: str, *, seconds: float = 4.0, rest: str = "T0", fitt
         elif fs != fs0 or rec["labels"] != labels0:
             raise UserError(f"{f} has other channels or rate than {files[0]}: give files of one montage")
         n = int(length or round(seconds * fs))
+        if n < 2:
+            raise UserError(f"data.seconds={seconds} gives epochs of {n} samples at {fs:g} Hz: use epochs of at "
+                            f"least 2 samples (e.g. data.seconds=4)")
         for onset, _, text in rec["annotations"]:
             start = int(round(onset * fs))
             if start + n <= sig.shape[1]:

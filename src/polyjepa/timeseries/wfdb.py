@@ -64,7 +64,11 @@ def read_record(record: str | Path) -> tuple[np.ndarray, float, list[str]]:
 
 def read_annotations(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(sample indices, annotation codes) of an MIT-format annotation file (e.g. ``100.atr``)."""
-    w = np.frombuffer(Path(path).read_bytes(), dtype="<u2")
+    raw = Path(path).read_bytes()
+    if len(raw) % 2:
+        raise UserError(f"{path} has an odd number of bytes: it is truncated or not an MIT annotation file; "
+                        f"re-download it")
+    w = np.frombuffer(raw, dtype="<u2")
     samples, codes, t, i = [], [], 0, 0
     while i < len(w):
         code, value = int(w[i]) >> 10, int(w[i]) & 0x3FF
@@ -72,6 +76,8 @@ def read_annotations(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         if code == 0 and value == 0:
             break
         if code == SKIP:  # a 32-bit interval follows: high word first
+            if i + 2 > len(w):
+                raise UserError(f"{path} ends inside an annotation: it is truncated; re-download it")
             t += (int(w[i]) << 16) | int(w[i + 1])
             if t >= 2**31:
                 t -= 2**32
@@ -91,6 +97,8 @@ def load_wfdb_beats(source: str, *, window: int = 256, annotator: str = "atr", f
     """Windows of ``window`` samples centred on every annotated beat of a WFDB record, labelled 0 for
     normal (N) and 1 for any other beat; x is (n_beats, leads, window), in time order."""
     window = int((fitted or {}).get("length", window))
+    if window < 2:
+        raise UserError(f"data.window must be at least 2 samples, got {window}")
     sig, fs, names = read_record(source)
     ann = Path(source).with_suffix(f".{annotator}")
     if not ann.exists():
@@ -98,6 +106,9 @@ def load_wfdb_beats(source: str, *, window: int = 256, annotator: str = "atr", f
     at, codes = read_annotations(ann)
     keep = np.isin(codes, list(BEAT_CODES)) & (at - window // 2 >= 0) & (at - window // 2 + window <= sig.shape[1])
     at, codes = at[keep], codes[keep]
+    if len(at) == 0:
+        raise UserError(f"{source}: no annotated beat has a whole window of {window} samples inside the record "
+                        f"({sig.shape[1]} samples): lower data.window")
     idx = (at - window // 2)[:, None] + np.arange(window)[None]        # (n, window)
     x = sig[:, idx].transpose(1, 0, 2)                                  # (n, C, window)
     return Loaded(np.ascontiguousarray(x), (codes != 1).astype(np.int64), Path(source).name,

@@ -25,7 +25,8 @@ class PatchEmbed2D(nn.Module):
         super().__init__()
         h, w = int(image_size[0]), int(image_size[1])
         if h % patch_size or w % patch_size:
-            raise ValueError(f"image size {h}x{w} is not a multiple of patch size {patch_size}")
+            raise ValueError(f"image size {h}x{w} is not a multiple of patch size {patch_size}: set data.size to a "
+                             f"multiple of {patch_size} or tokenizer.patch_size to a divisor of both")
         self.image_size = (h, w)
         self.patch_size = patch_size
         self.in_channels = in_channels

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import X_KEYS, Y_KEYS, Loaded, _np_load
+from ..data.sources import X_KEYS, Y_KEYS, Loaded, _np_load, label_vector
 from ..errors import UserError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg"}
@@ -20,7 +20,11 @@ def load_moving_digits(source: str, *, frames: int = 8, frame_size: int = 64, di
     The digit images are split once (``seed``) into a training pool and a ``test_digits`` fraction for
     the test pool, so train and test clips never share a digit image. The label is digit 0's class.
     Clips are (n, 1, frames, frame_size, frame_size) in [0, 1]. See :func:`moving_digits`.
+    A ``source`` that holds clips (an array of them, a video or a folder of videos) is read as
+    :func:`load_clips` reads it, so a moving-digits recipe or run also trains on or embeds one's own clips.
     """
+    if _holds_clips(source):
+        return load_clips(source, frames=frames)
     train, test, meta = moving_digit_split(source, frames=frames, frame_size=frame_size, digit_size=digit_size,
                                            digits=digits, speed=speed, n_train=n_train, n_test=n_test,
                                            test_digits=test_digits, seed=seed)
@@ -52,6 +56,22 @@ def moving_digit_split(source: str, *, frames: int = 8, frame_size: int = 64, di
     return train, test, meta
 
 
+def _holds_clips(source: str) -> bool:
+    """Whether ``source`` is clips rather than digit images: a video, a folder, a .npy, or an .npz whose
+    array is (n, T, C, H, W) or (n, T, H, W) (more than one frame, no channel axis in either place)."""
+    path = Path(source)
+    if source == "digits" or not path.exists():
+        return False
+    if path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES | {".npy"}:
+        return True
+    if path.suffix.lower() != ".npz":
+        return False
+    with _np_load(path) as z:
+        xk = next((k for k in X_KEYS if k in z), None)
+        shape = z[xk].shape if xk is not None else ()
+    return len(shape) == 5 or (len(shape) == 4 and shape[1] not in (1, 3, 4) and shape[-1] not in (1, 3, 4))
+
+
 def _digit_images(source: str) -> tuple[np.ndarray, np.ndarray, str]:
     if source == "digits":
         from sklearn.datasets import load_digits
@@ -68,11 +88,14 @@ def _digit_images(source: str) -> tuple[np.ndarray, np.ndarray, str]:
         if xk is None or yk is None:
             raise UserError(f"{path} has arrays {list(z.keys())}: moving digits need images (under one of "
                             f"{', '.join(X_KEYS)}) and labels (under one of {', '.join(Y_KEYS)})")
-        images, labels = z[xk], z[yk]
+        images, labels = z[xk], label_vector(z[yk])
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3 or labels.shape != (len(images),):
-        raise UserError(f"{path}: need (n, H, W) digit images and (n,) labels, got {images.shape} and {labels.shape}")
+        hint = (f"; if these are clips of {images.shape[1]} frames, store them as (n, frames, 1, height, width)"
+                if images.ndim == 4 else "")
+        raise UserError(f"{path}: need (n, H, W) digit images and (n,) labels, or clips (n, frames, [channels,] "
+                        f"height, width), got {images.shape} and {labels.shape}{hint}")
     return images, labels.astype(np.int64), path.stem
 
 
@@ -100,7 +123,7 @@ def load_clips(source: str, *, frames: int | None = None, frame_step: int = 1, s
                 raise UserError(f"{path} has arrays {list(z.keys())} but no clips: store them under one of "
                                 f"{', '.join(X_KEYS)}")
             yk = next((k for k in Y_KEYS if k in z), None)
-            x, y = to_ncthw(z[xk], f"{path}[{xk}]"), (z[yk] if yk else None)
+            x, y = to_ncthw(z[xk], f"{path}[{xk}]"), (label_vector(z[yk]) if yk else None)
         if y is not None:
             if y.shape != (len(x),):
                 raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} clips: one label per clip")
@@ -110,6 +133,8 @@ def load_clips(source: str, *, frames: int | None = None, frame_step: int = 1, s
         return Loaded(x, y, path.name, meta={"layout": "CTHW"})
     if frames is None:
         raise UserError("reading videos needs a clip length: set data.frames (e.g. data.frames=16)")
+    if int(frames) < 1 or int(frame_step) < 1:
+        raise UserError(f"data.frames={frames} and data.frame_step={frame_step} must both be 1 or more")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
         if not files:

@@ -31,7 +31,9 @@ class TubeletEmbed(nn.Module):
                              f"use clips of {max(tubelet_size, 2 * tubelet_size)} or more frames in multiples of "
                              f"{tubelet_size}, or lower tokenizer.tubelet_size")
         if h % patch_size or w % patch_size:
-            raise ValueError(f"frame size {h}x{w} is not a multiple of patch size {patch_size}")
+            raise ValueError(f"frame size {h}x{w} is not a multiple of patch size {patch_size}: crop or resize the "
+                             f"frames to a multiple of {patch_size} (for videos: data.size) or set "
+                             f"tokenizer.patch_size to a divisor of both")
         self.input_shape = (c, t, h, w)
         self.patch_size, self.tubelet_size, self.dim = patch_size, tubelet_size, dim
         self.grid = (t // tubelet_size, h // patch_size, w // patch_size)

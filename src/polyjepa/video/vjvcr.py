@@ -50,7 +50,8 @@ class VJVCR(nn.Module):
         T = backbone.tokenizer.grid[0]
         if not 1 <= context_slots < T:
             raise ValueError(f"context_slots must leave past and future time slots: 1 <= context_slots < {T} "
-                             f"(the clip has {T} tubelet slots)")
+                             f"(the clip has {T} tubelet slots): "
+                             + (f"set method.context_slots to {T // 2}" if T >= 2 else "use longer clips"))
         if latent not in LATENTS:
             raise ValueError(f"unknown latent {latent!r}: use one of {', '.join(LATENTS)}")
         if reg_on not in REG_ON:
