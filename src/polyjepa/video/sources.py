@@ -1,6 +1,7 @@
 """Clip loaders: generated moving digits, clip arrays (.npz/.npy), and video files read with imageio."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,9 @@ def read_video(path: Path, *, size: int | None = None, grayscale: bool = False) 
     except ImportError:
         raise UserError("reading video files needs imageio and PyAV: pip install 'polyjepa[video]'") from None
     try:
-        v = np.asarray(iio.imread(path, index=None))
+        with warnings.catch_warnings():  # imageio probes its deprecated plugins on files it cannot place
+            warnings.simplefilter("ignore", DeprecationWarning)
+            v = np.asarray(iio.imread(path, index=None))
     except Exception as e:  # codec or container problems come from many libraries
         raise UserError(f"cannot read video {path}: {type(e).__name__}: {e}; re-encode it (e.g. to H.264 mp4) or "
                         f"install PyAV (pip install 'polyjepa[video]')") from None
