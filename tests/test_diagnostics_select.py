@@ -39,6 +39,18 @@ def test_select_ranks_runs_by_rankme(tmp_path, capsys):
     assert json.loads((tmp_path / "sel.json").read_text())["chosen"]["rankme"] == 30.0
 
 
+def test_select_does_not_correlate_accuracy_with_r2(tmp_path, capsys):
+    runs = [fake_run(tmp_path / "c1", 5.0, 0.7), fake_run(tmp_path / "c2", 30.0, 0.9)]
+    (tmp_path / "reg").mkdir()
+    (tmp_path / "reg" / "summary.json").write_text(json.dumps(
+        {"recipe": "vicreg-mnist", "steps": 10, "rankme": 12.0, "probe": {"linear": {"r2": 0.1, "rmse": 2.0}}}))
+    result = select_runs(runs + [str(tmp_path / "reg")])
+    assert result["mixed_metrics"] and np.isnan(result["spearman"]) and result["chosen"]["name"] == runs[1]
+    assert main(["select", *runs, str(tmp_path / "reg")]) == 0
+    assert "mix classification (accuracy) and regression (R^2)" in capsys.readouterr().out
+    assert select_runs(runs)["spearman"] == pytest.approx(1.0) and not select_runs(runs)["mixed_metrics"]
+
+
 def test_select_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["select", str(tmp_path / "empty")]) == 2

@@ -40,8 +40,13 @@ def _from_summary(run_dir: Path) -> dict | None:
     s = json.loads(path.read_text())
     if s.get("rankme") is None:
         return None
+    linear = s.get("probe", {}).get("linear", {})
     return {"name": str(run_dir), "recipe": s.get("recipe"), "step": s.get("steps"), "rankme": float(s["rankme"]),
-            "accuracy": probe_score(s.get("probe", {}).get("linear", {})), "probe": "linear"}
+            "accuracy": probe_score(linear), "probe": "linear", "metric": _metric(linear)}
+
+
+def _metric(probe: dict) -> str | None:
+    return "R^2" if "r2" in probe else "accuracy" if "accuracy" in probe else None
 
 
 def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
@@ -75,9 +80,11 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
             if prepared.y_train is not None or not len(test) else None
         # unlabelled data have no test part: RankMe of the training embeddings, as the run's summary has
         row = {"name": f"{run_dir}@{ckpt.name}", "recipe": cfg.name, "step": meta.get("step"),
-               "rankme": rankme(torch.from_numpy(test if len(test) else train)), "accuracy": None, "probe": "knn"}
+               "rankme": rankme(torch.from_numpy(test if len(test) else train)), "accuracy": None, "probe": "knn",
+               "metric": None}
         if prepared.y_train is not None:
-            row["accuracy"] = probe_score(knn_probe(train, prepared.y_train, test, prepared.y_test, k=ev.knn_k))
+            knn = knn_probe(train, prepared.y_train, test, prepared.y_test, k=ev.knn_k)
+            row["accuracy"], row["metric"] = probe_score(knn), _metric(knn)
         rows.append(row)
     return rows
 
@@ -110,9 +117,11 @@ def select_runs(run_dirs: list[str], *, checkpoints: bool = False, data: str | N
             rows.append(row)
     rows.sort(key=lambda r: -r["rankme"])
     labelled = [r for r in rows if r["accuracy"] is not None]
-    rho = spearman([r["rankme"] for r in labelled], [r["accuracy"] for r in labelled]) if labelled else float("nan")
+    mixed_metrics = len({r["metric"] for r in labelled}) > 1  # accuracy and R^2 do not share a scale
+    rho = spearman([r["rankme"] for r in labelled], [r["accuracy"] for r in labelled]) \
+        if labelled and not mixed_metrics else float("nan")
     return {"ranked": rows, "chosen": rows[0], "spearman": rho,
-            "mixed_recipes": len({r["recipe"] for r in rows}) > 1}
+            "mixed_recipes": len({r["recipe"] for r in rows}) > 1, "mixed_metrics": mixed_metrics}
 
 
 def format_selection(result: dict) -> str:
@@ -127,6 +136,9 @@ def format_selection(result: dict) -> str:
         labelled = [r for r in rows if r["accuracy"] is not None]
         best = max(labelled, key=lambda r: r["accuracy"])
         lines.append(f"Spearman(RankMe, probe accuracy) = {rho:.2f} over {len(labelled)}; best by probe: {best['name']}")
+    elif result.get("mixed_metrics"):
+        lines.append("Spearman(RankMe, probe score): not computed: the runs mix classification (accuracy) and "
+                     "regression (R^2) targets; select runs of one kind")
     else:
         lines.append("Spearman(RankMe, probe accuracy): not available (needs labels and at least 2 distinct values)")
     if result["mixed_recipes"]:
