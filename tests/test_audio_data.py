@@ -104,6 +104,9 @@ def test_bad_audio_gets_one_clear_error(tmp_path):
         load_audio(str(path), f_max=6000.0)           # 8 kHz audio cannot hold a 6 kHz mel range
     with pytest.raises(UserError, match="no label array 'speaker'"):
         load_audio(str(path), label="speaker")
+    for rate in (0, -8000):
+        with pytest.raises(UserError, match="data.sample_rate must be a positive rate"):
+            load_audio(str(path), sample_rate=rate)
     np.savez(tmp_path / "img.npz", images=np.zeros((3, 4, 4)))
     with pytest.raises(UserError, match="the FSDD layout"):
         load_audio(str(tmp_path / "img.npz"))

@@ -45,6 +45,8 @@ def load_audio(source: str, *, label: str = "digit", sample_rate: int | None = N
     else:
         raise UserError(f"cannot read {source!r} as audio data: use an .npz in the FSDD layout or a folder of "
                         f".wav/.flac files")
+    if sample_rate is not None and not sample_rate > 0:
+        raise UserError(f"data.sample_rate must be a positive rate in Hz (or null for the data's own), got {sample_rate}")
     rate = int(fitted.get("sample_rate") or sample_rate or _common_rate(rates, path))
     specs, valid = _spectrograms(clips, rates, names, rate=rate, n_mels=n_mels, frames=frames, win_ms=win_ms,
                                  hop_ms=hop_ms, n_fft=n_fft, f_min=f_min, f_max=f_max, window=window, crop=crop)
