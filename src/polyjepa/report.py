@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .eval.probes import probe_score
+from .eval.probes import probe_metric, probe_score
 
 
 def _series(rows: list[dict], name: str) -> tuple[list[float], list[float]]:
@@ -50,14 +50,14 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     bars = [(n, p) for n, p in bars if "linear" in p]
     if bars:
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-        for i, probe in enumerate(("linear", "knn")):
-            vals = [probe_score(p[probe]) for _, p in bars]
+        scores = {probe: [probe_score(p[probe]) for _, p in bars] for probe in ("linear", "knn")}
+        for i, (probe, vals) in enumerate(scores.items()):
             ax.bar([j + 0.38 * i for j in range(len(bars))], vals, width=0.36, label=probe)
             for j, v in enumerate(vals):
                 ax.text(j + 0.38 * i, v + 0.01, f"{v:.3f}", ha="center", fontsize=7)
         ax.set_xticks([j + 0.19 for j in range(len(bars))], [n for n, _ in bars])
-        ax.set_ylim(min(0.0, *(probe_score(p[k]) for _, p in bars for k in ("linear", "knn"))), 1.08)
-        ax.set_ylabel("test R^2" if "r2" in bars[0][1]["linear"] else "test accuracy")
+        ax.set_ylim(min(0.0, *scores["linear"], *scores["knn"]), 1.08)
+        ax.set_ylabel(f"test {probe_metric(bars[0][1]['linear'])}")
         ax.set_title("probes (same split, same probe)")
         ax.legend(loc="lower right")
         fig.tight_layout()

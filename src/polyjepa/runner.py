@@ -144,9 +144,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     method = build()
     _check_readout(method.encoder(), prepared.x_train[:2], eval_cfg)
     from .build import build_augment
-    from .data.batches import check_batch
 
-    check_batch(len(prepared.x_train), train_cfg.batch_size, max(1, int(train_cfg.devices or 1)))
     _check_batches(method, prepared.x_train, train_cfg, build_augment(cfg), seed)
     del method
 
@@ -295,17 +293,17 @@ def check_run_data(source) -> None:
 
 
 def _check_batches(method, x, train_cfg, augment, seed: int) -> None:
-    """Draw the first training batch, and one at the end of a curriculum, as training will (the draws depend
-    only on seed and step), so masks that cannot fit the token grid fail now, not inside the training loop."""
+    """Build the training batches as training will (``MaskedBatches`` checks the batch size against the data
+    and processes) and draw the first one and one at the end of a curriculum (the draws depend only on seed
+    and step), so a bad batch size or masks that cannot fit the token grid fail now, not in the loop."""
     import torch
 
     from .data.batches import MaskedBatches
 
     make_batch = getattr(method, "make_batch", None)
-    world = max(1, int(train_cfg.devices or 1))
     batches = MaskedBatches(torch.from_numpy(x), batch_size=train_cfg.batch_size, masker=None if make_batch else
-                            method.masker, make_batch=make_batch, augment=augment, seed=seed, world_size=world,
-                            total_steps=1)
+                            method.masker, make_batch=make_batch, augment=augment, seed=seed,
+                            world_size=max(1, int(train_cfg.devices or 1)), total_steps=1)
     try:
         batches[0], batches[1]  # progress 0 and 1
     except ValueError as e:
@@ -378,7 +376,7 @@ def format_table(summary: dict) -> str:
     if "raw" in b:
         rows.append(("raw input", b["raw"], b["raw"].get("rankme")))
 
-    from .eval.probes import probe_score
+    from .eval.probes import probe_metric, probe_score
 
     def acc(p, k):
         return f"{probe_score(p[k]):.4f}" if k in p else "  -   "
@@ -390,6 +388,6 @@ def format_table(summary: dict) -> str:
     lines.append(f"{'representation':<22} {'linear':>7} {'kNN':>7} {'RankMe':>7}")
     for name, p, rk in rows:
         lines.append(f"{name:<22} {acc(p, 'linear'):>7} {acc(p, 'knn'):>7} {rk if rk is None else f'{rk:7.1f}'}")
-    if "r2" in summary.get("probe", {}).get("linear", {}):
+    if probe_metric(summary.get("probe", {}).get("linear", {})) == "R^2":
         lines.append("(a continuous target: R^2 of ridge regression and of a kNN mean; RMSE in summary.json)")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..eval.probes import probe_score
+from ..eval.probes import probe_metric, probe_score
 
 
 def spearman(a, b) -> float:
@@ -42,11 +42,7 @@ def _from_summary(run_dir: Path) -> dict | None:
         return None
     linear = s.get("probe", {}).get("linear", {})
     return {"name": str(run_dir), "recipe": s.get("recipe"), "step": s.get("steps"), "rankme": float(s["rankme"]),
-            "accuracy": probe_score(linear), "probe": "linear", "metric": _metric(linear)}
-
-
-def _metric(probe: dict) -> str | None:
-    return "R^2" if "r2" in probe else "accuracy" if "accuracy" in probe else None
+            "accuracy": probe_score(linear), "probe": "linear", "metric": probe_metric(linear)}
 
 
 def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
@@ -84,7 +80,7 @@ def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
                "metric": None}
         if prepared.y_train is not None:
             knn = knn_probe(train, prepared.y_train, test, prepared.y_test, k=ev.knn_k)
-            row["accuracy"], row["metric"] = probe_score(knn), _metric(knn)
+            row["accuracy"], row["metric"] = probe_score(knn), probe_metric(knn)
         rows.append(row)
     return rows
 

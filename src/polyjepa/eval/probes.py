@@ -14,6 +14,11 @@ def probe_score(result: dict) -> float | None:
     return result.get("accuracy", result.get("r2"))
 
 
+def probe_metric(result: dict) -> str | None:
+    """What ``probe_score`` of this result is: "accuracy", "R^2", or None for no probe."""
+    return "R^2" if "r2" in result else "accuracy" if "accuracy" in result else None
+
+
 def _regression_scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     resid = float(np.sum((y - pred) ** 2))
     total = float(np.sum((y - y.mean()) ** 2))

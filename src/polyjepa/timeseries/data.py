@@ -54,9 +54,7 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
     x = _as_series(x, str(source), length)
     if x_test is not None:
         x_test = _as_series(x_test, f"{source} (test)", x.shape[-1])
-        if y.dtype.kind == "f":      # an aeon regression set: float targets, probed by regression
-            y, y_test = y.astype(np.float64), y_test.astype(np.float64)
-        else:
+        if y.dtype.kind != "f":      # an aeon regression set keeps its float targets (probed by R^2)
             y, y_test = _codes(y, y_test)
     elif y is not None:
         y = _codes(y)[0]
