@@ -26,7 +26,20 @@ def test_linear_probe_on_a_train_set_too_small_to_choose_C():
     assert out["C"] == 1.0 and 0 <= out["accuracy"] <= 1
     y[:6] = [0, 1, 2, 0, 1, 1]  # class 2 once: no stratified split either
     assert linear_probe(x[:6], y[:6], x[6:], y[6:])["C"] == 1.0
-    assert linear_probe(x[:40], y[:40], x[40:], y[40:])["C"] in (0.01, 0.1, 1.0, 10.0)
+    # large enough to choose: C is the best of the grid on the stratified 20% split, computed here directly
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xb, yb = blobs(300)
+    noisy = xb[:200] + np.random.default_rng(3).normal(0, 6, (200, xb.shape[1])).astype(np.float32)
+    a_x, v_x, a_y, v_y = train_test_split(noisy[:100], yb[:100], test_size=0.2, random_state=0, stratify=yb[:100])
+    val = {c: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=200, tol=1e-3)).fit(a_x, a_y)
+           .score(v_x, v_y) for c in (0.01, 0.1, 1.0, 10.0)}
+    best = max(val, key=val.get)
+    assert best != 1.0 and sorted(val.values())[-2] < val[best]  # a unique best, not the small-set fallback
+    assert linear_probe(noisy[:100], yb[:100], noisy[100:], yb[100:200])["C"] == best
 
 
 def test_knn_probe_agrees_with_sklearn():
