@@ -119,6 +119,18 @@ def test_pretrain_on_unlabelled_data_reports_rankme_only(tmp_path, capsys):
     assert np.load(emb).shape[0] == 200
 
 
+def test_images_with_a_continuous_target_get_regression_probes(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "reg.npz", images=x, y=x.mean((1, 2)) * 10)   # brightness, not whole numbers
+    run = tmp_path / "run"
+    assert main(["pretrain", "ijepa-digits", "--data", str(tmp_path / "reg.npz"), "--out", str(run),
+                 "--no-progress", *TINY_CLI]) == 0
+    s = json.loads((run / "summary.json").read_text())
+    assert set(s["probe"]["linear"]) == {"r2", "rmse", "alpha"}
+    assert s["baselines"]["raw"]["linear"]["r2"] > 0.95   # the mean pixel is linear in the raw input
+
+
 def test_corrupt_checkpoint_and_shape_mismatch(tmp_path, capsys, image_npz):
     run = tmp_path / "run"
     assert main(["pretrain", "ijepa-digits", "--out", str(run), "--no-progress", *TINY_CLI,

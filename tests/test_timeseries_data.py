@@ -67,6 +67,29 @@ def test_npy_npz_csv(tmp_path):
         load_series(str(tmp_path / "d.csv"))
 
 
+def test_ucr_2018_tsv_pair_gives_the_official_split(tmp_path):
+    # UCR 2018 archive layout: NAME_TRAIN.tsv / NAME_TEST.tsv, label first, no header, NaN-padded tails
+    (tmp_path / "Toy_TRAIN.tsv").write_text("1\t0.5\t0.25\t1.0\n-1\t2\t3\tNaN\n1\t4\t5\t6\n")
+    (tmp_path / "Toy_TEST.tsv").write_text("-1\t1\t2\t3\t4\n1\t5\t6\t7\t8\n")
+    d = load_series(str(tmp_path / "Toy_TRAIN.tsv"))
+    assert d.x.shape == (3, 1, 4) and d.x_test.shape == (2, 1, 4)   # both padded to the longer test series
+    assert d.x[0, 0, :3].tolist() == [0.5, 0.25, 1.0] and np.isnan(d.x[1, 0, 2:]).all()
+    assert d.y.tolist() == [1, 0, 1] and d.y_test.tolist() == [0, 1]  # codes shared by both parts: -1 -> 0, 1 -> 1
+    alone = load_series(str(tmp_path / "Toy_TEST.tsv"))               # the test file alone: still label first
+    assert alone.x.shape == (2, 1, 4) and alone.x_test is None and alone.y.tolist() == [0, 1]
+
+
+def test_numeric_labels_that_are_not_whole_are_regression_targets(tmp_path):
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    np.savez(tmp_path / "r.npz", x=x, y=np.array([0.5, 1.25, -3.0, 2.0]))
+    r = load_series(str(tmp_path / "r.npz"))
+    assert r.y.dtype == np.float64 and r.y.tolist() == [0.5, 1.25, -3.0, 2.0]
+    np.savez(tmp_path / "w.npz", x=x, y=np.array([3.0, 1.0, 3.0, 2.0]))   # whole-number floats stay classes
+    assert load_series(str(tmp_path / "w.npz")).y.tolist() == [2, 0, 2, 1]
+    (tmp_path / "r.csv").write_text("a,b,target\n1,2,0.5\n3,4,1.5\n5,6,7\n")
+    assert load_series(str(tmp_path / "r.csv")).y.tolist() == [0.5, 1.5, 7.0]
+
+
 @pytest.mark.parametrize("bad, needle", [
     ([np.zeros(5), np.zeros(7)], "ragged list"),
     (np.zeros((2, 3, 4, 5)), "must be (n, length) or (n, channels, length)"),

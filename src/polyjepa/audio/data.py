@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, label_vector
+from ..data.sources import Loaded, label_vector, labels_or_targets
 from ..errors import UserError
 from .io import AUDIO_SUFFIXES, read_audio
 
@@ -96,10 +96,8 @@ def _npz_clips(path: Path, label: str):
     # (samples, channels), as soundfile writes multi-channel audio: channels are averaged, as read_audio does
     audio = audio.reshape(len(audio), -1)
     clips = [audio[o:o + k].astype(np.float32).mean(axis=1) / scale for o, k in zip(off, n)]
-    if y is not None and not np.issubdtype(y.dtype, np.integer):
-        _, y = np.unique(y, return_inverse=True)
+    y = labels_or_targets(y)[0] if y is not None else None
     test = (np.asarray(take) < 5) if take is not None else None   # FSDD's official split: takes 0-4 are test
-    y = y.astype(np.int64) if y is not None else None
     return clips, [rate] * len(clips), y, test, [f"{path.name}[{i}]" for i in range(len(clips))]
 
 

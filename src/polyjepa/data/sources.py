@@ -97,6 +97,27 @@ def label_vector(y):
     return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
 
 
+def labels_or_targets(*ys) -> list[np.ndarray]:
+    """Class labels (int64, codes shared across the arrays) or, for a continuous target, float64 values.
+
+    A target is continuous when every value is a number (numeric arrays, or strings that parse as
+    numbers, as CSV cells do) and at least one is not a whole number: probes then report R^2 and RMSE.
+    Integer labels are kept as they are; anything else (whole-number floats such as UCR's 1.0/2.0,
+    names) becomes class codes.
+    """
+    ys = [np.asarray(y) for y in ys]
+    both, cuts = np.concatenate(ys), np.cumsum([len(y) for y in ys])[:-1]
+    if both.dtype.kind in "iu":
+        return [y.astype(np.int64) for y in ys]
+    try:
+        values = both.astype(np.float64) if both.dtype.kind in "fiubUS" else None
+    except ValueError:  # names
+        values = None
+    if values is not None and np.isfinite(values).all() and (values != np.round(values)).any():
+        return np.split(values, cuts)
+    return np.split(np.unique(both, return_inverse=True)[1].astype(np.int64), cuts)
+
+
 def _np_load(path: Path):
     try:
         return np.load(path, allow_pickle=False)
@@ -119,9 +140,7 @@ def _load_npz(path: Path) -> Loaded:
         y = label_vector(y)
         if y.shape != (len(x),):
             raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} images: store one label per image")
-        if not np.issubdtype(y.dtype, np.integer):
-            _, y = np.unique(y, return_inverse=True)
-        y = y.astype(np.int64)
+        y = labels_or_targets(y)[0]
     return Loaded(x, y, path.name)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, label_vector
+from ..data.sources import Loaded, label_vector, labels_or_targets
 from ..errors import UserError
 
 CLOUD_KEYS = ("points", "clouds", "x", "X", "data", "inputs", "voxels")
@@ -98,9 +98,7 @@ def _labels(y, n: int, what: str) -> np.ndarray:
     y = label_vector(y)
     if y.shape != (n,):
         raise UserError(f"{what}: labels have shape {y.shape} but there are {n} clouds: store one label per cloud")
-    if not np.issubdtype(y.dtype, np.integer):
-        _, y = np.unique(y, return_inverse=True)
-    return y.astype(np.int64)
+    return labels_or_targets(y)[0]
 
 
 def read_cloud_file(path: Path, points: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, label_vector
+from ..data.sources import Loaded, label_vector, labels_or_targets
 from ..errors import UserError
 from .series import check_series, pad_series
 
@@ -29,19 +29,23 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
     Files: .npy (n, L) or (n, C, L); .npz with the series under series/x/X/data/inputs and optional
     labels under labels/y/targets/target; .csv with one series per row (numbers only; an optional
     header whose label column is named label/y/target; empty cells at a row's end pad shorter
-    series). Series shorter than the longest are NaN-padded at the end. ``length`` pads (or, for a
-    run, ``fitted["length"]`` pads) every series to that many steps.
+    series); the UCR 2018 archive's ``NAME_TRAIN.tsv`` (label first, no header), with the
+    ``NAME_TEST.tsv`` beside it as the official test split. Series shorter than the longest are
+    NaN-padded at the end. ``length`` pads (or, for a run, ``fitted["length"]`` pads) every series to
+    that many steps. Labels that are numbers, not all whole, are a regression target (float64).
     """
     length = (fitted or {}).get("length", length)
-    path = Path(source)
+    path, continuous = Path(source), False
     if path.exists():
         if path.suffix == ".npy":
             x, y, x_test, y_test = _np_load(path), None, None, None
         elif path.suffix == ".npz":
             x, y = _load_npz(path)
             x_test = y_test = None
+        elif _ucr_pair(path):
+            (x, y), (x_test, y_test) = _load_csv(path, label_first=True), _load_csv(_ucr_pair(path), label_first=True)
         elif path.suffix in (".csv", ".tsv", ".txt"):
-            x, y = _load_csv(path)
+            x, y = _load_csv(path, label_first=path.name.upper().endswith("_TEST.TSV"))
             x_test = y_test = None
         else:
             raise UserError(f"cannot read {source!r} as series: use .npy, .npz or .csv, or an aeon data set name")
@@ -51,13 +55,17 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
             hint = f"one of {', '.join(names)}" if names else "an aeon data set name (pip install 'polyjepa[timeseries]')"
             raise UserError(f"{source!r} is neither a file nor a bundled data set: pass a .npy/.npz/.csv path or {hint}")
         x, y, x_test, y_test = _load_aeon(source)
+        continuous = y.dtype.kind == "f"                  # an aeon regression set: float targets, even whole ones
+    if x_test is not None and isinstance(x, list):  # unequal lengths: pad both parts to the longest
+        longest = max(s.shape[-1] for s in list(x) + list(x_test))
+        x, x_test = pad_series(list(x), longest), pad_series(list(x_test), longest)
     x = _as_series(x, str(source), length)
     if x_test is not None:
         x_test = _as_series(x_test, f"{source} (test)", x.shape[-1])
-        if y.dtype.kind != "f":      # an aeon regression set keeps its float targets (probed by R^2)
-            y, y_test = _codes(y, y_test)
+        if not continuous:
+            y, y_test = labels_or_targets(y, y_test)
     elif y is not None:
-        y = _codes(y)[0]
+        y = labels_or_targets(y)[0]
     if y is not None and len(y) != len(x):
         raise UserError(f"{source}: {len(y)} labels for {len(x)} series: store one label per series")
     return Loaded(x, y, path.stem if path.exists() else source, x_test, y_test, meta={"length": int(x.shape[-1])})
@@ -65,7 +73,7 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
 
 def _as_series(x, what: str, length: int | None) -> np.ndarray:
     if isinstance(x, list):
-        x = pad_series(x, length)
+        x = pad_series(x)          # to the longest; the length check below names the fix
     x = check_series(x, what)
     if length is not None and x.shape[-1] != length:
         if x.shape[-1] > length:
@@ -75,15 +83,13 @@ def _as_series(x, what: str, length: int | None) -> np.ndarray:
     return x
 
 
-def _codes(*ys):
-    """Integer class codes shared by the given label arrays (any labels: strings, floats, ints)."""
-    ys = [np.asarray(y) for y in ys]
-    classes, inv = np.unique(np.concatenate(ys), return_inverse=True)
-    out, start = [], 0
-    for y in ys:
-        out.append(inv[start:start + len(y)].astype(np.int64))
-        start += len(y)
-    return out
+def _ucr_pair(path: Path) -> Path | None:
+    """The ``NAME_TEST.tsv`` beside a UCR 2018 ``NAME_TRAIN.tsv``, if ``path`` is one and it exists."""
+    if not path.name.upper().endswith("_TRAIN.TSV"):
+        return None
+    tail = path.name[-10:-4]                              # "_TRAIN", in the file's own case
+    test = path.with_name(path.name[:-10] + ("_TEST" if tail.isupper() else "_test") + path.suffix)
+    return test if test.exists() else None
 
 
 def _load_aeon(name: str):
@@ -101,7 +107,8 @@ def _load_aeon(name: str):
     load = load_regression if regression else load_classification
     x, y = load(name, split="train")
     x_test, y_test = load(name, split="test")
-    y, y_test = (np.asarray(y, np.float64), np.asarray(y_test, np.float64)) if regression else (y, y_test)
+    if regression:  # float targets even where every value is whole
+        y, y_test = np.asarray(y, np.float64), np.asarray(y_test, np.float64)
     if isinstance(x, list) or isinstance(x_test, list):  # unequal lengths: pad both to the longest
         longest = max(s.shape[-1] for s in list(x) + list(x_test))
         x, x_test = pad_series(list(x), longest), pad_series(list(x_test), longest)
@@ -126,7 +133,8 @@ def _load_npz(path: Path):
         return z[xk], (label_vector(z[yk]) if yk else None)
 
 
-def _load_csv(path: Path):
+def _load_csv(path: Path, *, label_first: bool = False):
+    """(list of series, labels or None); ``label_first``: no header, the first column is the label (UCR 2018)."""
     import csv
 
     delim = "\t" if path.suffix == ".tsv" else ","
@@ -134,10 +142,8 @@ def _load_csv(path: Path):
         rows = [r for r in csv.reader(f, delimiter=delim) if r]
     if not rows:
         raise UserError(f"{path} is empty: write one series per row")
-    label_col = None
-    try:
-        float(rows[0][0] or "nan")
-    except ValueError:  # a header
+    label_col = 0 if label_first else None
+    if not label_first and not _is_number(rows[0][0] or "nan"):  # a header
         header = [h.strip().lower() for h in rows.pop(0)]
         label_col = next((header.index(k) for k in ("label", "y", "target") if k in header), None)
     labels, series = [], []
@@ -152,4 +158,12 @@ def _load_csv(path: Path):
         except ValueError as e:
             raise UserError(f"{path} row {i}: {e}; write numbers only (labels in a column named label)") from None
     y = np.array(labels) if label_col is not None else None
-    return pad_series(series), y
+    return series, y
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import X_KEYS, Y_KEYS, Loaded, _np_load, label_vector
+from ..data.sources import X_KEYS, Y_KEYS, Loaded, _np_load, label_vector, labels_or_targets
 from ..errors import UserError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg"}
@@ -128,9 +128,7 @@ def load_clips(source: str, *, frames: int | None = None, frame_step: int = 1, s
         if y is not None:
             if y.shape != (len(x),):
                 raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} clips: one label per clip")
-            if not np.issubdtype(y.dtype, np.integer):
-                _, y = np.unique(y, return_inverse=True)
-            y = y.astype(np.int64)
+            y = labels_or_targets(y)[0]
         return Loaded(x, y, path.name, meta={"layout": "CTHW"})
     if frames is None:
         raise UserError("reading videos needs a clip length: set data.frames (e.g. data.frames=16)")
