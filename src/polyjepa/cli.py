@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 from pathlib import Path
 
+                # strict JSON: an unavailable Spearman (nan) is null
+                spearman = result["spearman"]
+                result = {**result, "spearman": None if spearman != spearman else spearman}
                 Path(args.json).write_text(json.dumps(result, indent=1))
         elif args.command == "embed":
             from .runner import embed_run
