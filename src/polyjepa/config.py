@@ -59,7 +59,7 @@ class TrainConfig:
 class EvalConfig:
     """How embeddings are read and probed."""
 
-    pool: str = "mean"              # mean, mean+std, tokens
+    pool: str = "mean"              # mean, mean+std, tokens, grid:K, ... (the encoder's embed pools)
     layers: int = 1                 # average of the last k encoder layers
     probe_C: Any = "auto"           # logistic-regression C, or 'auto' (chosen on a validation split)
     knn_k: int = 20
