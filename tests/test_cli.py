@@ -90,6 +90,10 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.batch_size=0"], "train.batch_size", ">= 1")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.warmup=2"], "train.warmup", "0 to 1")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "train.lr=-1"], "train.lr", "> 0")
+    # keys whose default is None (max_steps, max_minutes, threads, max_samples) are numbers too
+    for bad in ("train.max_steps=abc", "train.max_minutes=x", "train.threads=abc", "data.max_samples=abc"):
+        assert_clean_error(capsys, ["pretrain", "ijepa-digits", bad], bad.split("=")[0], "number")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "data.size=[8"], "cannot apply overrides", "data.size")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--max-minutes", "0"], "--max-minutes")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--seed", "-1"], "--seed")
     (tmp_path / "a_file").write_text("x")

@@ -48,6 +48,10 @@ def test_select_does_not_correlate_accuracy_with_r2(tmp_path, capsys):
     assert result["mixed_metrics"] and np.isnan(result["spearman"]) and result["chosen"]["name"] == runs[1]
     assert main(["select", *runs, str(tmp_path / "reg")]) == 0
     assert "mix classification (accuracy) and regression (R^2)" in capsys.readouterr().out
+    # --json writes strict JSON: an unavailable Spearman is null, not NaN
+    assert main(["select", *runs, str(tmp_path / "reg"), "--json", str(tmp_path / "sel.json")]) == 0
+    text = (tmp_path / "sel.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in --json"))["spearman"] is None
     assert select_runs(runs)["spearman"] == pytest.approx(1.0) and not select_runs(runs)["mixed_metrics"]
 
 

@@ -122,6 +122,8 @@ def test_recipe_pretrains_into_a_run_directory(tmp_path, recipe):
     assert summary["steps"] == 6 and summary["n_train"] == 96 and summary["n_test"] == 48
     assert 0 <= summary["probe"]["linear"]["accuracy"] <= 1 and "random_init" in summary["baselines"]
     assert summary["embedding"]["dim"] == 32 * (1 + 4 + 4)  # time+grid:2 on a 4-slot grid
+    # the encoder that was evaluated: V-JEPA's EMA target; VJ-VCR has no teacher, only its one online encoder
+    assert summary["embedding"]["encoder"] == {"vjepa-moving-digits": "target", "vjvcr-moving-digits": "online"}[recipe]
     assert s["final_loss"] is not None and json.loads((run / "run.json").read_text())["input_shape"] == [1, 8, 16, 16]
 
 

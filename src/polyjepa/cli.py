@@ -13,7 +13,8 @@ def _parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("pretrain", help="pretrain a recipe, evaluate it, write a run directory")
     pt.add_argument("recipe", nargs="?", help="recipe name (see 'polyjepa recipes') or path to a .yaml recipe")
     pt.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=5e-4")
-    pt.add_argument("--data", help="data: 'digits', a .npz/.npy file, or a folder of images")
+    pt.add_argument("--data", help="data for the recipe's data.loader: for images 'digits', a .npz/.npy file or a "
+                    "folder of images; series, tables, audio, clouds and clips take their own (README)")
     pt.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
     pt.add_argument("--max-epochs", type=int)
     pt.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 from pathlib import Path
 
+                # strict JSON: an unavailable Spearman (nan) is null
+                spearman = result["spearman"]
+                result = {**result, "spearman": None if spearman != spearman else spearman}
                 Path(args.json).write_text(json.dumps(result, indent=1))
         elif args.command == "embed":
             from .runner import embed_run

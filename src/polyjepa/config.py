@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -58,7 +59,7 @@ class TrainConfig:
 class EvalConfig:
     """How embeddings are read and probed."""
 
-    pool: str = "mean"              # mean, mean+std, tokens
+    pool: str = "mean"              # mean, mean+std, tokens, grid:K, ... (the encoder's embed pools)
     layers: int = 1                 # average of the last k encoder layers
     probe_C: Any = "auto"           # logistic-regression C, or 'auto' (chosen on a validation split)
     knn_k: int = 20
@@ -108,7 +109,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             raise UserError(f"cannot read override {item!r}: write key=value, e.g. train.lr=0.001")
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, yaml.YAMLError) as e:  # YAMLError: a value that does not parse, e.g. "[8"
         raise UserError(f"cannot apply overrides {overrides}: {e}") from None
 
 
@@ -192,7 +193,10 @@ def dataclass_from(cfg: DictConfig, section: str, cls):
     for f in dataclasses.fields(cls):
         v = getattr(obj, f.name)
         default = f.default if f.default is not dataclasses.MISSING else None
-        if default is not None and v is not None and isinstance(default, (int, float)) and not isinstance(default, bool):
+        # a number, also where the default is None (``int | None``, ``float | None``)
+        numeric = (isinstance(default, (int, float)) and not isinstance(default, bool)) or \
+            (default is None and f.type in ("int | None", "float | None"))
+        if numeric and v is not None:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise UserError(f"config key '{section}.{f.name}' must be a number, got {v!r}")
         if isinstance(default, tuple) and isinstance(v, list):

@@ -185,7 +185,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         "samples_per_second": record["samples_per_second"], "stop_reason": record["stop_reason"],
         "world_size": record["world_size"], "final_loss": _last_metric(run_dir, "loss"),
         "embedding": {"pool": eval_cfg.pool, "layers": eval_cfg.layers, "dim": results["embedding_dim"],
-                      "encoder": cfg.method.get("embed_from", "target") if isinstance(cfg.method, DictConfig) else "target"},
+                      # the method's own setting (a method without one, e.g. VJ-VCR, has a single online encoder)
+                      "encoder": getattr(method, "embed_from", "online")},
         **{k: results[k] for k in ("rankme", "probe", "baselines")},
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))

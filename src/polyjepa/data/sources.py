@@ -18,7 +18,7 @@ class Loaded:
     """What a data loader returns, for any modality.
 
     x: (n, ...) float32 samples (images (n, C, H, W); series (n, C, L); tables (n, F); ...).
-    y: optional integer labels (n,), used only by probes.
+    y: optional labels (n,), used only by probes: int64 classes, or float64 values for a continuous target.
     x_test, y_test: an official test split, when the data set has one (else the split is drawn).
     meta: JSON-serialisable facts the model needs from the data (e.g. category counts); stored in
         the run and handed back to the loader (as ``fitted``) and to the assembler.

@@ -113,12 +113,15 @@ def vit_encoder(size: str = "tiny", *, dim: int | None = None, depth: int | None
 
 
 def vit_tiny(**overrides) -> TransformerEncoder:
+    """``vit_encoder("tiny", ...)``: ViT-Tiny (192 wide, 12 deep, 3 heads); keyword arguments override it."""
     return vit_encoder("tiny", **overrides)
 
 
 def vit_small(**overrides) -> TransformerEncoder:
+    """``vit_encoder("small", ...)``: ViT-Small (384 wide, 12 deep, 6 heads); keyword arguments override it."""
     return vit_encoder("small", **overrides)
 
 
 def vit_base(**overrides) -> TransformerEncoder:
+    """``vit_encoder("base", ...)``: ViT-Base (768 wide, 12 deep, 12 heads); keyword arguments override it."""
     return vit_encoder("base", **overrides)
