@@ -49,7 +49,10 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, tiny_overrides):
     shutil.rmtree(part / "checkpoints" / "step-0000008")
     (part / "checkpoints" / "latest.json").unlink()
     (part / "summary.json").unlink()
+    state = part / "checkpoints" / "step-0000004" / "state.json"   # pretend the killed command trained 1000 s
+    state.write_text(json.dumps({**json.loads(state.read_text()), "train_seconds": 1000.0}))
     resumed = pretrain(None, resume=str(part), **quiet)
+    assert resumed["train_seconds"] >= 1000 and resumed["seconds"] >= resumed["train_seconds"]
     a, b = losses(tmp_path / "full"), losses(part)
     assert sorted(a) == sorted(b)
     for step in a:

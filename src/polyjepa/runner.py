@@ -114,7 +114,6 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         if max_minutes is not None:
             cfg.train.max_minutes = max_minutes
         stats = run_stats(info)
-        t_start -= info.get("seconds_before_resume", 0.0)
     else:
         if recipe is None:
             raise UserError("name a recipe (see 'polyjepa recipes') or pass --resume RUN_DIR")
@@ -180,7 +179,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     summary = {
         "schema": SUMMARY_SCHEMA, "recipe": cfg.name, "data": data_cfg.source, "seed": seed,
         "n_train": len(prepared.x_train), "n_test": len(prepared.x_test),
-        "seconds": time.time() - t_start, "train_seconds": record["train_seconds"],
+        # a resumed run counts the training its killed command did before this one (restored from the checkpoint)
+        "seconds": time.time() - t_start + record["train_seconds_before"], "train_seconds": record["train_seconds"],
         "steps": record["steps"], "total_steps": record["total_steps"], "samples_seen": record["samples"],
         "samples_per_second": record["samples_per_second"], "stop_reason": record["stop_reason"],
         "world_size": record["world_size"], "final_loss": _last_metric(run_dir, "loss"),

@@ -100,7 +100,7 @@ def _worker(fabric, job: TrainJob) -> dict:
     inner = method
     method, optimizer = fabric.setup(method, optimizer)
     budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
-    start_step = state["step"]
+    start_step, seconds_before = state["step"], state["train_seconds"]
 
     def checkpoint():
         # Never store weights that a step has already broken: a finite loss can precede inf weights.
@@ -209,6 +209,6 @@ def _worker(fabric, job: TrainJob) -> dict:
     if bar:
         bar.close()
     return {"steps": state["step"], "total_steps": state["total_steps"], "samples": state["samples"],
-            "train_seconds": state["train_seconds"], "stop_reason": stop_reason,
+            "train_seconds": state["train_seconds"], "train_seconds_before": seconds_before, "stop_reason": stop_reason,
             "samples_per_second": state["samples"] / max(state["train_seconds"], 1e-9),
             "monitor": final_monitor, "world_size": fabric.world_size}
