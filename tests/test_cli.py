@@ -106,6 +106,8 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
         assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "b2"), bad], needle)
         assert not (tmp_path / "b2").exists()
     assert_clean_error(capsys, ["probe", str(tmp_path)], "not a polyjepa run directory")
+    # the output name is checked before anything is read or computed (tmp_path is no run directory)
+    assert_clean_error(capsys, ["embed", str(tmp_path), "--data", "digits", "--out", str(tmp_path / "e.txt")], ".npy")
     assert_clean_error(capsys, ["pretrain", "--resume", str(tmp_path)], "not a polyjepa run directory")
 
 

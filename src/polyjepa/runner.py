@@ -347,6 +347,9 @@ def embed_run(run_dir: str, data: str, out: str | None = None) -> np.ndarray:
     from .data.prepare import load_data, normalise
     from .eval.embed import embed_array
 
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and (out_path.suffix != ".npy" or out_path.is_dir()):
+        raise UserError(f"--out {out} must be a file path ending in .npy")
     run_dir, cfg, info = open_run(run_dir)
     method, cfg, info = load_run_method(run_dir, cfg, info)
     data_cfg = dataclass_from(cfg, "data", DataConfig)
@@ -357,10 +360,7 @@ def embed_run(run_dir: str, data: str, out: str | None = None) -> np.ndarray:
     eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
     mean, std = (info.get("mean"), info.get("std")) if data_cfg.normalize != "none" else (None, None)
     emb = embed_array(method.encoder(), normalise(x, mean, std), pool=eval_cfg.pool, layers=eval_cfg.layers)
-    if out is not None:
-        out_path = Path(out)
-        if out_path.suffix != ".npy":
-            raise UserError(f"--out {out} must end in .npy")
+    if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.stem}.tmp.npy")
         np.save(tmp, emb)
