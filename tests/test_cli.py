@@ -94,6 +94,12 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     for bad in ("train.max_steps=abc", "train.max_minutes=x", "train.threads=abc", "data.max_samples=abc"):
         assert_clean_error(capsys, ["pretrain", "ijepa-digits", bad], bad.split("=")[0], "number")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "data.size=[8"], "cannot apply overrides", "data.size")
+    # a part's or a loader's option of the wrong type is named with what it takes, before Python trips on it
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "masker.n_targets=abc"],
+                       "masker.n_targets='abc' must be a number (default 4)")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "masker.target_scale=[a,b]"],
+                       "masker.target_scale", "must be a list of numbers")
+    assert_clean_error(capsys, ["pretrain", "pointjepa", "data.points=many"], "data.points='many' must be a number")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--max-minutes", "0"], "--max-minutes")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--seed", "-1"], "--seed")
     (tmp_path / "a_file").write_text("x")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import pkgutil
+import re
 from typing import Any, Callable
 
 from omegaconf import DictConfig
@@ -140,10 +142,51 @@ def assembler(cfg: DictConfig | dict) -> Callable:
     return assemblers[name]
 
 
+def _wants(param: inspect.Parameter) -> str | None:
+    """What a builder's argument takes, as far as its default or annotation tells: 'true or false',
+    'a number', 'a list of numbers', or None (unknown: anything goes)."""
+    d = param.default
+    if isinstance(d, bool):
+        return "true or false"
+    if isinstance(d, (int, float)):
+        return "a number"
+    if isinstance(d, (tuple, list)) and d and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d):
+        return "a list of numbers"
+    words = set(re.findall(r"[A-Za-z_]+", str(param.annotation))) if d is None or d is param.empty else set()
+    if words & {"int", "float"} and not words & {"str", "Any", "tuple", "list", "Sequence", "dict", "Callable"}:
+        return "a number"
+    return None
+
+
+def _fits(value: Any, wants: str) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if wants == "true or false":
+        return isinstance(value, bool)
+    if wants == "a number":
+        return number
+    return number or (isinstance(value, (tuple, list)) and all(_fits(v, "a number") for v in value))
+
+
+def check_option_types(section: str, fn: Callable, kwargs: dict) -> None:
+    """Refuse a recipe option that cannot be what the part takes (``masker.n_targets=abc``), naming it,
+    before the part fails on it with a Python message."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and odd callables: nothing to check against
+        return
+    for key, value in kwargs.items():
+        wants = _wants(params[key]) if key in params and value is not None else None
+        if wants and not _fits(value, wants):
+            default = params[key].default
+            shown = "" if default is inspect.Parameter.empty else f" (default {default!r})"
+            raise UserError(f"{section}.{key}={value!r} must be {wants}{shown}: fix it in the recipe or the override")
+
+
 def build_part(section: str, cfg: DictConfig | dict, kwargs: dict, **injected: Any):
     builder, _ = part_builder(section, cfg)
     if builder is None:
         return None
+    check_option_types(section, builder, kwargs)
     try:
         return builder(**kwargs, **injected)
     except (TypeError, ValueError) as e:

@@ -56,10 +56,11 @@ def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None 
     ``fitted`` (the ``meta`` of a trained run) goes to loaders that accept it, so that new data
     are encoded as the training data were.
     """
-    from ..registry import part_builder
+    from ..registry import check_option_types, part_builder
 
     loader, _ = part_builder("data", {"data": {"loader": cfg.loader}})
     kwargs = dict(options or {})
+    check_option_types("data", loader, kwargs)
     if "fitted" in inspect.signature(loader).parameters:
         kwargs["fitted"] = fitted
     try:
