@@ -151,6 +151,9 @@ def test_corrupt_checkpoint_and_shape_mismatch(tmp_path, capsys, image_npz):
     assert_clean_error(capsys, ["embed", str(run), "--data", str(image_npz), "--out", str(tmp_path / "e.npy")],
                        "trained on (1, 8, 8)")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(run)], "already holds a run", "--resume")
+    # a resume runs in its own directory with its own seed: a different --out or --seed is refused, not ignored
+    assert_clean_error(capsys, ["pretrain", "--resume", str(run), "--out", str(tmp_path / "else")], "--out")
+    assert_clean_error(capsys, ["pretrain", "--resume", str(run), "--seed", "7"], "seed 0, not 7", "drop --seed")
     for ckpt in (run / "checkpoints").glob("step-*"):
         (ckpt / "model.safetensors").write_bytes(b"\x00" * 100)
     assert_clean_error(capsys, ["probe", str(run)], "corrupt")

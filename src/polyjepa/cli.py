@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
     pt.add_argument("--max-epochs", type=int)
     pt.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
-    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--seed", type=int, default=None, help="random seed of a new run (default 0)")
     pt.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     pt.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -77,7 +77,7 @@ def save_frame(frame, run_dir: Path) -> str:
 
 
 def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | None = None,
-             max_epochs: int | None = None, max_minutes: float | None = None, seed: int = 0,
+             max_epochs: int | None = None, max_minutes: float | None = None, seed: int | None = None,
              overrides: list[str] | tuple = (), resume: str | None = None, progress: bool = True,
              echo=print) -> dict:
     """Pretrain a recipe, evaluate it against baselines and write a run directory; returns summary.json's dict.
@@ -90,6 +90,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             ``probe`` and ``--resume`` read the same rows.
         out: run directory (default ``runs/<recipe>-<time>``).
         max_epochs, max_minutes: training length; with max_minutes the schedule fits the budget.
+        seed: of a new run (default 0); a resumed run keeps its own.
         overrides: ``section.key=value`` strings, e.g. ``train.lr=5e-4``.
         resume: a run directory to continue from its last checkpoint (config comes from the run).
     """
@@ -101,15 +102,17 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         raise UserError(f"--max-epochs must be at least 1, got {max_epochs}")
     if max_minutes is not None and not max_minutes > 0:
         raise UserError(f"--max-minutes must be a positive number of minutes, got {max_minutes}")
-    if not 0 <= seed < 2**32:
+    if seed is not None and not 0 <= seed < 2**32:
         raise UserError(f"--seed must be an integer in [0, 2**32), got {seed}")
     if resume:
-        if overrides or data is not None or max_epochs is not None:
-            raise UserError("--resume continues a run exactly as configured: drop --data/--max-epochs/overrides, "
-                            "or start a new run to change them")
+        if overrides or data is not None or max_epochs is not None or out is not None:
+            raise UserError("--resume continues a run exactly as configured, in its own directory: drop "
+                            "--data/--max-epochs/--out/overrides, or start a new run to change them")
         run_dir, cfg, info = open_run(resume)
         if recipe is not None and recipe != cfg.name and Path(recipe).stem != cfg.name:
             raise UserError(f"{run_dir} is a run of recipe {cfg.name!r}, not {recipe!r}: drop the recipe or fix it")
+        if seed is not None and seed != info["seed"]:
+            raise UserError(f"{run_dir} was trained with seed {info['seed']}, not {seed}: drop --seed to resume it")
         seed = info["seed"]
         if max_minutes is not None:
             cfg.train.max_minutes = max_minutes
@@ -127,7 +130,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         if max_minutes is not None:
             extra.append(f"train.max_minutes={max_minutes}")
         cfg = load_recipe(recipe, extra)
-        cfg.seed = seed
+        seed = cfg.seed = 0 if seed is None else seed
         run_dir, stats, info = None, None, {}
 
     data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
