@@ -83,7 +83,13 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     np.savez(tmp_path / "strings.npz", images=np.array([["a", "b"]] * 4), labels=np.zeros(4))
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "strings.npz")], "dtype")
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "broken.npz")], "cannot read")
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "broken.npz")],
+                       "is not a NumPy file", "numpy.savez")
+    np.savez(tmp_path / "cut.npz", images=np.zeros((4, 8, 8)))       # a real archive, truncated
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "cut.npz").read_bytes()[:200])
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "cut.npz")], "cannot read")
+    np.save(tmp_path / "obj.npy", np.array([np.zeros(3), np.zeros(4)], dtype=object), allow_pickle=True)
+    assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "obj.npy")], "does not unpickle")
     np.savez(tmp_path / "odd.npz", images=np.random.rand(40, 10, 10).astype(np.float32))
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--data", str(tmp_path / "odd.npz"),
                                 "tokenizer.patch_size=4"], "not a multiple of patch size")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, label_vector, labels_or_targets
+from ..data.sources import Loaded, label_vector, labels_or_targets, read_numpy
 from ..errors import UserError
 from .io import AUDIO_SUFFIXES, read_audio
 
@@ -67,11 +67,7 @@ def load_audio(source: str, *, label: str = "digit", sample_rate: int | None = N
 
 
 def _npz_clips(path: Path, label: str):
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; re-create it with numpy.savez") from None
-    with z:
+    with read_numpy(path) as z:
         keys = set(z.keys())
         need = {"audio", "offsets", "lengths", "sample_rate"}
         if not need <= keys:

@@ -62,7 +62,7 @@ def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loade
         loaded.x = resize_center(loaded.x, size)
         return loaded
     if path.suffix == ".npy":
-        return Loaded(resize_center(to_nchw(_np_load(path), str(path)), size), None, path.name)
+        return Loaded(resize_center(to_nchw(read_numpy(path), str(path)), size), None, path.name)
     raise UserError(f"cannot read {source!r}: use a .npz or .npy file, a folder of images, or 'digits'")
 
 
@@ -118,16 +118,27 @@ def labels_or_targets(*ys) -> list[np.ndarray]:
     return np.split(np.unique(both, return_inverse=True)[1].astype(np.int64), cuts)
 
 
-def _np_load(path: Path):
+def read_numpy(path: Path):
+    """``np.load`` without unpickling; a file that is not NumPy's, a corrupt one or one holding object
+    arrays gets one line that says which and how to re-create it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    if not (head.startswith(b"PK") or head == b"\x93NUMPY"):
+        raise UserError(f"{path} is not a NumPy file (.npy or .npz archive): write it with numpy.save / numpy.savez")
     try:
         return np.load(path, allow_pickle=False)
     except Exception as e:  # zip or header corruption, pickled object arrays
-        raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; re-create it with numpy.savez "
-                        f"(no object arrays)") from None
+        hint = " (no object arrays: polyjepa does not unpickle)" if "pickle" in str(e) else ""
+        raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; re-create it with numpy.save / "
+                        f"numpy.savez{hint}") from None
 
 
 def _load_npz(path: Path) -> Loaded:
-    z = _np_load(path)
+    z = read_numpy(path)
     with z:
         keys = list(z.keys())
         xk = next((k for k in X_KEYS if k in keys), None)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, label_vector, labels_or_targets
+from ..data.sources import Loaded, label_vector, labels_or_targets, read_numpy
 from ..errors import UserError
 
 CLOUD_KEYS = ("points", "clouds", "x", "X", "data", "inputs", "voxels")
@@ -105,10 +105,7 @@ def read_cloud_file(path: Path, points: int, rng: np.random.Generator) -> np.nda
     """One cloud from .ply / .off (surface sampled by triangle area when faces exist) or .npy (P, 3)."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            a = np.load(path, allow_pickle=False)
-        except Exception as e:
-            raise UserError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+        a = read_numpy(path)
         if a.ndim != 2 or a.shape[-1] != 3:
             raise UserError(f"{path} has shape {a.shape}: a cloud file in a folder must be (points, 3)")
         return a
@@ -181,11 +178,7 @@ def load_points(source: str, *, points: int = 1024, surface: bool = True, min_po
         return Loaded(x, None, path.name)
     if suffix not in (".npz", ".npy"):
         raise UserError(f"cannot read {source!r}: use a .npz/.npy/.ply/.off file or a folder of them")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; re-create it with numpy.savez "
-                        f"(no object arrays)") from None
+    z = read_numpy(path)
     if suffix == ".npy":
         x, _ = _to_clouds(z, str(path), points, surface, seed, min_points)
         return Loaded(x, None, path.name)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, label_vector, labels_or_targets
+from ..data.sources import Loaded, label_vector, labels_or_targets, read_numpy
 from ..errors import UserError
 from .series import check_series, pad_series
 
@@ -38,7 +38,7 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
     path, continuous = Path(source), False
     if path.exists():
         if path.suffix == ".npy":
-            x, y, x_test, y_test = _np_load(path), None, None, None
+            x, y, x_test, y_test = read_numpy(path), None, None, None
         elif path.suffix == ".npz":
             x, y = _load_npz(path)
             x_test = y_test = None
@@ -115,16 +115,8 @@ def _load_aeon(name: str):
     return x, y, x_test, y_test
 
 
-def _np_load(path: Path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; re-create it with numpy.save/savez "
-                        f"(no object arrays)") from None
-
-
 def _load_npz(path: Path):
-    with _np_load(path) as z:
+    with read_numpy(path) as z:
         keys = list(z.keys())
         xk = next((k for k in X_KEYS if k in keys), None)
         if xk is None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import X_KEYS, Y_KEYS, Loaded, _np_load, label_vector, labels_or_targets
+from ..data.sources import X_KEYS, Y_KEYS, Loaded, label_vector, labels_or_targets, read_numpy
 from ..errors import UserError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg"}
@@ -67,7 +67,7 @@ def _holds_clips(source: str) -> bool:
         return True
     if path.suffix.lower() != ".npz":
         return False
-    with _np_load(path) as z:
+    with read_numpy(path) as z:
         xk = next((k for k in X_KEYS if k in z), None)
         shape = z[xk].shape if xk is not None else ()
     return len(shape) == 5 or (len(shape) == 4 and shape[1] not in (1, 3, 4) and shape[-1] not in (1, 3, 4))
@@ -83,7 +83,7 @@ def _digit_images(source: str) -> tuple[np.ndarray, np.ndarray, str]:
     if path.suffix != ".npz" or not path.exists():
         raise UserError(f"moving digits need an existing .npz of digit images with labels (e.g. "
                         f"../shared/data/mnist_t10k.npz) or 'digits', got {source!r}")
-    with _np_load(path) as z:
+    with read_numpy(path) as z:
         xk = next((k for k in X_KEYS if k in z), None)
         yk = next((k for k in Y_KEYS if k in z), None)
         if xk is None or yk is None:
@@ -117,8 +117,8 @@ def load_clips(source: str, *, frames: int | None = None, frame_step: int = 1, s
                         f"folder of videos")
     if path.suffix in (".npz", ".npy"):
         if path.suffix == ".npy":
-            return Loaded(to_ncthw(_np_load(path), str(path)), None, path.name, meta={"layout": "CTHW"})
-        with _np_load(path) as z:
+            return Loaded(to_ncthw(read_numpy(path), str(path)), None, path.name, meta={"layout": "CTHW"})
+        with read_numpy(path) as z:
             xk = next((k for k in X_KEYS if k in z), None)
             if xk is None:
                 raise UserError(f"{path} has arrays {list(z.keys())} but no clips: store them under one of "
