@@ -77,6 +77,9 @@ def test_ucr_2018_tsv_pair_gives_the_official_split(tmp_path):
     assert d.y.tolist() == [1, 0, 1] and d.y_test.tolist() == [0, 1]  # codes shared by both parts: -1 -> 0, 1 -> 1
     alone = load_series(str(tmp_path / "Toy_TEST.tsv"))               # the test file alone: still label first
     assert alone.x.shape == (2, 1, 4) and alone.x_test is None and alone.y.tolist() == [0, 1]
+    (tmp_path / "Toy_TEST.tsv").unlink()                              # a training file without its test file
+    lone = load_series(str(tmp_path / "Toy_TRAIN.tsv"))
+    assert lone.x.shape == (3, 1, 3) and lone.x_test is None and lone.y.tolist() == [1, 0, 1]
 
 
 def test_numeric_labels_that_are_not_whole_are_regression_targets(tmp_path):

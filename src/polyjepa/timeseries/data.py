@@ -45,7 +45,7 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
         elif _ucr_pair(path):
             (x, y), (x_test, y_test) = _load_csv(path, label_first=True), _load_csv(_ucr_pair(path), label_first=True)
         elif path.suffix in (".csv", ".tsv", ".txt"):
-            x, y = _load_csv(path, label_first=path.name.upper().endswith("_TEST.TSV"))
+            x, y = _load_csv(path, label_first=path.name.upper().endswith(("_TRAIN.TSV", "_TEST.TSV")))  # UCR 2018
             x_test = y_test = None
         else:
             raise UserError(f"cannot read {source!r} as series: use .npy, .npz or .csv, or an aeon data set name")
