@@ -106,6 +106,21 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "masker.target_scale=[a,b]"],
                        "masker.target_scale", "must be a list of numbers")
     assert_clean_error(capsys, ["pretrain", "pointjepa", "data.points=many"], "data.points='many' must be a number")
+    # sizes and ranges no part used to check (they ended in IndexError, ZeroDivisionError or torch errors)
+    for bad, needle in (("encoder.depth=0", "depth must be a positive integer"),
+                        ("encoder.heads=0", "heads must be a positive integer"),
+                        ("encoder.dim=-8", "dim must be a positive integer"),
+                        ("tokenizer.patch_size=0", "patch_size must be a positive integer"),
+                        ("predictor.depth=0", "depth must be a positive integer"),
+                        ("target.momentum=[1.5,1.0]", "momentum must be (start, end) with both in [0, 1]"),
+                        ("train.weight_decay=abc", "list of 2 numbers"),
+                        ("data.max_samples=5", "cannot take data.max_samples=5"),
+                        ("data.test_size=-1", "data.test_size"), ("eval.knn_k=0", "eval.knn_k"),
+                        ("eval.pool=grid:0", "regions per side")):
+        assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--out", str(tmp_path / "b3"), bad], needle)
+        assert not (tmp_path / "b3").exists()
+    # a key of a part the recipe does not have would change nothing: refused, not silently ignored
+    assert_clean_error(capsys, ["pretrain", "vicreg-mnist", "masker.n_targets=2"], "has no masker section")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--max-minutes", "0"], "--max-minutes")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--seed", "-1"], "--seed")
     (tmp_path / "a_file").write_text("x")

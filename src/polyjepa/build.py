@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from .config import part_kwargs
 from .errors import UserError
 from .models.encoder import Backbone
-from .registry import assembler, build_part, part_builder, part_name
+from .registry import assembler, build_part, check_option_types, part_builder, part_name
 
 
 def data_facts(input_shape: tuple[int, ...], meta: dict | None = None, **more) -> dict:
@@ -49,7 +49,13 @@ def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0, m
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return assembler(cfg)(cfg, tuple(input_shape), dict(meta or {}))
+        try:
+            return assembler(cfg)(cfg, tuple(input_shape), dict(meta or {}))
+        except UserError:
+            raise
+        # a setting that no part checked itself (e.g. a width the position embedding cannot take)
+        except (TypeError, ValueError, ZeroDivisionError, IndexError, RuntimeError) as e:
+            raise UserError(f"cannot build recipe {cfg.get('name', '?')!r} from its config: {e}") from None
 
 
 def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
@@ -86,7 +92,9 @@ def jepa_parts(cfg: DictConfig, backbone, input_shape: tuple[int, ...], meta: di
 def build_objective(cfg: DictConfig, section: str, *example: torch.Tensor):
     """The recipe's objective (or regulariser) with its arguments bound, checked once on a tiny input."""
     builder, _ = part_builder(section, cfg)
-    objective = functools.partial(builder, **part_kwargs(cfg, section))
+    kwargs = part_kwargs(cfg, section)
+    check_option_types(section, builder, kwargs)
+    objective = functools.partial(builder, **kwargs)
     try:
         objective(*example)
     except (TypeError, ValueError) as e:

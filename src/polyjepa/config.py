@@ -107,6 +107,13 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise UserError(f"cannot read override {item!r}: write key=value, e.g. train.lr=0.001")
+    keys = [item.split("=", 1)[0].strip() for item in overrides]
+    for key in keys:  # a part section the recipe lacks is added by naming its part, not by one of its keys alone
+        section, _, rest = key.partition(".")
+        if rest and rest != "name" and section not in DATACLASS_SECTIONS and cfg.get(section) is None \
+                and f"{section}.name" not in keys:
+            raise UserError(f"recipe {cfg.get('name', '?')!r} has no {section} section, so {key} would change nothing: "
+                            f"add the part with {section}.name=NAME (see the README), or drop the override")
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except (OmegaConfBaseException, yaml.YAMLError) as e:  # YAMLError: a value that does not parse, e.g. "[8"
@@ -147,7 +154,9 @@ def all_sections() -> tuple[str, ...]:
 RANGES = {"train": {"batch_size": (1, True), "max_epochs": (1, True), "max_steps": (0, True), "max_minutes": (0, False),
                     "lr": (0, False), "start_lr": (0, True), "final_lr": (0, True), "grad_clip": (0, False),
                     "devices": (1, True), "num_workers": (0, True), "threads": (1, True), "log_every": (1, True),
-                    "monitor_every": (0, True), "checkpoint_every": (0, True), "keep_checkpoints": (1, True)}}
+                    "monitor_every": (0, True), "checkpoint_every": (0, True), "keep_checkpoints": (1, True)},
+          "data": {"max_samples": (1, True), "test_size": (0, False)},
+          "eval": {"knn_k": (1, True), "monitor_samples": (0, True)}}
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -199,7 +208,11 @@ def dataclass_from(cfg: DictConfig, section: str, cls):
         if numeric and v is not None:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise UserError(f"config key '{section}.{f.name}' must be a number, got {v!r}")
-        if isinstance(default, tuple) and isinstance(v, list):
+        if isinstance(default, tuple) and all(isinstance(d, (int, float)) for d in default):
+            if not (isinstance(v, (list, tuple)) and len(v) == len(default)
+                    and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)):
+                raise UserError(f"config key '{section}.{f.name}' must be a list of {len(default)} numbers, "
+                                f"e.g. {list(default)}, got {v!r}")
             setattr(obj, f.name, tuple(v))
     return obj
 

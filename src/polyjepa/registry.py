@@ -189,5 +189,6 @@ def build_part(section: str, cfg: DictConfig | dict, kwargs: dict, **injected: A
     check_option_types(section, builder, kwargs)
     try:
         return builder(**kwargs, **injected)
-    except (TypeError, ValueError) as e:
+    # a size of 0 or below that a part does not check itself fails in torch (RuntimeError) or in arithmetic
+    except (TypeError, ValueError, ZeroDivisionError, IndexError, RuntimeError) as e:
         raise UserError(f"cannot build {section} {part_name(section, cfg)!r}: {e}") from None

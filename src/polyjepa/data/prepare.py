@@ -97,8 +97,12 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
         return labels if classes and np.bincount(labels).min() >= 2 else None
 
     if cfg.max_samples is not None and cfg.max_samples < len(x):
-        keep, _ = train_test_split(np.arange(len(x)), train_size=cfg.max_samples, random_state=cfg.split_seed,
-                                   stratify=strat(y))
+        try:
+            keep, _ = train_test_split(np.arange(len(x)), train_size=cfg.max_samples, random_state=cfg.split_seed,
+                                       stratify=strat(y))
+        except ValueError as e:  # fewer samples than classes
+            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {len(x)} samples: {e}: raise "
+                            f"data.max_samples") from None
         x, y = x[np.sort(keep)], (y[np.sort(keep)] if y is not None else None)
     if data.x_test is not None:
         x_train, y_train, x_test, y_test = x, y, data.x_test, data.y_test

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transformer import Block, gather_tokens, init_weights
+from .transformer import Block, gather_tokens, init_weights, require_positive
 
 
 class TransformerEncoder(nn.Module):
@@ -18,6 +18,7 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, *, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True):
         super().__init__()
+        require_positive(dim=dim, depth=depth, heads=heads)
         self.dim, self.depth, self.heads = dim, depth, heads
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio, qkv_bias) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -33,6 +34,14 @@ class TransformerEncoder(nn.Module):
             if i >= self.depth - layers:
                 outs.append(self.norm(x))
         return outs[0] if layers == 1 else torch.stack(outs).mean(0)
+
+
+def grid_regions(pool: str) -> int:
+    """K of a ``grid:K`` read-out (regions per side), checked to be a positive integer."""
+    k = pool.split(":", 1)[1]
+    if not k.isdigit() or int(k) < 1:
+        raise ValueError(f"pool {pool!r}: K in grid:K is the number of regions per side, a positive integer")
+    return int(k)
 
 
 TOKEN_POOLS = ("mean", "max", "mean+max", "mean+std", "tokens")
@@ -85,7 +94,7 @@ class Backbone(nn.Module):
         if pool in ("mean", "mean+std", "tokens"):
             return pool_tokens(h, pool)
         if pool.startswith("grid:") and hasattr(self.tokenizer, "grid"):
-            k = int(pool.split(":", 1)[1])
+            k = grid_regions(pool)
             B, N, D = h.shape
             g = h.transpose(1, 2).reshape(B, D, *self.tokenizer.grid)
             regions = torch.nn.functional.adaptive_avg_pool2d(g, k).flatten(2).transpose(1, 2)  # (B, k*k, D)

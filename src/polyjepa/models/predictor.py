@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transformer import Block, init_weights
+from .transformer import Block, init_weights, require_positive
 
 
 def block_attention_mask(n_context: int, n_blocks: int, block_len: int, device=None) -> torch.Tensor:
@@ -34,6 +34,7 @@ class MaskTokenPredictor(nn.Module):
     def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, pos_embed: torch.Tensor,
                  mlp_ratio: float = 4.0, isolate_targets: bool = True):
         super().__init__()
+        require_positive(dim=dim, depth=depth, heads=heads)   # depth 0 could not read the context at all
         self.embed = nn.Linear(in_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])

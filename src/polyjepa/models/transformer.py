@@ -8,11 +8,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def require_positive(**sizes) -> None:
+    """ValueError naming the first size that is not a positive integer (widths, depths, heads, patches)."""
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
 class Attention(nn.Module):
     """Multi-head self-attention. (B, L, D) -> (B, L, D); ``attn_mask`` (L, L) bool, True = may attend."""
 
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True):
         super().__init__()
+        require_positive(dim=dim, heads=heads)
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.heads = heads

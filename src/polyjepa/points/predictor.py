@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.predictor import block_attention_mask
-from ..models.transformer import Block, init_weights
+from ..models.transformer import Block, init_weights, require_positive
 from .tokenizer import centre_mlp
 
 
@@ -16,6 +16,7 @@ class _CentreQueries(nn.Module):
 
     def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, pos_hidden: int, block):
         super().__init__()
+        require_positive(dim=dim, depth=depth, heads=heads, pos_hidden=pos_hidden)
         self.embed = nn.Linear(in_dim, dim)
         self.pos_embed = centre_mlp(dim, pos_hidden)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))

@@ -61,6 +61,8 @@ class EMATarget(nn.Module):
         super().__init__()
         if normalize not in ("layer_norm", "none"):
             raise ValueError(f"unknown target normalisation {normalize!r}: use 'layer_norm' or 'none'")
+        if len(momentum) != 2 or not all(0.0 <= float(m) <= 1.0 for m in momentum):
+            raise ValueError(f"momentum must be (start, end) with both in [0, 1], got {tuple(momentum)}")
         self.model = copy.deepcopy(online).requires_grad_(False)
         self.momentum = (float(momentum[0]), float(momentum[1]))
         self.schedule = schedule

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.encoder import Backbone, TransformerEncoder
+from ..models.encoder import Backbone, TransformerEncoder, grid_regions
 from ..models.transformer import gather_tokens
 
 
@@ -80,7 +80,7 @@ class SeriesBackbone(Backbone):
         if pool == "tokens":
             return (h * valid[..., None].to(h.dtype)).flatten(1)
         if pool.startswith("grid:"):
-            k = int(pool.split(":", 1)[1])
+            k = grid_regions(pool)
             seg = segment_means(h, valid, self.tokenizer.grid[-1], k)
             return torch.cat([mean, seg.flatten(1)], dim=1)
         raise ValueError(f"unknown pool {pool!r}: use 'mean', 'max', 'mean+std', 'mean+max', 'tokens' or 'grid:K'")

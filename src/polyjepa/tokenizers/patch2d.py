@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from ..models.transformer import require_positive
 from .posembed import sincos_2d
 
 
@@ -24,6 +25,7 @@ class PatchEmbed2D(nn.Module):
     def __init__(self, *, image_size: tuple[int, int], patch_size: int, in_channels: int, dim: int):
         super().__init__()
         h, w = int(image_size[0]), int(image_size[1])
+        require_positive(patch_size=patch_size, dim=dim)
         if h % patch_size or w % patch_size:
             raise ValueError(f"image size {h}x{w} is not a multiple of patch size {patch_size}: set data.size to a "
                              f"multiple of {patch_size} or tokenizer.patch_size to a divisor of both")

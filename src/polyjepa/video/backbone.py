@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models.encoder import Backbone
+from ..models.encoder import Backbone, grid_regions
 
 
 class VideoBackbone(Backbone):
@@ -43,7 +43,7 @@ class VideoBackbone(Backbone):
             if name == "time":
                 parts.append(g.mean((3, 4)).transpose(1, 2).flatten(1))                 # (B, T*D)
             else:
-                k = int(name[5:])
+                k = grid_regions(name)
                 regions = F.adaptive_avg_pool2d(g.mean(2), k)                           # (B, D, k, k)
                 parts.append(regions.flatten(2).transpose(1, 2).flatten(1))            # (B, k*k*D)
         return torch.cat(parts, dim=1)
