@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..models.encoder import Backbone
-from ..models.transformer import Block, init_weights
+from ..models.transformer import Block, init_weights, require_positive
 from ..methods.jepa import JEPA
 from ..targets.ema import EMATarget
 
@@ -29,8 +29,7 @@ class ConditionedPredictor(nn.Module):
     def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, pos_embed: torch.Tensor,
                  n_conditions: int = 2, mlp_ratio: float = 4.0):
         super().__init__()
-        if n_conditions < 1:
-            raise ValueError(f"n_conditions must be >= 1, got {n_conditions}")
+        require_positive(dim=dim, depth=depth, heads=heads, n_conditions=n_conditions)
         self.n_conditions = n_conditions
         self.embed = nn.Linear(in_dim, dim)
         self.condition = nn.Embedding(n_conditions, dim)
