@@ -121,6 +121,7 @@ def test_bad_inputs(tmp_path, capsys, image_npz):
         assert not (tmp_path / "b3").exists()
     # a key of a part the recipe does not have would change nothing: refused, not silently ignored
     assert_clean_error(capsys, ["pretrain", "vicreg-mnist", "masker.n_targets=2"], "has no masker section")
+    assert_clean_error(capsys, ["pretrain", "vicreg-mnist", "trian.lr=1"], "unknown config section 'trian'")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--max-minutes", "0"], "--max-minutes")
     assert_clean_error(capsys, ["pretrain", "ijepa-digits", "--seed", "-1"], "--seed")
     (tmp_path / "a_file").write_text("x")

@@ -111,7 +111,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     for key in keys:  # a part section the recipe lacks is added by naming its part, not by one of its keys alone
         section, _, rest = key.partition(".")
         if rest and rest != "name" and section not in DATACLASS_SECTIONS and cfg.get(section) is None \
-                and f"{section}.name" not in keys:
+                and f"{section}.name" not in keys and section in all_sections():  # (unknown ones: validate)
             raise UserError(f"recipe {cfg.get('name', '?')!r} has no {section} section, so {key} would change nothing: "
                             f"add the part with {section}.name=NAME (see the README), or drop the override")
     try:
