@@ -91,6 +91,9 @@ def test_numeric_labels_that_are_not_whole_are_regression_targets(tmp_path):
     assert load_series(str(tmp_path / "w.npz")).y.tolist() == [2, 0, 2, 1]
     (tmp_path / "r.csv").write_text("a,b,target\n1,2,0.5\n3,4,1.5\n5,6,7\n")
     assert load_series(str(tmp_path / "r.csv")).y.tolist() == [0.5, 1.5, 7.0]
+    np.savez(tmp_path / "n.npz", x=x, y=np.array([0.5, np.nan, 1.0, 2.0]))
+    with pytest.raises(UserError, match="1 of 4 labels are NaN"):
+        load_series(str(tmp_path / "n.npz"))
 
 
 @pytest.mark.parametrize("bad, needle", [

@@ -103,12 +103,15 @@ def labels_or_targets(*ys) -> list[np.ndarray]:
     A target is continuous when every value is a number (numeric arrays, or strings that parse as
     numbers, as CSV cells do) and at least one is not a whole number: probes then report R^2 and RMSE.
     Integer labels are kept as they are; anything else (whole-number floats such as UCR's 1.0/2.0,
-    names) becomes class codes.
+    names) becomes class codes. NaN or inf labels are an error.
     """
     ys = [np.asarray(y) for y in ys]
     both, cuts = np.concatenate(ys), np.cumsum([len(y) for y in ys])[:-1]
     if both.dtype.kind in "iu":
         return [y.astype(np.int64) for y in ys]
+    if both.dtype.kind == "f" and not np.isfinite(both).all():
+        raise UserError(f"{int((~np.isfinite(both)).sum())} of {len(both)} labels are NaN or inf: drop those "
+                        f"samples or give them a label")
     try:
         values = both.astype(np.float64) if both.dtype.kind in "fiubUS" else None
     except ValueError:  # names
