@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from .config import part_kwargs
 from .errors import UserError
 from .models.encoder import Backbone
-from .registry import assembler, build_part, check_option_types, part_builder, part_name
+from .registry import BUILD_ERRORS, assembler, build_part, check_option_types, part_builder, part_name
 
 
 def data_facts(input_shape: tuple[int, ...], meta: dict | None = None, **more) -> dict:
@@ -53,8 +53,7 @@ def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0, m
             return assembler(cfg)(cfg, tuple(input_shape), dict(meta or {}))
         except UserError:
             raise
-        # a setting that no part checked itself (e.g. a width the position embedding cannot take)
-        except (TypeError, ValueError, ZeroDivisionError, IndexError, RuntimeError) as e:
+        except BUILD_ERRORS as e:  # a setting no part checked (e.g. a width the position embedding cannot take)
             raise UserError(f"cannot build recipe {cfg.get('name', '?')!r} from its config: {e}") from None
 
 

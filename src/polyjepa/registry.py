@@ -182,6 +182,11 @@ def check_option_types(section: str, fn: Callable, kwargs: dict) -> None:
             raise UserError(f"{section}.{key}={value!r} must be {wants}{shown}: fix it in the recipe or the override")
 
 
+# What building a part from a bad setting raises where the part does not check it itself: a size of 0 or
+# below fails in torch (RuntimeError) or in arithmetic.
+BUILD_ERRORS = (TypeError, ValueError, ZeroDivisionError, IndexError, RuntimeError)
+
+
 def build_part(section: str, cfg: DictConfig | dict, kwargs: dict, **injected: Any):
     builder, _ = part_builder(section, cfg)
     if builder is None:
@@ -189,6 +194,5 @@ def build_part(section: str, cfg: DictConfig | dict, kwargs: dict, **injected: A
     check_option_types(section, builder, kwargs)
     try:
         return builder(**kwargs, **injected)
-    # a size of 0 or below that a part does not check itself fails in torch (RuntimeError) or in arithmetic
-    except (TypeError, ValueError, ZeroDivisionError, IndexError, RuntimeError) as e:
+    except BUILD_ERRORS as e:
         raise UserError(f"cannot build {section} {part_name(section, cfg)!r}: {e}") from None

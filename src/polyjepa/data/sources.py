@@ -113,12 +113,21 @@ def labels_or_targets(*ys) -> list[np.ndarray]:
         raise UserError(f"{int((~np.isfinite(both)).sum())} of {len(both)} labels are NaN or inf: drop those "
                         f"samples or give them a label")
     try:
-        values = both.astype(np.float64) if both.dtype.kind in "fiubUS" else None
+        values = both.astype(np.float64) if both.dtype.kind in "fbUS" else None
     except ValueError:  # names
         values = None
     if values is not None and np.isfinite(values).all() and (values != np.round(values)).any():
         return np.split(values, cuts)
     return np.split(np.unique(both, return_inverse=True)[1].astype(np.int64), cuts)
+
+
+def sample_labels(y, n: int, what: str, noun: str) -> np.ndarray:
+    """One label per sample (``label_vector`` of ``y``, checked against ``n`` samples), as ``labels_or_targets``
+    gives them: class codes or a continuous target."""
+    y = label_vector(y)
+    if y.shape != (n,):
+        raise UserError(f"{what}: labels have shape {y.shape} but there are {n} {noun}s: store one label per {noun}")
+    return labels_or_targets(y)[0]
 
 
 def read_numpy(path: Path):
@@ -150,12 +159,7 @@ def _load_npz(path: Path) -> Loaded:
         yk = next((k for k in Y_KEYS if k in keys), None)
         x = to_nchw(z[xk], f"{path}[{xk}]")
         y = z[yk] if yk else None
-    if y is not None:
-        y = label_vector(y)
-        if y.shape != (len(x),):
-            raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} images: store one label per image")
-        y = labels_or_targets(y)[0]
-    return Loaded(x, y, path.name)
+    return Loaded(x, None if y is None else sample_labels(y, len(x), str(path), "image"), path.name)
 
 
 def _load_folder(path: Path, size: tuple[int, int] | None = None) -> Loaded:

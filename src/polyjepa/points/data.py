@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, label_vector, labels_or_targets, read_numpy
+from ..data.sources import Loaded, read_numpy, sample_labels
 from ..errors import UserError
 
 CLOUD_KEYS = ("points", "clouds", "x", "X", "data", "inputs", "voxels")
@@ -94,13 +94,6 @@ def _to_clouds(a: np.ndarray, what: str, points: int, surface: bool, seed: int, 
     return normalize_clouds(a), np.arange(len(a))
 
 
-def _labels(y, n: int, what: str) -> np.ndarray:
-    y = label_vector(y)
-    if y.shape != (n,):
-        raise UserError(f"{what}: labels have shape {y.shape} but there are {n} clouds: store one label per cloud")
-    return labels_or_targets(y)[0]
-
-
 def read_cloud_file(path: Path, points: int, rng: np.random.Generator) -> np.ndarray:
     """One cloud from .ply / .off (surface sampled by triangle area when faces exist) or .npy (P, 3)."""
     suffix = path.suffix.lower()
@@ -187,8 +180,8 @@ def load_points(source: str, *, points: int = 1024, surface: bool = True, min_po
         if {"X_train", "X_test"} <= set(keys):
             x, kept = _to_clouds(z["X_train"], f"{path}[X_train]", points, surface, seed, min_points)
             xt, kept_t = _to_clouds(z["X_test"], f"{path}[X_test]", points, surface, seed + 1, min_points)
-            y = _labels(z["y_train"], len(z["X_train"]), str(path))[kept] if "y_train" in keys else None
-            yt = _labels(z["y_test"], len(z["X_test"]), str(path))[kept_t] if "y_test" in keys else None
+            y = sample_labels(z["y_train"], len(z["X_train"]), str(path), "cloud")[kept] if "y_train" in keys else None
+            yt = sample_labels(z["y_test"], len(z["X_test"]), str(path), "cloud")[kept_t] if "y_test" in keys else None
             meta = {"dropped_empty": {"train": int(len(z["X_train"]) - len(kept)),
                                       "test": int(len(z["X_test"]) - len(kept_t))}}
             return Loaded(x, y, path.name, x_test=xt, y_test=yt, meta=meta)
@@ -199,5 +192,5 @@ def load_points(source: str, *, points: int = 1024, surface: bool = True, min_po
         raw = z[xk]
         x, kept = _to_clouds(raw, f"{path}[{xk}]", points, surface, seed, min_points)
         yk = next((k for k in LABEL_KEYS if k in keys), None)
-        y = _labels(z[yk], len(raw), str(path))[kept] if yk else None
+        y = sample_labels(z[yk], len(raw), str(path), "cloud")[kept] if yk else None
     return Loaded(x, y, path.name, meta={"dropped_empty": int(len(raw) - len(kept))})

@@ -42,8 +42,8 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
         elif path.suffix == ".npz":
             x, y = _load_npz(path)
             x_test = y_test = None
-        elif _ucr_pair(path):
-            (x, y), (x_test, y_test) = _load_csv(path, label_first=True), _load_csv(_ucr_pair(path), label_first=True)
+        elif (test_file := _ucr_pair(path)) is not None:
+            (x, y), (x_test, y_test) = _load_csv(path, label_first=True), _load_csv(test_file, label_first=True)
         elif path.suffix in (".csv", ".tsv", ".txt"):
             x, y = _load_csv(path, label_first=path.name.upper().endswith(("_TRAIN.TSV", "_TEST.TSV")))  # UCR 2018
             x_test = y_test = None
@@ -56,7 +56,7 @@ def load_series(source: str, *, length: int | None = None, fitted: dict | None =
             raise UserError(f"{source!r} is neither a file nor a bundled data set: pass a .npy/.npz/.csv path or {hint}")
         x, y, x_test, y_test = _load_aeon(source)
         continuous = y.dtype.kind == "f"                  # an aeon regression set: float targets, even whole ones
-    if x_test is not None and isinstance(x, list):  # unequal lengths: pad both parts to the longest
+    if x_test is not None and (isinstance(x, list) or isinstance(x_test, list)):  # unequal lengths: pad both parts
         longest = max(s.shape[-1] for s in list(x) + list(x_test))
         x, x_test = pad_series(list(x), longest), pad_series(list(x_test), longest)
     x = _as_series(x, str(source), length)
@@ -109,9 +109,6 @@ def _load_aeon(name: str):
     x_test, y_test = load(name, split="test")
     if regression:  # float targets even where every value is whole
         y, y_test = np.asarray(y, np.float64), np.asarray(y_test, np.float64)
-    if isinstance(x, list) or isinstance(x_test, list):  # unequal lengths: pad both to the longest
-        longest = max(s.shape[-1] for s in list(x) + list(x_test))
-        x, x_test = pad_series(list(x), longest), pad_series(list(x_test), longest)
     return x, y, x_test, y_test
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import X_KEYS, Y_KEYS, Loaded, label_vector, labels_or_targets, read_numpy
+from ..data.sources import X_KEYS, Y_KEYS, Loaded, label_vector, read_numpy, sample_labels
 from ..errors import UserError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg"}
@@ -124,11 +124,8 @@ def load_clips(source: str, *, frames: int | None = None, frame_step: int = 1, s
                 raise UserError(f"{path} has arrays {list(z.keys())} but no clips: store them under one of "
                                 f"{', '.join(X_KEYS)}")
             yk = next((k for k in Y_KEYS if k in z), None)
-            x, y = to_ncthw(z[xk], f"{path}[{xk}]"), (label_vector(z[yk]) if yk else None)
-        if y is not None:
-            if y.shape != (len(x),):
-                raise UserError(f"{path}: labels have shape {y.shape} but there are {len(x)} clips: one label per clip")
-            y = labels_or_targets(y)[0]
+            x, y = to_ncthw(z[xk], f"{path}[{xk}]"), (z[yk] if yk else None)
+        y = None if y is None else sample_labels(y, len(x), str(path), "clip")
         return Loaded(x, y, path.name, meta={"layout": "CTHW"})
     if frames is None:
         raise UserError("reading videos needs a clip length: set data.frames (e.g. data.frames=16)")
