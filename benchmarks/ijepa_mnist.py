@@ -1,8 +1,9 @@
 """I-JEPA on MNIST within a CPU time budget: probe the pretrained encoder against a random init and raw pixels.
 
-    python benchmarks/ijepa_mnist.py [DATA.npz] [--minutes 15] [--out DIR] [--seed 0] [key=value ...]
+    python benchmarks/ijepa_mnist.py [DATA.npz] [--recipe ijepa-mnist] [--minutes 15] [--out DIR] [--seed 0] [key=value ...]
 
-Pretrains the bundled ``ijepa-mnist`` recipe (its defaults, plus any ``section.key=value`` overrides)
+Pretrains the bundled ``ijepa-mnist`` recipe, or ``--recipe cjepa-mnist`` (I-JEPA plus a two-view
+invariance term), with its defaults plus any ``section.key=value`` overrides,
 on the MNIST file (default ../shared/data/mnist_t10k.npz: 10k 28x28 test images, stratified
 8,000 / 2,000 split) within a training budget of ``--minutes`` (the recipe's 8 epochs normally end
 first: longer training lowered probe accuracy), then prints a markdown table: linear- and
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=15.0, help="training time budget in minutes, a cap on the recipe's epochs (default 15)")
     ap.add_argument("--out", default=None, help="run directory (default: a new temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipe", default="ijepa-mnist", help="ijepa-mnist (default) or cjepa-mnist, or a recipe path")
     ap.add_argument("--supervised", action="store_true",
                     help="also train the same encoder from its random init with labels (linear head on mean-pooled "
                          "tokens, cross-entropy) for --minutes: what the architecture reaches with labels in the budget")
@@ -42,18 +44,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from polyjepa.runner import pretrain
 
-    out = args.out or tempfile.mkdtemp(prefix="ijepa-mnist-")
-    s = pretrain("ijepa-mnist", data=args.data, out=out, max_minutes=args.minutes, seed=args.seed,
+    out = args.out or tempfile.mkdtemp(prefix=f"{Path(args.recipe).stem}-")
+    s = pretrain(args.recipe, data=args.data, out=out, max_minutes=args.minutes, seed=args.seed,
                  overrides=args.overrides, progress=False, echo=lambda *a, **k: None)
 
     b = s["baselines"]
-    rows = [("I-JEPA encoder", s["probe"], s["rankme"]),
+    rows = [(f"{s['recipe']} encoder", s["probe"], s["rankme"]),
             ("random-init encoder", b["random_init"], b["random_init"].get("rankme")),
             ("raw pixels", b["raw"], b["raw"].get("rankme"))]
     if args.supervised:
         rows.append((f"supervised, same encoder, {args.minutes:g} min", supervised_row(out, s, args.minutes), None))
     emb = s["embedding"]
-    print(f"\nI-JEPA MNIST benchmark: {s['n_train']} train / {s['n_test']} test, readout {emb['encoder']} encoder, "
+    print(f"\n{s['recipe']} MNIST benchmark: {s['n_train']} train / {s['n_test']} test, readout {emb['encoder']} encoder, "
           f"pool={emb['pool']}, layers={emb['layers']} (dim {emb['dim']}); seed {s['seed']}; run in {out}\n")
     print("| representation | linear | kNN | RankMe |")
     print("|---|---:|---:|---:|")

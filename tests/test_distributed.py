@@ -13,11 +13,13 @@ OVERRIDES = ["encoder.size=micro", "encoder.depth=2", "predictor.dim=32", "predi
 
 
 def make_batch():
-    # The regulariser and batch-standardised targets use statistics of the whole (global) batch.
-    cfg = load_recipe("ijepa-digits", OVERRIDES + ["regularizer.name=vcr", "target.batch_standardize=true"])
+    # The regulariser, batch-standardised targets and the invariance term (VICReg, projector BatchNorm)
+    # use statistics of the whole (global) batch.
+    cfg = load_recipe("ijepa-digits", OVERRIDES + ["regularizer.name=vcr", "target.batch_standardize=true",
+                                                   "invariance.name=vicreg", "invariance.hidden=64"])
     method = build_method(cfg, (1, 8, 8), seed=0)
     x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    return cfg, MaskedBatches(x, batch_size=16, masker=method.masker)[0]
+    return cfg, MaskedBatches(x, batch_size=16, make_batch=method.make_batch)[0]
 
 
 def _worker(rank, world, store, path):
@@ -52,9 +54,14 @@ def test_ddp_loss_and_gradient_equal_single_process(tmp_path):
     loss = method(batch)["loss"]
     loss.backward()
     assert torch.allclose(ddp["loss"], loss.detach(), rtol=1e-5, atol=1e-7)
+    # Tolerance relative to the largest gradient, as in the multi-view test: the projector's BatchNorm
+    # cancels a shift of its input exactly, so gradients such as the final LayerNorm's bias are sums that
+    # cancel to ~0, and summation order alone leaves ~3e-5 in them (of a largest gradient of ~1.4).
+    scale = max(float(p.grad.abs().max()) for p in method.parameters() if p.requires_grad)
     for name, p in method.named_parameters():
         if p.requires_grad:
-            assert torch.allclose(ddp["grads"][name], p.grad, rtol=1e-4, atol=1e-7), name
+            err = float((ddp["grads"][name] - p.grad).abs().max())
+            assert err <= 1e-4 * scale, (name, err, scale)
 
 
 def test_fabric_ddp_two_processes_train(tmp_path, tiny_overrides):

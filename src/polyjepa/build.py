@@ -50,11 +50,16 @@ def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0, m
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            return assembler(cfg)(cfg, tuple(input_shape), dict(meta or {}))
+            method = assembler(cfg)(cfg, tuple(input_shape), dict(meta or {}))
         except UserError:
             raise
         except BUILD_ERRORS as e:  # a setting no part checked (e.g. a width the position embedding cannot take)
             raise UserError(f"cannot build recipe {cfg.get('name', '?')!r} from its config: {e}") from None
+    if cfg.get("invariance") is not None and getattr(method, "invariance", None) is None:
+        raise UserError(f"recipe {cfg.get('name', '?')!r} (method {part_name('method', cfg)!r}) has no use for an "
+                        f"invariance section: it works with methods jepa and ajepa on images and spectrograms; "
+                        f"drop the section")
+    return method
 
 
 def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
@@ -63,8 +68,10 @@ def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
     The tokenizer must expose ``grid`` (for the masker) and ``position_embedding(dim)`` (for the predictor).
     """
     backbone = build_backbone(cfg, input_shape, meta)
-    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone,
-                      **jepa_parts(cfg, backbone, input_shape, meta))
+    parts = jepa_parts(cfg, backbone, input_shape, meta)
+    if cfg.get("invariance") is not None:  # optional two-view VICReg term (image-shaped inputs)
+        parts["invariance"] = build_part("invariance", cfg, part_kwargs(cfg, "invariance"), in_dim=backbone.dim)
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
 
 
 def jepa_parts(cfg: DictConfig, backbone, input_shape: tuple[int, ...], meta: dict | None,

@@ -27,7 +27,7 @@ from .errors import UserError
 
 DEFAULTS = {"method": "jepa", "tokenizer": "patch2d", "encoder": "vit", "predictor": "mask_token",
             "masker": "multiblock", "target": "ema", "objective": "latent_regression", "regularizer": "vcr",
-            "augment": "random_resized_crop", "data": "images"}
+            "invariance": "vicreg", "augment": "random_resized_crop", "data": "images"}
 
 _USER: dict[str, dict[str, tuple[Callable, set[str]]]] = {}
 _USER_ASSEMBLERS: dict[str, Callable] = {}
@@ -48,9 +48,10 @@ def register(family: str, name: str, builder: Callable, injected: set[str] | tup
 
 
 def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
-    from .data.augment import RandomResizedCrop
+    from .data.augment import RandomAffine, RandomResizedCrop
     from .data.sources import load_images
     from .masks.multiblock import MultiBlockMasker
+    from .methods.invariance import Invariance
     from .methods.jepa import JEPA
     from .models.encoder import vit_encoder
     from .models.predictor import MaskTokenPredictor
@@ -60,7 +61,8 @@ def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
     from .tokenizers.patch2d import PatchEmbed2D
 
     return {
-        "method": {"jepa": (JEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer"})},
+        "method": {"jepa": (JEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer",
+                                    "invariance"})},
         "tokenizer": {"patch2d": (PatchEmbed2D, {"image_size", "in_channels", "dim"})},
         "encoder": {"vit": (vit_encoder, set())},
         "predictor": {"mask_token": (MaskTokenPredictor, {"in_dim", "pos_embed"})},
@@ -68,7 +70,8 @@ def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
         "target": {"ema": (EMATarget, {"online"})},
         "objective": {"latent_regression": (latent_regression, {"pred", "target"})},
         "regularizer": {"vcr": (vcr_loss, {"z"})},
-        "augment": {"random_resized_crop": (RandomResizedCrop, set())},
+        "augment": {"random_resized_crop": (RandomResizedCrop, set()), "random_affine": (RandomAffine, set())},
+        "invariance": {"vicreg": (Invariance, {"in_dim"})},
         "data": {"images": (load_images, {"source"})},
     }
 

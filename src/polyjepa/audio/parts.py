@@ -16,7 +16,8 @@ PARTS = {
     "augment": {"time_shift": (TimeShift, set())},
     "predictor": {"conditioned": (ConditionedPredictor, {"in_dim", "pos_embed"})},
     "mixer": {"two_clip": (TwoClipMixer, {"mean", "std"})},
-    "method": {"ajepa": (AJEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer"}),
+    "method": {"ajepa": (AJEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer",
+                                      "invariance"}),
                "conditioned_jepa": (ConditionedJEPA, {"backbone", "predictor", "target", "make_batch", "objective",
                                                       "regularizer"})},
 }

@@ -42,3 +42,34 @@ class RandomResizedCrop:
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
         grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class RandomAffine:
+    """Rotate, scale and shift each image by its own random amount (bilinear, edges extended).
+
+    Args:
+        rotate: largest rotation in degrees (drawn uniformly in [-rotate, rotate]).
+        scale: largest relative zoom (the image is magnified by a factor in [1 - scale, 1 + scale]).
+        translate: largest shift along each axis, as a fraction of the image's half-side
+            (0.25 on a 28-pixel image: up to 3.5 pixels).
+    Shapes:
+        __call__(x (B, C, H, W), generator) -> (B, C, H, W); all ranges 0 give ``x`` back unchanged.
+    """
+
+    def __init__(self, *, rotate: float = 15.0, scale: float = 0.15, translate: float = 0.2):
+        if rotate < 0 or not 0 <= scale < 1 or translate < 0:
+            raise ValueError(f"affine ranges must satisfy rotate >= 0, 0 <= scale < 1, translate >= 0; got "
+                             f"rotate={rotate}, scale={scale}, translate={translate}")
+        self.rotate, self.scale, self.translate = float(rotate), float(scale), float(translate)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        B = x.shape[0]
+        u = torch.rand(B, 4, generator=generator) * 2 - 1
+        angle = u[:, 0] * math.radians(self.rotate)
+        zoom = 1 + u[:, 1] * self.scale
+        # theta maps output coordinates to input coordinates: the inverse rotation, divided by the zoom.
+        cos, sin = angle.cos() / zoom, angle.sin() / zoom
+        theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * self.translate], 1),
+                             torch.stack([sin, cos, u[:, 3] * self.translate], 1)], 1)
+        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

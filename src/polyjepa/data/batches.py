@@ -76,10 +76,16 @@ class MaskedBatches(Dataset):
         progress = min(step / self.total_steps, 1.0) if self.total_steps else 0.0
         if self.make_batch is not None:
             return self.make_batch(x, g, progress)
-        kwargs = {}
-        if getattr(self.masker, "uses_progress", False):
-            kwargs["progress"] = progress
-        if getattr(self.masker, "uses_input", False):
-            kwargs["x"] = x
-        context_idx, target_idx = self.masker(len(idx), g, **kwargs)
+        context_idx, target_idx = draw_masks(self.masker, x, g, progress)
         return {"x": x, "context_idx": context_idx, "target_idx": target_idx}
+
+
+def draw_masks(masker, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0):
+    """``masker``'s (context_idx, target_idx) for the batch ``x``, passing ``progress`` and ``x`` to the
+    maskers that declare ``uses_progress`` / ``uses_input``."""
+    kwargs = {}
+    if getattr(masker, "uses_progress", False):
+        kwargs["progress"] = progress
+    if getattr(masker, "uses_input", False):
+        kwargs["x"] = x
+    return masker(len(x), generator, **kwargs)

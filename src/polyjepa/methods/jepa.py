@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..data.batches import draw_masks
 from ..models.encoder import Backbone
 from ..models.transformer import gather_tokens
 from ..objectives.distributed import gather_batch
@@ -40,12 +41,15 @@ class JEPA(nn.Module):
         embed_from: 'target' (the EMA encoder, as I-JEPA evaluates) or 'online'.
         reg_on: what the regulariser sees: 'pooled' (each sample's mean context token, n = B) or
             'tokens' (every context token is a sample, n = B * Nc).
-    A batch is a dict: x (B, ...) raw input, context_idx (B, Nc), target_idx (B, M, Nt).
+        invariance: optional :class:`~polyjepa.methods.invariance.Invariance`: its second view of each
+            image is drawn in the data loader (batch key ``x2``), encoded whole, and its mean token is
+            pulled towards the mean context token by a VICReg term added to the loss.
+    A batch is a dict: x (B, ...) raw input, context_idx (B, Nc), target_idx (B, M, Nt) (+ x2 (B, ...)).
     """
 
     def __init__(self, *, backbone: Backbone, predictor: nn.Module, masker, target: EMATarget,
                  objective: Callable[..., dict] = latent_regression, regularizer: Callable[..., dict] | None = None,
-                 embed_from: str = "target", reg_on: str = "pooled"):
+                 embed_from: str = "target", reg_on: str = "pooled", invariance: nn.Module | None = None):
         super().__init__()
         if embed_from not in ("target", "online"):
             raise ValueError(f"embed_from must be 'target' or 'online', got {embed_from!r}")
@@ -57,6 +61,9 @@ class JEPA(nn.Module):
         self.target = target
         self.masker = masker
         self.objective, self.regularizer, self.embed_from = objective, regularizer, embed_from
+        self.invariance = invariance
+        if invariance is not None:  # the data loader then calls make_batch (masks + second view) instead of the masker
+            self.make_batch = self._batch_with_view
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.loss(batch)
@@ -66,7 +73,16 @@ class JEPA(nn.Module):
         h = gather_tokens(self.target(x), target_idx)            # (B, M, Nt, D), no gradient
         z = self.backbone(x, keep_idx=context_idx)                # (B, Nc, D): context tokens only
         p = self.predictor(z, context_idx, target_idx)            # (B, M, Nt, D)
-        return self.add_regularizer(self.objective(p, h), z)
+        out = self.add_regularizer(self.objective(p, h), z)
+        if self.invariance is not None:
+            inv = self.invariance(z.mean(1), self.backbone(batch["x2"]).mean(1))
+            out = {**out, "loss": out["loss"] + inv["loss"], **{f"inv_{k}": v for k, v in inv.items()}}
+        return out
+
+    def _batch_with_view(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
+        """``make_batch`` of a JEPA with an invariance term: the masked batch plus its second view ``x2``."""
+        context_idx, target_idx = draw_masks(self.masker, x, generator, progress)
+        return {"x": x, "x2": self.invariance.view(x, generator), "context_idx": context_idx, "target_idx": target_idx}
 
     def add_regularizer(self, out: dict[str, torch.Tensor], z: torch.Tensor) -> dict[str, torch.Tensor]:
         """``out`` plus the regulariser on the context embedding ``z`` (B, N, D) (see ``reg_on``), if there is one."""
@@ -76,7 +92,7 @@ class JEPA(nn.Module):
         return {**out, "loss": out["loss"] + reg["loss"], **{f"reg_{k}": v for k, v in reg.items()}}
 
     def trainable_modules(self) -> list[nn.Module]:
-        return [self.backbone, self.predictor]
+        return [self.backbone, self.predictor] + ([self.invariance] if self.invariance is not None else [])
 
     @torch.no_grad()
     def update_target(self, step: int, total_steps: int) -> float:
