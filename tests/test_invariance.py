@@ -69,7 +69,9 @@ def test_invariance_term_equals_an_independent_vicreg_of_the_two_views():
     batches = MaskedBatches(torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)), batch_size=32,
                             make_batch=method.make_batch)
     batch = batches[0]
-    assert batch["x2"].shape == batch["x"].shape and not torch.equal(batch["x2"], batch["x"])
+    x = batches.x[batches._order(0)[:32]]
+    assert batch["x2"].shape == batch["x"].shape == x.shape
+    assert not torch.equal(batch["x2"], batch["x"]) and not torch.equal(batch["x"], x)  # two views, both moved
     assert torch.equal(batches[0]["x2"], batch["x2"])  # drawn from the step: the same after a resume
     out = method(batch)
     # Without the term: the same method with its invariance removed.

@@ -12,9 +12,9 @@ from ..objectives.vicreg import vicreg_loss
 class Invariance(nn.Module):
     """``weight`` x VICReg between the projections of two pooled embeddings of one batch.
 
-    The JEPA's context embedding (mean of its context tokens, of the batch as the masker saw it) is one
-    side; the same encoder on a second view of each image (``view``: a random rotation, zoom and shift,
-    drawn in the data loader) is the other. Masked prediction alone learns what a token's neighbours
+    The data loader draws two views of each image with ``view`` (a random rotation, zoom and shift);
+    the JEPA masks and predicts on the first, and its context embedding (the mean context token) is
+    one side; the same encoder on the whole second view is the other. Masked prediction alone learns what a token's neighbours
     give; the invariance term adds what stays the same when the image moves, which a linear probe of
     digit identity needs (issue #2: +2 points on MNIST, see the README).
 

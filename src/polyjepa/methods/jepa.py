@@ -41,9 +41,10 @@ class JEPA(nn.Module):
         embed_from: 'target' (the EMA encoder, as I-JEPA evaluates) or 'online'.
         reg_on: what the regulariser sees: 'pooled' (each sample's mean context token, n = B) or
             'tokens' (every context token is a sample, n = B * Nc).
-        invariance: optional :class:`~polyjepa.methods.invariance.Invariance`: its second view of each
-            image is drawn in the data loader (batch key ``x2``), encoded whole, and its mean token is
-            pulled towards the mean context token by a VICReg term added to the loss.
+        invariance: optional :class:`~polyjepa.methods.invariance.Invariance`: the data loader draws two
+            random views of each image (batch keys ``x`` and ``x2``); the JEPA runs on the first, the
+            second is encoded whole, and its mean token is pulled towards the first's mean context
+            token by a VICReg term added to the loss.
     A batch is a dict: x (B, ...) raw input, context_idx (B, Nc), target_idx (B, M, Nt) (+ x2 (B, ...)).
     """
 
@@ -80,9 +81,10 @@ class JEPA(nn.Module):
         return out
 
     def _batch_with_view(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
-        """``make_batch`` of a JEPA with an invariance term: the masked batch plus its second view ``x2``."""
-        context_idx, target_idx = draw_masks(self.masker, x, generator, progress)
-        return {"x": x, "x2": self.invariance.view(x, generator), "context_idx": context_idx, "target_idx": target_idx}
+        """``make_batch`` of a JEPA with an invariance term: two views of ``x`` (masks for the first)."""
+        x1, x2 = self.invariance.view(x, generator), self.invariance.view(x, generator)
+        context_idx, target_idx = draw_masks(self.masker, x1, generator, progress)
+        return {"x": x1, "x2": x2, "context_idx": context_idx, "target_idx": target_idx}
 
     def add_regularizer(self, out: dict[str, torch.Tensor], z: torch.Tensor) -> dict[str, torch.Tensor]:
         """``out`` plus the regulariser on the context embedding ``z`` (B, N, D) (see ``reg_on``), if there is one."""
