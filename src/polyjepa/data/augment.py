@@ -7,6 +7,13 @@ import torch
 import torch.nn.functional as F
 
 
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample each image of ``x`` (B, C, H, W) through its affine map ``theta`` (B, 2, 3), output -> input
+    coordinates in [-1, 1]; bilinear, edges extended."""
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class RandomResizedCrop:
     """Crop a random region of each image and resize it back to the full size (bilinear).
 
@@ -40,8 +47,7 @@ class RandomResizedCrop:
             sx = torch.where(torch.rand(B, generator=generator) < 0.5, -w, w)
         theta = torch.zeros(B, 2, 3)
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
-        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return warp(x, theta)
 
 
 class RandomAffine:
@@ -71,5 +77,4 @@ class RandomAffine:
         cos, sin = angle.cos() / zoom, angle.sin() / zoom
         theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * self.translate], 1),
                              torch.stack([sin, cos, u[:, 3] * self.translate], 1)], 1)
-        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return warp(x, theta)
