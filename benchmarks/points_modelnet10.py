@@ -118,7 +118,9 @@ def main() -> None:
                 "pointjepa-residual": ("pointjepa", ["method.target_tokens=residual"]),
                 "pointjepa-view": ("pointjepa", ["method.target_view.rotate=true", "method.target_view.max_angle=180",
                                                  "method.target_view.scale=[0.8,1.2]"]),
-                "pointjepa-reconstruct": ("pointjepa", ["method.reconstruct=1.0"])}
+                "pointjepa-reconstruct": ("pointjepa", ["method.reconstruct=1.0"]),
+                # two-view invariance term (C-JEPA style, session 9)
+                "pointjepa-invariance": ("pointjepa", ["invariance.name=point_vicreg", "invariance.weight=1.0"])}
     for v in args.variants.split(","):
         recipe, extra = variants[v]
         run = out / (f"{v}-e{args.epochs}" + (f"-s{args.seed}" if args.seed else ""))

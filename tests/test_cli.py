@@ -31,6 +31,19 @@ def test_recipes_lists_one_line_each():
     lines = out.stdout.strip().splitlines()
     assert any(line.startswith("ijepa-digits ") for line in lines)
     assert all(len(line.split(None, 1)) == 2 for line in lines)
+    assert "cannot read this recipe" not in out.stdout  # every bundled recipe parses
+
+
+def test_a_recipe_whose_yaml_does_not_parse_is_one_line(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: a colon: in a value\nmethod: {name: jepa\n")
+    assert_clean_error(capsys, ["pretrain", str(bad)], "cannot read recipe", "fix the YAML")
+    import polyjepa.config as config
+
+    (tmp_path / "good.yaml").write_text("description: fine\n")
+    monkeypatch.setattr(config, "recipe_dir", lambda: tmp_path)  # a broken bundled recipe is listed, not fatal
+    assert dict(config.list_recipes())["good"] == "fine"
+    assert dict(config.list_recipes())["bad"].startswith("(cannot read this recipe")
 
 
 def test_recipes_and_probe_do_not_import_the_training_engine():

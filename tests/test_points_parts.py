@@ -314,3 +314,46 @@ def test_reconstruction_head_is_trained_and_adds_the_chamfer_loss():
     assert torch.isfinite(m.patch_head.weight.grad).all() and m.patch_head.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in m.target.parameters())
     assert build("pointjepa").patch_head is None
+
+
+def test_invariance_views_and_loss_equal_an_independent_vicreg():
+    from polyjepa.objectives.vicreg import vicreg_loss
+
+    m = build("pointjepa", ["invariance.name=point_vicreg", "invariance.weight=0.5", "invariance.hidden=32",
+                            "invariance.out_dim=16"])
+    x = clouds(B=6, P=64)
+    batch = m.make_batch(x, torch.Generator().manual_seed(1))
+    again = m.make_batch(x, torch.Generator().manual_seed(1))
+    assert all(torch.equal(batch[k], again[k]) for k in batch)               # seeded: the same after a resume
+    assert batch["x2_centres"].shape == batch["centres"].shape and batch["x2_patches"].shape == batch["patches"].shape
+    assert not torch.allclose(batch["x"], x, atol=1e-3)                       # the JEPA sees the first view
+    # both views are x moved by a rotation about z, a per-axis scale and a shift: heights are only scaled
+    # and shifted, so a cloud's z-extent ratio between the views is a scale ratio within [0.8/1.2, 1.2/0.8]
+    ext = lambda p: p[..., 2].amax(-1) - p[..., 2].amin(-1)                   # noqa: E731
+    ratio = ext(batch["x"]) / ext(x)
+    assert ((ratio > 0.8 - 1e-5) & (ratio < 1.2 + 1e-5)).all()
+    assert not torch.allclose(batch["x2_centres"], batch["centres"], atol=1e-3)
+    out = m(batch)
+    inv, m.invariance = m.invariance, None
+    base = m(batch)
+    z = m.backbone(PointGroups(batch["centres"], batch["patches"]), keep_idx=batch["context_idx"]).mean(1)
+    z2 = m.backbone(PointGroups(batch["x2_centres"], batch["x2_patches"])).mean(1)
+    want = vicreg_loss(inv.projector(z), inv.projector(z2))
+    assert out["loss"].item() == pytest.approx(base["loss"].item() + 0.5 * want["loss"].item(), rel=1e-5)
+    m.invariance = inv
+    out["loss"].backward()
+    for name, p in m.named_parameters():
+        assert (p.grad is None) == name.startswith("target."), name
+    assert all(torch.isfinite(p.grad).all() for n, p in m.named_parameters() if not n.startswith("target."))
+    with pytest.raises(ValueError, match="make_batch"):
+        m({k: batch[k] for k in ("x", "context_idx", "target_idx")})
+
+
+def test_invariance_views_must_match_the_data():
+    with pytest.raises(UserError, match="point_vicreg"):
+        build("pointjepa", ["invariance.name=vicreg"])
+    with pytest.raises(UserError, match="point clouds"):
+        from polyjepa.build import build_method
+        from polyjepa.config import load_recipe
+
+        build_method(load_recipe("ijepa-digits", ["invariance.name=point_vicreg"]), (1, 8, 8))

@@ -83,7 +83,8 @@ def test_recipes_are_listed_and_ablation_override_validates():
 
 @pytest.mark.parametrize("option", [["method.target_tokens=shape"], ["method.target_tokens=residual"],
                                     ["method.target_view.rotate=true", "method.target_view.scale=[0.9,1.1]"],
-                                    ["method.reconstruct=1.0"]])
+                                    ["method.reconstruct=1.0"],
+                                    ["invariance.name=point_vicreg", "invariance.hidden=32", "invariance.out_dim=16"]])
 def test_target_options_train_and_reload(option, shapes_npz, tmp_path):
     from polyjepa.runner import load_run_method
 

@@ -57,7 +57,8 @@ def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0, m
             raise UserError(f"cannot build recipe {cfg.get('name', '?')!r} from its config: {e}") from None
     if cfg.get("invariance") is not None and getattr(method, "invariance", None) is None:
         raise UserError(f"recipe {cfg.get('name', '?')!r} (method {part_name('method', cfg)!r}) has no use for an "
-                        f"invariance section: it works with methods jepa and ajepa on images and spectrograms; "
+                        f"invariance section: it works with methods jepa and ajepa on images and spectrograms "
+                        f"(invariance.name=vicreg) and point_jepa (invariance.name=point_vicreg); "
                         f"drop the section")
     return method
 
@@ -70,6 +71,9 @@ def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
     backbone = build_backbone(cfg, input_shape, meta)
     parts = jepa_parts(cfg, backbone, input_shape, meta)
     if cfg.get("invariance") is not None:  # optional two-view VICReg term (image-shaped inputs)
+        if part_name("invariance", cfg) == "point_vicreg":
+            raise UserError("invariance.name=point_vicreg draws views of point clouds: for images and "
+                            "spectrograms use invariance.name=vicreg")
         parts["invariance"] = build_part("invariance", cfg, part_kwargs(cfg, "invariance"), in_dim=backbone.dim)
     return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
 

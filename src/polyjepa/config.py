@@ -80,7 +80,11 @@ def list_recipes() -> list[tuple[str, str]]:
     """(name, one-line description) of every bundled recipe."""
     out = []
     for p in sorted(recipe_dir().glob("*.yaml")):
-        cfg = OmegaConf.load(p)
+        try:
+            cfg = OmegaConf.load(p)
+        except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as e:  # listed, not fatal
+            out.append((p.stem, f"(cannot read this recipe: {' '.join(str(e).split())[:120]})"))
+            continue
         out.append((p.stem, str(cfg.get("description", "")).strip().splitlines()[0] if cfg.get("description") else ""))
     return out
 
@@ -96,8 +100,9 @@ def load_recipe(recipe: str, overrides: list[str] | None = None) -> DictConfig:
                             f"or pass a path to a .yaml recipe")
     try:
         cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as e:
-        raise UserError(f"cannot read recipe {path}: {e}") from None
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"cannot read recipe {path}: {' '.join(str(e).split())} (fix the YAML; a value "
+                        f"holding ': ' needs quotes)") from None
     cfg.setdefault("name", path.stem)
     cfg = apply_overrides(cfg, overrides or [])
     return validate(cfg)

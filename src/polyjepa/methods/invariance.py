@@ -1,6 +1,8 @@
 """An invariance term for a JEPA: VICReg between two views' pooled embeddings (C-JEPA / MC-JEPA style)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -21,7 +23,9 @@ class Invariance(nn.Module):
     Args:
         in_dim: encoder width (injected).
         weight: factor on the VICReg loss (its own terms weigh 25 / 25 / 1 inside).
-        rotate, scale, translate: the views' :class:`~polyjepa.data.augment.RandomAffine` ranges.
+        rotate, scale, translate: the views' :class:`~polyjepa.data.augment.RandomAffine` ranges (images).
+        view: another ``view(x, generator) -> x`` (e.g. point clouds' ``PointAugment``); it replaces
+            the affine view, whose ranges are then ignored.
         hidden, out_dim, layers: the projector (Linear-BN-ReLU x (layers - 1), Linear), as VICReg's.
         sim_weight, var_weight, cov_weight: VICReg's weights.
     Shapes: ``forward(z_a (B, D), z_b (B, D)) -> {"loss", "invariance", "variance", "covariance"}``.
@@ -30,12 +34,13 @@ class Invariance(nn.Module):
 
     def __init__(self, *, in_dim: int, weight: float = 1.0, rotate: float = 15.0, scale: float = 0.15,
                  translate: float = 0.2, hidden: int = 512, out_dim: int = 256, layers: int = 3,
-                 sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0):
+                 sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0,
+                 view: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
         super().__init__()
         if weight < 0:
             raise ValueError(f"invariance weight must be >= 0, got {weight}")
         self.weight = float(weight)
-        self.view = RandomAffine(rotate=rotate, scale=scale, translate=translate)
+        self.view = view if view is not None else RandomAffine(rotate=rotate, scale=scale, translate=translate)
         self.projector = Projector(in_dim=in_dim, hidden=hidden, out_dim=out_dim, layers=layers)
         self.terms = {"sim_weight": sim_weight, "var_weight": var_weight, "cov_weight": cov_weight}
 

@@ -63,7 +63,9 @@ class JEPA(nn.Module):
         self.masker = masker
         self.objective, self.regularizer, self.embed_from = objective, regularizer, embed_from
         self.invariance = invariance
-        if invariance is not None:  # the data loader then calls make_batch (masks + second view) instead of the masker
+        if invariance is not None and not hasattr(type(self), "make_batch"):
+            # the data loader then calls make_batch (masks + second view) instead of the masker; a subclass
+            # with its own make_batch (point clouds) draws the views there
             self.make_batch = self._batch_with_view
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -75,10 +77,13 @@ class JEPA(nn.Module):
         z = self.backbone(x, keep_idx=context_idx)                # (B, Nc, D): context tokens only
         p = self.predictor(z, context_idx, target_idx)            # (B, M, Nt, D)
         out = self.add_regularizer(self.objective(p, h), z)
-        if self.invariance is not None:
-            inv = self.invariance(z.mean(1), self.backbone(batch["x2"]).mean(1))
-            out = {**out, "loss": out["loss"] + inv["loss"], **{f"inv_{k}": v for k, v in inv.items()}}
-        return out
+        return self.add_invariance(out, z, batch["x2"]) if self.invariance is not None else out
+
+    def add_invariance(self, out: dict[str, torch.Tensor], z: torch.Tensor, view2) -> dict[str, torch.Tensor]:
+        """``out`` plus the invariance term between the mean context token of ``z`` (B, N, D) and the
+        mean token of the backbone on the second view ``view2`` (whatever the backbone takes)."""
+        inv = self.invariance(z.mean(1), self.backbone(view2).mean(1))
+        return {**out, "loss": out["loss"] + inv["loss"], **{f"inv_{k}": v for k, v in inv.items()}}
 
     def _batch_with_view(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
         """``make_batch`` of a JEPA with an invariance term: two views of ``x`` (masks for the first)."""

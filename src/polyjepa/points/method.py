@@ -30,8 +30,10 @@ class PointJEPA(JEPA):
     loader): it groups each cloud once (FPS + kNN + sequencer, no parameters) for both encoders and
     draws the masks, which may use the centres (3D-JEPA's spatial blocks).
     A batch is a dict: x (B, P, 3), centres (B, G, 3), patches (B, G, K, 3), context_idx (B, Nc),
-    target_idx (B, M, Nt), and with ``target_view`` target_centres / target_patches (the target
-    branch's view); without centres/patches the clouds are grouped in the step.
+    target_idx (B, M, Nt), with ``target_view`` target_centres / target_patches (the target
+    branch's view), and with an ``invariance`` term x2_centres / x2_patches (the second view; the
+    JEPA's x, centres and patches are then the first view); without centres/patches the clouds are
+    grouped in the step.
 
     Options that keep the predictor from reading its target off the target centres (which it is given):
         target_tokens: what the EMA encoder's target tokens carry. 'full' (Point-JEPA): the tokens of the
@@ -62,6 +64,9 @@ class PointJEPA(JEPA):
         self.patch_head = nn.Linear(self.backbone.dim, tok.group_size * 3) if reconstruct else None
 
     def make_batch(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
+        view2 = None
+        if self.invariance is not None:  # two views: the JEPA on the first, the invariance term's second
+            x, view2 = self.invariance.view(x, generator), self.backbone.tokenizer.group(self.invariance.view(x, generator))
         groups = self.backbone.tokenizer.group(x)
         kwargs = {"centres": groups.centres} if getattr(self.masker, "uses_centres", False) else {}
         context_idx, target_idx = self.masker(len(x), generator, **kwargs)
@@ -71,6 +76,8 @@ class PointJEPA(JEPA):
             A, t = self.target_view.transform(x, generator)                  # (B, 3, 3), (B, 3)
             batch["target_centres"] = groups.centres @ A.transpose(1, 2) + t.unsqueeze(1)
             batch["target_patches"] = torch.einsum("bgkj,bij->bgki", groups.patches, A)
+        if view2 is not None:
+            batch["x2_centres"], batch["x2_patches"] = view2.centres, view2.patches
         return batch
 
     @torch.no_grad()
@@ -100,7 +107,13 @@ class PointJEPA(JEPA):
             pred = self.patch_head(p).flatten(0, 2).unflatten(-1, (-1, 3))
             cd = chamfer_l2(pred, true) / true.pow(2).sum(-1).mean().clamp_min(1e-12)
             out = {**out, "loss": out["loss"] + self.reconstruct * cd, "chamfer": cd.detach()}
-        return self.add_regularizer(out, z)
+        out = self.add_regularizer(out, z)
+        if self.invariance is None:
+            return out
+        if "x2_centres" not in batch:
+            raise ValueError("a PointJEPA with an invariance term trains on batches from its make_batch "
+                             "(they carry the second view, x2_centres and x2_patches)")
+        return self.add_invariance(out, z, PointGroups(batch["x2_centres"], batch["x2_patches"]))
 
     def trainable_modules(self) -> list[nn.Module]:
         return super().trainable_modules() + ([self.patch_head] if self.patch_head is not None else [])

@@ -6,7 +6,8 @@ from omegaconf import DictConfig
 from ..build import data_facts, inject, jepa_parts
 from ..config import part_kwargs
 from ..errors import UserError
-from ..registry import build_part
+from ..methods.invariance import Invariance
+from ..registry import build_part, part_name
 from .augment import PointAugment
 from .backbone import PointBackbone
 from .data import load_points
@@ -15,7 +16,17 @@ from .method import PointJEPA
 from .predictor import ContextInjectedPredictor, PointPredictor
 from .tokenizer import PointGroupTokenizer
 
-METHOD_PARTS = {"backbone", "predictor", "masker", "target", "objective", "regularizer"}
+METHOD_PARTS = {"backbone", "predictor", "masker", "target", "objective", "regularizer", "invariance"}
+
+
+def point_invariance(*, in_dim: int, weight: float = 1.0, scale: tuple[float, float] | None = (0.8, 1.2),
+                     rotate: bool = True, max_angle: float = 180.0, translate: float = 0.2, up_axis: int = 2,
+                     **vicreg) -> Invariance:
+    """The invariance term (two-view VICReg, :class:`~polyjepa.methods.invariance.Invariance`) with
+    point-cloud views: each view is a :class:`PointAugment` draw (per-axis scale, rotation about the up
+    axis, translation). ``vicreg``: the projector and VICReg weights (hidden, out_dim, layers, *_weight)."""
+    view = PointAugment(scale=scale, rotate=rotate, max_angle=max_angle, translate=translate, up_axis=up_axis)
+    return Invariance(in_dim=in_dim, weight=weight, view=view, **vicreg)
 
 PARTS = {
     "method": {"point_jepa": (PointJEPA, METHOD_PARTS)},
@@ -25,6 +36,7 @@ PARTS = {
     "masker": {"sequence_blocks": (SequenceBlockMasker, {"grid"}),
                "spatial_blocks": (SpatialBlockMasker, {"grid"})},
     "augment": {"point_augment": (PointAugment, set())},
+    "invariance": {"point_vicreg": (point_invariance, {"in_dim"})},
     "data": {"points": (load_points, {"source"})},
 }
 
@@ -47,8 +59,13 @@ def build_point_backbone(cfg: DictConfig, input_shape: tuple[int, ...], meta: di
 def assemble_point_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) -> PointJEPA:
     """Point tokenizer + encoder + position-aware predictor + masker + EMA target + objective -> PointJEPA."""
     backbone = build_point_backbone(cfg, input_shape, meta)
-    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone,
-                      **jepa_parts(cfg, backbone, input_shape, meta))
+    parts = jepa_parts(cfg, backbone, input_shape, meta)
+    if cfg.get("invariance") is not None:  # optional two-view VICReg term (invariance.name: point_vicreg)
+        if part_name("invariance", cfg) != "point_vicreg":
+            raise UserError(f"method point_jepa takes invariance.name=point_vicreg (views of point clouds), "
+                            f"got {part_name('invariance', cfg)!r}")
+        parts["invariance"] = build_part("invariance", cfg, part_kwargs(cfg, "invariance"), in_dim=backbone.dim)
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
 
 
 ASSEMBLERS = {"point_jepa": assemble_point_jepa}
