@@ -120,7 +120,7 @@ def main() -> None:
                                                  "method.target_view.scale=[0.8,1.2]"]),
                 "pointjepa-reconstruct": ("pointjepa", ["method.reconstruct=1.0"]),
                 # two-view invariance term (C-JEPA style, session 9)
-                "pointjepa-invariance": ("pointjepa", ["invariance.name=point_vicreg", "invariance.weight=1.0"])}
+                "pointjepa-invariance": ("pointjepa", ["invariance.name=point_vicreg"])}
     for v in args.variants.split(","):
         recipe, extra = variants[v]
         run = out / (f"{v}-e{args.epochs}" + (f"-s{args.seed}" if args.seed else ""))

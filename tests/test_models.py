@@ -1,7 +1,9 @@
 import torch
 
 from polyjepa.models import Backbone, MaskTokenPredictor, TransformerEncoder, gather_tokens, vit_encoder
-from polyjepa.tokenizers import PatchEmbed2D, sincos_1d, sincos_2d
+import pytest
+
+from polyjepa.tokenizers import ConvStem2D, PatchEmbed2D, sincos_1d, sincos_2d
 
 
 def small_backbone(dim=32):
@@ -25,6 +27,43 @@ def test_patch_embed_shapes_and_grid():
     tok = PatchEmbed2D(image_size=(8, 12), patch_size=4, in_channels=3, dim=16)
     assert tok.grid == (2, 3) and tok.num_tokens == 6
     assert tok(torch.randn(5, 3, 8, 12)).shape == (5, 6, 16)
+
+
+def test_conv_stem_grid_and_receptive_field():
+    torch.manual_seed(0)
+    tok = ConvStem2D(image_size=(16, 24), patch_size=4, in_channels=2, dim=32)
+    assert tok.grid == (4, 6) and [m.out_channels for m in tok.proj if hasattr(m, "out_channels")] == [8, 16, 32]
+    x = torch.randn(1, 2, 16, 24)
+    base = tok(x)
+    assert base.shape == (1, 24, 32)
+    # two stride-2 3x3 convolutions (padding 1): token row i sees pixel rows 4i-3 .. 4i+3 (likewise columns),
+    # so a change at pixel (r, c) reaches exactly the tokens whose windows hold it
+    for r, c in ((0, 0), (5, 9), (15, 23), (8, 12)):
+        y = x.clone()
+        y[0, 1, r, c] += 1.0
+        changed = ((tok(y) - base).abs().amax(-1) > 0)[0].view(4, 6)
+        want = torch.tensor([[4 * i - 3 <= r <= 4 * i + 3 and 4 * j - 3 <= c <= 4 * j + 3 for j in range(6)]
+                             for i in range(4)])
+        assert torch.equal(changed, want), (r, c)
+    with pytest.raises(ValueError, match="power of 2"):
+        ConvStem2D(image_size=(12, 12), patch_size=3, in_channels=1, dim=16)
+    with pytest.raises(ValueError, match="2 positive widths"):
+        ConvStem2D(image_size=(8, 8), patch_size=4, in_channels=1, dim=16, channels=[8])
+
+
+def test_conv_stem_context_tokens_see_nothing_of_dropped_patches():
+    torch.manual_seed(0)
+    keep = torch.tensor([[0, 1, 5, 6, 10], [3, 4, 8, 9, 15]])  # 4 x 4 grid of 4-pixel patches
+    x = torch.randn(2, 1, 16, 16)
+    y = x.clone()
+    dropped = torch.ones(2, 16, dtype=torch.bool).scatter_(1, keep, False)
+    pixels = dropped.view(2, 1, 4, 4).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    y[pixels] = torch.randn(int(pixels.sum()))  # change every pixel of every dropped patch
+    for mask_input, same in ((True, True), (False, False)):
+        bb = Backbone(ConvStem2D(image_size=(16, 16), patch_size=4, in_channels=1, dim=32, mask_input=mask_input),
+                      TransformerEncoder(dim=32, depth=2, heads=4))
+        assert torch.allclose(bb(x, keep_idx=keep), bb(y, keep_idx=keep), atol=1e-6) == same
+        assert not torch.allclose(bb(x), bb(y), atol=1e-3)  # the full view sees them
 
 
 def test_encoder_on_kept_tokens_equals_encoder_on_gathered_tokens():

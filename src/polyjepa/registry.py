@@ -58,12 +58,13 @@ def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
     from .objectives.latent import latent_regression
     from .objectives.vcr import vcr_loss
     from .targets.ema import EMATarget
-    from .tokenizers.patch2d import PatchEmbed2D
+    from .tokenizers.patch2d import ConvStem2D, PatchEmbed2D
 
     return {
         "method": {"jepa": (JEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer",
                                     "invariance"})},
-        "tokenizer": {"patch2d": (PatchEmbed2D, {"image_size", "in_channels", "dim"})},
+        "tokenizer": {"patch2d": (PatchEmbed2D, {"image_size", "in_channels", "dim"}),
+                      "conv_stem": (ConvStem2D, {"image_size", "in_channels", "dim"})},
         "encoder": {"vit": (vit_encoder, set())},
         "predictor": {"mask_token": (MaskTokenPredictor, {"in_dim", "pos_embed"})},
         "masker": {"multiblock": (MultiBlockMasker, {"grid"})},

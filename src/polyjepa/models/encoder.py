@@ -81,6 +81,8 @@ class Backbone(nn.Module):
         return self.encoder.dim
 
     def forward(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None, layers: int = 1) -> torch.Tensor:
+        if keep_idx is not None and getattr(self.tokenizer, "masks_input", False):  # it hides the dropped input
+            return self.encoder(self.tokenizer(x, keep_idx), keep_idx, layers=layers)
         return self.encoder(self.tokenizer(x), keep_idx, layers=layers)
 
     def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:

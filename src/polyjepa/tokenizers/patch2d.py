@@ -53,3 +53,55 @@ class PatchEmbed2D(nn.Module):
 def padded_size(size: tuple[int, int], patch_size: int) -> tuple[int, int]:
     """The smallest (H, W) >= size that is a multiple of the patch size."""
     return tuple(int(math.ceil(s / patch_size) * patch_size) for s in size)  # type: ignore[return-value]
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel: (B, C, H, W) -> (B, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvStem2D(PatchEmbed2D):
+    """Patch tokens from a small convolutional stem instead of one linear patch projection.
+
+    log2(patch_size) stride-2 3x3 convolutions (each with a per-pixel LayerNorm over channels and GELU), widths ``channels``, then a 1x1
+    convolution to ``dim``: the same (H/p) x (W/p) grid and fixed positions as :class:`PatchEmbed2D`
+    ("early convolutions", Xiao et al., NeurIPS 2021). A token's receptive field reaches 3 pixels into
+    the patches above and to the left of it (no norm over the image or the batch couples tokens
+    otherwise), so for a context encoder the pixels of the patches it does not keep are zeroed first
+    (``mask_input``): a context token sees nothing of a target patch.
+
+    Args:
+        image_size, patch_size, in_channels, dim: as :class:`PatchEmbed2D`; ``patch_size`` a power of 2.
+        channels: widths of the stride-2 convolutions (one per halving); None: dim/2^k, ..., dim/2.
+        mask_input: zero the pixels of the patches outside ``keep_idx`` before the stem.
+    Shapes: forward(x (B, C, H, W), keep_idx (B, Nk) | None) -> (B, N, D) (all N tokens; the encoder
+    then keeps ``keep_idx``).
+    """
+
+    def __init__(self, *, image_size: tuple[int, int], patch_size: int, in_channels: int, dim: int,
+                 channels: list[int] | None = None, mask_input: bool = True):
+        super().__init__(image_size=image_size, patch_size=patch_size, in_channels=in_channels, dim=dim)
+        k = patch_size.bit_length() - 1
+        if patch_size < 2 or 2 ** k != patch_size:
+            raise ValueError(f"a convolutional stem halves the image log2(patch_size) times: patch_size must be a "
+                             f"power of 2 (2, 4, 8, ...), got {patch_size}")
+        channels = list(channels) if channels is not None else [max(dim >> (k - i), 8) for i in range(k)]
+        if len(channels) != k or min(channels) < 1:
+            raise ValueError(f"channels needs {k} positive widths for patch_size {patch_size}, got {channels}")
+        layers, c_in = [], in_channels
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), ChannelNorm(c), nn.GELU()]
+            c_in = c
+        self.proj = nn.Sequential(*layers, nn.Conv2d(c_in, dim, 1))
+        self.masks_input = bool(mask_input)  # Backbone hands keep_idx to the tokenizer when this is set
+
+    def forward(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None) -> torch.Tensor:
+        if keep_idx is not None and self.masks_input:
+            keep = torch.zeros(x.shape[0], self.num_tokens, dtype=x.dtype, device=x.device)
+            keep.scatter_(1, keep_idx, 1.0)
+            p = self.patch_size
+            pixels = keep.view(-1, 1, *self.grid).repeat_interleave(p, 2).repeat_interleave(p, 3)
+            x = x * pixels
+        return super().forward(x)
