@@ -352,6 +352,8 @@ def test_invariance_views_and_loss_equal_an_independent_vicreg():
 def test_invariance_views_must_match_the_data():
     with pytest.raises(UserError, match="point_vicreg"):
         build("pointjepa", ["invariance.name=vicreg"])
+    with pytest.raises(UserError, match="bogus"):
+        build("pointjepa", ["invariance.name=point_vicreg", "invariance.bogus=1"])
     with pytest.raises(UserError, match="point clouds"):
         from polyjepa.build import build_method
         from polyjepa.config import load_recipe
