@@ -71,11 +71,21 @@ def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
     backbone = build_backbone(cfg, input_shape, meta)
     parts = jepa_parts(cfg, backbone, input_shape, meta)
     if cfg.get("invariance") is not None:  # optional two-view VICReg term (image-shaped inputs)
-        if part_name("invariance", cfg) == "point_vicreg":
-            raise UserError("invariance.name=point_vicreg draws views of point clouds: for images and "
-                            "spectrograms use invariance.name=vicreg")
-        parts["invariance"] = build_part("invariance", cfg, part_kwargs(cfg, "invariance"), in_dim=backbone.dim)
+        parts["invariance"] = invariance_part(cfg, backbone.dim, "vicreg")
     return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
+
+
+INVARIANCE_VIEWS = {"vicreg": "images and spectrograms", "point_vicreg": "point clouds"}  # name -> what it warps
+
+
+def invariance_part(cfg: DictConfig, in_dim: int, name: str):
+    """The recipe's invariance section, built for an encoder of width ``in_dim``; it must be ``name``, the
+    invariance whose views fit this method's data, else one line saying which to use."""
+    got = part_name("invariance", cfg)
+    if got != name:
+        raise UserError(f"invariance.name={got} draws views of {INVARIANCE_VIEWS.get(got, 'other data')}: "
+                        f"this method's data needs invariance.name={name} ({INVARIANCE_VIEWS[name]})")
+    return build_part("invariance", cfg, part_kwargs(cfg, "invariance"), in_dim=in_dim)
 
 
 def jepa_parts(cfg: DictConfig, backbone, input_shape: tuple[int, ...], meta: dict | None,

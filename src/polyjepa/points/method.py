@@ -66,7 +66,8 @@ class PointJEPA(JEPA):
     def make_batch(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
         view2 = None
         if self.invariance is not None:  # two views: the JEPA on the first, the invariance term's second
-            x, view2 = self.invariance.view(x, generator), self.backbone.tokenizer.group(self.invariance.view(x, generator))
+            x, x2 = self.invariance.view(x, generator), self.invariance.view(x, generator)
+            view2 = self.backbone.tokenizer.group(x2)
         groups = self.backbone.tokenizer.group(x)
         kwargs = {"centres": groups.centres} if getattr(self.masker, "uses_centres", False) else {}
         context_idx, target_idx = self.masker(len(x), generator, **kwargs)

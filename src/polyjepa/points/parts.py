@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..build import data_facts, inject, jepa_parts
+from ..build import data_facts, inject, invariance_part, jepa_parts
 from ..config import part_kwargs
 from ..errors import UserError
 from ..methods.invariance import Invariance
-from ..registry import build_part, part_name
+from ..registry import build_part
 from .augment import PointAugment
 from .backbone import PointBackbone
 from .data import load_points
@@ -62,11 +62,8 @@ def assemble_point_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dic
     """Point tokenizer + encoder + position-aware predictor + masker + EMA target + objective -> PointJEPA."""
     backbone = build_point_backbone(cfg, input_shape, meta)
     parts = jepa_parts(cfg, backbone, input_shape, meta)
-    if cfg.get("invariance") is not None:  # optional two-view VICReg term (invariance.name: point_vicreg)
-        if part_name("invariance", cfg) != "point_vicreg":
-            raise UserError(f"method point_jepa takes invariance.name=point_vicreg (views of point clouds), "
-                            f"got {part_name('invariance', cfg)!r}")
-        parts["invariance"] = build_part("invariance", cfg, part_kwargs(cfg, "invariance"), in_dim=backbone.dim)
+    if cfg.get("invariance") is not None:  # optional two-view VICReg term
+        parts["invariance"] = invariance_part(cfg, backbone.dim, "point_vicreg")
     return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
 
 

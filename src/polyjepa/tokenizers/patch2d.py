@@ -66,15 +66,16 @@ class ConvStem2D(PatchEmbed2D):
     """Patch tokens from a small convolutional stem instead of one linear patch projection.
 
     log2(patch_size) stride-2 3x3 convolutions (each with a per-pixel LayerNorm over channels and GELU),
-    widths ``channels``, then a 1x1 convolution to ``dim``: the same (H/p) x (W/p) grid and fixed positions as :class:`PatchEmbed2D`
-    ("early convolutions", Xiao et al., NeurIPS 2021). A token's receptive field reaches 3 pixels into
+    widths ``channels``, then a 1x1 convolution to ``dim``: the same (H/p) x (W/p) grid and fixed
+    positions as :class:`PatchEmbed2D` ("early convolutions", Xiao et al., NeurIPS 2021). A token's receptive field reaches 3 pixels into
     the patches above and to the left of it (no norm over the image or the batch couples tokens
     otherwise), so for a context encoder the pixels of the patches it does not keep are zeroed first
     (``mask_input``): a context token sees nothing of a target patch.
 
     Args:
         image_size, patch_size, in_channels, dim: as :class:`PatchEmbed2D`; ``patch_size`` a power of 2.
-        channels: widths of the stride-2 convolutions (one per halving); None: dim/2^k, ..., dim/4, dim/2 (at least 8 each).
+        channels: widths of the stride-2 convolutions (one per halving); None: dim/2^k, ..., dim/4, dim/2
+            (at least 8 each).
         mask_input: zero the pixels of the patches outside ``keep_idx`` before the stem.
     Shapes: forward(x (B, C, H, W), keep_idx (B, Nk) | None) -> (B, N, D) (all N tokens; the encoder
     then keeps ``keep_idx``).
