@@ -84,6 +84,45 @@ def test_invariance_term_equals_an_independent_vicreg_of_the_two_views():
     assert torch.allclose(out["inv_invariance"], want["invariance"], rtol=1e-5)
 
 
+def test_several_whole_views_average_vicreg_over_every_pair():
+    method = invariance_method("invariance.views=3")
+    batch = MaskedBatches(torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(1)), batch_size=32,
+                          make_batch=method.make_batch)[0]
+    assert batch["x2"].shape == (32, 3, 1, 8, 8)
+    views = [batch["x"], *batch["x2"].unbind(1)]
+    for i in range(4):  # four different draws of each image
+        for j in range(i + 1, 4):
+            assert not torch.equal(views[i], views[j])
+    out = method(batch)
+    inv, method.invariance = method.invariance, None
+    base = method(batch)
+    z = [method.backbone(batch["x"], keep_idx=batch["context_idx"]).mean(1)]
+    z += [method.backbone(v).mean(1) for v in batch["x2"].unbind(1)]  # one view at a time, not one pass
+    p = [inv.projector(e) for e in z]
+    pairs = [vicreg_loss(p[i], p[j]) for i in range(4) for j in range(i + 1, 4)]
+    assert len(pairs) == 6
+    want = sum(o["loss"] for o in pairs) / 6
+    assert torch.allclose(out["loss"], base["loss"] + 0.5 * want, rtol=1e-5)
+    assert torch.allclose(out["inv_variance"], sum(o["variance"] for o in pairs) / 6, rtol=1e-5)
+    for bad in (0, 1.5):
+        with pytest.raises(UserError, match="views"):
+            invariance_method(f"invariance.views={bad}")
+
+
+def test_whole_first_view_replaces_the_context_tokens():
+    method = invariance_method("invariance.first=whole", "invariance.views=2")
+    batch = MaskedBatches(torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(2)), batch_size=32,
+                          make_batch=method.make_batch)[0]
+    out = method(batch)
+    inv, method.invariance = method.invariance, None
+    base = method(batch)
+    p = [inv.projector(method.backbone(v).mean(1)) for v in (batch["x"], *batch["x2"].unbind(1))]
+    want = sum(vicreg_loss(p[i], p[j])["loss"] for i, j in ((0, 1), (0, 2), (1, 2))) / 3
+    assert torch.allclose(out["loss"], base["loss"] + 0.5 * want, rtol=1e-5)
+    with pytest.raises(UserError, match="first"):
+        invariance_method("invariance.first=masked")
+
+
 def test_invariance_trains_every_part_with_finite_gradients():
     method = invariance_method()
     batch = MaskedBatches(torch.randn(64, 1, 8, 8), batch_size=32, make_batch=method.make_batch)[0]

@@ -77,17 +77,34 @@ class JEPA(nn.Module):
         z = self.backbone(x, keep_idx=context_idx)                # (B, Nc, D): context tokens only
         p = self.predictor(z, context_idx, target_idx)            # (B, M, Nt, D)
         out = self.add_regularizer(self.objective(p, h), z)
-        return self.add_invariance(out, z, batch["x2"]) if self.invariance is not None else out
+        return self.add_invariance(out, z, batch["x2"], x) if self.invariance is not None else out
 
-    def add_invariance(self, out: dict[str, torch.Tensor], z: torch.Tensor, view2) -> dict[str, torch.Tensor]:
+    def add_invariance(self, out: dict[str, torch.Tensor], z: torch.Tensor, view2, view1=None) -> dict[str, torch.Tensor]:
         """``out`` plus the invariance term between the mean context token of ``z`` (B, N, D) and the
-        mean token of the backbone on the second view ``view2`` (whatever the backbone takes)."""
-        inv = self.invariance(z.mean(1), self.backbone(view2).mean(1))
+        mean token of the backbone on the second view ``view2`` (whatever the backbone takes); with
+        ``invariance.views`` = k > 1, ``view2`` is a (B, k, ...) tensor of whole views; with
+        ``invariance.first='whole'`` the whole first view ``view1`` replaces the context tokens. The whole
+        views go through the backbone in one pass."""
+        k, whole_first = self.invariance.views, self.invariance.first == "whole"
+        if whole_first and view1 is None:
+            raise ValueError("invariance.first='whole' needs the first view: pass view1")
+        if k == 1 and not whole_first:
+            inv = self.invariance(z.mean(1), self.backbone(view2).mean(1))
+        else:
+            views = view2.unsqueeze(1) if k == 1 else view2                       # (B, k, ...)
+            if whole_first:
+                views = torch.cat([view1.unsqueeze(1), views], 1)
+            whole = self.backbone(views.flatten(0, 1)).mean(1).unflatten(0, (views.shape[0], -1))
+            firsts = () if whole_first else (z.mean(1),)
+            inv = self.invariance(*firsts, *whole.unbind(1))
         return {**out, "loss": out["loss"] + inv["loss"], **{f"inv_{k}": v for k, v in inv.items()}}
 
     def _batch_with_view(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
         """``make_batch`` of a JEPA with an invariance term: two views of ``x`` (masks for the first)."""
-        x1, x2 = self.invariance.view(x, generator), self.invariance.view(x, generator)
+        x1 = self.invariance.view(x, generator)
+        k = self.invariance.views
+        x2 = (self.invariance.view(x, generator) if k == 1
+              else torch.stack([self.invariance.view(x, generator) for _ in range(k)], 1))
         context_idx, target_idx = draw_masks(self.masker, x1, generator, progress)
         return {"x": x1, "x2": x2, "context_idx": context_idx, "target_idx": target_idx}
 
