@@ -349,6 +349,21 @@ def test_invariance_views_and_loss_equal_an_independent_vicreg():
         m({k: batch[k] for k in ("x", "context_idx", "target_idx")})
 
 
+def test_invariance_on_the_whole_first_view():
+    from polyjepa.objectives.vicreg import vicreg_loss
+
+    m = build("pointjepa", ["invariance.name=point_vicreg", "invariance.first=whole", "invariance.hidden=32",
+                            "invariance.out_dim=16"])
+    batch = m.make_batch(clouds(B=6, P=64), torch.Generator().manual_seed(2))
+    out = m(batch)
+    inv, m.invariance = m.invariance, None
+    base = m(batch)
+    z1 = m.backbone(PointGroups(batch["centres"], batch["patches"])).mean(1)  # every patch, not the context
+    z2 = m.backbone(PointGroups(batch["x2_centres"], batch["x2_patches"])).mean(1)
+    want = vicreg_loss(inv.projector(z1), inv.projector(z2))
+    assert out["loss"].item() == pytest.approx(base["loss"].item() + want["loss"].item(), rel=1e-5)
+
+
 def test_invariance_views_must_match_the_data():
     with pytest.raises(UserError, match="point_vicreg"):
         build("pointjepa", ["invariance.name=vicreg"])

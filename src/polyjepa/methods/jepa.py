@@ -83,20 +83,17 @@ class JEPA(nn.Module):
         """``out`` plus the invariance term between the mean context token of ``z`` (B, N, D) and the
         mean token of the backbone on the second view ``view2`` (whatever the backbone takes); with
         ``invariance.views`` = k > 1, ``view2`` is a (B, k, ...) tensor of whole views; with
-        ``invariance.first='whole'`` the whole first view ``view1`` replaces the context tokens. The whole
-        views go through the backbone in one pass."""
+        ``invariance.first='whole'`` the whole first view ``view1`` replaces the context tokens."""
         k, whole_first = self.invariance.views, self.invariance.first == "whole"
         if whole_first and view1 is None:
             raise ValueError("invariance.first='whole' needs the first view: pass view1")
-        if k == 1 and not whole_first:
-            inv = self.invariance(z.mean(1), self.backbone(view2).mean(1))
-        else:
-            views = view2.unsqueeze(1) if k == 1 else view2                       # (B, k, ...)
-            if whole_first:
-                views = torch.cat([view1.unsqueeze(1), views], 1)
+        if k == 1:
+            first = self.backbone(view1).mean(1) if whole_first else z.mean(1)
+            inv = self.invariance(first, self.backbone(view2).mean(1))
+        else:  # image tensors: every whole view in one pass
+            views = torch.cat([view1.unsqueeze(1), view2], 1) if whole_first else view2     # (B, k(+1), ...)
             whole = self.backbone(views.flatten(0, 1)).mean(1).unflatten(0, (views.shape[0], -1))
-            firsts = () if whole_first else (z.mean(1),)
-            inv = self.invariance(*firsts, *whole.unbind(1))
+            inv = self.invariance(*(() if whole_first else (z.mean(1),)), *whole.unbind(1))
         return {**out, "loss": out["loss"] + inv["loss"], **{f"inv_{k}": v for k, v in inv.items()}}
 
     def _batch_with_view(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:

@@ -114,7 +114,7 @@ class PointJEPA(JEPA):
         if "x2_centres" not in batch:
             raise ValueError("a PointJEPA with an invariance term trains on batches from its make_batch "
                              "(they carry the second view, x2_centres and x2_patches)")
-        return self.add_invariance(out, z, PointGroups(batch["x2_centres"], batch["x2_patches"]))
+        return self.add_invariance(out, z, PointGroups(batch["x2_centres"], batch["x2_patches"]), groups)
 
     def trainable_modules(self) -> list[nn.Module]:
         return super().trainable_modules() + ([self.patch_head] if self.patch_head is not None else [])

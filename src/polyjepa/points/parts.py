@@ -22,13 +22,13 @@ METHOD_PARTS = {"backbone", "predictor", "masker", "target", "objective", "regul
 def point_invariance(*, in_dim: int, weight: float = 1.0, scale: tuple[float, float] | None = (0.8, 1.2),
                      rotate: bool = True, max_angle: float = 180.0, translate: float = 0.2, up_axis: int = 2,
                      hidden: int = 512, out_dim: int = 256, layers: int = 3, sim_weight: float = 25.0,
-                     var_weight: float = 25.0, cov_weight: float = 1.0) -> Invariance:
+                     var_weight: float = 25.0, cov_weight: float = 1.0, first: str = "context") -> Invariance:
     """The invariance term (two-view VICReg, :class:`~polyjepa.methods.invariance.Invariance`) with
     point-cloud views: each view is a :class:`PointAugment` draw (per-axis scale, rotation about the up
-    axis, translation). The projector and VICReg weights are Invariance's."""
+    axis, translation). The projector, VICReg weights and ``first`` are Invariance's."""
     view = PointAugment(scale=scale, rotate=rotate, max_angle=max_angle, translate=translate, up_axis=up_axis)
     return Invariance(in_dim=in_dim, weight=weight, view=view, hidden=hidden, out_dim=out_dim, layers=layers,
-                      sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight)
+                      sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight, first=first)
 
 PARTS = {
     "method": {"point_jepa": (PointJEPA, METHOD_PARTS)},
