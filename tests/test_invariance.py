@@ -176,6 +176,8 @@ def test_cjepa_recipe_builds_and_takes_a_step():
     method = build_method(cfg, (1, 28, 28), seed=0)
     assert method.invariance is not None and method.embed_from == "online"
     assert type(method.backbone.tokenizer).__name__ == "ConvStem2D" and method.backbone.tokenizer.masks_input
+    assert (method.invariance.first, method.invariance.views) == ("whole", 2)
     batch = MaskedBatches(torch.rand(16, 1, 28, 28), batch_size=16, make_batch=method.make_batch)[0]
+    assert batch["x2"].shape == (16, 2, 1, 28, 28)
     out = method(batch)
     assert torch.isfinite(out["loss"]) and out["inv_loss"] > 0
