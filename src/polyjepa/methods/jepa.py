@@ -84,17 +84,18 @@ class JEPA(nn.Module):
         mean token of the backbone on the second view ``view2`` (whatever the backbone takes); with
         ``invariance.views`` = k > 1, ``view2`` is a (B, k, ...) tensor of whole views; with
         ``invariance.first='whole'`` the whole first view ``view1`` replaces the context tokens."""
-        k, whole_first = self.invariance.views, self.invariance.first == "whole"
+        whole_first = self.invariance.first == "whole"
         if whole_first and view1 is None:
             raise ValueError("invariance.first='whole' needs the first view: pass view1")
-        if k == 1:
-            first = self.backbone(view1).mean(1) if whole_first else z.mean(1)
-            inv = self.invariance(first, self.backbone(view2).mean(1))
-        else:  # image tensors: every whole view in one pass
-            views = torch.cat([view1.unsqueeze(1), view2], 1) if whole_first else view2     # (B, k(+1), ...)
-            whole = self.backbone(views.flatten(0, 1)).mean(1).unflatten(0, (views.shape[0], -1))
-            inv = self.invariance(*(() if whole_first else (z.mean(1),)), *whole.unbind(1))
+        views = ([view1] if whole_first else []) + (list(view2.unbind(1)) if self.invariance.views > 1 else [view2])
+        inv = self.invariance(*([] if whole_first else [z.mean(1)]), *self._whole_embeddings(views))
         return {**out, "loss": out["loss"] + inv["loss"], **{f"inv_{k}": v for k, v in inv.items()}}
+
+    def _whole_embeddings(self, views: list) -> list[torch.Tensor]:
+        """Mean token of the backbone on each whole view; tensors of one shape go through in one batch."""
+        if len(views) > 1 and all(torch.is_tensor(v) and v.shape == views[0].shape for v in views):
+            return list(self.backbone(torch.cat(views)).mean(1).chunk(len(views)))
+        return [self.backbone(v).mean(1) for v in views]
 
     def _batch_with_view(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
         """``make_batch`` of a JEPA with an invariance term: two views of ``x`` (masks for the first)."""
