@@ -117,7 +117,8 @@ def run_table(name, path, args) -> dict:
     f_tr, f_te = embedder_frame(x_tr, schema), embedder_frame(x_te, schema)
     emb_kwargs = dict(dim=args.dim, depth=args.depth, heads=args.heads, pool=args.pool, max_epochs=args.epochs,
                       min_steps=args.min_steps, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, numeric=args.numeric,
-                      var_weight=args.var_weight, cov_weight=args.cov_weight, n_reg_tokens=args.reg_tokens,
+                      var_weight=args.var_weight, cov_weight=args.cov_weight,
+                      invariance_weight=args.invariance_weight, corruption=args.corruption, n_reg_tokens=args.reg_tokens,
                       random_state=args.seed, threads=args.threads)
     reps = {"raw": (raw_tr, raw_te)}
     timings = {}
@@ -173,6 +174,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--var-weight", type=float, default=0.0)
     p.add_argument("--cov-weight", type=float, default=0.0)
+    p.add_argument("--invariance-weight", type=float, default=0.0, help="SCARF-view VICReg term (0: off)")
+    p.add_argument("--corruption", type=float, default=0.6)
     p.add_argument("--no-random-init", dest="random_init", action="store_false", help="skip the random-init baseline")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)

@@ -101,3 +101,37 @@ def test_errors_are_clear():
         e.transform(text)
     with pytest.raises(UserError, match="pool"):
         TabularEmbedder(**SMALL, pool="max").fit(df)
+
+
+def test_table_invariance_term_is_vicreg_between_corrupted_whole_rows():
+    import torch
+
+    from polyjepa.build import build_method
+    from polyjepa.config import load_recipe
+    from polyjepa.data import MaskedBatches
+    from polyjepa.errors import UserError
+    from polyjepa.objectives.vicreg import vicreg_loss
+    from polyjepa.tabular.loader import load_table
+
+    d = load_table("wine")
+    cfg = load_recipe("tjepa", ["invariance.name=table_vicreg", "invariance.weight=0.5", "invariance.rate=0.3"])
+    method = build_method(cfg, d.x.shape[1:], seed=0, meta=d.meta)
+    batch = MaskedBatches(torch.from_numpy(d.x), batch_size=32, make_batch=method.make_batch)[0]
+    assert batch["x2"].shape == batch["x"].shape == (32, d.x.shape[1])
+    assert not torch.equal(batch["x"], batch["x2"])                   # two different corruptions of the rows
+    out = method(batch)
+    inv, method.invariance = method.invariance, None
+    base = method(batch)
+    p = [inv.projector(method.backbone(v).mean(1)) for v in (batch["x"], batch["x2"])]  # whole rows on both sides
+    assert torch.allclose(out["loss"], base["loss"] + 0.5 * vicreg_loss(*p)["loss"], rtol=1e-5)
+    with pytest.raises(UserError, match="table_vicreg"):             # image views on a table: named fix
+        build_method(load_recipe("tjepa", ["invariance.name=vicreg"]), d.x.shape[1:], meta=d.meta)
+
+
+def test_embedder_with_an_invariance_term_fits_and_differs_from_without():
+    df, _ = frame()
+    plain = TabularEmbedder(max_steps=30, min_steps=30, threads=1).fit(df)
+    inv = TabularEmbedder(max_steps=30, min_steps=30, threads=1, invariance_weight=1.0, corruption=0.3).fit(df)
+    assert inv.method_.invariance is not None and plain.method_.invariance is None
+    a, b = plain.transform(df), inv.transform(df)
+    assert a.shape == b.shape and np.isfinite(b).all() and not np.allclose(a, b)

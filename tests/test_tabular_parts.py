@@ -166,3 +166,44 @@ def test_masker_rejects_bad_arguments():
         FeatureSubsetMasker(grid=(2,), n_reg_tokens=1)
     with pytest.raises(ValueError, match="context_ratio"):
         FeatureSubsetMasker(grid=(10,), context_ratio=(0.5, 0.2))
+
+
+def test_quantile_edges_are_quantiles_and_refill_bins_lost_to_repeated_values():
+    from polyjepa.tabular.schema import quantile_edges
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=1001)
+    np.testing.assert_allclose(quantile_edges(z, 8), np.quantile(z, np.linspace(0, 1, 9)))  # no ties: plain quantiles
+    # 92 % zeros, as Adult's capital-gain: plain quantiles leave [0, q, max]; the rest of the range gets its bins back
+    gains = np.concatenate([np.zeros(920), rng.exponential(5.0, 80)])
+    assert len(np.unique(np.quantile(gains, np.linspace(0, 1, 17)))) <= 4
+    edges = quantile_edges(gains, 16)
+    assert len(edges) == 17 and np.all(np.diff(edges) > 0)
+    assert edges[0] == 0 and edges[-1] == gains.max()
+    positive = gains[gains > 0]
+    inner = np.quantile(positive, np.linspace(0, 1, 17 - len(np.unique(np.quantile(gains, np.linspace(0, 1, 17)))) + 2)[1:-1])
+    assert np.isin(inner, edges).all()                                      # the refilled edges: quantiles of the rest
+    assert len(quantile_edges(np.ones(50), 16)) == 1                        # a constant column: one edge, no crash
+    assert len(quantile_edges(np.array([0.0] * 30 + [1.0] * 20), 16)) == 2  # two values: one bin
+
+
+def test_feature_corruption_keeps_each_column_marginal_and_the_rate():
+    from polyjepa.tabular.augment import FeatureCorruption
+
+    B, F = 400, 6
+    x = torch.arange(B * F, dtype=torch.float32).reshape(B, F)              # every entry unique: traceable
+    x[::7, 2] = float("nan")
+    out = FeatureCorruption(rate=0.4)(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for j in range(F):                                                      # values come from the same column
+        col = x[:, j]
+        assert torch.isin(out[:, j][~out[:, j].isnan()], col[~col.isnan()]).all()
+    changed = ~((out == x) | (out.isnan() & x.isnan()))
+    assert 0.3 < changed.float().mean() < 0.42                              # rate minus the rows that drew themselves
+    same = FeatureCorruption(rate=0.4)(x, torch.Generator().manual_seed(0))
+    assert torch.equal(out.nan_to_num(-1), same.nan_to_num(-1))             # seeded
+    assert torch.equal(FeatureCorruption(rate=0.0)(x, torch.Generator()).nan_to_num(-1), x.nan_to_num(-1))
+    with pytest.raises(ValueError, match="rate"):
+        FeatureCorruption(rate=1.5)
+    with pytest.raises(ValueError, match="batch, features"):
+        FeatureCorruption()(x[None], torch.Generator())

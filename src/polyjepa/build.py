@@ -58,7 +58,8 @@ def build_method(cfg: DictConfig, input_shape: tuple[int, ...], seed: int = 0, m
     if cfg.get("invariance") is not None and getattr(method, "invariance", None) is None:
         raise UserError(f"recipe {cfg.get('name', '?')!r} (method {part_name('method', cfg)!r}) has no use for an "
                         f"invariance section: it works with methods jepa and ajepa on images and spectrograms "
-                        f"(invariance.name=vicreg) and point_jepa (invariance.name=point_vicreg); "
+                        f"(invariance.name=vicreg), jepa on tables (invariance.name=table_vicreg) and point_jepa "
+                        f"(invariance.name=point_vicreg); "
                         f"drop the section")
     return method
 
@@ -70,12 +71,13 @@ def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
     """
     backbone = build_backbone(cfg, input_shape, meta)
     parts = jepa_parts(cfg, backbone, input_shape, meta)
-    if cfg.get("invariance") is not None:  # optional two-view VICReg term (image-shaped inputs)
-        parts["invariance"] = invariance_part(cfg, backbone.dim, "vicreg")
+    if cfg.get("invariance") is not None:  # optional VICReg term between views (images/spectrograms or tables)
+        parts["invariance"] = invariance_part(cfg, backbone.dim, "table_vicreg" if "kinds" in (meta or {}) else "vicreg")
     return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
 
 
-INVARIANCE_VIEWS = {"vicreg": "images and spectrograms", "point_vicreg": "point clouds"}  # name -> what it warps
+INVARIANCE_VIEWS = {"vicreg": "images and spectrograms", "point_vicreg": "point clouds",
+                    "table_vicreg": "table rows"}  # name -> what it warps
 
 
 def invariance_part(cfg: DictConfig, in_dim: int, name: str):

@@ -54,6 +54,9 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         batch_size, lr: AdamW with warm-up and cosine decay.
         var_weight, cov_weight: an optional VCR regulariser on the pooled context embedding (off by
             default: on Adult it lowered every probe, while the regularisation tokens alone did not collapse).
+        invariance_weight, corruption: an optional invariance term (off by default): VICReg, times
+            ``invariance_weight``, between the mean tokens of two SCARF-corrupted views of each row
+            (``corruption`` of the entries replaced by other rows' values).
         random_state: seed of the weights, data order and masks (None: a random one).
         threads: torch threads while fitting/transforming (None: torch's setting).
 
@@ -67,7 +70,8 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def __init__(self, *, categorical="auto", dim: int = 32, depth: int = 2, heads: int = 2, n_reg_tokens: int = 1,
                  numeric: str = "ple", n_bins: int = 16, pool: str = "tokens", max_epochs: int = 20,
                  min_steps: int = 500, max_steps: int = 3000, batch_size: int = 128, lr: float = 1e-3, var_weight: float = 0.0,
-                 cov_weight: float = 0.0, random_state=0, threads: int | None = None):
+                 cov_weight: float = 0.0, invariance_weight: float = 0.0, corruption: float = 0.6, random_state=0,
+                 threads: int | None = None):
         self.categorical = categorical
         self.dim = dim
         self.depth = depth
@@ -83,6 +87,8 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.lr = lr
         self.var_weight = var_weight
         self.cov_weight = cov_weight
+        self.invariance_weight = invariance_weight
+        self.corruption = corruption
         self.random_state = random_state
         self.threads = threads
 
@@ -109,6 +115,9 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             cfg.regularizer = {"name": "vcr", "var_weight": float(self.var_weight), "cov_weight": float(self.cov_weight)}
         else:
             cfg.regularizer = None
+        if self.invariance_weight:
+            cfg.invariance = {"name": "table_vicreg", "weight": float(self.invariance_weight),
+                              "rate": float(self.corruption)}
         return cfg
 
     def _columns(self, frame):

@@ -116,10 +116,29 @@ def fit_schema(frame, *, categorical="auto", max_int_categories: int = AUTO_INT_
         sd = float(finite.std()) if len(finite) else 1.0
         sd = sd if sd > 1e-12 else 1.0
         z = (finite - mu) / sd
-        qs = np.unique(np.quantile(z, np.linspace(0, 1, n_bins + 1))) if len(z) else np.array([0.0])
+        qs = quantile_edges(z, n_bins) if len(z) else np.array([0.0])
         cats.append([]), means.append(mu), stds.append(sd), edges.append([float(e) for e in qs])
     return {"schema": SCHEMA, "columns": names, "kinds": kinds, "categories": cats, "mean": means, "std": stds,
             "edges": edges}
+
+
+def quantile_edges(z: np.ndarray, n_bins: int) -> np.ndarray:
+    """At most ``n_bins + 1`` increasing bin edges of the values ``z`` for the piecewise-linear encoding.
+
+    The edges are ``z``'s quantiles at 0, 1/n_bins, ..., 1. Where values repeat (a column that is mostly
+    0, such as Adult's capital-gain, 92 % zeros), equal quantiles merge and few bins are left; the edges
+    lost that way are drawn again as quantiles of the values other than the most frequent one, so the
+    rest of the range still gets bins (capital-gain: 2 -> 14 bins; repeats among the rest merge a few).
+    """
+    qs = np.unique(np.quantile(z, np.linspace(0, 1, n_bins + 1)))
+    missing = n_bins + 1 - len(qs)
+    if missing > 0:
+        values, counts = np.unique(z, return_counts=True)
+        rest = z[z != values[counts.argmax()]]
+        if len(rest):
+            extra = np.quantile(rest, np.linspace(0, 1, missing + 2)[1:-1])   # inner quantiles of the rest
+            qs = np.unique(np.concatenate([qs, extra]))
+    return qs
 
 
 def check_columns(frame, schema: dict) -> None:
