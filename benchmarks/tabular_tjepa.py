@@ -133,14 +133,22 @@ def run_table(name, path, args) -> dict:
             curve = emb.loss_curve_
             print(f"  {name}: T-JEPA {len(curve)} steps in {timings[label]:.0f} s, loss {curve[0]:.3f} -> "
                   f"{np.mean(curve[-20:]):.3f}", flush=True)
-    results = {}
+    results, per_seed = {}, {}
     for rep, (a, b) in reps.items():
-        for mname, model in models(task, args.seed).items():
+        for mname in models(task, args.seed):
             if mname not in args.models:
                 continue
             t = time.time()
-            results[f"{mname} on {rep}"] = score(model, task, a, y_tr, b, y_te)
-            print(f"  {name}: {mname} on {rep}: {results[f'{mname} on {rep}']:.4f} ({time.time() - t:.0f} s)", flush=True)
+            # the MLP's own seed (initialisation, early-stopping split) moves it by a few tenths of a point:
+            # with --probe-seeds N it is the mean over seeds seed .. seed + N - 1, each listed in the JSON
+            seeds = range(args.seed, args.seed + (args.probe_seeds if mname == "mlp" else 1))
+            scores = [score(models(task, s)[mname], task, a, y_tr, b, y_te) for s in seeds]
+            results[f"{mname} on {rep}"] = float(np.mean(scores))
+            if len(scores) > 1:
+                per_seed[f"{mname} on {rep}"] = scores
+            print(f"  {name}: {mname} on {rep}: {results[f'{mname} on {rep}']:.4f}"
+                  f"{f' (sd {np.std(scores):.4f} over {len(scores)} seeds)' if len(scores) > 1 else ''}"
+                  f" ({time.time() - t:.0f} s)", flush=True)
     cat = np.array([k == "cat" for k in schema["kinds"]])
     hgb = (HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor)(
         categorical_features=cat if cat.any() else None, random_state=args.seed)
@@ -148,7 +156,7 @@ def run_table(name, path, args) -> dict:
     results["HistGradientBoosting on raw"] = score(hgb, task, x_hgb_tr, y_tr, x_hgb_te, y_te)
     return {"table": name, "task": task, "metric": "accuracy" if task == "classification" else "RMSE",
             "n_train": len(x_tr), "n_test": len(x_te), "n_features": len(schema["columns"]),
-            "n_categorical": int(cat.sum()), "results": results, "embed_seconds": timings,
+            "n_categorical": int(cat.sum()), "results": results, "mlp_per_seed": per_seed, "embed_seconds": timings,
             "seconds": time.time() - t0}
 
 
@@ -177,6 +185,7 @@ def main(argv=None):
     p.add_argument("--invariance-weight", type=float, default=0.0, help="SCARF-view VICReg term (0: off)")
     p.add_argument("--corruption", type=float, default=0.6)
     p.add_argument("--no-random-init", dest="random_init", action="store_false", help="skip the random-init baseline")
+    p.add_argument("--probe-seeds", type=int, default=1, help="score the MLP as the mean over this many seeds")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     args.models = args.models.split(",")

@@ -177,6 +177,43 @@ def test_backbone_embeds_only_kept_patches_and_pools():
         bb.embed(x, pool="grid:2")
 
 
+def test_cell_pool_averages_the_tokens_whose_centres_share_a_cell():
+    from polyjepa.points.backbone import cell_pool
+
+    torch.manual_seed(0)
+    B, G, D, k = 3, 20, 5, 2
+    h, centres = torch.randn(B, G, D), torch.rand(B, G, 3) * 2.4 - 1.2          # some centres outside the cube
+    got = cell_pool(h, centres, k).reshape(B, k ** 3, D)
+    for b in range(B):                                                           # a direct loop over the cells
+        for i in range(k):
+            for j in range(k):
+                for m in range(k):
+                    c = centres[b]
+                    inside = [((c[:, a] >= -1 + 2 * t / k) if t else torch.ones(G, dtype=torch.bool))
+                              & ((c[:, a] < -1 + 2 * (t + 1) / k) if t < k - 1 else torch.ones(G, dtype=torch.bool))
+                              for a, t in enumerate((i, j, m))]
+                    sel = inside[0] & inside[1] & inside[2]
+                    want = h[b, sel].mean(0) if sel.any() else torch.zeros(D)
+                    assert torch.allclose(got[b, (i * k + j) * k + m], want, atol=1e-6)
+    one = cell_pool(h, centres, 1)                                               # one cell: the mean token
+    assert torch.allclose(one, h.mean(1), atol=1e-6)
+
+
+def test_backbone_cells_read_out_and_its_errors():
+    torch.manual_seed(0)
+    bb = tiny_backbone()
+    x = clouds(B=2, P=60)
+    both = bb.embed(x, pool="mean+max+cells:2")
+    assert both.shape == (2, 64 + 8 * 32)
+    assert torch.allclose(both[:, :64], bb.embed(x, pool="mean+max"), atol=1e-6)
+    assert torch.allclose(both[:, 64:], bb.embed(x, pool="cells:2"), atol=1e-6)
+    perm = torch.randperm(60)                                                    # point order does not matter
+    assert torch.allclose(bb.embed(x[:, perm], pool="cells:2"), both[:, 64:], atol=1e-4)
+    for bad in ("cells:0", "cells:x", "median+cells:2"):
+        with pytest.raises(ValueError, match="cells:K"):
+            bb.embed(x, pool=bad)
+
+
 @pytest.mark.parametrize("cls", [PointPredictor, ContextInjectedPredictor])
 def test_predictors_isolate_target_blocks(cls):
     torch.manual_seed(0)

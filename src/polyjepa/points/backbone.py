@@ -10,13 +10,43 @@ from .tokenizer import PointGroups, PointGroupTokenizer
 POOLS = ("mean", "max", "mean+max", "mean+std")
 
 
+def cell_pool(h: torch.Tensor, centres: torch.Tensor, k: int) -> torch.Tensor:
+    """The mean token of the patches whose centre lies in each of k^3 equal cells of the cube [-1, 1]^3
+    (clouds are centred into the unit ball; centres outside the cube count in the nearest cell).
+
+    Shapes: h (B, G, D), centres (B, G, 3) -> (B, k^3 * D); an empty cell gives zeros.
+    """
+    cell = ((centres.clamp(-1, 1) + 1) / 2 * k).long().clamp(max=k - 1)   # (B, G, 3) in [0, k)
+    idx = (cell[..., 0] * k + cell[..., 1]) * k + cell[..., 2]             # (B, G)
+    onehot = torch.nn.functional.one_hot(idx, k ** 3).to(h.dtype)          # (B, G, k^3)
+    sums = torch.einsum("bgc,bgd->bcd", onehot, h)
+    return (sums / onehot.sum(1).clamp(min=1)[..., None]).flatten(1)
+
+
+def split_pool(pool: str) -> tuple[str | None, int]:
+    """('mean+max', 2) for 'mean+max+cells:2', (None, 2) for 'cells:2', ('mean', 0) for 'mean'; checked."""
+    if "cells:" not in pool:
+        if pool not in POOLS:
+            raise ValueError(f"unknown pool {pool!r} for point clouds: use one of {', '.join(POOLS)}, "
+                             f"'cells:K' or '<pool>+cells:K'")
+        return pool, 0
+    base, _, k = pool.rpartition("cells:")
+    base = base[:-1] if base.endswith("+") else base
+    if not k.isdigit() or int(k) < 1 or (base and base not in POOLS):
+        raise ValueError(f"pool {pool!r}: write cells:K or <pool>+cells:K with K >= 1 cells per side and <pool> "
+                         f"one of {', '.join(POOLS)}")
+    return base or None, int(k)
+
+
 class PointBackbone(Backbone):
     """Tokenizer + encoder for point clouds.
 
     Shapes:
         forward(x (B, P, 3) | PointGroups, keep_idx (B, Nk) | None, layers) -> (B, Nk, D).
         embed(x, pool, layers) -> (B, F): ``mean`` or ``max`` over patch tokens (F = D), ``mean+max``
-        (the Point-MAE/Point-JEPA SVM read-out) or ``mean+std`` (F = 2D).
+        (the Point-MAE/Point-JEPA SVM read-out) or ``mean+std`` (F = 2D); ``cells:K`` the mean token of
+        the patches in each of K^3 cells of the cube around the cloud (F = K^3 D: where the parts are, for
+        aligned shapes), ``<pool>+cells:K`` both side by side.
     """
 
     def __init__(self, tokenizer: PointGroupTokenizer, encoder: TransformerEncoder):
@@ -31,6 +61,10 @@ class PointBackbone(Backbone):
         return self.encoder(self.tokenizer(x), keep_idx, layers=layers)
 
     def embed(self, x: torch.Tensor | PointGroups, *, pool: str = "mean+max", layers: int = 1) -> torch.Tensor:
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r} for point clouds: use one of {', '.join(POOLS)}")
-        return pool_tokens(self(x, layers=layers), pool)                    # (B, G, D) -> (B, F)
+        base, k = split_pool(pool)
+        if not k:
+            return pool_tokens(self(x, layers=layers), pool)                # (B, G, D) -> (B, F)
+        groups = x if isinstance(x, PointGroups) else self.tokenizer.group(x)
+        h = self(groups, layers=layers)
+        cells = cell_pool(h, groups.centres, k)
+        return cells if base is None else torch.cat([pool_tokens(h, base), cells], dim=1)
