@@ -64,13 +64,17 @@ def centres_only(encoder, x: np.ndarray, pool: str, batch_size: int = 256) -> np
     import torch
 
     from polyjepa.models.encoder import pool_tokens
+    from polyjepa.points.backbone import cell_pool, split_pool
 
+    base, k = split_pool(pool)
     encoder.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             groups = encoder.tokenizer.group(torch.as_tensor(x[i:i + batch_size]))
-            out.append(pool_tokens(encoder.encoder(encoder.tokenizer.pos_embed(groups.centres)), pool))
+            h = encoder.encoder(encoder.tokenizer.pos_embed(groups.centres))
+            parts = ([pool_tokens(h, base)] if base else []) + ([cell_pool(h, groups.centres, k)] if k else [])
+            out.append(torch.cat(parts, dim=1))
     return torch.cat(out).numpy()
 
 
@@ -80,7 +84,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--out", default="runs/points_modelnet10")
     ap.add_argument("--variants", default="pointjepa,pointjepa-random,jepa3d")
-    ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every recipe")
+    ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every recipe, after the variant's own "
+                    "(so they may set keys of a section the variant adds, e.g. invariance.weight=0.1)")
     ap.add_argument("--seed", type=int, default=0, help="initialisation, masks and batches of every run")
     ap.add_argument("--online", action="store_true", help="also probe each run's online encoder")
     ap.add_argument("--no-descriptors", action="store_true", help="skip the hand-crafted descriptor rows")
@@ -97,7 +102,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = pj.load_recipe("pointjepa", args.set)
+    cfg = pj.load_recipe("pointjepa", [o for o in args.set if o.startswith("data.")])  # how the clouds are read
     d = pj.load_points(args.data, points=int(cfg.data.points), surface=bool(cfg.data.surface))
     rows = {}
 
@@ -128,7 +133,7 @@ def main() -> None:
             s = json.loads((run / "summary.json").read_text())
         else:
             s = pj.pretrain(recipe, data=args.data, out=str(run), max_epochs=args.epochs, progress=False, seed=args.seed,
-                            overrides=["train.threads=1", "eval.baselines=false", *args.set, *extra])
+                            overrides=["train.threads=1", "eval.baselines=false", *extra, *args.set])
         _, rcfg, info = open_run(run)
         pool = s["embedding"]["pool"]
         if "random-init encoder" not in rows:  # same encoder and seed for both recipes, never trained
