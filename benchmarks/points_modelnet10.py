@@ -63,18 +63,15 @@ def centres_only(encoder, x: np.ndarray, pool: str, batch_size: int = 256) -> np
     """(n, P, 3) clouds -> pooled encoder features of the patch-centre embeddings alone (no patch shapes)."""
     import torch
 
-    from polyjepa.models.encoder import pool_tokens
-    from polyjepa.points.backbone import cell_pool, split_pool
+    from polyjepa.points.backbone import pool_points
 
-    base, k = split_pool(pool)
     encoder.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             groups = encoder.tokenizer.group(torch.as_tensor(x[i:i + batch_size]))
             h = encoder.encoder(encoder.tokenizer.pos_embed(groups.centres))
-            parts = ([pool_tokens(h, base)] if base else []) + ([cell_pool(h, groups.centres, k)] if k else [])
-            out.append(torch.cat(parts, dim=1))
+            out.append(pool_points(h, groups.centres, pool))
     return torch.cat(out).numpy()
 
 

@@ -71,8 +71,8 @@ def assemble_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict):
     """
     backbone = build_backbone(cfg, input_shape, meta)
     parts = jepa_parts(cfg, backbone, input_shape, meta)
-    if cfg.get("invariance") is not None:  # optional VICReg term between views (images/spectrograms or tables)
-        parts["invariance"] = invariance_part(cfg, backbone.dim, "table_vicreg" if "kinds" in (meta or {}) else "vicreg")
+    if cfg.get("invariance") is not None:  # optional VICReg term between views of what the tokenizer reads
+        parts["invariance"] = invariance_part(cfg, backbone.dim, getattr(backbone.tokenizer, "INVARIANCE", "vicreg"))
     return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
 
 

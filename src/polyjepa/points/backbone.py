@@ -38,6 +38,13 @@ def split_pool(pool: str) -> tuple[str | None, int]:
     return base or None, int(k)
 
 
+def pool_points(h: torch.Tensor, centres: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B, G, D) patch tokens with their (B, G, 3) centres -> (B, F) by ``pool`` (see :meth:`PointBackbone.embed`)."""
+    base, k = split_pool(pool)
+    parts = ([pool_tokens(h, base)] if base else []) + ([cell_pool(h, centres, k)] if k else [])
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
 class PointBackbone(Backbone):
     """Tokenizer + encoder for point clouds.
 
@@ -61,10 +68,6 @@ class PointBackbone(Backbone):
         return self.encoder(self.tokenizer(x), keep_idx, layers=layers)
 
     def embed(self, x: torch.Tensor | PointGroups, *, pool: str = "mean+max", layers: int = 1) -> torch.Tensor:
-        base, k = split_pool(pool)
-        if not k:
-            return pool_tokens(self(x, layers=layers), pool)                # (B, G, D) -> (B, F)
+        split_pool(pool)                                                    # a bad pool fails before any work
         groups = x if isinstance(x, PointGroups) else self.tokenizer.group(x)
-        h = self(groups, layers=layers)
-        cells = cell_pool(h, groups.centres, k)
-        return cells if base is None else torch.cat([pool_tokens(h, base), cells], dim=1)
+        return pool_points(self(groups, layers=layers), groups.centres, pool)  # (B, G, D) -> (B, F)

@@ -52,6 +52,8 @@ class FeatureTokenizer(nn.Module):
     (Thimonier et al., T-JEPA, 2024; Gorishniy et al., FT-Transformer 2021 and numeric embeddings 2022.)
     """
 
+    INVARIANCE = "table_vicreg"  # the invariance part whose views fit these inputs (default: image views)
+
     def __init__(self, *, meta: dict, dim: int, n_reg_tokens: int = 1, numeric: str = "linear"):
         super().__init__()
         if "kinds" not in meta:
