@@ -112,6 +112,17 @@ def test_grid_pooling_equals_regional_means():
         bb.embed(x, pool="max")
 
 
+def test_tokens_plus_input_pooling_is_the_tokens_then_the_tokenizer_output():
+    bb = small_backbone().eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        got = bb.embed(x, pool="tokens+input")
+        expected = torch.cat([bb(x).flatten(1), bb.tokenizer(x).flatten(1)], dim=1)
+    assert got.shape == (2, 2 * 16 * 32)
+    assert torch.equal(got, expected)
+    assert torch.equal(got[:, :16 * 32], bb.embed(x, pool="tokens"))
+
+
 def test_embed_array_of_no_samples_has_the_embedding_width():
     from polyjepa.eval import embed_array
 

@@ -92,12 +92,12 @@ def test_tjepa_recipe_end_to_end(tmp_path):
     s = pretrain("tjepa", data=str(tmp_path / "t.csv"), out=str(run), overrides=TINY_TAB + ["data.target=label"],
                  progress=False, echo=lambda *a: None)
     assert s["steps"] == 6 and np.isfinite(s["final_loss"]) and "accuracy" in s["probe"]["linear"]
-    assert s["embedding"]["dim"] == (1 + 3) * 16  # pool=tokens: regularisation token + 3 columns
+    assert s["embedding"]["dim"] == 2 * (1 + 3) * 16  # pool=tokens+input: 2 x (regularisation token + 3 columns)
     new = table(10, seed=2).drop(columns=["label"])
     new.loc[0, "color"] = "purple"
     new.to_csv(tmp_path / "new.csv", index=False)
     emb = embed_run(str(run), str(tmp_path / "new.csv"))
-    assert emb.shape == (10, 64) and np.isfinite(emb).all()
+    assert emb.shape == (10, 128) and np.isfinite(emb).all()
 
 
 def test_tjepa_regression_target_is_probed_by_r2(tmp_path):

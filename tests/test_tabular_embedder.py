@@ -41,10 +41,10 @@ def test_default_embedder_in_a_pipeline_with_nan_and_categories():
     df, y = frame()
     pipe = make_pipeline(TabularEmbedder(max_steps=100, threads=1), LogisticRegression(max_iter=500)).fit(df, y)
     emb = pipe[0].transform(df)
-    assert emb.shape == (300, (1 + 5) * 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert emb.shape == (300, 2 * (1 + 5) * 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert emb.std(0).mean() > 1e-3  # not collapsed to a constant
     assert pipe.score(df, y) > 0.5
-    assert list(pipe[0].get_feature_names_out()) == [f"tabularembedder{i}" for i in range(192)]
+    assert list(pipe[0].get_feature_names_out()) == [f"tabularembedder{i}" for i in range(384)]
 
 
 def test_column_transformer_and_unseen_categories():
@@ -72,6 +72,10 @@ def test_same_seed_same_embedding_and_pool_widths():
     assert np.isfinite(vcr.loss_curve_).all()
     assert TabularEmbedder(**SMALL, max_steps=0).fit(df).loss_curve_ == []  # random-init baseline
     assert TabularEmbedder(**SMALL, pool="mean+std", n_reg_tokens=0, numeric="linear").fit_transform(df).shape == (100, 16)
+    both = TabularEmbedder(**SMALL, pool="tokens+input").fit(df)
+    e = both.transform(df)
+    assert e.shape == (100, 2 * 6 * 8) and len(both.get_feature_names_out()) == e.shape[1]
+    assert np.allclose(e[:, :48], TabularEmbedder(**SMALL, pool="tokens").fit(df).transform(df), atol=1e-6)  # same seed
 
 
 def test_categorical_given_by_name_or_index():

@@ -88,20 +88,24 @@ class Backbone(nn.Module):
     def embed(self, x: torch.Tensor, *, pool: str = "mean", layers: int = 1) -> torch.Tensor:
         """Pooled features of all tokens.
 
-        ``mean`` over tokens (B, D); ``mean+std`` (B, 2D); ``tokens`` flattened (B, N*D); ``grid:K``
+        ``mean`` over tokens (B, D); ``mean+std`` (B, 2D); ``tokens`` flattened (B, N*D);
+        ``tokens+input`` the flattened tokens followed by the flattened tokenizer output (B, 2*N*D); ``grid:K``
         averages a 2-D token grid into K x K regions and concatenates them with the mean (B, (K*K+1)*D),
         keeping coarse layout (tokenizers with a ``grid`` only).
         """
         h = self(x, layers=layers)  # (B, N, D)
         if pool in ("mean", "mean+std", "tokens"):
             return pool_tokens(h, pool)
+        if pool == "tokens+input":  # the encoder's tokens, then the tokenizer's (what each token started as)
+            return torch.cat([h.flatten(1), self.tokenizer(x).flatten(1)], dim=1)
         if pool.startswith("grid:") and hasattr(self.tokenizer, "grid"):
             k = grid_regions(pool)
             B, N, D = h.shape
             g = h.transpose(1, 2).reshape(B, D, *self.tokenizer.grid)
             regions = torch.nn.functional.adaptive_avg_pool2d(g, k).flatten(2).transpose(1, 2)  # (B, k*k, D)
             return torch.cat([h.mean(1), regions.flatten(1)], dim=1)
-        raise ValueError(f"unknown pool {pool!r}: use 'mean', 'mean+std', 'tokens' or 'grid:K' (2-D grids)")
+        raise ValueError(f"unknown pool {pool!r}: use 'mean', 'mean+std', 'tokens', 'tokens+input' or 'grid:K' "
+                         f"(2-D grids)")
 
 
 SIZES = {
