@@ -93,11 +93,12 @@ class Backbone(nn.Module):
         averages a 2-D token grid into K x K regions and concatenates them with the mean (B, (K*K+1)*D),
         keeping coarse layout (tokenizers with a ``grid`` only).
         """
+        if pool == "tokens+input":  # the encoder's tokens, then the tokenizer's (what each token started as)
+            tokens = self.tokenizer(x)  # once: forward without keep_idx is encoder(tokenizer(x))
+            return torch.cat([self.encoder(tokens, layers=layers).flatten(1), tokens.flatten(1)], dim=1)
         h = self(x, layers=layers)  # (B, N, D)
         if pool in ("mean", "mean+std", "tokens"):
             return pool_tokens(h, pool)
-        if pool == "tokens+input":  # the encoder's tokens, then the tokenizer's (what each token started as)
-            return torch.cat([h.flatten(1), self.tokenizer(x).flatten(1)], dim=1)
         if pool.startswith("grid:") and hasattr(self.tokenizer, "grid"):
             k = grid_regions(pool)
             B, N, D = h.shape
