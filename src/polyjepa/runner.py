@@ -392,6 +392,31 @@ def format_table(summary: dict) -> str:
     lines.append(f"{'representation':<22} {'linear':>7} {'kNN':>7} {'RankMe':>7}")
     for name, p, rk in rows:
         lines.append(f"{name:<22} {acc(p, 'linear'):>7} {acc(p, 'knn'):>7} {rk if rk is None else f'{rk:7.1f}'}")
-    if probe_metric(summary.get("probe", {}).get("linear", {})) == "R^2":
+    metric = probe_metric(summary.get("probe", {}).get("linear", {}))
+    if metric == "R^2":
         lines.append("(a continuous target: R^2 of ridge regression and of a kNN mean; RMSE in summary.json)")
+    elif metric == "accuracy":
+        k = summary.get("probe", {}).get("knn", {}).get("k", "k")
+        lines.append(f"(test-split accuracy of logistic regression (linear) and {k}-nearest neighbours (kNN) on frozen "
+                     f"features; pretraining pays where its row beats the untrained encoder and the raw input)")
+    verdict = _verdict(summary)
+    if verdict:
+        lines.append(verdict)
     return "\n".join(lines)
+
+
+def _verdict(summary: dict) -> str | None:
+    """One line: the pretrained encoder's linear-probe margin over each baseline, in points."""
+    from .eval.probes import probe_metric, probe_score
+
+    ours = summary.get("probe", {}).get("linear")
+    if not ours or probe_metric(ours) != "accuracy":
+        return None
+    names = {"random_init": "the random-init encoder", "raw": "the raw input"}
+    parts = []
+    for key, name in names.items():
+        base = summary.get("baselines", {}).get(key, {}).get("linear")
+        if base and probe_metric(base) == "accuracy":
+            diff = 100 * (probe_score(ours) - probe_score(base))
+            parts.append(f"{diff:+.1f} points {'over' if diff >= 0 else 'under'} {name}")
+    return f"linear probe: pretrained encoder {', '.join(parts)}" if parts else None

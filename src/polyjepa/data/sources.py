@@ -1,4 +1,5 @@
-"""Load image data sets into arrays: scikit-learn digits, .npz/.npy files, folders of images."""
+"""Load image data sets into arrays: the bundled sets (scikit-learn digits, a 6,000-image MNIST sample),
+.npz/.npy files, folders of images."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,6 +12,10 @@ from ..errors import UserError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 X_KEYS = ("images", "x", "X", "data", "inputs")
 Y_KEYS = ("labels", "y", "targets", "target")
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+# Image sets that install with the package, by name (see bundled/README.md for sources and licences).
+BUNDLED = {"digits": "scikit-learn's 8x8 digits, 1,797 images",
+           "mnist6k": "MNIST, 6,000 28x28 images drawn (seed 0) from the 10,000-image test set"}
 
 
 @dataclass
@@ -35,7 +40,7 @@ class Loaded:
 
 
 def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loaded:
-    """Load 'digits' (scikit-learn's bundled 8x8 digits), a .npz/.npy file, or a folder of images.
+    """Load a bundled set by name (:data:`BUNDLED`), a .npz/.npy file, or a folder of images.
 
     A .npz needs an image array under one of images/x/X/data/inputs and may have labels under
     labels/y/targets/target. Arrays may be (n, H, W), (n, C, H, W) or (n, H, W, C) with C in 1, 3, 4;
@@ -51,10 +56,14 @@ def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loade
         d = load_digits()
         return Loaded(resize_center(d.images[:, None].astype(np.float32) / 16.0, size), d.target.astype(np.int64),
                       "digits")
+    if source in BUNDLED:
+        loaded = _load_npz(BUNDLED_DIR / f"{source}.npz")
+        loaded.x, loaded.name = resize_center(loaded.x, size), source
+        return loaded
     path = Path(source)
     if not path.exists():
         raise UserError(f"data path {source!r} does not exist: pass an existing .npz/.npy file, a folder of "
-                        f"images, or 'digits'")
+                        f"images, or a bundled set ({', '.join(BUNDLED)})")
     if path.is_dir():
         return _load_folder(path, size)
     if path.suffix == ".npz":
@@ -63,7 +72,8 @@ def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loade
         return loaded
     if path.suffix == ".npy":
         return Loaded(resize_center(to_nchw(read_numpy(path), str(path)), size), None, path.name)
-    raise UserError(f"cannot read {source!r}: use a .npz or .npy file, a folder of images, or 'digits'")
+    raise UserError(f"cannot read {source!r}: use a .npz or .npy file, a folder of images, or a bundled set "
+                    f"({', '.join(BUNDLED)})")
 
 
 def _check_size(size) -> tuple[int, int] | None:
