@@ -146,12 +146,15 @@ def effective_init_power(W0: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def step_times(eigenvalues, s0_sq, *, level: float = 0.5) -> np.ndarray:
+def step_times(eigenvalues, s0_sq, *, level: float = 0.5, lr: float | None = None) -> np.ndarray:
     """Predicted time (lr x step) at which mode j's eigenvalue of C = W Gamma W^T crosses ``level``.
 
     t_j = [ln(1/u_j(0) - 1) - ln(1/level - 1)] / (8 gamma_j) with u_j(0) = gamma_j s_j(0)^2: exact for an
     initialisation aligned with the eigenvectors; from an unaligned small start pass
     :func:`effective_init_power` as ``s0_sq``. inf for gamma_j <= 0 or s_j(0) = 0.
+    With ``lr``, the growth rate 8 gamma_j of gradient flow becomes that of gradient descent with
+    that step, 2 ln(1 + 4 gamma_j lr) / lr per unit of t = lr x step (the early, linear phase
+    dominates the step time).
     """
     g = np.asarray(eigenvalues, dtype=np.float64)
     s2 = np.broadcast_to(np.asarray(s0_sq, dtype=np.float64), g.shape)
@@ -160,8 +163,9 @@ def step_times(eigenvalues, s0_sq, *, level: float = 0.5) -> np.ndarray:
     out = np.full(g.shape, np.inf)
     pos = (g > 0) & (s2 > 0)
     u0 = g[pos] * s2[pos]
+    rate = 8 * g[pos] if lr is None else 2 * np.log1p(4 * g[pos] * lr) / lr
     with np.errstate(divide="ignore"):
-        out[pos] = (np.log(1 / u0 - 1) - np.log(1 / level - 1)) / (8 * g[pos])
+        out[pos] = (np.log(1 / u0 - 1) - np.log(1 / level - 1)) / rate
     out[pos & (g * s2 >= level)] = 0.0
     return out
 
@@ -185,32 +189,36 @@ def barlow_linear_loss(W: np.ndarray, gamma: np.ndarray) -> float:
 @dataclass
 class LinearBarlowRun:
     """A recorded gradient-descent run of the linear model: times (T,), eigenvalues of C (T, d)
-    descending, loss (T,), and the final weights (d, m)."""
+    descending, loss (T,), the final weights (d, m), and ||W v_j||^2 (T, k) for tracked vectors."""
 
     times: np.ndarray
     eigenvalues: np.ndarray
     loss: np.ndarray
     W: np.ndarray
+    projections: np.ndarray | None = None
 
 
 def train_linear_barlow(gamma: np.ndarray, W0: np.ndarray, *, lr: float, steps: int,
-                        record_every: int = 1) -> LinearBarlowRun:
+                        record_every: int = 1, track: np.ndarray | None = None) -> LinearBarlowRun:
     """Full-batch gradient descent on L(W) = ||W Gamma W^T - I||_F^2, step W -= lr * 4 (C - I) W Gamma.
 
     Equivalent to full-batch training of f(x) = W x on the pairs that built Gamma. Records the
-    eigenvalues of C every ``record_every`` steps (and at step 0 and the last step).
+    eigenvalues of C every ``record_every`` steps (and at step 0 and the last step), and with
+    ``track`` (m, k) the power ||W v||^2 along each of its columns (e.g. Gamma's eigenvectors).
     """
     W = np.array(W0, dtype=np.float64)
     g = np.asarray(gamma, dtype=np.float64)
     if W.ndim != 2 or W.shape[1] != g.shape[0]:
         raise UserError(f"W0 must be (d, m) with m = {g.shape[0]} (the operator's size), got {W.shape}")
     eye = np.eye(W.shape[0])
-    times, eigs, losses = [], [], []
+    times, eigs, losses, proj = [], [], [], []
     for step in range(steps + 1):
         WG = W @ g
         C = WG @ W.T
         if step % record_every == 0 or step == steps:
             times.append(step * lr)
+            if track is not None:
+                proj.append(np.square(W @ track).sum(0))
             eigs.append(np.linalg.eigvalsh(0.5 * (C + C.T))[::-1])
             losses.append(float(np.square(C - eye).sum()))
         if step < steps:
@@ -218,7 +226,8 @@ def train_linear_barlow(gamma: np.ndarray, W0: np.ndarray, *, lr: float, steps: 
             if not np.isfinite(W).all():
                 raise UserError(f"gradient descent diverged at step {step}: lower lr (now {lr:g}) below "
                                 f"about 1 / (8 * the largest eigenvalue of Gamma)")
-    return LinearBarlowRun(np.array(times), np.array(eigs), np.array(losses), W)
+    return LinearBarlowRun(np.array(times), np.array(eigs), np.array(losses), W,
+                           np.array(proj) if track is not None else None)
 
 
 def crossing_times(times, values, *, level: float = 0.5) -> np.ndarray:
