@@ -14,6 +14,9 @@ def test_measured_step_times_of_logistic_curves():
     finals = np.array([4.0, 2.0, 1.0, 0.5])
     ev = finals / (1 + np.exp(-(t[:, None] - centres)))
     np.testing.assert_allclose(measured_step_times(t, ev, top=4), centres, atol=0.05)
+    # on a log scale: half-way between the first and final value in log units
+    grow = 1e-6 * np.exp(np.clip(t[:, None] - centres, 0, 10) * np.log(1e6) / 10)
+    np.testing.assert_allclose(measured_step_times(t, grow, top=4, log=True), centres + 5, atol=0.05)
     # an eigenvalue already above half its final value at the start has no step
     flat = np.ones((len(t), 1))
     assert np.isnan(measured_step_times(t, flat, top=1)[0])
