@@ -10,6 +10,7 @@ Pure functions on arrays (numpy; torch only where a gradient-descent check needs
 """
 from .deep_linear import (DeepLinearRun, feature_rhs, final_gain, gain_crossing_times, jepa_time, leading_time,
                           learning_time, mae_time, solve_gains, train_deep_linear)
+from .overlay import theory_overlay
 from .stepwise import (LinearBarlowRun, barlow_linear_loss, crossing_times, effective_init_power, final_embedding,
                        init_power,
                        kernel_modes, logistic_eigenvalues, pair_correlation, principal_angles, step_times,
@@ -18,5 +19,5 @@ from .stepwise import (LinearBarlowRun, barlow_linear_loss, crossing_times, effe
 __all__ = ["DeepLinearRun", "LinearBarlowRun", "barlow_linear_loss", "crossing_times", "effective_init_power", "feature_rhs",
            "final_embedding", "final_gain", "gain_crossing_times", "init_power", "jepa_time", "kernel_modes",
            "leading_time", "learning_time", "logistic_eigenvalues", "mae_time", "pair_correlation",
-           "principal_angles", "solve_gains", "step_times", "stepwise_modes", "train_deep_linear",
-           "train_linear_barlow"]
+           "principal_angles", "solve_gains", "step_times", "stepwise_modes", "theory_overlay",
+           "train_deep_linear", "train_linear_barlow"]
