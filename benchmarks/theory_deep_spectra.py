@@ -10,7 +10,7 @@ three losses: Barlow Twins in the theory's form ||C - I||_F^2 (C the symmetrised
 the centred embeddings, no batch standardisation), the library's vicreg_loss and nt_xent_loss
 (SimCLR). Every 10 steps the covariance eigenvalues of 512 fixed, unaugmented images' embeddings are
 recorded; a mode's step time is when its eigenvalue is half-way (in log units) from its first to its
-final value. The theory's prediction is t_j = c / gamma_j with gamma_j the eigenvalues of the
+final value (modes that end below 5% of the top eigenvalue count as not learned). The theory's prediction is t_j = c / gamma_j with gamma_j the eigenvalues of the
 contrastive operator of the same views on pixels and one fitted constant c per loss.
 
 Part 2, a library recipe as configured (micro ViT, standard initialisation, the spectrum monitor of
@@ -170,7 +170,8 @@ def main(argv=None) -> int:
              for r in rows]
     notes.append("Measured t_j: small-init MLP, the time (lr x step) a mode's eigenvalue is half-way in log units "
                  "from its first to its final value; recipe runs, the time it reaches half its final value. "
-                 "'-': no step (it started there, or grew less than 4x).")
+                 "'-': no step seen (it started there, grew less than 4x, or ended below 5% of the top "
+                 "eigenvalue, i.e. not learned within the run).")
     save_result("theory-deep-spectra", columns=cols, rows=rows, seconds=seconds, notes=notes,
                 title="Deep nets on MNIST: embedding-spectrum steps vs the linear theory's 1/gamma_j",
                 extra={"gamma": gamma.tolist(), "mlp_steps": args.mlp_steps, "recipe_steps": args.recipe_steps,

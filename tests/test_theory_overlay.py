@@ -17,6 +17,9 @@ def test_measured_step_times_of_logistic_curves():
     # on a log scale: half-way between the first and final value in log units
     grow = 1e-6 * np.exp(np.clip(t[:, None] - centres, 0, 10) * np.log(1e6) / 10)
     np.testing.assert_allclose(measured_step_times(t, grow, top=4, log=True), centres + 5, atol=0.05)
+    # a mode still far below the others at the end has not been learned yet
+    grow[:, 3] *= 1e-3
+    assert np.isnan(measured_step_times(t, grow, top=4, log=True)[3])
     # an eigenvalue already above half its final value at the start has no step
     flat = np.ones((len(t), 1))
     assert np.isnan(measured_step_times(t, flat, top=1)[0])

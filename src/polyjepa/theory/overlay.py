@@ -41,12 +41,15 @@ def effective_time(run_dir: Path, steps) -> np.ndarray:
     return t[np.clip(steps.astype(int), 0, len(t) - 1)]
 
 
-def measured_step_times(times, eigenvalues, *, top: int = 8, frac: float = 0.5, log: bool = False) -> np.ndarray:
+def measured_step_times(times, eigenvalues, *, top: int = 8, frac: float = 0.5, log: bool = False,
+                        min_share: float = 0.05) -> np.ndarray:
     """First time each of the top eigenvalues (columns of (T, D), descending) reaches ``frac`` of its
     final value (linear interpolation); nan for an eigenvalue that starts above it (no step seen).
 
     With ``log``, ``frac`` is taken on a log scale between the first and the final value (0.5: their
-    geometric mean), for eigenvalues that grow over orders of magnitude from a small start.
+    geometric mean), for eigenvalues that grow over orders of magnitude from a small start; a mode
+    whose final value is below ``min_share`` of the largest final value, or that grew less than 4x,
+    has not (yet) been learned and gets nan.
     """
     from .stepwise import crossing_times
 
@@ -56,7 +59,7 @@ def measured_step_times(times, eigenvalues, *, top: int = 8, frac: float = 0.5, 
         lev = np.log(np.maximum(ev, 1e-300))
         span = lev[-1] - lev[0]
         out = crossing_times(times, (lev - lev[0]) / np.where(span > 0, span, np.nan), level=frac)
-        out[~(span > np.log(4.0))] = np.nan  # grew less than 4x: no step
+        out[~(span > np.log(4.0)) | (final < min_share * final.max())] = np.nan
         return out
     out = crossing_times(times, ev / np.where(final > 0, final, np.nan), level=frac)
     started_high = ev[0] >= frac * final
