@@ -278,7 +278,7 @@ def make_plot(path, lam, rho, scurves, rcurves, depths, eps):
             pred, meas = scurves[(method, L)]
             ax.plot(rho, pred / np.nanmin(pred), color=c, lw=1.2, label=f"L={L}: theory")
             ax.plot(rho, meas / np.nanmin(meas), "o", color=c, mec="k", ms=6, label=f"L={L}: gradient descent")
-        ax.set_xlabel("feature's rho (regression coefficient); lambda falls from 1.1 to 1.0 left to right")
+        ax.set_xlabel("feature's rho (its lambda falls 1.1 -> 1.0 left to right)")
         ax.set_ylabel("learning time / earliest feature's")
         ax.set_title(f"{method.upper()}: {'earliest on the right (high rho) when deep' if method == 'jepa' else 'earliest on the left (high lambda) at every depth'}",
                      fontsize=9)
