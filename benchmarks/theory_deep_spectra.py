@@ -91,7 +91,9 @@ def mlp_runs(images, steps, seed, every=10, width=512, dim=16, scale=0.3, batch=
             loss.backward()
             opt.step()
         out[name] = {"times": np.array(times), "eigs": np.array(eigs), "lr": lr, "steps": n_steps,
-                     "seconds": time.time() - t0, "arch": f"MLP 784-{width}-{dim} (ReLU), init x{scale}, SGD"}
+                     "seconds": time.time() - t0,
+                     "arch": "MLP " + "-".join([str(net[0].in_features)] + [str(m.out_features) for m in net
+                                                if isinstance(m, torch.nn.Linear)]) + f" (ReLU), init x{scale}, SGD"}
         print(f"{name}: {n_steps} steps in {time.time() - t0:.0f} s", flush=True)
     return gamma, out
 
