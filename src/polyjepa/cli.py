@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--data", help="data for --checkpoints (default: each run's own)")
     se.add_argument("--json", metavar="FILE", help="also write the ranking as JSON")
 
+    th = sub.add_parser("theory", help="overlay the stepwise theory's step times on a joint-embedding run's spectrum")
+    th.add_argument("run_dir")
+    th.add_argument("--data", help="data to build the views' contrastive operator from (default: the run's own)")
+    th.add_argument("--top", type=int, default=8, help="number of leading eigenvalues (default 8)")
+    th.add_argument("--pairs", type=int, default=2000, help="training samples used for the operator (default 2000)")
+
     em = sub.add_parser("embed", help="write embeddings of data as a .npy file")
     em.add_argument("run_dir")
     em.add_argument("--data", required=True)
@@ -81,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 spearman = result["spearman"]
                 result = {**result, "spearman": None if spearman != spearman else spearman}
                 Path(args.json).write_text(json.dumps(result, indent=1))
+        elif args.command == "theory":
+            from .theory.overlay import format_overlay, theory_overlay
+
+            print(format_overlay(theory_overlay(args.run_dir, data=args.data, top=args.top, pairs=args.pairs)))
         elif args.command == "embed":
             from .runner import embed_run
 

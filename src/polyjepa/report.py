@@ -118,8 +118,14 @@ def read_spectrum(run_dir: Path) -> list[tuple[int, list[float]]]:
     return sorted(out)
 
 
-def plot_spectrum(run_dir: Path, plots: Path, top: int = 8) -> str | None:
-    """Eigenvalue spectra at every recorded step (left) and the top eigenvalues against the step (right)."""
+def plot_spectrum(run_dir: Path, plots: Path, top: int = 8, *, overlay: dict | None = None,
+                  name: str = "spectrum.png") -> str | None:
+    """Eigenvalue spectra at every recorded step (left) and the top eigenvalues against the step (right).
+
+    ``overlay`` ({"times": (T,) lr x step of each recorded spectrum, "predicted": (k,), "measured": (k,)},
+    from :func:`polyjepa.theory.overlay.theory_overlay`) plots the right panel against t = lr x step with
+    the predicted step times as dashed lines and the measured ones as dots, one colour per mode.
+    """
     rows = read_spectrum(run_dir)
     if not rows:
         return None
@@ -140,14 +146,27 @@ def plot_spectrum(run_dir: Path, plots: Path, top: int = 8) -> str | None:
     ax1.legend(fontsize=7)
     steps = [s for s, _ in rows]
     k = min(top, min(len(ev) for _, ev in rows))
+    x = steps if overlay is None else list(overlay["times"])
+    colors = plt.get_cmap("tab10")
     for j in range(k):
-        ax2.plot(steps, [max(ev[j], floor) for _, ev in rows], marker="o" if len(rows) < 30 else None, ms=3, lw=1)
+        y = [max(ev[j], floor) for _, ev in rows]
+        ax2.plot(x, y, marker="o" if len(rows) < 30 else None, ms=3, lw=1, color=colors(j % 10))
+        if overlay is not None:
+            p, m = overlay["predicted"][j], overlay["measured"][j]
+            if np.isfinite(p):
+                ax2.axvline(p, color=colors(j % 10), ls="--", lw=0.8)
+            if np.isfinite(m):
+                ax2.plot([m], [np.interp(m, x, y)], "o", color=colors(j % 10), ms=5, mec="k")
     ax2.set_yscale("log")
-    ax2.set_xlabel("step")
-    ax2.set_title(f"top {k} eigenvalues over training")
+    if overlay is None:
+        ax2.set_xlabel("step")
+        ax2.set_title(f"top {k} eigenvalues over training")
+    else:
+        ax2.set_xlabel("t = lr x step")
+        ax2.set_title("top eigenvalues; dashed: theory c/gamma_j, dots: measured", fontsize=8)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(plots / "spectrum.png")
+    fig.savefig(plots / name)
     plt.close(fig)
-    return "plots/spectrum.png"
+    return f"plots/{name}"
