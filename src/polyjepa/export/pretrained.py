@@ -207,10 +207,10 @@ class PretrainedEncoder(nn.Module):
         return embed_array(self.encoder, self.preprocess(data), pool=self.pool, layers=self.layers,
                            batch_size=batch_size)
 
-    def example_input(self, batch: int = 2) -> torch.Tensor:
-        """A (batch, *input_shape) float32 tensor for tracing, on the encoder's device."""
+    def example_input(self, batch: int = 2, seed: int = 0) -> torch.Tensor:
+        """A (batch, *input_shape) float32 tensor of uniform [0, 1) values, on the encoder's device."""
         device = next(self.encoder.parameters()).device
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(seed)
         return torch.rand((batch, *self.input_shape), generator=g).to(device)
 
     @torch.no_grad()
