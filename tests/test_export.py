@@ -70,10 +70,11 @@ def test_saved_encoder_embeds_exactly_as_polyjepa_embed(image_run, tmp_path, cap
     assert str(run) not in (saved / "config.json").read_text()
 
 
-def test_a_saved_encoder_reloads_in_a_fresh_process_without_the_run(image_run, tmp_path):
+def test_a_saved_encoder_reloads_in_a_fresh_process_without_the_run(image_run, tmp_path, capsys):
     run, new, _ = image_run
     want = pj.embed_run(str(run), str(new))
-    pj.save_pretrained(run, tmp_path / "enc")
+    assert main(["export", str(run), "--format", "pretrained", "--out", str(tmp_path / "enc")]) == 0
+    assert "from_pretrained" in capsys.readouterr().out
     shared = tmp_path / "elsewhere" / "enc"
     shutil.copytree(tmp_path / "enc", shared)
     code = ("import sys, numpy as np, polyjepa as pj; enc = pj.from_pretrained(sys.argv[1]); "
@@ -217,7 +218,7 @@ def _one_line_error(capsys, argv, needle):
 def test_export_bad_input_is_one_line(image_run, tmp_path, capsys):
     run = str(image_run[0])
     _one_line_error(capsys, ["export", run, "--format", "tflite", "--out", str(tmp_path / "x")],
-                    "unknown export format 'tflite': use one of onnx, torch")
+                    "unknown export format 'tflite': use one of onnx, torch, pretrained")
     _one_line_error(capsys, ["export", str(tmp_path), "--out", str(tmp_path / "x.onnx")],
                     "neither a run directory")
     _one_line_error(capsys, ["export", run, "--out", str(tmp_path / "x.json")], "ends in .json")

@@ -36,15 +36,19 @@ def export_encoder(source, out: str | os.PathLike, *, format: str = "onnx", opse
     Args:
         source: a run directory, a folder written by ``save_pretrained``, or a ``PretrainedEncoder``.
         out: the file to write (``.onnx`` for onnx, ``.pt2`` for torch by convention).
-        format: ``onnx`` (torch.onnx's torch.export-based exporter; needs ``pip install 'polyjepa[export]'``)
-            or ``torch`` (``torch.export.save`` of the ExportedProgram; load with ``torch.export.load``).
+        format: ``onnx`` (torch.onnx's torch.export-based exporter; needs ``pip install 'polyjepa[export]'``),
+            ``torch`` (``torch.export.save`` of the ExportedProgram; load with ``torch.export.load``), or
+            ``pretrained`` (``out`` is a folder: what ``save_pretrained`` writes, no graph).
     Returns {"path", "config", "format", "max_abs_diff"}: the largest difference between the exported graph
     (run with onnxruntime or the ExportedProgram) and the module on an example batch, relative to the
     embeddings' scale (None for ONNX when onnxruntime is absent).
     """
-    if format not in FORMATS:
-        raise UserError(f"unknown export format {format!r}: use one of {', '.join(FORMATS)}")
+    if format not in FORMATS and format != "pretrained":
+        raise UserError(f"unknown export format {format!r}: use one of {', '.join(FORMATS)}, pretrained")
     out = Path(out)
+    if format == "pretrained":  # the save_pretrained folder, for sharing without Python
+        saved = _encoder(source).save_pretrained(out)
+        return {"path": str(saved), "config": str(saved / "config.json"), "format": format, "max_abs_diff": None}
     if out.suffix == ".json":
         raise UserError(f"--out {out} ends in .json, the name of the config written beside the graph: "
                         f"use {out.with_suffix(FORMATS[format])}")

@@ -10,12 +10,11 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 FILES = ["config.json", "model.safetensors", "README.md"]
 
 
-def _hub():
+def _hub(what: str = "sharing through the Hugging Face Hub"):
     try:
         import huggingface_hub
     except ImportError:
-        raise UserError("sharing through the Hugging Face Hub needs huggingface_hub: "
-                        "pip install 'polyjepa[hub]'") from None
+        raise UserError(f"{what} needs huggingface_hub: pip install 'polyjepa[hub]'") from None
     return huggingface_hub
 
 
@@ -24,7 +23,7 @@ def download(repo_id: str, *, revision: str | None = None, token: str | None = N
     if not REPO_ID.match(repo_id) or ".." in repo_id:
         raise UserError(f"{repo_id!r} is neither an existing folder nor a Hub repository id (owner/name): pass the "
                         f"folder that save_pretrained wrote")
-    hub = _hub()
+    hub = _hub(f"{repo_id!r} is not a folder here; loading it as a Hugging Face Hub repository id")
     try:
         from .. import __version__
 
@@ -32,8 +31,8 @@ def download(repo_id: str, *, revision: str | None = None, token: str | None = N
                                        library_name="polyjepa", library_version=__version__)
     except Exception as e:  # network, authentication, missing repository: the library's own errors
         raise UserError(f"cannot download {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:200]}): check the id, your network and token (huggingface-cli "
-                        f"login), or load a local folder") from None
+                        f"{' '.join(str(e).split())[:200]}), and no folder of that name is here: check the id, "
+                        f"your network and token (huggingface-cli login), or the local path") from None
     return Path(folder)
 
 

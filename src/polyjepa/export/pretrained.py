@@ -306,7 +306,15 @@ def build_encoder(config: dict) -> nn.Module:
         cfg = validate(OmegaConf.create(config["recipe"]))
     except UserError as e:
         raise UserError(f"the saved recipe does not validate in this polyjepa: {e}") from None
-    return build_method(cfg, tuple(config["input_shape"]), int(config["seed"]), config.get("meta")).encoder()
+    except Exception as e:  # not a mapping, values OmegaConf cannot hold
+        raise UserError(f"the saved recipe cannot be read ({type(e).__name__}: {e}): save the encoder again") from None
+    try:
+        return build_method(cfg, tuple(config["input_shape"]), int(config["seed"]), config.get("meta")).encoder()
+    except UserError:
+        raise
+    except (TypeError, ValueError, KeyError) as e:  # a hand-edited config: shapes or facts the parts cannot take
+        raise UserError(f"cannot build the encoder the config describes ({type(e).__name__}: {e}): save the "
+                        f"encoder again") from None
 
 
 def model_card(config: dict) -> str:
