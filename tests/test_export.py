@@ -59,6 +59,8 @@ def test_saved_encoder_embeds_exactly_as_polyjepa_embed(image_run, tmp_path, cap
     assert sorted(p.name for p in saved.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     enc = pj.from_pretrained(saved)
     assert enc.dim == want.shape[1] and enc.input_shape == (1, 8, 8)
+    assert repr(enc) == (f"PretrainedEncoder(recipe='ijepa-digits', input_shape=(1, 8, 8), pool={enc.pool!r}, "
+                         f"layers={enc.layers}, dim={enc.dim})")
     assert np.array_equal(enc.embed(str(new)), want)            # the file
     assert np.array_equal(enc.embed(images), want)              # the same pixels as an array
     assert np.array_equal(enc.embed(torch.from_numpy(images)), want)
@@ -91,7 +93,7 @@ def test_onnx_export_of_the_image_encoder_matches_torch(image_run, tmp_path, cap
     run, new, images = image_run
     assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "enc.onnx")]) == 0
     assert "matches torch" in capsys.readouterr().out
-    side = json.loads((tmp_path / "enc.json").read_text())
+    side = json.loads((tmp_path / "enc.onnx.json").read_text())
     assert side["graph"]["input"]["shape"] == ["batch", 1, 8, 8] and side["mean"] is not None
     enc = pj.PretrainedEncoder.from_run(run)
     want = enc.embed(images)
@@ -104,7 +106,7 @@ def test_onnx_export_of_the_image_encoder_matches_torch(image_run, tmp_path, cap
 def test_torch_export_program_matches_torch(image_run, tmp_path):
     run, _, images = image_run
     r = export_encoder(run, tmp_path / "enc.pt2", format="torch")
-    assert r["max_abs_diff"] == 0.0
+    assert r["max_abs_diff"] == 0.0 and r["config"] == str(tmp_path / "enc.pt2.json")
     enc = pj.PretrainedEncoder.from_run(run)
     program = torch.export.load(tmp_path / "enc.pt2")
     got = program.module()(torch.from_numpy(enc.load(images))).detach().numpy()

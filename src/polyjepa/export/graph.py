@@ -20,8 +20,9 @@ INPUT_NAME, OUTPUT_NAME = "x", "embedding"
 
 
 def sidecar_path(out: str | os.PathLike) -> Path:
-    """Where the JSON beside an exported graph goes: the graph's name with ``.json``."""
-    return Path(out).with_suffix(".json")
+    """Where the JSON beside an exported graph goes: the graph's file name plus ``.json``."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
 
 
 def export_encoder(source, out: str | os.PathLike, *, format: str = "onnx", opset: int | None = None) -> dict:
@@ -29,7 +30,7 @@ def export_encoder(source, out: str | os.PathLike, *, format: str = "onnx", opse
 
     The graph is ``PretrainedEncoder.forward``: standardisation with the training statistics is inside
     it, so its input is the data loader's output (for images float pixels in [0, 1], channels first);
-    the batch size is free. Beside it, ``<out>.json`` holds the encoder's config (recipe, input shape,
+    the batch size is free. Beside it, ``<out>.json`` (e.g. ``encoder.onnx.json``) holds the encoder's config (recipe, input shape,
     statistics, the loader's fitted facts) and the graph's input/output names, so that another program
     can read data as the loader does.
 
@@ -50,7 +51,7 @@ def export_encoder(source, out: str | os.PathLike, *, format: str = "onnx", opse
         saved = _encoder(source).save_pretrained(out)
         return {"path": str(saved), "config": str(saved / "config.json"), "format": format, "max_abs_diff": None}
     if out.suffix == ".json":
-        raise UserError(f"--out {out} ends in .json, the name of the config written beside the graph: "
+        raise UserError(f"--out {out} ends in .json, as the config written beside the graph does: "
                         f"use {out.with_suffix(FORMATS[format])}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder: name the file to write, e.g. {out / ('encoder' + FORMATS[format])}")

@@ -66,9 +66,9 @@ class PretrainedEncoder(nn.Module):
     def recipe(self) -> dict:
         return self.config["recipe"]
 
-    def extra_repr(self) -> str:
-        return (f"recipe={self.recipe.get('name')!r}, input_shape={self.input_shape}, pool={self.pool!r}, "
-                f"layers={self.layers}, dim={self.dim}")
+    def __repr__(self) -> str:  # one line; ``self.encoder`` prints the layers
+        return (f"PretrainedEncoder(recipe={self.recipe.get('name')!r}, input_shape={self.input_shape}, "
+                f"pool={self.pool!r}, layers={self.layers}, dim={self.dim})")
 
     # ---- build and load
     @classmethod
