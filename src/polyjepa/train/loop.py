@@ -15,8 +15,8 @@ from ..config import TrainConfig
 from ..errors import UserError
 from .checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
-from .tensorboard import TensorBoardWriter
 from .schedules import apply_schedules
+from .tensorboard import TensorBoardWriter
 
 
 class TrainingDiverged(UserError):
