@@ -22,8 +22,8 @@ def _scalars(folder):
 def test_tensorboard_events_hold_the_losses_of_metrics_csv(tmp_path):
     pytest.importorskip("tensorboard")
     run = tmp_path / "run"
-    pj.pretrain("ijepa-digits", out=str(run), overrides=TINY + ["eval.baselines=false", "train.logger=tensorboard", "train.max_steps=4"],
-                **QUIET)
+    over = TINY + ["eval.baselines=false", "eval.pool=mean", "train.logger=tensorboard", "train.max_steps=4"]
+    pj.pretrain("ijepa-digits", out=str(run), overrides=over, **QUIET)
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events, sorted(p.name for p in run.iterdir())
     with open(run / "metrics.csv", newline="") as f:

@@ -30,9 +30,9 @@ def export_encoder(source, out: str | os.PathLike, *, format: str = "onnx", opse
 
     The graph is ``PretrainedEncoder.forward``: standardisation with the training statistics is inside
     it, so its input is the data loader's output (for images float pixels in [0, 1], channels first);
-    the batch size is free. Beside it, ``<out>.json`` (e.g. ``encoder.onnx.json``) holds the encoder's config (recipe, input shape,
-    statistics, the loader's fitted facts) and the graph's input/output names, so that another program
-    can read data as the loader does.
+    the batch size is free. Beside it, ``<out>.json`` (e.g. ``encoder.onnx.json``) holds the encoder's
+    config (recipe, input shape, statistics, the loader's fitted facts) and the graph's input/output
+    names, so that another program can read data as the loader does.
 
     Args:
         source: a run directory, a folder written by ``save_pretrained``, or a ``PretrainedEncoder``.

@@ -320,12 +320,12 @@ def build_encoder(config: dict) -> nn.Module:
 def model_card(config: dict) -> str:
     """A short README for a saved folder (the Hub shows it as the model card)."""
     recipe = config["recipe"]
+    loader = (recipe.get("data") or {}).get("loader", "images")
     return "\n".join([
         "---", "library_name: polyjepa", "tags: [polyjepa, self-supervised, jepa]", "---", "",
         f"# {recipe.get('name', 'polyjepa')} encoder", "",
         str(recipe.get("description", "")).strip(), "",
-        f"Input: samples of shape {tuple(config['input_shape'])} as the `{(recipe.get('data') or {}).get('loader', 'images')}` "
-        f"loader reads them; output: {config['embedding']['dim']}-wide embeddings "
+        f"Input: samples of shape {tuple(config['input_shape'])} as the `{loader}` loader reads them; output: {config['embedding']['dim']}-wide embeddings "
         f"(pool `{config['embedding']['pool']}`).", "",
         "```python", "import polyjepa as pj", "", 'enc = pj.from_pretrained("THIS_FOLDER_OR_REPO")',
         "emb = enc.embed(x)   # numpy (n, F)", "```", ""])
