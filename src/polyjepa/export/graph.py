@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -120,8 +121,9 @@ def _check(enc: PretrainedEncoder, out: Path, format: str) -> float | None:
 
 
 def _encoder(source) -> PretrainedEncoder:
-    if isinstance(source, PretrainedEncoder):
-        return source
+    if isinstance(source, PretrainedEncoder):  # graphs are written from a CPU copy (and checked on CPU)
+        on_cpu = all(t.device.type == "cpu" for t in list(source.parameters()) + list(source.buffers()))
+        return source if on_cpu else copy.deepcopy(source).cpu()
     path = Path(source)
     if (path / "run.json").exists():
         return PretrainedEncoder.from_run(path)
