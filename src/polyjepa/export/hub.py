@@ -32,7 +32,7 @@ def download(repo_id: str, *, revision: str | None = None, token: str | None = N
     except Exception as e:  # network, authentication, missing repository: the library's own errors
         raise UserError(f"cannot download {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: "
                         f"{' '.join(str(e).split())[:200]}), and no folder of that name is here: check the id, "
-                        f"your network and token (huggingface-cli login), or the local path") from None
+                        f"your network and token (hf auth login), or the local path") from None
     return Path(folder)
 
 
@@ -49,6 +49,6 @@ def upload(folder: Path, repo_id: str, *, private: bool = False, token: str | No
                           repo_type="model", allow_patterns=FILES)
     except Exception as e:
         raise UserError(f"cannot upload to {repo_id!r} on the Hugging Face Hub ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:200]}): check your network and token (huggingface-cli login)") \
+                        f"{' '.join(str(e).split())[:200]}): check your network and token (hf auth login)") \
             from None
     return str(url)
