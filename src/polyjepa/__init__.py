@@ -53,6 +53,9 @@ _EXPORTS = {
     "MultiView": "multiview.method", "ViewMaker": "multiview.views", "Projector": "multiview.heads",
     "DINOHead": "multiview.heads", "lidar": "diagnostics.lidar", "covariance_spectrum": "diagnostics.spectrum",
     "collapse_alarm": "diagnostics.spectrum", "select_runs": "diagnostics.selection", "spearman": "diagnostics.selection",
+    # save, load, share and export trained encoders
+    "PretrainedEncoder": "export.pretrained", "save_pretrained": "export.pretrained",
+    "from_pretrained": "export.pretrained", "export_encoder": "export.graph",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("run_dir")
     em.add_argument("--data", required=True)
     em.add_argument("--out", required=True, help="output .npy file")
+
+    ex = sub.add_parser("export", help="write a run's encoder as an ONNX graph or a torch.export program")
+    ex.add_argument("run_dir", help="a run directory, or a folder written by save_pretrained")
+    ex.add_argument("--format", default="onnx", help="onnx (default), torch (torch.export.save, .pt2), or "
+                    "pretrained (a save_pretrained folder: config.json + model.safetensors)")
+    ex.add_argument("--out", required=True, help="the file to write (e.g. encoder.onnx; its config goes beside it "
+                    "as .json), or the folder for --format pretrained")
     return p
 
 
@@ -96,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
 
             emb = embed_run(args.run_dir, args.data, args.out)
             print(f"wrote {emb.shape[0]} embeddings of width {emb.shape[1]} to {args.out}")
+        elif args.command == "export":
+            from .export.graph import export_encoder
+
+            r = export_encoder(args.run_dir, args.out, format=args.format)
+            check = ("" if r["max_abs_diff"] is None else
+                     f"; on an example batch it matches torch to {r['max_abs_diff']:.1e} (relative to the scale)")
+            if r["format"] == "pretrained":
+                print(f"wrote {r['path']}/ (config.json, model.safetensors, README.md): load it with "
+                      f"polyjepa.from_pretrained({r['path']!r})")
+            else:
+                print(f"wrote {r['path']} ({r['format']}) and its config {r['config']}{check}")
     except UserError as e:
         # one line, also where the message quotes a library's multi-line error (imageio, libsndfile, ...)
         print(f"polyjepa: error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -53,6 +53,7 @@ class TrainConfig:
     monitor_every: int = 100              # steps between RankMe / kNN monitor evaluations
     checkpoint_every: int = 200           # steps between checkpoints (and one at the end)
     keep_checkpoints: int = 2
+    logger: str = "csv"                   # csv: metrics.csv; tensorboard: metrics.csv and RUN_DIR/tensorboard events
 
 
 @dataclass
@@ -189,6 +190,9 @@ def validate(cfg: DictConfig) -> DictConfig:
                 raise UserError(f"config key '{section}.{key}' must be {'>=' if inclusive else '>'} {low}, got {v!r}")
         if section == "train" and not 0 <= obj.warmup <= 1:
             raise UserError(f"config key 'train.warmup' is a fraction of training: 0 to 1, got {obj.warmup!r}")
+    if dataclass_from(cfg, "train", TrainConfig).logger not in ("csv", "tensorboard"):
+        raise UserError("config key 'train.logger' must be 'csv' or 'tensorboard' (metrics.csv and TensorBoard "
+                        "event files)")
     if dataclass_from(cfg, "data", DataConfig).normalize not in ("channel", "none"):
         raise UserError("config key 'data.normalize' must be 'channel' or 'none'")
     return cfg

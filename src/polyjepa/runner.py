@@ -149,6 +149,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     _check_batches(method, prepared.x_train, train_cfg, build_augment(cfg), seed)
     del method
+    from .train.tensorboard import check_logger
+
+    check_logger(train_cfg.logger)
 
     if run_dir is None:
         run_dir = new_run_dir(out, cfg.name)
@@ -347,22 +350,12 @@ def _check_shape(shape, info):
 def embed_run(run_dir: str, data: str, out: str | None = None) -> np.ndarray:
     """Embed every sample of ``data`` (in file order; an official test part follows the training part),
     normalised as in training; optionally save .npy."""
-    from .data.prepare import load_data, normalise
-    from .eval.embed import embed_array
-
     out_path = Path(out) if out is not None else None
     if out_path is not None and (out_path.suffix != ".npy" or out_path.is_dir()):
         raise UserError(f"--out {out} must be a file path ending in .npy")
-    run_dir, cfg, info = open_run(run_dir)
-    method, cfg, info = load_run_method(run_dir, cfg, info)
-    data_cfg = dataclass_from(cfg, "data", DataConfig)
-    data_cfg.source = data
-    loaded = load_data(data_cfg, part_kwargs(cfg, "data"), info.get("meta", {}))
-    x = loaded.x if loaded.x_test is None else np.concatenate([loaded.x, loaded.x_test])
-    _check_shape(x.shape[1:], info)
-    eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
-    mean, std = (info.get("mean"), info.get("std")) if data_cfg.normalize != "none" else (None, None)
-    emb = embed_array(method.encoder(), normalise(x, mean, std), pool=eval_cfg.pool, layers=eval_cfg.layers)
+    from .export.pretrained import PretrainedEncoder
+
+    emb = PretrainedEncoder.from_run(run_dir).embed(data)  # the run's loader, fitted facts and statistics
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.stem}.tmp.npy")

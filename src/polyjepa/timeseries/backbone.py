@@ -18,7 +18,10 @@ def encode_masked(encoder: TransformerEncoder, tokens: torch.Tensor, valid: torc
         (B, N, D) as ``TransformerEncoder.forward`` (mean of the last ``layers`` normalised outputs);
         no query attends to a padding token, so real tokens do not depend on padding.
     """
-    mask = None if valid is None or bool(valid.all()) else valid[:, None, None, :]  # (B, 1, 1, N) -> heads, queries
+    # no mask when every token is real (the faster kernel); a graph being exported keeps the mask, as it
+    # must hold for any input
+    all_real = valid is None or (not torch.compiler.is_exporting() and bool(valid.all()))
+    mask = None if all_real else valid[:, None, None, :]  # (B, 1, 1, N) -> heads, queries
     x, outs = tokens, []
     for i, block in enumerate(encoder.blocks):
         x = block(x, mask)

@@ -63,7 +63,8 @@ class DilatedConvEncoder(nn.Module):
         for m in (hide, padding):
             if m is not None:
                 h = h.masked_fill(m[..., None], 0.0)
-        keep = None if padding is None or not bool(padding.any()) else (~padding)[:, None].to(h.dtype)
+        no_padding = padding is None or (not torch.compiler.is_exporting() and not bool(padding.any()))
+        keep = None if no_padding else (~padding)[:, None].to(h.dtype)  # an exported graph keeps the mask
         h = h.transpose(1, 2)
         for block in self.blocks:
             h = block(h, keep)

@@ -16,6 +16,7 @@ from ..errors import UserError
 from .checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
 from .schedules import apply_schedules
+from .tensorboard import TensorBoardWriter
 
 
 class TrainingDiverged(UserError):
@@ -95,7 +96,9 @@ def _worker(fabric, job: TrainJob) -> dict:
         if optim_state is not None:
             optimizer.load_state_dict(optim_state)
         state.update({k: meta[k] for k in state if k in meta})
-    metrics = MetricsCSV(run_dir / "metrics.csv", resume_step=state["step"] if job.resume else None) if rank0 else None
+    resume_step = state["step"] if job.resume else None
+    also = (TensorBoardWriter(run_dir, resume_step),) if rank0 and tc.logger == "tensorboard" else ()
+    metrics = MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step, also=also) if rank0 else None
 
     inner = method
     method, optimizer = fabric.setup(method, optimizer)
@@ -208,6 +211,8 @@ def _worker(fabric, job: TrainJob) -> dict:
     final_monitor = run_monitor() if rank0 else {}
     if bar:
         bar.close()
+    if metrics:
+        metrics.close()
     return {"steps": state["step"], "total_steps": state["total_steps"], "samples": state["samples"],
             "train_seconds": state["train_seconds"], "train_seconds_before": seconds_before, "stop_reason": stop_reason,
             "samples_per_second": state["samples"] / max(state["train_seconds"], 1e-9),

@@ -17,8 +17,11 @@ def _step(row: dict) -> int | None:
 
 
 class MetricsCSV:
-    def __init__(self, path: Path, resume_step: int | None = None):
+    """Rows of metrics in ``path``; each row also goes to the writers in ``also`` (e.g. TensorBoard)."""
+
+    def __init__(self, path: Path, resume_step: int | None = None, also: tuple = ()):
         self.path = path
+        self.also = tuple(also)
         self.rows: list[dict] = []
         if resume_step is not None and path.exists():
             with open(path, newline="") as f:
@@ -29,6 +32,8 @@ class MetricsCSV:
         self._rewrite()
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        for writer in self.also:
+            writer.log(step, metrics)
         row = {"step": step, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in metrics.items()}}
         self.rows.append(row)
         new = [k for k in row if k not in self.columns]
@@ -38,6 +43,10 @@ class MetricsCSV:
         else:
             with open(self.path, "a", newline="") as f:
                 csv.DictWriter(f, self.columns).writerow(row)
+
+    def close(self) -> None:
+        for writer in self.also:
+            writer.close()
 
     def _rewrite(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
