@@ -50,12 +50,21 @@ def recipes_block() -> str:
 
     lines = ["| recipe | modality | method | data | headline (measured, next to its baselines) | time (2 CPU cores) |",
              "|---|---|---|---|---|---|"]
-    for c in recipe_cards():
-        data = "bundled" if c["bundled"] else "bring your own (`--data`)"
+    order = ["images", "images (joint-embedding)", "time series", "biosignals", "tables", "audio", "point clouds",
+             "video"]
+
+    def rank(c):
+        kind = next((i for i, m in enumerate(order) if c["modality"].startswith(m) and
+                     not (m == "images" and c["modality"] != "images")), len(order))
+        return kind, c["name"]
+
+    for c in sorted(recipe_cards(), key=rank):
+        data = ("bundled" + (f" (extra `[{c['extra']}]`)" if c["extra"] else "")) if c["bundled"] \
+            else "bring your own (`--data`)"
         if c["data"]:
             data += f"; measured on {c['data']}"
         lines.append(f"| `{c['name']}` | {esc(c['modality'])} | {esc(c['method'])} | {esc(data)} | "
-                     f"{esc(c['headline'] or 'not measured yet')} | {esc(c['minutes'])} |")
+                     f"{esc(c['headline'])} | {esc(c['minutes'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -52,7 +52,8 @@ def format_recipes(name: str | None = None) -> str:
         if not match:
             raise UserError(f"unknown recipe {name!r}: choose one of {', '.join(c['name'] for c in cards)}")
         c = match[0]
-        data = "bundled (runs without --data)" if c["bundled"] else f"bring it: --data with {c['bring']}"
+        needs = f"; needs pip install 'polyjepa[{c['extra']}]'" if c["extra"] else ""
+        data = f"bundled (runs without --data{needs})" if c["bundled"] else f"bring it: --data with {c['bring']}"
         rows = [("recipe", c["name"]), ("description", c["description"]), ("modality", c["modality"]),
                 ("method", c["method"]), ("data", data), ("measured on", c["data"]), ("headline", c["headline"]),
                 ("command", c["command"]), ("time", c["minutes"]), ("error", c["error"])]

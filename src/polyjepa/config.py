@@ -111,13 +111,16 @@ LOADER_MODALITY = {"images": "images", "series": "time series", "wfdb_beats": "b
                    "edf_epochs": "biosignals (EEG)", "table": "tables", "audio": "audio", "points": "point clouds",
                    "moving_digits": "video", "clips": "video"}
 
+# The polyjepa extra a loader needs for its bundled data sets (aeon's UCR/UEA sets, pandas for tables).
+LOADER_EXTRA = {"series": "timeseries", "table": "tabular"}
+
 
 def recipe_cards() -> list[dict[str, Any]]:
     """Every bundled recipe as a dict: name, description, its card's fields, and ``bundled`` (whether its
     default data installs with the project). A recipe that does not load is listed with ``error`` set."""
     out = []
     for p in sorted(recipe_dir().glob("*.yaml")):
-        entry: dict[str, Any] = {"name": p.stem, "description": "", "error": None, "bundled": True,
+        entry: dict[str, Any] = {"name": p.stem, "description": "", "error": None, "bundled": True, "extra": "",
                                  **{f.name: f.default for f in dataclasses.fields(CardConfig)}}
         try:
             cfg = OmegaConf.load(p)
@@ -129,6 +132,7 @@ def recipe_cards() -> list[dict[str, Any]]:
         entry.update(dataclasses.asdict(card))
         loader = (cfg.get("data") or {}).get("loader", DataConfig.loader)
         entry["modality"] = entry["modality"] or LOADER_MODALITY.get(loader, loader)
+        entry["extra"] = LOADER_EXTRA.get(loader, "")
         desc = cfg.get("description")
         entry["description"] = str(desc).strip().splitlines()[0] if desc else ""
         entry["bundled"] = (cfg.get("data") or {}).get("source", DataConfig.source) is not None
