@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, p, rk, t in rows:
         rk_s = "-" if rk is None else f"{rk:.1f}"
         print(f"| {name} | {p['digit']:.4f} | {p['digit_knn']:.4f} | {p['speaker']:.4f} | {rk_s} | {t} |")
+    from polyjepa.results import save_result
+
+    save_result("audio-fsdd", title=f"A-JEPA on FSDD ({len(dig.x):,} / {len(dig.x_test)}, readout {ev.pool})",
+                columns=["representation", "digit linear", "digit kNN", "speaker linear", "RankMe", "training"],
+                rows=[[name, round(p["digit"], 4), round(p["digit_knn"], 4), round(p["speaker"], 4),
+                       None if rk is None else round(rk, 1), t] for name, p, rk, t in rows],
+                notes=[f"official split (takes 0-4 test); seed {args.seed}"], extra={"seed": args.seed})
     return 0
 
 

@@ -106,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, (steps, minutes, lin) in times.items():
         print(f"{name}: {steps} steps, {minutes:.1f} min training; clean-clip digit probe of its encoder {lin:.4f}")
+    from polyjepa.results import save_result
+
+    save_result("audio-fsdd-stem", title=f"Conditioned prediction on FSDD two-clip mixtures ({n} test mixtures)",
+                columns=["predictor", "predict clip", "R@1", "digit acc. from prediction",
+                         "digit acc. from true target (ceiling)"],
+                rows=[[name, "first" if c == 0 else "delayed", round(r1, 3), round(acc, 3), round(ceil, 3)]
+                      for name, c, r1, acc, ceil in rows],
+                notes=[f"{name}: {steps} steps, {minutes:.1f} min of training" for name, (steps, minutes, _) in times.items()],
+                extra={"seed": args.seed, "offset": args.offset})
     return 0
 
 

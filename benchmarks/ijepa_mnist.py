@@ -60,12 +60,24 @@ def main(argv: list[str] | None = None) -> int:
           f"pool={emb['pool']}, layers={emb['layers']} (dim {emb['dim']}); seed {s['seed']}; run in {out}\n")
     print("| representation | linear | kNN | RankMe |")
     print("|---|---:|---:|---:|")
+    table = []
     for name, p, rk in rows:
         rk_s = "-" if rk is None else f"{rk:.1f}"
         knn = p.get("knn", {}).get("accuracy")
         print(f"| {name} | {p['linear']['accuracy']:.4f} | {'-' if knn is None else f'{knn:.4f}'} | {rk_s} |")
-    print(f"\ntraining: {s['steps']} steps, {s['samples_per_second']:.0f} samples/s, "
-          f"{s['train_seconds'] / 60:.1f} min (whole run incl. evaluation {s['seconds'] / 60:.1f} min)")
+        table.append([name, round(p["linear"]["accuracy"], 4), None if knn is None else round(knn, 4),
+                      None if rk is None else round(rk, 1)])
+    timing = (f"{s['steps']} steps, {s['samples_per_second']:.0f} samples/s, {s['train_seconds'] / 60:.1f} min of "
+              f"training (whole run incl. evaluation {s['seconds'] / 60:.1f} min)")
+    print(f"\ntraining: {timing}")
+    from polyjepa.results import save_result
+
+    stem = Path(args.recipe).stem
+    save_result("ijepa-mnist" if stem == "cjepa-mnist" else f"ijepa-mnist-{stem}",
+                title=f"{s['recipe']} on MNIST ({s['n_train']:,} / {s['n_test']:,}, readout {emb['pool']})",
+                columns=["representation", "linear", "kNN", "RankMe"], rows=table, seconds=s["seconds"],
+                notes=[f"training: {timing}; seed {s['seed']}"],
+                extra={"recipe": s["recipe"], "embedding": emb, "seed": s["seed"]})
     return 0
 
 

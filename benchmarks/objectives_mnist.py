@@ -140,16 +140,31 @@ def print_main(results, recipes, args):
     print(f"\n{args.steps} steps x batch {args.batch}, ViT-{args.encoder}, one thread; stratified 8,000 / 2,000 split\n")
     print("| representation | readout | linear | kNN | RankMe | LiDAR | samples/s |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    base_rows = []
+    base_rows, table = [], []
     for r in recipes:
         s = results[f"main/{r}"]
         lid = "-" if s.get("lidar") is None else f"{s['lidar']:.1f}"
         print(f"| {r} | {s['embedding']['pool']} | {_acc(s['probe'], 'linear')} | {_acc(s['probe'], 'knn')} | "
               f"{s['rankme']:.1f} | {lid} | {s['samples_per_second']:.0f} |")
+        table.append([r, s["embedding"]["pool"], _num(s["probe"], "linear"), _num(s["probe"], "knn"),
+                      round(s["rankme"], 1), None if s.get("lidar") is None else round(s["lidar"], 1),
+                      round(s["samples_per_second"])])
         for name, b in s.get("baselines", {}).items():
             base_rows.append((f"{name} ({s['embedding']['pool']})", b))
     for name, b in base_rows:
         print(f"| {name} | | {_acc(b, 'linear')} | {_acc(b, 'knn')} | {b.get('rankme', float('nan')):.1f} | | |")
+        table.append([name, "", _num(b, "linear"), _num(b, "knn"), round(b["rankme"], 1) if "rankme" in b else None,
+                      None, None])
+    from polyjepa.results import save_result
+
+    save_result(f"objectives-mnist-{args.steps}steps",
+                title=f"Joint-embedding objectives on MNIST, {args.steps} steps x batch {args.batch}, ViT-{args.encoder}",
+                columns=["representation", "readout", "linear", "kNN", "RankMe", "LiDAR", "samples/s"], rows=table,
+                notes=["stratified 8,000 / 2,000 split of mnist_t10k.npz; seed 0"])
+
+
+def _num(p, k):
+    return round(p[k]["accuracy"], 4) if k in p else None
 
 
 def print_sweep(results, recipe, name, values, seeds, args):

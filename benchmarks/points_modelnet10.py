@@ -1,4 +1,4 @@
-"""ModelNet10 benchmark for the point-cloud recipes (issue #7).
+"""ModelNet10 benchmark for the point-cloud recipes.
 
 Pretrains Point-JEPA (contiguous sequence targets), its ablation (random targets) and 3D-JEPA for the
 same number of epochs on the official training split, then probes frozen embeddings (logistic
@@ -114,14 +114,14 @@ def main() -> None:
         print(name, rows[name], flush=True)
     variants = {"pointjepa": ("pointjepa", []), "pointjepa-random": ("pointjepa", ["masker.targets=random"]),
                 "jepa3d": ("jepa3d", []),
-                # targets the predictor cannot read off the target centres (issue #7, session 5)
+                # targets the predictor cannot read off the target centres
                 "pointjepa-full": ("pointjepa", ["method.target_tokens=full"]),
                 "pointjepa-shape": ("pointjepa", ["method.target_tokens=shape"]),
                 "pointjepa-residual": ("pointjepa", ["method.target_tokens=residual"]),
                 "pointjepa-view": ("pointjepa", ["method.target_view.rotate=true", "method.target_view.max_angle=180",
                                                  "method.target_view.scale=[0.8,1.2]"]),
                 "pointjepa-reconstruct": ("pointjepa", ["method.reconstruct=1.0"]),
-                # two-view invariance term (C-JEPA style, session 9)
+                # two-view invariance term (C-JEPA style)
                 "pointjepa-invariance": ("pointjepa", ["invariance.name=point_vicreg"])}
     for v in args.variants.split(","):
         recipe, extra = variants[v]
@@ -159,6 +159,17 @@ def main() -> None:
         f = lambda key, fmt: (fmt.format(r[key]) if key in r else "-")  # noqa: E731
         print(f"{k:<34} {f('linear', '{:.4f}'):>8} {f('svm', '{:.4f}'):>7} {f('knn', '{:.4f}'):>7} "
               f"{f('rankme', '{:.1f}'):>7} {f('minutes', '{:.1f}'):>8}")
+    from polyjepa.results import save_result
+
+    def num(r, key, digits):
+        return round(r[key], digits) if key in r else None
+
+    save_result("points-modelnet10", title=f"ModelNet10, official split ({len(d.x):,} / {len(d.x_test)} clouds), "
+                f"{args.epochs} epochs", columns=["representation", "logistic", "linear SVM", "kNN", "RankMe",
+                                                   "train min"],
+                rows=[[k, num(r, "linear", 4), num(r, "svm", 4), num(r, "knn", 4), num(r, "rankme", 1),
+                       num(r, "minutes", 1)] for k, r in rows.items()], seconds=time.time() - t0,
+                notes=[f"seed {args.seed}"], extra={"seed": args.seed, "set": args.set})
 
 
 if __name__ == "__main__":

@@ -219,6 +219,15 @@ def main(argv=None):
         for k, v in r["results"].items():
             print(f"  {k:<32} {v:.4f}")
     print(f"\ntotal {(time.time() - t0) / 60:.1f} min")
+    from polyjepa.results import save_result
+
+    keys = list(dict.fromkeys(k for r in out for k in r["results"]))
+    save_result("tabular-tjepa", title="T-JEPA embeddings on tables: linear and MLP probes against raw features and "
+                "gradient boosting", columns=["probe on representation"] + [f"{r['table']} ({r['metric']})" for r in out],
+                rows=[[k] + [round(r["results"][k], 4) if k in r["results"] else None for r in out] for k in keys],
+                seconds=time.time() - t0,
+                notes=[f"{r['table']}: {r['n_train']} train / {r['n_test']} test, {r['n_features']} columns"
+                       for r in out])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--steps 30] [--batch 64] [--threads N]
 
-Configuration (issue #2): ViT-Tiny encoder (width 192, depth 12, 3 heads), 32x32 single-channel input,
+Configuration (the core image benchmark's): ViT-Tiny encoder (width 192, depth 12, 3 heads), 32x32 single-channel input,
 patch 4 (8x8 = 64 tokens), batch 64, predictor width 96 depth 6, I-JEPA multi-block masks (4 targets).
 The step is the real training step of polyjepa's loop (masks and augmentation built in the loader, AdamW,
 gradient clipping, fused EMA update), timed after warm-up. Model FLOPs are counted analytically from
@@ -107,6 +107,14 @@ def main():
     print(f"| model GFLOP/s | {achieved:.1f} |")
     print(f"| fp32 matmul peak GFLOP/s (2048^3) | {peak:.1f} |")
     print(f"| share of peak | {achieved / peak:.0%} |")
+    from polyjepa.results import save_result
+
+    save_result("throughput", title="I-JEPA training-step throughput (ViT-Tiny, 32x32, patch 4, batch "
+                f"{args.batch})", columns=["samples/s", "step (ms)", "model GFLOP/s", "fp32 matmul peak GFLOP/s",
+                                            "share of peak"],
+                rows=[[round(sps, 1), round(seconds / args.steps * 1000), round(achieved, 1), round(peak, 1),
+                       f"{achieved / peak:.0%}"]],
+                notes=[f"last batch: context {ctx} tokens, targets {tgt[1]} x {tgt[2]}; {torch.get_num_threads()} threads"])
 
 
 if __name__ == "__main__":

@@ -110,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     secs = [sum(r[m]["seconds"] for r in results.values()) for m in methods]
     lines.append("| seconds (all sets) | | " + " | ".join(f"{s:.0f}" for s in secs) + " | |")
     print("\n".join(lines))
+    from polyjepa.results import parse_markdown_table, save_result
+
+    columns, rows = parse_markdown_table("\n".join(lines))
+    save_result("timeseries-ucr" + ("" if args.recipe == "tsvicreg" else f"-{args.recipe}"),
+                title=f"UCR/UEA sets with the TS2Vec protocol, TimeSeriesEmbedder({args.recipe!r})",
+                columns=columns, rows=rows, seconds=sum(secs),
+                notes=[f"RBF SVM with C by grid search; official splits; seed {args.seed}; one thread"],
+                extra={"recipe": args.recipe, "seed": args.seed})
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=1)

@@ -92,6 +92,18 @@ def main() -> None:
             q = r.get(p, r.get("raw"))
             cells += [cell(q["digit_acc"], 4), cell(q["velocity_r2"], 3)]
         print(f"| {name} | " + " | ".join(cells) + f" | {r['train_s'] / 60:.1f} min |")
+    from polyjepa.results import save_result
+
+    table = []
+    for name, r in results.items():
+        row = [name]
+        for p in pools:
+            q = r.get(p, r.get("raw"))
+            row += [round(float(np.mean(q["digit_acc"])), 4), round(float(np.mean(q["velocity_r2"])), 3)]
+        table.append(row + [round(r["train_s"] / 60, 1)])
+    save_result("video-moving-digits", title=f"Moving digits, {args.steps} steps, seeds {seeds} (means)",
+                columns=["representation"] + [c for p in pools for c in (f"digit acc ({p})", f"velocity R^2 ({p})")]
+                + ["train min"], rows=table, extra={"seeds": seeds, "steps": args.steps})
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "per_seed": per_seed, "results": results}, f, indent=1)

@@ -18,6 +18,12 @@ def _quiet_threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True)
+def _results_elsewhere(tmp_path_factory, monkeypatch):
+    """Benchmarks run by tests write their result files to a temporary folder, never into results/."""
+    monkeypatch.setenv("POLYJEPA_RESULTS", str(tmp_path_factory.mktemp("results")))
+
+
 @pytest.fixture
 def tiny_overrides():
     return list(TINY)

@@ -36,7 +36,7 @@ _EXPORTS = {
     "crop_or_pad": "audio.crop", "read_audio": "audio.io", "load_audio": "audio.data",
     "SpectrogramPatchEmbed": "audio.tokenizer", "TimeFrequencyMasker": "audio.masks",
     "CurriculumMasker": "audio.masks", "AJEPA": "audio.method",
-    # point clouds (issue #7)
+    # point clouds
     "PointJEPA": "points.method", "PointGroupTokenizer": "points.tokenizer", "PointBackbone": "points.backbone",
     "PointPredictor": "points.predictor", "ContextInjectedPredictor": "points.predictor",
     "SequenceBlockMasker": "points.masks", "SpatialBlockMasker": "points.masks", "PointAugment": "points.augment",
@@ -44,7 +44,7 @@ _EXPORTS = {
     "VJEPA": "video.vjepa", "VJVCR": "video.vjvcr", "TubeletEmbed": "video.tubelet", "VideoBackbone": "video.backbone",
     "MultiBlock3DMasker": "video.masks", "TubeMaskSet": "video.masks", "MultiMaskPredictor": "video.predictor",
     "moving_digits": "video.moving_digits", "load_clips": "video.sources", "load_moving_digits": "video.sources",
-    # joint-embedding objectives, the multi-view method and representation diagnostics (issue #3)
+    # joint-embedding objectives, the multi-view method and representation diagnostics
     "nt_xent_loss": "objectives.infonce", "barlow_twins_loss": "objectives.barlow", "vicreg_loss": "objectives.vicreg",
     "tico_loss": "objectives.tico", "TiCoLoss": "objectives.tico", "intl_loss": "objectives.intl",
     "iter_norm": "objectives.intl", "sigreg_loss": "objectives.sigreg", "lejepa_loss": "objectives.sigreg",

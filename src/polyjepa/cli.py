@@ -8,13 +8,14 @@ import sys
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polyjepa", description="Self-supervised JEPA pretraining, probes and embeddings.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("recipes", help="list the bundled recipes")
+    rc = sub.add_parser("recipes", help="list the bundled recipes: modality, data, measured headline")
+    rc.add_argument("name", nargs="?", help="show one recipe in full: method, data to bring, headline and its command")
 
     pt = sub.add_parser("pretrain", help="pretrain a recipe, evaluate it, write a run directory")
     pt.add_argument("recipe", nargs="?", help="recipe name (see 'polyjepa recipes') or path to a .yaml recipe")
     pt.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=5e-4")
     pt.add_argument("--data", help="data for the recipe's data.loader: for images 'digits', a .npz/.npy file or a "
-                    "folder of images; series, tables, audio, clouds and clips take their own (README)")
+                    "folder of images; series, tables, audio, clouds and clips take their own (docs: one page per modality)")
     pt.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
     pt.add_argument("--max-epochs", type=int)
     pt.add_argument("--max-minutes", type=float, help="time budget; the LR schedule is fitted to it")
@@ -53,6 +54,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def format_recipes(name: str | None = None) -> str:
+    """The ``polyjepa recipes`` listing: one line per recipe, or every field of one recipe."""
+    from .config import recipe_cards
+    from .errors import UserError
+
+    cards = recipe_cards()
+    if name is not None:
+        match = [c for c in cards if c["name"] == name]
+        if not match:
+            raise UserError(f"unknown recipe {name!r}: choose one of {', '.join(c['name'] for c in cards)}")
+        c = match[0]
+        needs = f"; needs pip install 'polyjepa[{c['extra']}]'" if c["extra"] else ""
+        data = f"bundled (runs without --data{needs})" if c["bundled"] else f"bring it: --data with {c['bring']}"
+        rows = [("recipe", c["name"]), ("description", c["description"]), ("modality", c["modality"]),
+                ("method", c["method"]), ("data", data), ("measured on", c["data"]), ("headline", c["headline"]),
+                ("command", c["command"]), ("time", c["minutes"]), ("error", c["error"])]
+        return "\n".join(f"{k + ':':<13}{v}" for k, v in rows if v)
+    lines = [f"{'RECIPE':<21} {'MODALITY':<26} {'DATA':<9} HEADLINE (measured; 'polyjepa recipes NAME' for the rest)"]
+    for c in cards:
+        data = "bundled" if c["bundled"] else "--data"
+        lines.append(f"{c['name']:<21} {c['modality'][:26]:<26} {data:<9} {c['error'] or c['headline'] or '-'}")
+    lines.append("DATA: 'bundled' runs as is; '--data' needs your data ('polyjepa recipes NAME' says what and where "
+                 "to get it).")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -64,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "recipes":
-            from .config import list_recipes
-
-            for name, desc in list_recipes():
-                print(f"{name:<24} {desc}")
+            print(format_recipes(args.name))
         elif args.command == "pretrain":
             from .runner import pretrain
 

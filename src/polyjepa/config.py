@@ -19,7 +19,8 @@ from .errors import UserError
 class DataConfig:
     """Where the data come from and how they are split for evaluation."""
 
-    source: str = "digits"          # what the loader reads: 'digits', a .npz/.npy file, a folder of images, ...
+    source: str | None = "digits"   # what the loader reads: 'digits', a .npz/.npy file, a folder of images, ...;
+                                    # null in a recipe whose data the user brings (card.bring says what)
     loader: str = "images"          # the data.loader that reads source (modalities add theirs); its own
                                     # options sit beside these keys, e.g. data.window=256
     normalize: str = "channel"      # channel: per-channel standardisation with train statistics; none
@@ -68,9 +69,25 @@ class EvalConfig:
     baselines: bool = True          # raw input and random-init encoder, probed the same way
 
 
-CORE_SECTIONS = ("name", "description", "seed", "method", "data", "tokenizer", "encoder", "predictor", "masker",
+@dataclass
+class CardConfig:
+    """What a recipe is, for people: shown by ``polyjepa recipes`` and the docs' recipe table.
+
+    A recipe whose ``data.source`` is null needs data from the user; ``bring`` says what and where to get it.
+    """
+
+    modality: str = ""              # images, series, tables, audio, points, video, ...
+    method: str = ""                # the paper or method, e.g. "I-JEPA (Assran et al., 2023)"
+    data: str = ""                  # what the headline was measured on
+    bring: str | None = None        # the data a user passes with --data, and where to get it (None: bundled)
+    headline: str = ""              # the measured number next to its baselines, or why there is none
+    command: str = ""               # the command that measured the headline
+    minutes: str = ""               # time on 2 CPU cores, as measured
+
+
+CORE_SECTIONS = ("name", "description", "card", "seed", "method", "data", "tokenizer", "encoder", "predictor", "masker",
                  "target", "objective", "regularizer", "augment", "train", "eval")
-DATACLASS_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+DATACLASS_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "card": CardConfig}
 
 
 def recipe_dir() -> Path:
@@ -88,6 +105,47 @@ def list_recipes() -> list[tuple[str, str]]:
             continue
         out.append((p.stem, str(cfg.get("description", "")).strip().splitlines()[0] if cfg.get("description") else ""))
     return out
+
+
+# The modality a recipe without a card.modality is listed under, from its data loader.
+LOADER_MODALITY = {"images": "images", "series": "time series", "wfdb_beats": "biosignals (ECG)",
+                   "edf_epochs": "biosignals (EEG)", "table": "tables", "audio": "audio", "points": "point clouds",
+                   "moving_digits": "video", "clips": "video"}
+
+# The polyjepa extra a loader needs for its bundled data sets (aeon's UCR/UEA sets, pandas for tables).
+LOADER_EXTRA = {"series": "timeseries", "table": "tabular"}
+
+
+def recipe_cards() -> list[dict[str, Any]]:
+    """Every bundled recipe as a dict: name, description, its card's fields, and ``bundled`` (whether its
+    default data installs with the project). A recipe that does not load is listed with ``error`` set."""
+    out = []
+    for p in sorted(recipe_dir().glob("*.yaml")):
+        entry: dict[str, Any] = {"name": p.stem, "description": "", "error": None, "bundled": True, "extra": "",
+                                 **{f.name: f.default for f in dataclasses.fields(CardConfig)}}
+        try:
+            cfg = OmegaConf.load(p)
+            card = dataclass_from(cfg, "card", CardConfig)
+        except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as e:  # listed, not fatal
+            entry["error"] = f"cannot read this recipe: {' '.join(str(e).split())[:120]}"
+            out.append(entry)
+            continue
+        entry.update(dataclasses.asdict(card))
+        loader = (cfg.get("data") or {}).get("loader", DataConfig.loader)
+        entry["modality"] = entry["modality"] or LOADER_MODALITY.get(loader, loader)
+        entry["extra"] = LOADER_EXTRA.get(loader, "")
+        desc = cfg.get("description")
+        entry["description"] = str(desc).strip().splitlines()[0] if desc else ""
+        entry["bundled"] = (cfg.get("data") or {}).get("source", DataConfig.source) is not None
+        out.append(entry)
+    return out
+
+
+def missing_data_message(cfg: DictConfig) -> str:
+    """The one line that tells a user which data a recipe needs when none was passed."""
+    card = dataclass_from(cfg, "card", CardConfig)
+    what = card.bring or "data for its data.loader"
+    return f"recipe {cfg.get('name', '?')!r} has no bundled data: pass --data with {what}"
 
 
 def load_recipe(recipe: str, overrides: list[str] | None = None) -> DictConfig:
@@ -119,7 +177,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         if rest and rest != "name" and section not in DATACLASS_SECTIONS and cfg.get(section) is None \
                 and f"{section}.name" not in keys and section in all_sections():  # (unknown ones: validate)
             raise UserError(f"recipe {cfg.get('name', '?')!r} has no {section} section, so {key} would change nothing: "
-                            f"add the part with {section}.name=NAME (see the README), or drop the override")
+                            f"add the part with {section}.name=NAME (see docs/cli.md), or drop the override")
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except (OmegaConfBaseException, yaml.YAMLError) as e:  # YAMLError: a value that does not parse, e.g. "[8"
@@ -193,6 +251,9 @@ def validate(cfg: DictConfig) -> DictConfig:
     if dataclass_from(cfg, "train", TrainConfig).logger not in ("csv", "tensorboard"):
         raise UserError("config key 'train.logger' must be 'csv' or 'tensorboard' (metrics.csv and TensorBoard "
                         "event files)")
+    if cfg.get("data") is not None and cfg.data.get("source", "") is None and not dataclass_from(cfg, "card", CardConfig).bring:
+        raise UserError(f"recipe {cfg.get('name', '?')!r} sets no data.source: say in card.bring which data a user "
+                        f"passes with --data")
     if dataclass_from(cfg, "data", DataConfig).normalize not in ("channel", "none"):
         raise UserError("config key 'data.normalize' must be 'channel' or 'none'")
     return cfg
@@ -243,5 +304,5 @@ def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-__all__ = ["DataConfig", "EvalConfig", "TrainConfig", "dataclass_from", "list_recipes", "load_recipe",
+__all__ = ["CardConfig", "DataConfig", "missing_data_message", "recipe_cards", "EvalConfig", "TrainConfig", "dataclass_from", "list_recipes", "load_recipe",
            "part_kwargs", "to_yaml", "validate"]

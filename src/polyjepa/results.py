@@ -97,6 +97,29 @@ def save_result(name: str, *, columns: Sequence[str], rows: Sequence[Sequence[An
     return path
 
 
+def parse_markdown_table(text: str) -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows) of the first Markdown table in ``text``; cells that are numbers become numbers.
+
+    Bold markers are dropped (``**0.97**`` -> 0.97); other cells stay strings, empty cells are None.
+    """
+    def value(cell: str) -> Any:
+        cell = cell.strip().replace("**", "")
+        if not cell:
+            return None
+        try:
+            return int(cell) if cell.lstrip("-").isdigit() else float(cell)
+        except ValueError:
+            return cell
+
+    table = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    if len(table) < 2:
+        raise ValueError("no Markdown table (a header line, a --- line, rows) in the text")
+    split = [[c for c in line.strip().strip("|").split("|")] for line in table]
+    columns = [c.strip().replace("**", "") for c in split[0]]
+    rows = [[value(c) for c in cells] for cells in split[2:]]
+    return columns, rows
+
+
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
     """Read one result file and check its schema."""
     record = json.loads(Path(path).read_text())
@@ -107,18 +130,28 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
 
 def render_markdown(record: dict[str, Any], digits: int = 4) -> str:
     """The result as a Markdown table, followed by its command and machine line."""
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.{digits}f}".rstrip("0").rstrip(".") if abs(v) < 1e4 else f"{v:.0f}"
-        return "" if v is None else str(v)
+    def decimals(v: Any) -> int:  # what a float needs, at most ``digits``
+        if not isinstance(v, float) or abs(v) >= 1e4:
+            return 0
+        return len(f"{v:.{digits}f}".rstrip("0").partition(".")[2])
 
     cols = record["columns"]
+    # one number of decimals per column (the most any of its cells needs), so 0.92 prints as 0.9200 beside 0.9833
+    places = [max((decimals(row[i]) for row in record["rows"]), default=0) for i in range(len(cols))]
+
+    def cell(v: Any, i: int) -> str:
+        if isinstance(v, float):
+            return f"{v:.{places[i]}f}" if abs(v) < 1e4 else f"{v:.0f}"
+        return "" if v is None else str(v)
+
     lines = ["| " + " | ".join(cols) + " |",
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in record["rows"]]
+    lines += ["| " + " | ".join(cell(v, i) for i, v in enumerate(row)) + " |" for row in record["rows"]]
     m = record.get("machine", {})
-    where = f"{m.get('cpu', '?')}, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}"
+    where = ", ".join(x for x in (m.get("cpu"), f"{m['threads']} threads" if m.get("threads") else None,
+                                  f"torch {m['torch']}" if m.get("torch") else None) if x)
     took = f", {record['seconds'] / 60:.1f} min" if record.get("seconds") else ""
-    lines += ["", f"`{record['command']}` ({where}, {record['date']}{took})"]
+    copied = "; transcribed from the run's printed table" if (record.get("extra") or {}).get("transcribed") else ""
+    lines += ["", f"`{record['command']}` ({where or 'machine not recorded'}, {record['date']}{took}{copied})"]
     lines += [""] + [f"- {n}" for n in record.get("notes", [])] if record.get("notes") else []
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import DataConfig, EvalConfig, TrainConfig, dataclass_from, load_recipe, part_kwargs, to_yaml, validate
+from .config import DataConfig, EvalConfig, TrainConfig, dataclass_from, load_recipe, missing_data_message, part_kwargs, to_yaml, validate
 from .errors import UserError
 from .train.checkpoint import atomic_write_text
 
@@ -138,6 +138,12 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     eval_cfg: EvalConfig = dataclass_from(cfg, "eval", EvalConfig)
     if frame is not None:
         data_cfg.source = frame
+    if data_cfg.source is None:  # a recipe whose data the user brings, run without --data
+        from .registry import check_option_types, part_builder
+
+        check_option_types("data", part_builder("data", {"data": {"loader": data_cfg.loader}})[0],
+                           part_kwargs(cfg, "data"))
+        raise UserError(missing_data_message(cfg))
     prepared = prepare(data_cfg, stats, part_kwargs(cfg, "data"))
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -281,7 +287,7 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
     _check_shape(prepared.x_train.shape[1:], info)
     if prepared.y_train is None:
         raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data: pass a labelled "
-                        f"set with --data (a label array or class sub-folders, as the README gives for this loader)")
+                        f"set with --data (a label array or class sub-folders, as the docs page of its modality says)")
     eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
     random_encoder = build_random(cfg, info)
     results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=random_encoder, seed=info["seed"])

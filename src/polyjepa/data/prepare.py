@@ -61,6 +61,8 @@ def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None 
     loader, _ = part_builder("data", {"data": {"loader": cfg.loader}})
     kwargs = dict(options or {})
     check_option_types("data", loader, kwargs)
+    if cfg.source is None:
+        raise UserError(f"no data given for data.loader={cfg.loader}: pass --data PATH (or data.source=PATH)")
     if "fitted" in inspect.signature(loader).parameters:
         kwargs["fitted"] = fitted
     try:

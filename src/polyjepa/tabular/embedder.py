@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from ..errors import UserError
+from ..errors import UserError, require
 from .schema import AUTO_INT_CATEGORIES, as_frame, encode, fit_schema
 
 POOLS = ("mean", "mean+std", "tokens", "tokens+input")
@@ -22,7 +22,7 @@ def _feature_names(estimator, X, reset: bool) -> None:
 
 def _frame(X):
     """A DataFrame of X; arrays of Python objects get numeric columns where the values are numbers."""
-    import pandas as pd
+    pd = require("pandas", "tabular", "tables")
 
     if isinstance(X, pd.DataFrame):
         return X
@@ -49,7 +49,7 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             only, as T-JEPA evaluates: half that), 'mean' (d = dim) or 'mean+std' (2 dim). Pretraining
             makes the tokens predictable from other columns and drops some of each column's own detail;
             the tokenizer's tokens keep it (Adult, MLP over 3 seeds: 0.8604 'tokens', 0.8635
-            'tokens+input'; 'mean' is about 2 points under 'tokens'; see the README).
+            'tokens+input'; 'mean' is about 2 points under 'tokens'; see docs/tables.md).
         max_epochs, min_steps, max_steps: training length: ``max_epochs`` epochs over X, but at least
             ``min_steps`` and at most ``max_steps`` optimiser steps (embeddings come from the EMA
             target, which barely moves in a few dozen steps; max_steps=0 leaves the encoder at its

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, require
 
 SCHEMA = "polyjepa-table/1"
 AUTO_INT_CATEGORIES = 64  # an integer column with at most this many distinct values is read as categorical
@@ -181,7 +181,7 @@ def encode(frame, schema: dict) -> np.ndarray:
 
 def as_frame(x, columns=None):
     """A pandas DataFrame from a DataFrame, a 2-D array or a list of rows (columns named '0', '1', ... if none)."""
-    import pandas as pd
+    pd = require("pandas", "tabular", "tables")
 
     if isinstance(x, pd.DataFrame):
         return x

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.sources import Loaded, label_vector, labels_or_targets, read_numpy
-from ..errors import UserError
+from ..errors import UserError, require
 from .series import check_series, pad_series
 
 X_KEYS = ("series", "x", "X", "data", "inputs")
@@ -94,6 +94,7 @@ def _ucr_pair(path: Path) -> Path | None:
 
 def _load_aeon(name: str):
     """(x, y, x_test, y_test) of a bundled set; a regression set (``@targetlabel true``) has float y."""
+    require("aeon", "timeseries", "the bundled UCR/UEA sets")
     import aeon.datasets
     from aeon.datasets import load_classification, load_regression
 

@@ -16,7 +16,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
     Args:
         recipe: a bundled series recipe or a YAML path. The default ``tsvicreg`` (VICReg on two crops
             of each series, TS2Vec's dilated CNN, max over time) is the best measured on the UCR sets
-            (README); ``tsjepa`` (TS-JEPA, a transformer) and ``tsjepa-conv`` (JEPA on the CNN) are
+            (docs/timeseries.md); ``tsjepa`` (TS-JEPA, a transformer) and ``tsjepa-conv`` (JEPA on the CNN) are
             the masked-prediction alternatives.
         max_steps: training steps (None: the recipe's).
         batch_size: training batch (None: the recipe's, capped at the number of series).
