@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from polyjepa.audio.conditioned import ConditionedPredictor
+from polyjepa.audio.conditioned import stem_predictor
 from polyjepa.audio.mixtures import TwoClipMixer, mix_log_mel, shift_frames
 
 from .test_audio_data import tone_clips, write_npz
@@ -64,14 +64,14 @@ def test_mixer_targets_the_clip_named_by_the_condition():
 
 
 def test_predictor_uses_its_condition_token():
-    pred = ConditionedPredictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=2)
+    pred = stem_predictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=2)
     z = torch.randn(3, 5, 16)
-    a, b = pred(z, torch.zeros(3, dtype=torch.long)), pred(z, torch.ones(3, dtype=torch.long))
+    a, b = pred(z, cond=torch.zeros(3, dtype=torch.long)), pred(z, cond=torch.ones(3, dtype=torch.long))
     assert a.shape == (3, 5, 16) and not torch.allclose(a, b)
     (a.sum() + b.sum()).backward()
     assert all(p.grad is not None for p in pred.parameters())
-    blind = ConditionedPredictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=1)
-    assert torch.equal(blind(z, torch.zeros(3, dtype=torch.long)), blind(z, torch.ones(3, dtype=torch.long)))
+    blind = stem_predictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=1)
+    assert torch.equal(blind(z, cond=torch.zeros(3, dtype=torch.long)), blind(z, cond=torch.ones(3, dtype=torch.long)))
 
 
 def test_conditioned_recipe_trains_and_evaluates(tmp_path):
