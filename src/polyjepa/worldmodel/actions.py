@@ -36,8 +36,14 @@ class ImageActions:
         self.affine = RandomAffine(rotate=rotate, scale=scale, translate=translate)
         self.brightness, self.contrast = float(brightness), float(contrast)
 
+    def ranges(self) -> torch.Tensor:
+        """(6,) the largest value of each parameter's change (0: that parameter is fixed)."""
+        a = self.affine
+        return torch.tensor([a.rotate, a.scale, a.translate, a.translate, self.brightness, self.contrast])
+
     def draw(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.rand(batch, self.dim, generator=generator) * 2 - 1
+        """(B, 6) actions, uniform in [-1, 1] for each parameter that may change and 0 for a fixed one."""
+        return (torch.rand(batch, self.dim, generator=generator) * 2 - 1) * (self.ranges() > 0)
 
     def params(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
         """Physical parameters of actions ``u`` (B, 6): angle (radians), zoom, tx, ty, brightness, contrast."""
