@@ -33,8 +33,6 @@ def action_mrr(method, x, *, candidates: int, seed: int, chunk: int = 125) -> tu
     """(MRR, mean rank) of the true target view among ``candidates`` transforms, over images ``x``."""
     import torch
 
-    from polyjepa.worldmodel import rank_of_true  # noqa: F401  (the rule the ranks follow)
-
     g = torch.Generator().manual_seed(seed)
     ranks = torch.cat([method.action_ranks(x[i:i + chunk], g, candidates=candidates) for i in range(0, len(x), chunk)])
     return float((1.0 / ranks.double()).mean()), float(ranks.double().mean())
