@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from polyjepa.audio.conditioned import ConditionedPredictor
+from polyjepa.audio.conditioned import stem_predictor
 from polyjepa.audio.mixtures import TwoClipMixer, mix_log_mel, shift_frames
 
 from .test_audio_data import tone_clips, write_npz
@@ -64,14 +64,14 @@ def test_mixer_targets_the_clip_named_by_the_condition():
 
 
 def test_predictor_uses_its_condition_token():
-    pred = ConditionedPredictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=2)
+    pred = stem_predictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=2)
     z = torch.randn(3, 5, 16)
-    a, b = pred(z, torch.zeros(3, dtype=torch.long)), pred(z, torch.ones(3, dtype=torch.long))
+    a, b = pred(z, cond=torch.zeros(3, dtype=torch.long)), pred(z, cond=torch.ones(3, dtype=torch.long))
     assert a.shape == (3, 5, 16) and not torch.allclose(a, b)
     (a.sum() + b.sum()).backward()
     assert all(p.grad is not None for p in pred.parameters())
-    blind = ConditionedPredictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=1)
-    assert torch.equal(blind(z, torch.zeros(3, dtype=torch.long)), blind(z, torch.ones(3, dtype=torch.long)))
+    blind = stem_predictor(in_dim=16, dim=8, depth=1, heads=2, pos_embed=torch.zeros(5, 8), n_conditions=1)
+    assert torch.equal(blind(z, cond=torch.zeros(3, dtype=torch.long)), blind(z, cond=torch.ones(3, dtype=torch.long)))
 
 
 def test_conditioned_recipe_trains_and_evaluates(tmp_path):
@@ -86,3 +86,16 @@ def test_conditioned_recipe_trains_and_evaluates(tmp_path):
     method, _, _ = load_run_method(out)
     x = torch.randn(4, 1, 32, 64)
     assert method.predict(x, torch.tensor([0, 1, 0, 1])).shape == (4, 128, 64)
+
+
+def test_stem_predictor_initialises_as_the_audio_only_predictor_did():
+    """Pinned values of the audio-only Stem-JEPA predictor (same seed, sizes and input): the core part in its
+    Stem configuration creates and initialises its parameters in the same order, so runs train the same."""
+    torch.manual_seed(3)
+    pred = stem_predictor(in_dim=16, dim=8, depth=2, heads=2, pos_embed=torch.randn(5, 8), n_conditions=2)
+    z = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = pred(z, cond=torch.tensor([0, 1, 1]))
+    assert pred.condition.weight[0, :3].tolist() == pytest.approx([-0.0011357598, -0.0444708243, 0.0131930392], abs=1e-6)
+    assert out[0, 0, :4].tolist() == pytest.approx([-0.0721366331, 0.0205413904, 0.0420818627, -0.0495671965], abs=1e-5)
+    assert float(out.sum()) == pytest.approx(0.4304772019, abs=1e-4)

@@ -53,6 +53,7 @@ def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
     from .masks.multiblock import MultiBlockMasker
     from .methods.invariance import Invariance
     from .methods.jepa import JEPA
+    from .models.conditioned import ConditionedPredictor
     from .models.encoder import vit_encoder
     from .models.predictor import MaskTokenPredictor
     from .objectives.latent import latent_regression
@@ -66,7 +67,8 @@ def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
         "tokenizer": {"patch2d": (PatchEmbed2D, {"image_size", "in_channels", "dim"}),
                       "conv_stem": (ConvStem2D, {"image_size", "in_channels", "dim"})},
         "encoder": {"vit": (vit_encoder, set())},
-        "predictor": {"mask_token": (MaskTokenPredictor, {"in_dim", "pos_embed"})},
+        "predictor": {"mask_token": (MaskTokenPredictor, {"in_dim", "pos_embed"}),
+                      "conditioned": (ConditionedPredictor, {"in_dim", "pos_embed"})},
         "masker": {"multiblock": (MultiBlockMasker, {"grid"})},
         "target": {"ema": (EMATarget, {"online"})},
         "objective": {"latent_regression": (latent_regression, {"pred", "target"})},

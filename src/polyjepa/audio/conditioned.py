@@ -4,49 +4,25 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
 
+from ..models.conditioned import ConditionedPredictor
 from ..models.encoder import Backbone
-from ..models.transformer import Block, init_weights, require_positive
+from ..models.transformer import require_positive
 from ..methods.jepa import JEPA
 from ..targets.ema import EMATarget
 
 
-class ConditionedPredictor(nn.Module):
-    """A transformer over all context tokens plus one prepended condition token (Riou et al., ISMIR 2024).
+def stem_predictor(*, in_dim: int, dim: int, depth: int, heads: int, pos_embed: torch.Tensor,
+                   n_conditions: int = 2, mlp_ratio: float = 4.0) -> ConditionedPredictor:
+    """The Stem-JEPA predictor (Riou et al., ISMIR 2024): the core conditioned predictor over all context
+    tokens with one prepended condition token from an id table, one prediction per token position.
 
-    The condition (a class id: instrument, position of a clip, ...) is a learned embedding; the
-    output keeps one prediction per token position (the condition token is dropped).
-
-    Args:
-        in_dim: encoder width D; dim: predictor width Dp; depth, heads: its transformer.
-        pos_embed: (N, Dp) fixed positions of the token grid.
-        n_conditions: number of condition ids (1 = no information: the ablation without a condition).
-    Shapes:
-        forward(z (B, N, D), cond (B,) int64) -> (B, N, D).
+    ``n_conditions`` ids (an instrument, which clip); 1 = no information (the ablation without a condition).
+    Shapes: ``predictor(z (B, N, D), cond=(B,) int64)`` -> (B, N, D).
     """
-
-    def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, pos_embed: torch.Tensor,
-                 n_conditions: int = 2, mlp_ratio: float = 4.0):
-        super().__init__()
-        require_positive(dim=dim, depth=depth, heads=heads, n_conditions=n_conditions)
-        self.n_conditions = n_conditions
-        self.embed = nn.Linear(in_dim, dim)
-        self.condition = nn.Embedding(n_conditions, dim)
-        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.proj = nn.Linear(dim, in_dim)
-        self.register_buffer("pos_embed", pos_embed.clone(), persistent=False)
-        init_weights(self, self.blocks)
-        nn.init.trunc_normal_(self.condition.weight, std=0.02)
-
-    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        cond = cond.clamp(max=self.n_conditions - 1)              # a 1-condition predictor ignores the id
-        x = self.embed(z) + self.pos_embed.to(z.dtype)            # (B, N, Dp)
-        x = torch.cat([self.condition(cond)[:, None], x], dim=1)  # (B, 1 + N, Dp)
-        for block in self.blocks:
-            x = block(x)
-        return self.proj(self.norm(x[:, 1:]))                     # (B, N, D)
+    require_positive(n_conditions=n_conditions)
+    return ConditionedPredictor(in_dim=in_dim, dim=dim, depth=depth, heads=heads, pos_embed=pos_embed,
+                                n_conditions=n_conditions, inject="tokens", predict_at="tokens", mlp_ratio=mlp_ratio)
 
 
 class ConditionedJEPA(JEPA):
@@ -57,7 +33,8 @@ class ConditionedJEPA(JEPA):
     token, plus the optional ``regularizer`` on the pooled online embedding of the mixture.
 
     Args:
-        backbone, predictor (a ConditionedPredictor), target (EMA of backbone), objective,
+        backbone, predictor (a ConditionedPredictor with predict_at='tokens', e.g. ``stem_predictor``),
+        target (EMA of backbone), objective,
         regularizer, embed_from: as in JEPA; make_batch: ``make_batch(x, generator, progress) -> dict``
         (e.g. TwoClipMixer), used by the data loader instead of a masker.
     """
@@ -65,18 +42,20 @@ class ConditionedJEPA(JEPA):
     def __init__(self, *, backbone: Backbone, predictor: ConditionedPredictor, target: EMATarget,
                  make_batch: Callable, objective: Callable[..., dict], regularizer: Callable[..., dict] | None = None,
                  embed_from: str = "target"):
+        if getattr(predictor, "predict_at", "tokens") != "tokens":
+            raise ValueError("conditioned_jepa predicts a part of the input at every token: set predictor.predict_at=tokens")
         super().__init__(backbone=backbone, predictor=predictor, masker=None, target=target, objective=objective,
                          regularizer=regularizer, embed_from=embed_from)
         self.make_batch = make_batch
 
     def predict(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(B, N, D) predicted target features of part ``cond`` of mixtures ``x``."""
-        return self.predictor(self.backbone(x), cond)
+        return self.predictor(self.backbone(x), cond=cond)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         h = self.target(batch["target_x"])                        # (B, N, D), no gradient
         z = self.backbone(batch["x"])                              # (B, N, D)
-        return self.add_regularizer(self.objective(self.predictor(z, batch["cond"]), h), z)
+        return self.add_regularizer(self.objective(self.predictor(z, cond=batch["cond"]), h), z)
 
 
 def assemble_conditioned(cfg, input_shape: tuple[int, ...], meta: dict) -> ConditionedJEPA:

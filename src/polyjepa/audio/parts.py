@@ -1,8 +1,9 @@
 """Audio parts for recipes: the ``audio`` data loader, spectrogram patches, A-JEPA maskers and method,
-a time-shift augmentation, and conditioned prediction on two-clip mixtures (Stem-JEPA style)."""
+a time-shift augmentation, and conditioned prediction on two-clip mixtures (Stem-JEPA style: the method
+and the mixer; the predictor is the core ``conditioned`` one with ``predict_at: tokens``)."""
 from ..build import assemble_jepa
 from .augment import TimeShift
-from .conditioned import ConditionedJEPA, ConditionedPredictor, assemble_conditioned
+from .conditioned import ConditionedJEPA, assemble_conditioned
 from .data import load_audio
 from .masks import CurriculumMasker, TimeFrequencyMasker
 from .method import AJEPA
@@ -14,7 +15,6 @@ PARTS = {
     "tokenizer": {"spectrogram_patch": (SpectrogramPatchEmbed, {"image_size", "in_channels", "dim"})},
     "masker": {"timefreq": (TimeFrequencyMasker, {"grid"}), "curriculum": (CurriculumMasker, {"grid"})},
     "augment": {"time_shift": (TimeShift, set())},
-    "predictor": {"conditioned": (ConditionedPredictor, {"in_dim", "pos_embed"})},
     "mixer": {"two_clip": (TwoClipMixer, {"mean", "std"})},
     "method": {"ajepa": (AJEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer",
                                       "invariance"}),

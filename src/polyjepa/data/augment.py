@@ -68,13 +68,26 @@ class RandomAffine:
                              f"rotate={rotate}, scale={scale}, translate={translate}")
         self.rotate, self.scale, self.translate = float(rotate), float(scale), float(translate)
 
+    def sample(self, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per-sample parameters (each (B,)): ``angle`` (radians), ``zoom``, ``tx``, ``ty`` (see ``affine_theta``)."""
+        return self.params(torch.rand(batch, 4, generator=generator) * 2 - 1)
+
+    def params(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The parameters that the uniform draws ``u`` (B, 4) in [-1, 1] stand for, scaled by the ranges."""
+        return {"angle": u[:, 0] * math.radians(self.rotate), "zoom": 1 + u[:, 1] * self.scale,
+                "tx": u[:, 2] * self.translate, "ty": u[:, 3] * self.translate}
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        B = x.shape[0]
-        u = torch.rand(B, 4, generator=generator) * 2 - 1
-        angle = u[:, 0] * math.radians(self.rotate)
-        zoom = 1 + u[:, 1] * self.scale
-        # theta maps output coordinates to input coordinates: the inverse rotation, divided by the zoom.
-        cos, sin = angle.cos() / zoom, angle.sin() / zoom
-        theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * self.translate], 1),
-                             torch.stack([sin, cos, u[:, 3] * self.translate], 1)], 1)
-        return warp(x, theta)
+        return warp(x, affine_theta(**self.sample(x.shape[0], generator)))
+
+
+def affine_theta(angle: torch.Tensor, zoom: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) sampling map of a rotation by ``angle`` (radians), a zoom and a shift, for :func:`warp`.
+
+    In [-1, 1] image coordinates (x to the right, y down), the output at p shows the input at
+    ``R(angle) p / zoom + (tx, ty)``, R = [[cos, -sin], [sin, cos]]: a point q of the input moves to
+    ``zoom * R(angle)^T (q - (tx, ty))``. So ``zoom`` > 1 magnifies, a positive ``tx`` moves the content
+    left, and a positive angle turns it counter-clockwise as seen on screen (y down).
+    """
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
