@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{s['embedding']['dim']} features)\n")
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
-        print("| " + " | ".join("" if v is None else f"{v:.4f}" if isinstance(v, float) and v < 1.5 else str(v)
-                                for v in r) + " |")
+        print("| " + " | ".join("" if v is None else f"{v:.4f}" if i in (2, 3) else str(v)
+                                for i, v in enumerate(r)) + " |")
     note = (f"the pretrained encoder's linear probe beats both baselines on {wins} of {len(seeds)} seeds "
             f"(same split, same probes: logistic regression with C chosen on a validation split, cosine kNN k=20)")
     print("\n" + note)
