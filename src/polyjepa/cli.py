@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "pretrain" or any(e.startswith("-") or "=" not in e for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
-    from .errors import UserError
+    from .errors import UserError, one_line_warnings
 
+    one_line_warnings()
     try:
         if args.command == "recipes":
             from .config import list_recipes
@@ -80,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                 # strict JSON: an unavailable Spearman (nan) is null
                 spearman = result["spearman"]
                 result = {**result, "spearman": None if spearman != spearman else spearman}
-                Path(args.json).write_text(json.dumps(result, indent=1))
+                try:
+                    Path(args.json).write_text(json.dumps(result, indent=1))
+                except OSError as e:
+                    raise UserError(f"cannot write --json {args.json} ({e.strerror or e}): choose a writable path") from None
         elif args.command == "embed":
             from .runner import embed_run
 
