@@ -52,6 +52,24 @@ def param_groups(modules: list[torch.nn.Module]) -> list[dict]:
     return [{"params": decay, "apply_wd": True}, {"params": no_decay, "weight_decay": 0.0, "apply_wd": False}]
 
 
+def discard_checkpoint_of_step(ckpt_dir: Path, step: int) -> Path | None:
+    """The newest checkpoint before ``step`` after removing the one at ``step``, whose weights gave a non-finite
+    loss (finite weights can still overflow in the forward pass); ``latest.json`` is pointed back to it."""
+    import json
+    import shutil
+
+    from .checkpoint import atomic_write_text, checkpoints_newest_first
+
+    shutil.rmtree(ckpt_dir / f"step-{step:07d}", ignore_errors=True)
+    remaining = checkpoints_newest_first(ckpt_dir)
+    if remaining:
+        name = remaining[0].name
+        atomic_write_text(ckpt_dir / "latest.json", json.dumps({"checkpoint": name, "step": int(name.split("-")[1])}))
+        return remaining[0]
+    (ckpt_dir / "latest.json").unlink(missing_ok=True)
+    return None
+
+
 def default_precision(precision: str, accelerator: str) -> str:
     if precision != "auto":
         return precision
@@ -162,7 +180,7 @@ def _worker(fabric, job: TrainJob) -> dict:
             if not torch.isfinite(loss):
                 if bar:
                     bar.close()
-                last = latest_checkpoint(ckpt_dir)
+                last = discard_checkpoint_of_step(ckpt_dir, step) if rank0 else latest_checkpoint(ckpt_dir)
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at step {step}; the last good checkpoint is "
                     f"{last if last else 'none (none was written yet)'}: resume with a lower train.lr (or a higher "
