@@ -12,7 +12,8 @@ import torch
 
 from polyjepa.cli import main
 from polyjepa.errors import PolyjepaWarning, UserError
-from polyjepa.train.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
+from polyjepa.train import checkpoint
+from polyjepa.train.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = ["encoder.size=micro", "encoder.depth=2", "predictor.dim=32", "predictor.depth=1", "predictor.heads=2",
         "train.batch_size=32", "train.max_steps=4", "train.monitor_every=0", "train.checkpoint_every=2",
@@ -55,12 +56,12 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_older_one(tmp_path):
     newest = save_checkpoint(tmp_path, 2, m.state_dict(), opt.state_dict(), {})
     _flip_a_tensor_byte(newest / "model.safetensors")
     with pytest.warns(PolyjepaWarning, match=r"step-0000002 is corrupt.*older intact checkpoint .*step-0000001"):
-        path, state, _, meta = load_latest_checkpoint(tmp_path)
+        path, state, _, meta = checkpoint.load_latest_checkpoint(tmp_path)
     assert path.name == "step-0000001" and meta["step"] == 1
     assert all(torch.equal(state[k], older[k]) for k in older)
     (path / "model.safetensors").write_bytes(b"\x00" * 64)  # every checkpoint corrupt: the newest one's error
     with pytest.raises(UserError, match="step-0000002 is corrupt"):
-        load_latest_checkpoint(tmp_path)
+        checkpoint.load_latest_checkpoint(tmp_path)
 
 
 def test_a_diverged_run_warns_and_resumes_with_a_lower_learning_rate(tmp_path, capsys):
