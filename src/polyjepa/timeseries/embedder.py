@@ -66,7 +66,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
             low = 2 if name == "batch_size" else 0 if name == "max_steps" else 1
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
                 raise UserError(f"{name} must be None or an integer >= {low}, got {v!r}")
-        x = check_series(X, "X")
+        x = check_series(X, "X", min_length=2)
         if len(x) < 2:
             raise UserError("X has 1 sample: TimeSeriesEmbedder needs at least 2 series to learn from")
         cfg = self._config()

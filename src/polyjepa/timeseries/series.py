@@ -31,7 +31,7 @@ def pad_series(series, length: int | None = None) -> np.ndarray:
     return out
 
 
-def check_series(x, what: str = "X", *, min_length: int = MIN_TRAIN_STEPS) -> np.ndarray:
+def check_series(x, what: str = "X", *, min_length: int = 2) -> np.ndarray:
     """Return ``x`` as float32 (n, C, L) or raise one ``UserError`` naming the problem and the fix.
 
     Accepts (n, L) (univariate) or (n, C, L) numeric arrays. NaN may only pad a series at its end
