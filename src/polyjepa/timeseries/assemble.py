@@ -9,7 +9,6 @@ from ..errors import UserError
 from ..registry import build_part, part_name
 from .backbone import SeriesBackbone
 from .conv import ConvSeriesBackbone, DilatedConvEncoder
-from .series import MIN_TRAIN_STEPS
 from .tokenizer import PatchEmbed1D, PatchGrid1D
 
 
@@ -26,10 +25,9 @@ def build_series_backbone(cfg: DictConfig, input_shape: tuple[int, ...], meta: d
         raise UserError(f"method {method} needs a series tokenizer (patch1d, or patch_grid with a dilated_conv "
                         f"encoder), not {part_name('tokenizer', cfg)!r}")
     patch = getattr(tokenizer, "patch_size", None) or 1
-    if input_shape[1] < max(2 * patch, MIN_TRAIN_STEPS):
-        raise UserError(f"series of {input_shape[1]} steps are too short to train on: they need at least "
-                        f"{MIN_TRAIN_STEPS} steps and two patches of {patch} steps (a JEPA predicts some patches "
-                        f"from others, crops need room): use longer series or a smaller tokenizer.patch_size")
+    if input_shape[1] < 2 * patch:  # the same rule for the command line and TimeSeriesEmbedder
+        raise UserError(f"series of {input_shape[1]} steps are shorter than two patches of {patch} steps (a JEPA "
+                        f"predicts some patches from others): use longer series or a smaller tokenizer.patch_size")
     convolutional = isinstance(encoder, DilatedConvEncoder)
     if convolutional == isinstance(tokenizer, PatchEmbed1D):
         raise UserError("encoder dilated_conv goes with tokenizer patch_grid (it embeds every step itself), a "

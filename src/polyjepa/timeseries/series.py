@@ -5,9 +5,6 @@ import numpy as np
 
 from ..errors import UserError
 
-# Fewest real steps a series needs for training: fewer leave nothing to mask, crop or predict.
-MIN_TRAIN_STEPS = 4
-
 
 class NotNumbers(UserError, TypeError):
     """Series that hold non-numbers: a UserError (one line at the CLI) that is also a TypeError, as numpy's is."""
