@@ -61,7 +61,10 @@ def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
     """
     axes = (0,) + tuple(range(2, x.ndim))
     a = x.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    import warnings
+
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN channel: reported below
         scale = np.nanmax(np.abs(a), axis=axes, keepdims=True)
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         unit = a / scale
