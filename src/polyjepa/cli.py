@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "pretrain" or any(e.startswith("-") or "=" not in e for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
-    from .errors import UserError
+    from .errors import UserError, one_line_warnings
 
+    one_line_warnings()
     try:
         if args.command == "recipes":
             print(format_recipes(args.name))
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                 # strict JSON: an unavailable Spearman (nan) is null
                 spearman = result["spearman"]
                 result = {**result, "spearman": None if spearman != spearman else spearman}
-                Path(args.json).write_text(json.dumps(result, indent=1))
+                try:
+                    Path(args.json).write_text(json.dumps(result, indent=1))
+                except OSError as e:
+                    raise UserError(f"cannot write --json {args.json} ({e.strerror or e}): choose a writable path") from None
         elif args.command == "theory":
             from .theory.overlay import format_overlay, theory_overlay
 

@@ -157,14 +157,28 @@ def load_recipe(recipe: str, overrides: list[str] | None = None) -> DictConfig:
             names = ", ".join(n for n, _ in list_recipes())
             raise UserError(f"unknown recipe {recipe!r}: choose one of {names} (see 'polyjepa recipes'), "
                             f"or pass a path to a .yaml recipe")
-    try:
-        cfg = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as e:
-        raise UserError(f"cannot read recipe {path}: {' '.join(str(e).split())} (fix the YAML; a value "
-                        f"holding ': ' needs quotes)") from None
+    cfg = read_config(path, "recipe")
     cfg.setdefault("name", path.stem)
     cfg = apply_overrides(cfg, overrides or [])
     return validate(cfg)
+
+
+def read_config(path: Path, what: str = "recipe") -> DictConfig:
+    """A YAML file that must hold a mapping of sections; one-line errors for unreadable, empty or other YAML."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"cannot read {what} {path}: {' '.join(str(e).split())} (fix the YAML; a value "
+                        f"holding ': ' needs quotes)") from None
+    if raw is not None and not isinstance(raw, dict) or not isinstance(cfg, DictConfig):
+        kind = "list" if isinstance(raw, list) else type(raw).__name__
+        raise UserError(f"{what} {path} holds a YAML {kind}, not a mapping of sections (name:, method:, encoder:, "
+                        f"train:, ...): start from a bundled recipe")
+    if len(cfg) == 0:
+        raise UserError(f"{what} {path} is empty: write its sections (method:, encoder:, train:, ...), or start "
+                        f"from a bundled recipe (see 'polyjepa recipes')")
+    return cfg
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -240,6 +254,14 @@ def validate(cfg: DictConfig) -> DictConfig:
             if key not in allowed:
                 raise UserError(f"unknown config key '{section}.{key}': valid keys for {section} are "
                                 f"{', '.join(sorted(allowed))}")
+    from .registry import check_option_types, part_builder
+
+    for section in sections:  # a part's option of the wrong type (encoder.depth=x) fails now, not at build time
+        if section in ("train", "eval") or not isinstance(cfg.get(section), DictConfig):
+            continue
+        builder, _ = part_builder(section, cfg)
+        if builder is not None:
+            check_option_types(section, builder, part_kwargs(cfg, section))
     for section, cls in DATACLASS_SECTIONS.items():
         obj = dataclass_from(cfg, section, cls)  # type errors surface now, not mid-run
         for key, (low, inclusive) in RANGES.get(section, {}).items():

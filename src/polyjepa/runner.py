@@ -11,11 +11,17 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import DataConfig, EvalConfig, TrainConfig, dataclass_from, load_recipe, missing_data_message, part_kwargs, to_yaml, validate
-from .errors import UserError
+from .config import (DataConfig, EvalConfig, TrainConfig, apply_overrides, dataclass_from, load_recipe,
+                     missing_data_message, part_kwargs, read_config, to_yaml, validate)
+from .errors import UserError, warn
 from .train.checkpoint import atomic_write_text
 
 SUMMARY_SCHEMA = "polyjepa-summary/1"
+# What ``--resume`` may change: settings of the optimisation's course, not of the model, the data or the
+# randomness, so the resumed run stays one run (its checkpoint's weights and optimizer state still fit).
+RESUME_OVERRIDES = ("train.lr", "train.start_lr", "train.final_lr", "train.warmup", "train.grad_clip",
+                    "train.max_minutes", "train.max_epochs", "train.max_steps")
+DIVERGED = "diverged.json"   # written into a run directory whose training stopped on a NaN/inf loss
 
 
 def _build_method(cfg_dict: dict, input_shape: tuple, seed: int, meta: dict | None = None):
@@ -24,14 +30,43 @@ def _build_method(cfg_dict: dict, input_shape: tuple, seed: int, meta: dict | No
     return build_method(OmegaConf.create(cfg_dict), input_shape, seed, meta)
 
 
-def new_run_dir(out: str | None, name: str) -> Path:
+def _has_checkpoint(run_dir: Path) -> bool:
+    from .train.checkpoint import checkpoints_newest_first
+
+    return bool(checkpoints_newest_first(run_dir / "checkpoints"))
+
+
+def check_new_run_dir(out: str | None, name: str) -> Path:
+    """The folder a new run will write (checked, not created): refused when it is a file, an existing run
+    with a checkpoint, or a non-empty folder that is not a run."""
     run_dir = Path(out) if out else Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file: name a folder for the run")
     if (run_dir / "config.yaml").exists():
-        raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
+        if _has_checkpoint(run_dir):
+            raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --out")
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserError(f"--out {run_dir} is a folder that is not empty and holds no polyjepa run: name a new or "
+                        f"empty folder, so that nothing in it is overwritten")
+    return run_dir
+
+
+def new_run_dir(out: str | None, name: str) -> Path:
+    """Create the folder of a new run. A run stopped before its first checkpoint is started over in place."""
+    run_dir = check_new_run_dir(out, name)
+    if (run_dir / "config.yaml").exists():  # checked above: a run with no checkpoint yet
+        warn(f"{run_dir} holds a run stopped before its first checkpoint: starting it over in place")
+        _clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove what a run writes (a run directory with no checkpoint has nothing else worth keeping)."""
+    import shutil
+
+    for p in run_dir.iterdir():
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def open_run(run_dir: str | Path) -> tuple[Path, DictConfig, dict]:
@@ -40,11 +75,20 @@ def open_run(run_dir: str | Path) -> tuple[Path, DictConfig, dict]:
     if not (run_dir / "config.yaml").exists() or not (run_dir / "run.json").exists():
         raise UserError(f"{run_dir} is not a polyjepa run directory (no config.yaml/run.json): "
                         f"pass the --out folder of a 'polyjepa pretrain' run")
+    cfg = read_config(run_dir / "config.yaml", "the run's config")
     try:
-        cfg = validate(OmegaConf.load(run_dir / "config.yaml"))
+        cfg = validate(cfg)
+    except UserError as e:
+        raise UserError(f"the run's config {run_dir / 'config.yaml'} is not valid: {e}") from None
+    try:
         info = json.loads((run_dir / "run.json").read_text())
     except (ValueError, OSError) as e:
-        raise UserError(f"cannot read the run in {run_dir}: {e}") from None
+        raise UserError(f"cannot read {run_dir / 'run.json'} ({e}): the run's record is damaged; restore it, "
+                        f"or train the run again") from None
+    missing = [k for k in ("seed", "input_shape") if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise UserError(f"{run_dir / 'run.json'} lacks {missing}: the run's record is damaged; restore it, "
+                        f"or train the run again")
     return run_dir, cfg, info
 
 
@@ -92,7 +136,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         max_epochs, max_minutes: training length; with max_minutes the schedule fits the budget.
         seed: of a new run (default 0); a resumed run keeps its own.
         overrides: ``section.key=value`` strings, e.g. ``train.lr=5e-4``.
-        resume: a run directory to continue from its last checkpoint (config comes from the run).
+        resume: a run directory to continue from its last checkpoint (config comes from the run). A
+            resume may change only ``RESUME_OVERRIDES`` (learning rate, warm-up, clipping, length: e.g.
+            ``train.lr=1e-4`` after a divergence), recorded in the run's config.yaml and run.json; a run
+            with no checkpoint yet is started over.
     """
     from .data.prepare import prepare
 
@@ -104,18 +151,32 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         raise UserError(f"--max-minutes must be a positive number of minutes, got {max_minutes}")
     if seed is not None and not 0 <= seed < 2**32:
         raise UserError(f"--seed must be an integer in [0, 2**32), got {seed}")
+    replan = False
     if resume:
-        if overrides or data is not None or max_epochs is not None or out is not None:
-            raise UserError("--resume continues a run exactly as configured, in its own directory: drop "
-                            "--data/--max-epochs/--out/overrides, or start a new run to change them")
+        if data is not None or out is not None:
+            raise UserError("--resume continues a run in its own directory on its own data: drop --data/--out, "
+                            "or start a new run to change them")
+        unsafe = [o.split("=", 1)[0].strip() for o in overrides if o.split("=", 1)[0].strip() not in RESUME_OVERRIDES]
+        if unsafe:
+            raise UserError(f"--resume cannot change {', '.join(unsafe)}: a resumed run may change only "
+                            f"{', '.join(RESUME_OVERRIDES)}; start a new run to change the rest")
         run_dir, cfg, info = open_run(resume)
         if recipe is not None and recipe != cfg.name and Path(recipe).stem != cfg.name:
             raise UserError(f"{run_dir} is a run of recipe {cfg.name!r}, not {recipe!r}: drop the recipe or fix it")
         if seed is not None and seed != info["seed"]:
             raise UserError(f"{run_dir} was trained with seed {info['seed']}, not {seed}: drop --seed to resume it")
         seed = info["seed"]
+        changes = list(overrides)
+        if max_epochs is not None:
+            changes.append(f"train.max_epochs={max_epochs}")
         if max_minutes is not None:
-            cfg.train.max_minutes = max_minutes
+            changes.append(f"train.max_minutes={max_minutes}")
+        keys = [c.split("=", 1)[0].strip() for c in changes]
+        if "train.max_epochs" in keys and "train.max_steps" not in keys:
+            changes.append("train.max_steps=null")  # as for a new run: epochs replace a step count
+        replan = "train.max_epochs" in keys or "train.max_steps" in keys
+        if changes:
+            cfg = validate(apply_overrides(cfg, changes))
         stats = run_stats(info)
     else:
         if recipe is None:
@@ -133,8 +194,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         seed = cfg.seed = 0 if seed is None else seed
         run_dir, stats, info = None, None, {}
 
+    if launch_rank() is not None and out is None and not resume:
+        raise UserError("a multi-process launch (torchrun) needs --out: every process must find the one run directory")
     data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
-    train_cfg: TrainConfig = dataclass_from(cfg, "train", TrainConfig)
+    train_cfg: TrainConfig = torchrun_train_config(dataclass_from(cfg, "train", TrainConfig))
     eval_cfg: EvalConfig = dataclass_from(cfg, "eval", EvalConfig)
     if frame is not None:
         data_cfg.source = frame
@@ -159,14 +222,43 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     check_logger(train_cfg.logger)
 
-    if run_dir is None:
+    rank0 = (launch_rank() or 0) == 0
+    if run_dir is not None:  # a resume
+        from .train.checkpoint import checkpoints_newest_first
+
+        ckpts = checkpoints_newest_first(run_dir / "checkpoints")
+        if replan and ckpts:
+            total = train_cfg.max_steps if train_cfg.max_steps is not None else \
+                train_cfg.max_epochs * (len(prepared.x_train) // train_cfg.batch_size)
+            done = json.loads((ckpts[0] / "state.json").read_text()).get("step", 0) if ckpts else 0
+            if total <= done:
+                raise UserError(f"{run_dir} has already trained {done} steps and the new length is {total}: raise "
+                                f"train.max_steps / --max-epochs above {done}")
+        if not ckpts:
+            echo(f"polyjepa: {run_dir} was stopped before its first checkpoint: starting it over")
+            resume = None
+        if rank0 and changes:
+            resumes = info.setdefault("resumes", [])
+            resumes.append({"time": datetime.now().isoformat(timespec="seconds"), "overrides": changes,
+                            "from_checkpoint": ckpts[0].name if ckpts else None})
+            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+            atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    elif rank0:
         run_dir = new_run_dir(out, cfg.name)
         if frame is not None:
             data_cfg.source = cfg.data.source = save_frame(frame, run_dir)
         info = {"recipe": cfg.name, "seed": seed, "data": data_cfg.source, "input_shape": list(input_shape),
                 "mean": prepared.mean, "std": prepared.std, "meta": prepared.meta, "created": datetime.now().isoformat(timespec="seconds")}
+        launch = os.environ.get("TORCHELASTIC_RUN_ID")
+        if launch is not None:
+            info["launch"] = launch
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    else:  # another process of a torchrun launch: rank 0 writes the run directory
+        run_dir, cfg, info = wait_for_run_dir(out, t_start)
+        data_cfg.source = cfg.data.source
+    if not rank0:
+        echo = _silent
     echo(f"polyjepa: {cfg.name} on {prepared.name} ({len(prepared.x_train)} train / {len(prepared.x_test)} test, "
          f"input {input_shape}) -> {run_dir}")
 
@@ -175,9 +267,20 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     monitor = Monitor(prepared.x_train, prepared.y_train, samples=eval_cfg.monitor_samples, pool=eval_cfg.pool,
                       layers=eval_cfg.layers, k=eval_cfg.knn_k)
-    job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir), seed=seed,
-                   augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress)
-    record = fit(job)
+    job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir),
+                   seed=seed, augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress,
+                   replan=replan and bool(resume))
+    from .train.loop import TrainingDiverged
+
+    try:
+        record = fit(job)
+    except TrainingDiverged as e:
+        if rank0:
+            atomic_write_text(run_dir / DIVERGED, json.dumps({"step": e.step, "message": str(e)}, indent=1))
+        raise
+    if not rank0:
+        return {}
+    (run_dir / DIVERGED).unlink(missing_ok=True)
 
     method = load_run_method(run_dir, cfg, info)[0]
     from safetensors.torch import save_file
@@ -209,6 +312,51 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     return summary
 
 
+def _silent(*_args, **_kwargs) -> None:
+    pass
+
+
+def launch_rank() -> int | None:
+    """This process's rank in a launch that started the command once per process (torchrun, or Lightning's
+    subprocess launcher re-running it), from the environment they set; None for a plain command."""
+    env = os.environ
+    if int(env.get("WORLD_SIZE", "1") or 1) <= 1 or not ("RANK" in env or "LOCAL_RANK" in env):
+        return None
+    return int(env["RANK"]) if "RANK" in env else int(env["LOCAL_RANK"])
+
+
+def torchrun_train_config(train: TrainConfig) -> TrainConfig:
+    """Under torchrun, train with one process per launched process (DDP over the launch), not spawn more."""
+    import dataclasses
+
+    if launch_rank() is None or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return train
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    if int(os.environ["WORLD_SIZE"]) != local:
+        raise UserError("polyjepa trains on one machine: launch torchrun with --nnodes=1")
+    if train.devices not in (1, local):
+        raise UserError(f"train.devices={train.devices} but torchrun started {local} processes: drop train.devices "
+                        f"or set it to {local}")
+    strategy = "ddp" if train.strategy in ("auto", "ddp_spawn") else train.strategy
+    return dataclasses.replace(train, devices=local, strategy=strategy)
+
+
+def wait_for_run_dir(out: str, since: float, timeout: float = 600.0):
+    """(run_dir, config, run.json) once rank 0 of this launch has written the run directory ``out``."""
+    run_dir, launch = Path(out), os.environ.get("TORCHELASTIC_RUN_ID")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        record = run_dir / "run.json"
+        try:
+            fresh = record.stat().st_mtime >= since - 30 and json.loads(record.read_text()).get("launch") == launch
+        except (OSError, ValueError):
+            fresh = False
+        if fresh and (run_dir / "config.yaml").exists():
+            return open_run(run_dir)
+        time.sleep(0.2)
+    raise UserError(f"rank 0 did not write the run directory {run_dir} within {timeout:.0f} s: see its error")
+
+
 class _Same:
     """A picklable 'build' that hands back the given module (trained in place when single-process)."""
 
@@ -233,7 +381,7 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
     """
     import tempfile
 
-    from .train.checkpoint import latest_checkpoint, load_checkpoint
+    from .train.checkpoint import load_latest_checkpoint
     from .train.loop import TrainJob, fit
 
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -243,7 +391,7 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
     record = fit(TrainJob(build=_Same(method), x_train=x, train=train, run_dir=str(run_dir), seed=seed,
                           augment=augment, monitor=monitor, progress=progress))
     if record["world_size"] > 1:  # spawned processes trained copies: take their final weights
-        method.load_state_dict(load_checkpoint(latest_checkpoint(run_dir / "checkpoints"))[0])
+        method.load_state_dict(load_latest_checkpoint(run_dir / "checkpoints")[1])
     return record
 
 
@@ -258,17 +406,33 @@ def _last_metric(run_dir: Path, name: str) -> float | None:
 def load_run_method(run_dir: Path, cfg: DictConfig | None = None, info: dict | None = None):
     """(method with the run's last weights, config, run.json) of a run directory."""
     from .build import build_method
-    from .train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state
+    from .train.checkpoint import load_latest_checkpoint, load_model_state
 
     if cfg is None or info is None:
         run_dir, cfg, info = open_run(run_dir)
     method = build_method(cfg, tuple(info["input_shape"]), info["seed"], info.get("meta"))
-    path = latest_checkpoint(Path(run_dir) / "checkpoints")
-    if path is None:
+    found = load_latest_checkpoint(Path(run_dir) / "checkpoints")
+    if found is None:
         raise UserError(f"{run_dir} has no checkpoint yet: train it first (or resume it with --resume)")
-    model_state, _, _ = load_checkpoint(path)
+    path, model_state, _, _ = found
     load_model_state(method, model_state, path)
+    warn_if_diverged(Path(run_dir), path)
     return method.eval(), cfg, info
+
+
+def warn_if_diverged(run_dir: Path, checkpoint: Path | None = None) -> None:
+    """Warn that a run's training stopped on a NaN/inf loss, so its weights are those of an earlier step."""
+    marker = run_dir / DIVERGED
+    if not marker.exists():
+        return
+    try:
+        step = json.loads(marker.read_text()).get("step")
+    except (OSError, ValueError):
+        step = None
+    at = f" at step {step}" if step is not None else ""
+    using = f"; these are the weights of its last good checkpoint {checkpoint.name}" if checkpoint is not None else ""
+    warn(f"the run {run_dir} diverged{at} (the loss became NaN/inf){using}: resume it with a lower learning "
+         f"rate, e.g. polyjepa pretrain --resume {run_dir} train.lr=1e-4")
 
 
 def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
@@ -363,10 +527,13 @@ def embed_run(run_dir: str, data: str, out: str | None = None) -> np.ndarray:
 
     emb = PretrainedEncoder.from_run(run_dir).embed(data)  # the run's loader, fitted facts and statistics
     if out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.stem}.tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(out_path)
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(tmp, emb)
+            tmp.replace(out_path)
+        except OSError as e:
+            raise UserError(f"cannot write --out {out_path} ({e.strerror or e}): choose a writable folder") from None
     return emb
 
 

@@ -38,11 +38,43 @@ def is_regression(y) -> bool:
 
 
 def normalise(x: np.ndarray, mean, std) -> np.ndarray:
-    """Per-channel standardisation of (n, C, ...) arrays (unchanged when mean is None)."""
+    """Per-channel standardisation of (n, C, ...) arrays (unchanged when mean is None), computed in float64
+    so that values near float32's limit do not overflow; the result is float32."""
     if mean is None:
         return np.ascontiguousarray(x, dtype=np.float32)
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    return ((x - np.asarray(mean, np.float32).reshape(shape)) / np.asarray(std, np.float32).reshape(shape)).astype(np.float32)
+    z = (x.astype(np.float64) - np.asarray(mean, np.float64).reshape(shape)) / np.asarray(std, np.float64).reshape(shape)
+    with np.errstate(over="ignore"):
+        out = z.astype(np.float32)
+    if np.isinf(out).any():
+        raise UserError(f"standardised with the training statistics, some values exceed float32's range "
+                        f"(largest |z| {np.nanmax(np.abs(z)):.3g}): the data are far outside those the run was "
+                        f"trained on; check their scale and units")
+    return out
+
+
+def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of (n, C, ...) data in float64, ignoring NaN (padding or missing values).
+
+    The values are scaled by their largest magnitude first, so that squares of values near float32's
+    limit (or float64's) do not overflow; the statistics must come out finite.
+    """
+    axes = (0,) + tuple(range(2, x.ndim))
+    a = x.astype(np.float64)
+    import warnings
+
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN channel: reported below
+        scale = np.nanmax(np.abs(a), axis=axes, keepdims=True)
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        unit = a / scale
+        mean = np.nanmean(unit, axis=axes) * scale.reshape(-1)
+        std = np.nanstd(unit, axis=axes) * scale.reshape(-1)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        bad = [int(c) for c in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))]
+        raise UserError(f"the training data have no finite values in channel(s) {bad[:5]}: every value there is "
+                        f"NaN or inf; drop those channels or fill them")
+    return mean.tolist(), np.maximum(std, 1e-6).tolist()
 
 
 def _what(source) -> str:
@@ -124,10 +156,7 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
     if cfg.normalize == "none":
         mean = std = None
     elif stats is None or stats.get("mean") is None:
-        axes = (0,) + tuple(range(2, x_train.ndim))
-        with np.errstate(invalid="ignore"):  # NaN marks padding or missing values in some modalities
-            mean = np.nanmean(x_train, axis=axes).astype(float).tolist()
-            std = np.maximum(np.nanstd(x_train, axis=axes), 1e-6).astype(float).tolist()
+        mean, std = channel_stats(x_train)  # NaN marks padding or missing values in some modalities
     else:
         mean, std = stats["mean"], stats["std"]
         if x.ndim < 2 or len(mean) != x.shape[1]:

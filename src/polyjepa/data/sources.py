@@ -206,6 +206,9 @@ def to_nchw(a: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise UserError(f"{what} has dtype {a.dtype}: images must be a numeric array")
+    if np.iscomplexobj(a):
+        raise UserError(f"{what} is complex ({a.dtype}): images must be real numbers; store np.abs(x) or x.real, "
+                        f"or the two parts as channels")
     if a.ndim == 3:
         a = a[:, None]
     elif a.ndim == 4:
@@ -217,8 +220,13 @@ def to_nchw(a: np.ndarray, what: str) -> np.ndarray:
         raise UserError(f"{what} is empty: it needs at least one image")
     if np.issubdtype(a.dtype, np.integer):
         a = a.astype(np.float32) / (255.0 if a.max() > 1 else 1.0)
-    a = a.astype(np.float32)
+    with np.errstate(over="ignore"):
+        wide = a
+        a = a.astype(np.float32)
     if not np.isfinite(a).all():
+        if np.isfinite(wide).all():
+            raise UserError(f"{what} has values beyond float32's range (|x| > 3.4e38, largest {np.abs(wide).max():.3g}): "
+                            f"rescale them, e.g. divide by their maximum")
         bad = int((~np.isfinite(a)).reshape(len(a), -1).any(1).sum())
         raise UserError(f"{what} contains NaN or inf in {bad} images: remove or impute them first")
     return np.ascontiguousarray(a)

@@ -6,6 +6,7 @@ import numpy as np
 from ..config import EvalConfig
 from ..data.prepare import Prepared
 from ..diagnostics.rankme import rankme
+from ..errors import UserError
 from .embed import embed_array
 from .probes import knn_probe, linear_probe, probe_score
 
@@ -22,8 +23,13 @@ def probe_features(train_f: np.ndarray, test_f: np.ndarray, data: Prepared, cfg:
 def evaluate(encoder, data: Prepared, cfg: EvalConfig, *, random_encoder=None, seed: int = 0) -> dict:
     """{"probe": {linear, knn}, "rankme", "baselines": {"raw": ..., "random_init": ...}} for ``encoder``."""
     def feats(enc):
-        return (embed_array(enc, data.x_train, pool=cfg.pool, layers=cfg.layers),
-                embed_array(enc, data.x_test, pool=cfg.pool, layers=cfg.layers))
+        out = (embed_array(enc, data.x_train, pool=cfg.pool, layers=cfg.layers),
+               embed_array(enc, data.x_test, pool=cfg.pool, layers=cfg.layers))
+        if not all(np.isfinite(f).all() for f in out):
+            raise UserError("the encoder's embeddings hold NaN or inf: its weights are broken (a run that diverged, "
+                            "or data far outside the training scale); resume the run with a lower train.lr, or check "
+                            "the data's scale")
+        return out
 
     ours = probe_features(*feats(encoder), data, cfg, seed)
     result = {"probe": {k: ours[k] for k in ("linear", "knn") if k in ours}, "rankme": ours["rankme"],

@@ -104,6 +104,21 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         tags.non_deterministic = self.random_state is None
         return tags
 
+    def _check_params(self) -> None:
+        """Refuse settings that would train nothing or fail deep inside torch, naming the argument."""
+        for name, low in (("dim", 1), ("depth", 1), ("heads", 1), ("n_reg_tokens", 0), ("n_bins", 1),
+                          ("max_epochs", 0), ("min_steps", 0), ("max_steps", 0), ("batch_size", 2)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise UserError(f"{name} must be an integer >= {low}, got {v!r}")
+        for name in ("lr", "var_weight", "cov_weight", "invariance_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 \
+                    or (name == "lr" and v == 0):
+                raise UserError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, got {v!r}")
+        if self.dim % self.heads:
+            raise UserError(f"dim={self.dim} must be a multiple of heads={self.heads}")
+
     def _config(self, n_features: int):
         from ..config import load_recipe
 
@@ -143,6 +158,7 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         from ..config import TrainConfig
         from ..train.inmemory import fit_in_memory
 
+        self._check_params()
         frame = _frame(X)
         _feature_names(self, X, reset=True)
         n, F = frame.shape
@@ -190,7 +206,7 @@ class TabularEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         try:
             _feature_names(self, X, reset=False)
         except ValueError as e:
-            raise UserError(f"{e} Pass the same feature columns as in fit.") from None
+            raise UserError(f"{' '.join(str(e).split())} Pass the same feature columns as in fit.") from None
         if frame.shape[1] != self.n_features_in_:
             raise UserError(f"X has {frame.shape[1]} features, but {type(self).__name__} is expecting "
                             f"{self.n_features_in_} features as input: pass the columns used in fit")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError, require
+from ..errors import UserError, require, warn
 
 SCHEMA = "polyjepa-table/1"
 AUTO_INT_CATEGORIES = 64  # an integer column with at most this many distinct values is read as categorical
@@ -49,7 +49,25 @@ def _kind(series, name: str, categorical, max_int_categories: int) -> str:
         return "cat" if distinct <= max_int_categories and distinct <= max(2, len(series) // 2) else "num"
     if pd.api.types.is_numeric_dtype(dtype):
         return "num"
+    _warn_if_mostly_numbers(series, name)
     return "cat"  # object / string columns
+
+
+def _warn_if_mostly_numbers(series, name: str) -> None:
+    """A text column whose values are nearly all numbers is most likely a numeric column with a typo in a few
+    cells: read as categorical it becomes one category per distinct number, so say so."""
+    import pandas as pd
+
+    present = series.dropna()
+    if len(present) < 10:
+        return
+    numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    text = present[numbers.isna()]
+    if 0 < len(text) <= 0.05 * len(present) and numbers.nunique() > 10:
+        examples = ", ".join(repr(v) for v in list(dict.fromkeys(text.astype(str)))[:3])
+        warn(f"column {name!r} is read as categorical ({present.nunique()} categories) because {len(text)} of its "
+             f"{len(present)} values are not numbers ({examples}): fix those cells (empty for missing) to read it as "
+             f"numbers, or list the column in data.categorical to keep it categorical")
 
 
 def _numeric_kind(series, name: str) -> str:
@@ -112,8 +130,11 @@ def fit_schema(frame, *, categorical="auto", max_int_categories: int = AUTO_INT_
         if np.isinf(v).any():
             raise UserError(f"column {name!r} contains inf: replace it with NaN (missing) or a finite value")
         finite = v[~np.isnan(v)]
-        mu = float(finite.mean()) if len(finite) else 0.0
-        sd = float(finite.std()) if len(finite) else 1.0
+        if len(finite) == 0:
+            raise UserError(f"column {name!r} has no values (every cell is missing): drop it")
+        scale = float(np.abs(finite).max()) or 1.0   # values near float64's limit: their squares would overflow
+        mu = float((finite / scale).mean()) * scale
+        sd = float((finite / scale).std()) * scale
         sd = sd if sd > 1e-12 else 1.0
         z = (finite - mu) / sd
         qs = quantile_edges(z, n_bins) if len(z) else np.array([0.0])
@@ -187,7 +208,13 @@ def as_frame(x, columns=None):
         return x
     if isinstance(x, pd.Series):
         raise UserError("got a single column (a Series): pass a 2-D table, e.g. series.to_frame()")
-    a = np.asarray(x) if not hasattr(x, "toarray") else None
+    if isinstance(x, (list, tuple)) and len({len(r) if hasattr(r, "__len__") else -1 for r in x}) > 1:
+        raise UserError("got a ragged list of rows (rows of different lengths): give every row the same columns, "
+                        "None or NaN for a missing value")
+    try:
+        a = np.asarray(x) if not hasattr(x, "toarray") else None
+    except ValueError as e:
+        raise UserError(f"cannot read the rows as one table ({e}): pass a DataFrame or a 2-D array") from None
     if a is None:
         raise UserError("sparse matrices are not supported: pass a dense array or a DataFrame")
     if a.ndim != 2:

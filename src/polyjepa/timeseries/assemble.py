@@ -24,6 +24,10 @@ def build_series_backbone(cfg: DictConfig, input_shape: tuple[int, ...], meta: d
     if not isinstance(tokenizer, PatchGrid1D):
         raise UserError(f"method {method} needs a series tokenizer (patch1d, or patch_grid with a dilated_conv "
                         f"encoder), not {part_name('tokenizer', cfg)!r}")
+    patch = getattr(tokenizer, "patch_size", None) or 1
+    if input_shape[1] < 2 * patch:  # the same rule for the command line and TimeSeriesEmbedder
+        raise UserError(f"series of {input_shape[1]} steps are shorter than two patches of {patch} steps (a JEPA "
+                        f"predicts some patches from others): use longer series or a smaller tokenizer.patch_size")
     convolutional = isinstance(encoder, DilatedConvEncoder)
     if convolutional == isinstance(tokenizer, PatchEmbed1D):
         raise UserError("encoder dilated_conv goes with tokenizer patch_grid (it embeds every step itself), a "

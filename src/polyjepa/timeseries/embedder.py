@@ -5,6 +5,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..data.prepare import channel_stats, normalise
 from ..errors import UserError
 from .series import check_series
 
@@ -60,14 +61,18 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
         from ..config import EvalConfig, TrainConfig, dataclass_from
         from ..train.inmemory import fit_in_memory
 
+        for name in ("max_steps", "batch_size", "patch_size", "threads"):
+            v = getattr(self, name)
+            low = 2 if name == "batch_size" else 0 if name == "max_steps" else 1
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
+                raise UserError(f"{name} must be None or an integer >= {low}, got {v!r}")
         x = check_series(X, "X", min_length=2)
         if len(x) < 2:
             raise UserError("X has 1 sample: TimeSeriesEmbedder needs at least 2 series to learn from")
         cfg = self._config()
         seed = int(self.random_state) if self.random_state is not None else 0
-        with np.errstate(invalid="ignore"):  # NaN is padding
-            self.mean_ = np.nanmean(x, axis=(0, 2)).astype(np.float32)
-            self.std_ = np.maximum(np.nanstd(x, axis=(0, 2)), 1e-6).astype(np.float32)
+        mean, std = channel_stats(x)  # float64, NaN is padding
+        self.mean_, self.std_ = np.asarray(mean), np.asarray(std)
         x = self._standardise(x)
         method = build_method(cfg, x.shape[1:], seed, {"length": int(x.shape[-1])})
         patch = method.backbone.tokenizer.patch_size
@@ -96,7 +101,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
         return self
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean_[None, :, None]) / self.std_[None, :, None]).astype(np.float32)
+        return normalise(x, self.mean_, self.std_)
 
     def transform(self, X) -> np.ndarray:
         """(n, [channels,] length) -> (n, F) float32 embeddings."""

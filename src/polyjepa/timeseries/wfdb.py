@@ -53,7 +53,13 @@ def read_record(record: str | Path) -> tuple[np.ndarray, float, list[str]]:
     if {s["format"] for s in sigs} != {"212"} or len({s["file"] for s in sigs}) != 1:
         raise UserError(f"{hea}: only format-212 records with all signals in one file are supported "
                         f"(install the wfdb package for others)")
-    digital = decode_212((record.parent / sigs[0]["file"]).read_bytes(), len(sigs))[:, : h["n"]]
+    dat = record.parent / sigs[0]["file"]
+    if not dat.exists():
+        raise UserError(f"{dat} does not exist: the record's signal file must sit beside {hea.name}")
+    digital = decode_212(dat.read_bytes(), len(sigs))[:, : h["n"]]
+    if digital.shape[1] < h["n"]:
+        raise UserError(f"{dat} holds {digital.shape[1]} samples per signal but its header {hea.name} says {h['n']}: "
+                        f"the file is truncated; re-download the record")
     for s, d in zip(sigs, digital):
         if s["first"] is not None and int(d[0]) != s["first"]:
             raise UserError(f"{record}: first sample {int(d[0])} differs from the header's {s['first']}: the file is corrupt")

@@ -1,6 +1,7 @@
-"""Checkpoints as safetensors + JSON, written atomically; loading never unpickles."""
+"""Checkpoints as safetensors + JSON, written atomically and checksummed; loading never unpickles."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import UserError
+from ..errors import UserError, warn
 
 FORMAT = "polyjepa-checkpoint/1"
 
@@ -23,6 +24,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -49,7 +59,9 @@ def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Ten
     """Write ``directory/step-XXXXXXX`` (model.safetensors, optimizer.safetensors, state.json) atomically.
 
     The folder is written under a temporary name and renamed when complete; ``latest.json`` is then
-    replaced atomically, and all but the ``keep`` newest checkpoints are removed.
+    replaced atomically, and all but the ``keep`` newest checkpoints are removed. ``state.json`` records
+    the SHA-256 of each tensor file, which loading checks (a flipped bit inside a tensor is otherwise
+    a valid file).
     """
     directory.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
@@ -61,6 +73,7 @@ def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Ten
     if optimizer_state is not None:
         tensors, meta["optimizer"] = _flatten_optimizer(optimizer_state)
         save_file(tensors, tmp / "optimizer.safetensors")
+    meta["sha256"] = {p.name: file_sha256(p) for p in sorted(tmp.glob("*.safetensors"))}
     atomic_write_text(tmp / "state.json", json.dumps(meta, indent=1))
     final = directory / name
     shutil.rmtree(final, ignore_errors=True)
@@ -91,8 +104,18 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, d
         meta = json.loads((path / "state.json").read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not a readable polyjepa checkpoint ({e}): pick another checkpoint or retrain") from None
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path} is not a polyjepa checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise UserError(f"{path} is not a polyjepa checkpoint (format {found!r}, expected {FORMAT!r})")
+    for name, digest in (meta.get("sha256") or {}).items():  # checkpoints written before checksums have none
+        try:
+            ok = file_sha256(path / name) == digest
+        except OSError as e:
+            raise UserError(f"checkpoint {path} is corrupt ({name}: {e}): delete it to fall back to an older one, "
+                            f"or retrain") from None
+        if not ok:
+            raise UserError(f"checkpoint {path} is corrupt ({name} does not match its SHA-256 checksum in state.json): "
+                            f"delete it to fall back to an older one, or retrain")
     try:
         model = load_file(path / "model.safetensors")
         optim = None
@@ -101,6 +124,39 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, d
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise UserError(f"checkpoint {path} is corrupt ({e}): delete it to fall back to an older one, or retrain") from None
     return model, optim, meta
+
+
+def checkpoints_newest_first(directory: Path) -> list[Path]:
+    """Complete checkpoint folders under ``directory``: the one ``latest.json`` names first, then by step."""
+    complete = sorted((p for p in directory.glob("step-*") if (p / "state.json").exists()), reverse=True)
+    try:
+        first = latest_checkpoint(directory)
+    except UserError:  # a corrupt latest.json: the step-* folders still say which is newest
+        first = None
+    return ([first] if first is not None else []) + [p for p in complete if p != first]
+
+
+def load_latest_checkpoint(directory: Path) -> tuple[Path, dict[str, torch.Tensor], dict | None, dict] | None:
+    """(path, model state, optimizer state, metadata) of the newest intact checkpoint, or None when there is none.
+
+    A corrupt newer checkpoint (a failed checksum, a truncated file) is skipped with a warning naming it,
+    so a run whose last write was damaged continues from the one before; when every checkpoint is
+    corrupt the newest one's error is raised.
+    """
+    candidates = checkpoints_newest_first(directory)
+    first_error = None
+    for path in candidates:
+        try:
+            model, optim, meta = load_checkpoint(path)
+        except UserError as e:
+            first_error = first_error or e
+            continue
+        if first_error is not None:
+            warn(f"{first_error} Using the older intact checkpoint {path} instead.")
+        return path, model, optim, meta
+    if first_error is not None:
+        raise first_error
+    return None
 
 
 def load_model_state(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:

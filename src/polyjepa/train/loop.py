@@ -13,7 +13,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import UserError
-from .checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from .checkpoint import latest_checkpoint, load_latest_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
 from .schedules import apply_schedules
 from .tensorboard import TensorBoardWriter
@@ -21,6 +21,10 @@ from .tensorboard import TensorBoardWriter
 
 class TrainingDiverged(UserError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -36,6 +40,7 @@ class TrainJob:
     monitor: Callable | None = None             # monitor(method) -> dict of scalars (rank 0 only)
     resume: bool = False
     progress: bool = True
+    replan: bool = False                        # with resume: the length (max_steps/max_epochs) was changed
 
 
 def param_groups(modules: list[torch.nn.Module]) -> list[dict]:
@@ -46,6 +51,24 @@ def param_groups(modules: list[torch.nn.Module]) -> list[dict]:
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 or "token" in name or "pos" in name else decay).append(p)
     return [{"params": decay, "apply_wd": True}, {"params": no_decay, "weight_decay": 0.0, "apply_wd": False}]
+
+
+def discard_checkpoint_of_step(ckpt_dir: Path, step: int) -> Path | None:
+    """The newest checkpoint before ``step`` after removing the one at ``step``, whose weights gave a non-finite
+    loss (finite weights can still overflow in the forward pass); ``latest.json`` is pointed back to it."""
+    import json
+    import shutil
+
+    from .checkpoint import atomic_write_text, checkpoints_newest_first
+
+    shutil.rmtree(ckpt_dir / f"step-{step:07d}", ignore_errors=True)
+    remaining = checkpoints_newest_first(ckpt_dir)
+    if remaining:
+        name = remaining[0].name
+        atomic_write_text(ckpt_dir / "latest.json", json.dumps({"checkpoint": name, "step": int(name.split("-")[1])}))
+        return remaining[0]
+    (ckpt_dir / "latest.json").unlink(missing_ok=True)
+    return None
 
 
 def default_precision(precision: str, accelerator: str) -> str:
@@ -88,14 +111,19 @@ def _worker(fabric, job: TrainJob) -> dict:
     state = {"step": 0, "total_steps": total, "train_seconds": 0.0, "samples": 0}
     ckpt_dir = run_dir / "checkpoints"
     if job.resume:
-        path = latest_checkpoint(ckpt_dir)
-        if path is None:
+        found = load_latest_checkpoint(ckpt_dir)
+        if found is None:
             raise UserError(f"no checkpoint in {ckpt_dir} to resume from: start a new run instead")
-        model_state, optim_state, meta = load_checkpoint(path)
+        path, model_state, optim_state, meta = found
         load_model_state(method, model_state, path)
         if optim_state is not None:
             optimizer.load_state_dict(optim_state)
         state.update({k: meta[k] for k in state if k in meta})
+        if job.replan:  # a resume that changed the length: the new one replaces the checkpoint's
+            if total <= state["step"]:
+                raise UserError(f"the run has already trained {state['step']} steps, and the new length is {total}: "
+                                f"raise train.max_steps / --max-epochs above that")
+            state["total_steps"] = total
     resume_step = state["step"] if job.resume else None
     also = (TensorBoardWriter(run_dir, resume_step),) if rank0 and tc.logger == "tensorboard" else ()
     metrics = MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step, also=also) if rank0 else None
@@ -109,7 +137,9 @@ def _worker(fabric, job: TrainJob) -> dict:
         # Never store weights that a step has already broken: a finite loss can precede inf weights.
         if not all(torch.isfinite(p).all() for p in inner.parameters()):
             raise TrainingDiverged(f"weights became non-finite by step {state['step']}; the last good checkpoint is "
-                                   f"{latest_checkpoint(ckpt_dir)}: lower train.lr or raise train.warmup")
+                                   f"{latest_checkpoint(ckpt_dir)}: resume it with a lower train.lr (or a higher "
+                                   f"train.warmup, a lower train.grad_clip), e.g. --resume RUN_DIR train.lr=1e-4",
+                                   step=state["step"])
         if rank0:
             save_checkpoint(ckpt_dir, state["step"], inner.state_dict(), optimizer.state_dict(),
                             {**state, "seed": job.seed}, keep=tc.keep_checkpoints)
@@ -153,11 +183,12 @@ def _worker(fabric, job: TrainJob) -> dict:
             if not torch.isfinite(loss):
                 if bar:
                     bar.close()
-                last = latest_checkpoint(ckpt_dir)
+                last = discard_checkpoint_of_step(ckpt_dir, step) if rank0 else latest_checkpoint(ckpt_dir)
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at step {step}; the last good checkpoint is "
-                    f"{last if last else 'none (none was written yet)'}: lower train.lr or raise train.warmup, "
-                    f"then resume or start again")
+                    f"{last if last else 'none (none was written yet)'}: resume with a lower train.lr (or a higher "
+                    f"train.warmup, a lower train.grad_clip), e.g. --resume RUN_DIR train.lr=1e-4",
+                    step=step)
             fabric.backward(loss)
             if tc.grad_clip:
                 fabric.clip_gradients(method, optimizer, max_norm=tc.grad_clip, error_if_nonfinite=False)
