@@ -437,28 +437,35 @@ def warn_if_diverged(run_dir: Path, checkpoint: Path | None = None) -> None:
 
 def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
     """Re-evaluate a run's encoder (on its own data split, or on ``data``) with baselines; prints the table."""
-    from .data.prepare import prepare
     from .eval.evaluate import evaluate
 
     run_dir, cfg, info = open_run(run_dir)
     method, cfg, info = load_run_method(run_dir, cfg, info)
+    prepared = prepare_run_data(cfg, info, data)
+    source = data if data is not None else cfg.data.source
+    _check_shape(prepared.x_train.shape[1:], info)
+    if prepared.y_train is None:
+        raise UserError(f"{source} has no labels: probing needs labelled data: pass a labelled "
+                        f"set with --data (a label array or class sub-folders, as the docs page of its modality says)")
+    eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
+    random_encoder = build_random(cfg, info)
+    results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
+    summary = {"recipe": cfg.name, "data": source, "n_train": len(prepared.x_train),
+               "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
+    echo(format_table(summary))
+    return summary
+
+
+def prepare_run_data(cfg, info: dict, data: str | None = None):
+    """The run's split of ``data`` (default: the run's own data), normalised with the run's statistics."""
+    from .data.prepare import prepare
+
     data_cfg = dataclass_from(cfg, "data", DataConfig)
     if data is not None:
         data_cfg.source = data
     else:
         check_run_data(data_cfg.source)
-    prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
-    _check_shape(prepared.x_train.shape[1:], info)
-    if prepared.y_train is None:
-        raise UserError(f"{data_cfg.source} has no labels: probing needs labelled data: pass a labelled "
-                        f"set with --data (a label array or class sub-folders, as the docs page of its modality says)")
-    eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
-    random_encoder = build_random(cfg, info)
-    results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
-    summary = {"recipe": cfg.name, "data": data_cfg.source, "n_train": len(prepared.x_train),
-               "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
-    echo(format_table(summary))
-    return summary
+    return prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
 
 
 def check_run_data(source) -> None:

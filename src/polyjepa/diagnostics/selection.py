@@ -46,22 +46,16 @@ def _from_summary(run_dir: Path) -> dict | None:
 
 
 def _checkpoint_rows(run_dir: Path, data: str | None) -> list[dict]:
-    from ..config import DataConfig, EvalConfig, dataclass_from, part_kwargs
-    from ..data.prepare import prepare
+    from ..config import EvalConfig, dataclass_from
     from ..eval.embed import embed_array
     from ..eval.probes import knn_probe
-    from ..runner import check_run_data, open_run, run_stats
+    from ..runner import open_run, prepare_run_data
     from ..train.checkpoint import load_checkpoint, load_model_state
     from .rankme import rankme
     import torch
 
     run_dir, cfg, info = open_run(run_dir)
-    data_cfg = dataclass_from(cfg, "data", DataConfig)
-    if data is not None:
-        data_cfg.source = data
-    else:
-        check_run_data(data_cfg.source)
-    prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
+    prepared = prepare_run_data(cfg, info, data)
     ev = dataclass_from(cfg, "eval", EvalConfig)
     from ..build import build_method
 

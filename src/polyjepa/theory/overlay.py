@@ -92,17 +92,10 @@ def run_gamma(run_dir, *, data: str | None = None, pairs: int = 2000, top: int =
     """Top eigenvalues of the contrastive operator of the run's own views on its training inputs."""
     import torch
 
-    from ..config import DataConfig, dataclass_from, part_kwargs
-    from ..data.prepare import prepare
-    from ..runner import _build_method, check_run_data, open_run, run_stats
+    from ..runner import _build_method, open_run, prepare_run_data
 
     run_dir, cfg, info = open_run(run_dir)
-    data_cfg = dataclass_from(cfg, "data", DataConfig)
-    if data is not None:
-        data_cfg.source = data
-    else:
-        check_run_data(data_cfg.source)
-    prepared = prepare(data_cfg, run_stats(info), part_kwargs(cfg, "data"))
+    prepared = prepare_run_data(cfg, info, data)
     method = _build_method(cfg, tuple(info["input_shape"]), info["seed"], info.get("meta"))
     views = getattr(method, "views", None)
     if views is None:
