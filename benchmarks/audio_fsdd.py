@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import data_file
+
 
 DEFAULT_DATA = "../shared/data/fsdd.npz"
 ARMS = {"curriculum": ["masker.p_start=0.0", "masker.p_end=1.0"],
@@ -39,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readouts", default="", help="extra readouts (pools) to probe, comma-separated, e.g. tokens,mean")
     ap.add_argument("overrides", nargs="*", help="recipe overrides for every arm, section.key=value")
     args = ap.parse_intermixed_args(argv)
-    if "=" in args.data:
-        args.overrides.insert(0, args.data)
-        args.data = DEFAULT_DATA
-    if not Path(args.data).is_file():
-        sys.exit(f"error: {args.data} not found: pass the FSDD .npz, e.g. python benchmarks/audio_fsdd.py {DEFAULT_DATA}")
+    data_file(args, DEFAULT_DATA, "FSDD file", f"the FSDD .npz, e.g. python benchmarks/audio_fsdd.py {DEFAULT_DATA}")
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:

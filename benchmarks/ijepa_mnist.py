@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _args import data_file
+
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 
 
@@ -35,13 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="recipe overrides, section.key=value")
     args = ap.parse_intermixed_args(argv)
 
-    # A positional that looks like an override is not the data path.
-    if "=" in args.data:
-        args.overrides.insert(0, args.data)
-        args.data = DEFAULT_DATA
-    if not Path(args.data).is_file():
-        sys.exit(f"error: MNIST file {args.data} not found: pass the path of an .npz with 'images' (N, 28, 28) "
-                 f"and 'labels', e.g. python benchmarks/ijepa_mnist.py ../shared/data/mnist_t10k.npz")
+    data_file(args, DEFAULT_DATA, "MNIST file", "the path of an .npz with 'images' (N, 28, 28) and 'labels', "
+              "e.g. python benchmarks/ijepa_mnist.py ../shared/data/mnist_t10k.npz")
 
     from polyjepa.runner import pretrain
 
@@ -83,13 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def supervised_row(out: str, s: dict, minutes: float) -> dict:
     """Test accuracy of the run's architecture trained from its random init with labels for ``minutes``."""
-    from polyjepa.config import DataConfig, dataclass_from, part_kwargs
-    from polyjepa.data.prepare import prepare
     from polyjepa.eval.supervised import supervised_reference
-    from polyjepa.runner import build_random, open_run, run_stats
+    from polyjepa.runner import build_random, open_run, prepare_run_data
 
     _, cfg, info = open_run(out)
-    data = prepare(dataclass_from(cfg, "data", DataConfig), run_stats(info), part_kwargs(cfg, "data"))
+    data = prepare_run_data(cfg, info)
     r = supervised_reference(build_random(cfg, info), data.x_train, data.y_train, data.x_test, data.y_test,
                              epochs=1000, max_minutes=minutes, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
                              seed=s["seed"])

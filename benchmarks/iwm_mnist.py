@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import data_file
+
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 ARMS = {"action given": "false", "action withheld": "true"}
 
@@ -60,19 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="iwm-mnist", help="result file stem under results/")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, section.key=value")
     args = ap.parse_intermixed_args(argv)
-    if "=" in args.data:
-        args.overrides.insert(0, args.data)
-        args.data = DEFAULT_DATA
-    if not Path(args.data).is_file():
-        sys.exit(f"error: MNIST file {args.data} not found: pass the .npz with images and labels, e.g. {DEFAULT_DATA}")
+    data_file(args, DEFAULT_DATA, "MNIST file", f"the .npz with images and labels, e.g. {DEFAULT_DATA}")
 
     import torch
 
     torch.set_num_threads(1)
-    from polyjepa.config import DataConfig, dataclass_from, part_kwargs
-    from polyjepa.data.prepare import prepare
     from polyjepa.results import save_result
-    from polyjepa.runner import load_run_method, open_run, pretrain, run_stats
+    from polyjepa.runner import load_run_method, prepare_run_data, pretrain
     from polyjepa.worldmodel.retrieval import chance_mrr
 
     eval_seconds = 0.0  # besides the runs' own time (their summaries), reused or not
@@ -90,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         summaries[arm] = json.loads((run_dir / "summary.json").read_text())
         t0 = time.time()
         method, cfg, info = load_run_method(run_dir)
-        data = prepare(dataclass_from(cfg, "data", DataConfig), run_stats(info), part_kwargs(cfg, "data"))
+        data = prepare_run_data(cfg, info)
         x = torch.from_numpy(data.x_test[:args.mrr_samples])
         mrr[arm] = action_mrr(method, x, candidates=args.candidates, seed=args.seed + 12345)
         eval_seconds += time.time() - t0

@@ -56,14 +56,13 @@ def run_one(recipe, data, out, steps, batch, encoder, extra=(), baselines=True, 
 
 
 def test_lidar(run_dir, n=500, views=4):
-    from polyjepa.config import DataConfig, EvalConfig, dataclass_from, part_kwargs
-    from polyjepa.data.prepare import prepare
+    from polyjepa.config import EvalConfig, dataclass_from
     from polyjepa.eval.evaluate import lidar_score
     from polyjepa.multiview.views import ViewMaker
-    from polyjepa.runner import load_run_method, run_stats
+    from polyjepa.runner import load_run_method, prepare_run_data
 
     method, cfg, info = load_run_method(Path(run_dir))
-    prepared = prepare(dataclass_from(cfg, "data", DataConfig), run_stats(info), part_kwargs(cfg, "data"))
+    prepared = prepare_run_data(cfg, info)
     ev = dataclass_from(cfg, "eval", EvalConfig)
     maker = ViewMaker(n_global=views, global_scale=(0.3, 1.0), jitter=0.8, brightness=0.4, contrast=0.4, blur=0.5)
     return lidar_score(method.encoder(), prepared.x_test[:n], pool=ev.pool, layers=ev.layers, views=maker, n_views=views)

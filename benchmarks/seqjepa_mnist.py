@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import data_file
+
 import numpy as np
 
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
@@ -77,21 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="seqjepa-mnist", help="result file stem under results/")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, section.key=value")
     args = ap.parse_intermixed_args(argv)
-    if "=" in args.data:
-        args.overrides.insert(0, args.data)
-        args.data = DEFAULT_DATA
-    if not Path(args.data).is_file():
-        sys.exit(f"error: MNIST file {args.data} not found: pass the .npz with images and labels, e.g. {DEFAULT_DATA}")
+    data_file(args, DEFAULT_DATA, "MNIST file", f"the .npz with images and labels, e.g. {DEFAULT_DATA}")
 
     import torch
 
     torch.set_num_threads(1)
-    from polyjepa.config import DataConfig, TrainConfig, dataclass_from, part_kwargs
-    from polyjepa.data.prepare import prepare
+    from polyjepa.config import TrainConfig, dataclass_from
     from polyjepa.eval.embed import embed_array
     from polyjepa.eval.probes import linear_probe, ridge_probe
     from polyjepa.results import save_result
-    from polyjepa.runner import build_random, load_run_method, open_run, pretrain, run_stats, train_method
+    from polyjepa.runner import build_random, load_run_method, prepare_run_data, pretrain, train_method
 
     out = Path(args.out or tempfile.mkdtemp(prefix="seqjepa-mnist-"))
     extra = list(args.overrides) + ["train.threads=1"]
@@ -103,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                  echo=lambda *a, **k: None)
     summary = json.loads((run_dir / "summary.json").read_text())
     seq, cfg, info = load_run_method(run_dir)
-    data = prepare(dataclass_from(cfg, "data", DataConfig), run_stats(info), part_kwargs(cfg, "data"))
+    data = prepare_run_data(cfg, info)
     train_cfg = dataclass_from(cfg, "train", TrainConfig)
 
     t0 = time.time()

@@ -141,7 +141,7 @@ def knn_accuracy(z, labels, k=10):
 
 
 def real(path, n, depths, eps, seed):
-    from polyjepa.theory import final_gain, gain_crossing_times, learning_time, train_deep_linear
+    from polyjepa.theory import gain_crossing_times, learning_time, train_deep_linear
 
     xa, xb, labels, src = mnist_with_noise(path, n, seed)
     sxx, syx = covariances(xa, xb)
@@ -167,7 +167,6 @@ def real(path, n, depths, eps, seed):
             steps = int(1.5 * np.nanmax(pred[watched]) / lr)
             run = train_deep_linear(method, sxx, syx, depth=L, eps=eps, lr=lr, steps=steps, init="diagonal",
                                     seed=seed, record_every=max(1, steps // 400))
-            final = np.where(good, final_gain(method, rho, L), np.nan)
             g = run.gains
             # each feature's half-way time to its own end-of-run gain (the digit block is not exactly
             # diagonal, so the theory's end gains are only approximate there), averaged per group
@@ -231,7 +230,7 @@ def main(argv=None) -> int:
     rows = srows
     by = {(r[0], r[1], r[2]): r for r in srows}
     tie = [r for r in srows if r[0] == "near tie A/B"]
-    notes = [f"Synthetic, 5 features: JEPA's measured Spearman(order, rho) is "
+    notes = ["Synthetic, 5 features: JEPA's measured Spearman(order, rho) is "
              + ", ".join(f"{by[('5 features', 'JEPA', L)][7]} (L={L})" for L in depths)
              + "; MAE's " + ", ".join(f"{by[('5 features', 'MAE', L)][7]} (L={L})" for L in depths)
              + " (-1: learned in the order of lambda, +1: in the order of rho).",
@@ -243,7 +242,7 @@ def main(argv=None) -> int:
                "from a random one MAE keeps the lambda order (later), while stop-gradient JEPA grows only the "
                "directions where the predictor-encoder product starts positive."]
     real_by = {(r[0], r[1]): r for r in rrows}
-    notes.append(f"MNIST + noise features: share of the embedding variance from the noise features at the end: "
+    notes.append("MNIST + noise features: share of the embedding variance from the noise features at the end: "
                  + ", ".join(f"{k[0]} L={k[1]} {r[6]}" for k, r in real_by.items() if k[0] != "raw features")
                  + f" (raw features {rrows[0][6]}); kNN accuracy "
                  + ", ".join(f"{k[0]} L={k[1]} {r[7]}" for k, r in real_by.items() if k[0] != "raw features")

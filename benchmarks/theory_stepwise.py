@@ -17,7 +17,6 @@ the PNG plot under --out (default docs/img/).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from polyjepa.results import save_result
     from polyjepa.theory import (crossing_times, effective_init_power, final_embedding, init_power,
-                                 logistic_eigenvalues, pair_correlation, principal_angles, step_times,
+                                 pair_correlation, principal_angles, step_times,
                                  stepwise_modes, train_linear_barlow)
 
     t0 = time.time()
