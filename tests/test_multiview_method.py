@@ -73,6 +73,18 @@ def test_bad_view_sizes_are_user_errors():
         build_method(load_recipe("tico-mnist", SMALL + ["views.n_local=2", "views.local_size=[8,8]"]), (1, 16, 16))
     with pytest.raises(UserError, match="C, H, W"):
         build_method(load_recipe("vicreg-mnist", SMALL), (3, 100))
+    with pytest.raises(UserError, match="larger than the images"):
+        build_method(load_recipe("dino-croponly-mnist", SMALL), (1, 16, 16))
+
+
+def test_crop_only_dino_trains_on_plain_crops():
+    method = build_method(load_recipe("dino-croponly-mnist", SMALL), (1, 28, 28), seed=0)
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    batch = method.make_batch(x, torch.Generator().manual_seed(1), 0.0)
+    assert batch["global"].shape == (2, 4, 1, 24, 24) and batch["local"].shape == (4, 4, 1, 12, 12)
+    out = method(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and method.embed(x).shape == (4, method.backbone.dim)
 
 
 TINY_MV = ["encoder.size=micro", "encoder.depth=2", "projector.hidden=64", "train.batch_size=32",

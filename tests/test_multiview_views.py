@@ -80,3 +80,56 @@ def test_bad_arguments():
         ViewMaker(global_scale=(0.0, 1.0))
     with pytest.raises(ValueError):
         ViewMaker(flip=2.0)
+
+
+def _image_batch(b=4, c=1, h=16, w=16):
+    return torch.arange(b * c * h * w, dtype=torch.float32).reshape(b, c, h, w)
+
+
+def _find(sub: torch.Tensor, img: torch.Tensor) -> bool:
+    """Whether ``sub`` (C, h, w) is an exact sub-array of ``img`` (C, H, W)."""
+    h, w = sub.shape[-2:]
+    windows = img.unfold(1, h, 1).unfold(2, w, 1)            # (C, H-h+1, W-w+1, h, w)
+    return bool((windows == sub[:, None, None]).all(-1).all(-1).all(0).any())
+
+
+def test_crop_mode_views_are_exact_sub_arrays():
+    x = _image_batch()
+    vm = ViewMaker(n_global=2, n_local=3, global_size=(12, 12), local_size=(8, 8), mode="crop",
+                   jitter=1.0, brightness=0.9, blur=1.0, flip=1.0)  # photometry and flips are ignored
+    v = vm(x, torch.Generator().manual_seed(0))
+    assert v["global"].shape == (2, 4, 1, 12, 12) and v["local"].shape == (3, 4, 1, 8, 8)
+    for group in (v["global"], v["local"]):
+        for view in group:
+            for i in range(x.shape[0]):
+                assert _find(view[i], x[i])
+    # the offsets are random: not every view is the top-left corner
+    assert not torch.equal(v["local"][0], v["local"][1])
+
+
+def test_crop_resize_mode_applies_no_photometry():
+    x = torch.randn(3, 1, 16, 16)
+    kw = dict(n_global=2, global_scale=(0.3, 1.0), jitter=1.0, brightness=0.9, contrast=0.9, blur=1.0)
+    v = ViewMaker(mode="crop_resize", **kw)(x, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    expect = torch.stack([resized_crop(x, g, size=(16, 16), scale=(0.3, 1.0)) for _ in range(2)])
+    assert torch.equal(v["global"], expect)
+
+
+def test_shared_mode_differs_between_views_by_the_crop_only():
+    # identity crops (whole image, no resize): shared photometry makes every view the same image,
+    # while the original mode draws each view's photometry anew
+    x = torch.randn(5, 1, 16, 16)
+    kw = dict(n_global=3, global_scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=1.0, brightness=0.5, contrast=0.5, blur=0.5)
+    shared = ViewMaker(mode="shared", **kw)(x, torch.Generator().manual_seed(2))["global"]
+    assert torch.allclose(shared[0], shared[1], atol=1e-6) and torch.allclose(shared[0], shared[2], atol=1e-6)
+    assert not torch.allclose(shared[0], x, atol=1e-3)  # the photometry was applied
+    original = ViewMaker(mode="original", **kw)(x, torch.Generator().manual_seed(2))["global"]
+    assert not torch.allclose(original[0], original[1], atol=1e-3)
+
+
+def test_unknown_view_mode_and_oversized_crop_are_refused():
+    with pytest.raises(ValueError, match="views.mode"):
+        ViewMaker(mode="crops")
+    with pytest.raises(ValueError, match="larger than the image"):
+        ViewMaker(mode="crop", global_size=(20, 20))(torch.zeros(1, 1, 16, 16), torch.Generator())

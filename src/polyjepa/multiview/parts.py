@@ -53,7 +53,12 @@ def assemble_multiview(cfg, input_shape: tuple[int, ...], meta: dict):
             raise UserError(f"views.{name}={list(size)} is not a multiple of the patch size {patch}: "
                             f"choose a multiple, e.g. views.{name}=[{patch * max(1, size[0] // patch)},"
                             f"{patch * max(1, size[1] // patch)}]")
-    if views.global_size and tuple(views.global_size) != tuple(input_shape[1:]):
+    if views.mode == "crop":
+        for name, size in (("global_size", views.global_size), ("local_size", views.local_size)):
+            if size is not None and (size[0] > input_shape[1] or size[1] > input_shape[2]):
+                raise UserError(f"views.{name}={list(size)} is larger than the images {list(input_shape[1:])}: "
+                                f"crop mode cuts views out of the image without resizing, choose a smaller size")
+    elif views.global_size and tuple(views.global_size) != tuple(input_shape[1:]):
         raise UserError(f"views.global_size={list(views.global_size)} must equal the input size "
                         f"{list(input_shape[1:])} (the evaluated encoder reads whole images)")
     return _finish(cfg, backbone, views, input_shape, meta)

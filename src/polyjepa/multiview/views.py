@@ -1,5 +1,6 @@
 """Views of images in torch, batched and seeded: random resized crops (global and local), flips,
-intensity / colour jitter and Gaussian blur."""
+intensity / colour jitter and Gaussian blur, and the reduced view sets of the augmentation-free
+studies (shared photometry, crop and resize only, plain fixed-size crops)."""
 from __future__ import annotations
 
 import math
@@ -31,6 +32,26 @@ def resized_crop(x: torch.Tensor, generator: torch.Generator, *, size: tuple[int
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def plain_crop(x: torch.Tensor, generator: torch.Generator, *, size: tuple[int, int]) -> torch.Tensor:
+    """One fixed-size crop per image at a uniformly drawn integer offset, no resampling and no flip.
+
+    Shapes: (B, C, H, W) -> (B, C, size[0], size[1]); each output is an exact sub-array of its input.
+    """
+    b, _, hgt, wid = x.shape
+    h, w = size
+    if h > hgt or w > wid:
+        raise ValueError(f"crop size {tuple(size)} is larger than the image {(hgt, wid)}")
+    top = torch.randint(0, hgt - h + 1, (b,), generator=generator)
+    left = torch.randint(0, wid - w + 1, (b,), generator=generator)
+    rows = (top[:, None] + torch.arange(h))[:, None, :, None].expand(b, x.shape[1], h, wid)
+    x = x.gather(2, rows.to(x.device))
+    cols = (left[:, None] + torch.arange(w))[:, None, None, :].expand(b, x.shape[1], h, w)
+    return x.gather(3, cols.to(x.device))
+
+
+MODES = ("original", "shared", "crop_resize", "crop")
+
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, *, radius: int) -> torch.Tensor:
     """Blur each image of (B, C, H, W) with its own Gaussian of std ``sigma`` (B,), kernel 2 radius + 1, reflect padding."""
     b, c, hgt, wid = x.shape
@@ -57,6 +78,12 @@ class ViewMaker:
             around its mean by U(1 - c, 1 + c); saturation: blend with the grey image by U(1 - s, 1 + s)
             (3 channels only); each applied with probability ``jitter``.
         blur: probability of a Gaussian blur with std ~ U(blur_sigma) pixels.
+        mode: which transforms make the views (the four settings of the crop-only DINOv2 study):
+            ``original`` every transform above, drawn per view; ``shared`` the same, but each image's
+            photometric draw is shared by all its views, so the views differ by their crops only;
+            ``crop_resize`` random resized crops alone (no flip, no photometry); ``crop`` fixed-size
+            crops at the image's own resolution (``global_size`` / ``local_size`` pixels, no
+            resampling, no flip, no photometry), each view an exact sub-array of the image.
     Shapes:
         __call__(x, generator) -> {"global": (Vg, B, C, Hg, Wg), "local": (Vl, B, C, Hl, Wl) (if n_local)}.
     Every random number comes from ``generator``: the views are a function of (seed, step, rank).
@@ -66,7 +93,10 @@ class ViewMaker:
                  local_size: tuple[int, int] | None = None, global_scale: tuple[float, float] = (0.3, 1.0),
                  local_scale: tuple[float, float] = (0.05, 0.3), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                  flip: float = 0.0, jitter: float = 0.8, brightness: float = 0.4, contrast: float = 0.4,
-                 saturation: float = 0.0, blur: float = 0.0, blur_sigma: tuple[float, float] = (0.1, 2.0)):
+                 saturation: float = 0.0, blur: float = 0.0, blur_sigma: tuple[float, float] = (0.1, 2.0),
+                 mode: str = "original"):
+        if mode not in MODES:
+            raise ValueError(f"views.mode must be one of {', '.join(MODES)}, got {mode!r}")
         if n_global < 1 or n_local < 0:
             raise ValueError(f"need n_global >= 1 and n_local >= 0, got {n_global}, {n_local}")
         for name, (lo, hi) in (("global_scale", global_scale), ("local_scale", local_scale)):
@@ -83,15 +113,17 @@ class ViewMaker:
         self.global_scale, self.local_scale, self.ratio = tuple(global_scale), tuple(local_scale), tuple(ratio)
         self.flip, self.jitter, self.brightness, self.contrast, self.saturation = flip, jitter, brightness, contrast, saturation
         self.blur, self.blur_sigma = blur, tuple(blur_sigma)
+        self.mode = mode
 
     @property
     def n_views(self) -> int:
         return self.n_global + self.n_local
 
-    def photometric(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Brightness, contrast, saturation (colour images) and blur, each image its own draw."""
+    def photometric(self, x: torch.Tensor, generator: torch.Generator, u: torch.Tensor | None = None) -> torch.Tensor:
+        """Brightness, contrast, saturation (colour images) and blur, each image its own draw
+        (``u``, (B, 6) uniforms, reuses a draw: the ``shared`` mode passes one draw to every view)."""
         b = x.shape[0]
-        u = torch.rand(b, 6, generator=generator).to(x)
+        u = torch.rand(b, 6, generator=generator).to(x) if u is None else u.to(x)
         on = (u[:, 0] < self.jitter).to(x)[:, None, None, None]
         shift = self.brightness * (2 * u[:, 1] - 1)[:, None, None, None]
         factor = (1 + self.contrast * (2 * u[:, 2] - 1))[:, None, None, None]
@@ -109,12 +141,17 @@ class ViewMaker:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         size = self.global_size or tuple(x.shape[-2:])
-        views = {"global": torch.stack([
-            self.photometric(resized_crop(x, generator, size=size, scale=self.global_scale, ratio=self.ratio,
-                                          flip=self.flip), generator) for _ in range(self.n_global)])}
+        if self.mode == "crop":
+            def view(sz, scale):
+                return plain_crop(x, generator, size=sz)
+        else:
+            flip = self.flip if self.mode in ("original", "shared") else 0.0
+            shared = torch.rand(x.shape[0], 6, generator=generator) if self.mode == "shared" else None
+
+            def view(sz, scale):
+                crop = resized_crop(x, generator, size=sz, scale=scale, ratio=self.ratio, flip=flip)
+                return crop if self.mode == "crop_resize" else self.photometric(crop, generator, shared)
+        views = {"global": torch.stack([view(size, self.global_scale) for _ in range(self.n_global)])}
         if self.n_local:
-            views["local"] = torch.stack([
-                self.photometric(resized_crop(x, generator, size=self.local_size, scale=self.local_scale,
-                                              ratio=self.ratio, flip=self.flip), generator)
-                for _ in range(self.n_local)])
+            views["local"] = torch.stack([view(self.local_size, self.local_scale) for _ in range(self.n_local)])
         return views
