@@ -6,7 +6,8 @@
 Each method pretrains its bundled recipe on the stratified 8,000 / 2,000 split of the MNIST file (default
 ../shared/data/mnist_t10k.npz) for ``--minutes`` of training at ``--threads`` threads, then the pretrained
 encoder, a random-init encoder of the same shape and the raw pixels get the same linear and kNN probes
-(the recipe's readout, ``grid:4``: mean + 4x4 regional means of the cell/token grid). ``--jobs`` runs that
+(the recipe's readout, e.g. ``grid:2``: the mean + 2x2 regional means of the cell/token grid, and a second
+readout ``--also-pool``, default ``grid:4``, for the pretrained and random-init encoders). ``--jobs`` runs that
 many methods at once, each in its own process. Prints one markdown table with the configuration read from
 each built model and writes results/image_variants_mnist.json.
 
@@ -66,7 +67,25 @@ def describe(method) -> str:
     return f"{enc}; {p}; {m}; {t}; {reg}; readout {method.embed_from}"
 
 
-def run_method(name: str, data: str, minutes: float, threads: int, seed: int, extra: list[str]) -> dict:
+def other_readout(run_dir, cfg, info, method, pool: str, seed: int) -> dict:
+    """Linear/kNN accuracy of the pretrained and the random-init encoder of a run under another readout."""
+    from polyjepa.config import EvalConfig, dataclass_from
+    from polyjepa.eval.embed import embed_array
+    from polyjepa.eval.evaluate import probe_features
+    from polyjepa.runner import build_random, prepare_run_data
+
+    data = prepare_run_data(cfg, info)
+    ev = dataclass_from(cfg, "eval", EvalConfig)
+    out = {}
+    for who, enc in (("pretrained", method.encoder()), ("random_init", build_random(cfg, info))):
+        f = [embed_array(enc, x, pool=pool, layers=ev.layers) for x in (data.x_train, data.x_test)]
+        r = probe_features(*f, data, ev, seed)
+        out[who] = {"linear": r["linear"]["accuracy"], "knn": r["knn"]["accuracy"]}
+    return out
+
+
+def run_method(name: str, data: str, minutes: float, threads: int, seed: int, extra: list[str],
+               also_pool: str | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -79,7 +98,8 @@ def run_method(name: str, data: str, minutes: float, threads: int, seed: int, ex
                  echo=lambda *a, **k: None)
     run_dir, cfg, info = open_run(out)
     method = load_run_method(run_dir, cfg, info)[0]
-    return {"name": name, "summary": s, "config": describe(method), "run": out}
+    also = other_readout(run_dir, cfg, info, method, also_pool, seed) if also_pool else None
+    return {"name": name, "summary": s, "config": describe(method), "run": out, "also": also}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="methods trained at once, one process each (default 1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per method (default 1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--also-pool", default="grid:4", help="a second readout probed for the pretrained and the "
+                    "random-init encoder of every run (default grid:4; 'none' to skip)")
     ap.add_argument("--no-save", action="store_true", help="print the table only, do not write results/")
     ap.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
                     help="an extra override for one method, e.g. cnnjepa:train.lr=2e-3 (repeatable)")
@@ -109,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         extra[n].append(kv)
 
     t0 = time.time()
-    jobs = [(n, args.data, args.minutes, args.threads, args.seed, extra[n]) for n in names]
+    also = None if args.also_pool == "none" else args.also_pool
+    jobs = [(n, args.data, args.minutes, args.threads, args.seed, extra[n], also) for n in names]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(run_method, *zip(*jobs)))
@@ -117,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         results = [run_method(*j) for j in jobs]
 
     columns = ["method", "recipe", "linear", "kNN", "random-init linear", "random-init kNN", "raw linear", "raw kNN",
-               "train min", "steps", "configuration"]
+               "train min", "steps", "readout"] + ([f"linear {also}", f"kNN {also}", f"random-init linear {also}",
+                                                    f"random-init kNN {also}"] if also else []) + ["configuration"]
     rows = []
     for r in results:
         s, b = r["summary"], r["summary"]["baselines"]
@@ -126,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
                      acc(s["probe"], "linear"), acc(s["probe"], "knn"),
                      acc(b["random_init"], "linear"), acc(b["random_init"], "knn"),
                      acc(b["raw"], "linear"), acc(b["raw"], "knn"),
-                     round(s["train_seconds"] / 60, 2), s["steps"], r["config"]])
+                     round(s["train_seconds"] / 60, 2), s["steps"], s["embedding"]["pool"]]
+                    + ([round(r["also"][w][k], 4) for w in ("pretrained", "random_init") for k in ("linear", "knn")]
+                       if also else []) + [r["config"]])
     s0 = results[0]["summary"]
     head = (f"MNIST {s0['n_train']:,} / {s0['n_test']:,} (stratified, seed {s0['seed']}); {args.minutes:g} min of "
-            f"training per method at {args.threads} thread(s), {args.jobs} method(s) at a time; readout "
-            f"{s0['embedding']['pool']}")
+            f"training per method at {args.threads} thread(s), {args.jobs} method(s) at a time; each row probed with "
+            f"its recipe's readout" + (f" and with {also}" if also else "") + "; raw pixels flattened")
     print(f"\n{head}\n")
     print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * 2 + "---:|" * 8 + "---|")
+    print("|" + "---|" * 2 + "---:|" * 8 + "---|" + "---:|" * (4 if also else 0) + "---|")
     for row in rows:
         print("| " + " | ".join(str(v) for v in row) + " |")
     print(f"\nwhole benchmark: {(time.time() - t0) / 60:.1f} min")

@@ -39,6 +39,19 @@ def test_sparse_resnet_never_reads_a_masked_pixel():
     assert not torch.allclose(net(y)[:, keep[0]], net(x)[:, keep[0]])
 
 
+def test_sparse_resnet_with_a_strided_stem_never_reads_a_masked_pixel():
+    torch.manual_seed(0)
+    net = SparseResNet(image_size=(16, 16), in_channels=1, widths=(8, 16), stem_stride=2).eval()
+    assert net.grid == (4, 4)
+    keep = torch.tensor([[0, 1, 3, 4, 6]])
+    x = torch.randn(1, 1, 16, 16)
+    y = x.clone()
+    y[0, 0, 3, 8] += 10.0                                              # cell 2, next to kept cells 1, 3, 6
+    torch.testing.assert_close(net(y, keep), net(x, keep), rtol=0, atol=0)
+    y[0, 0, 3, 7] += 10.0                                              # cell 1, kept
+    assert not torch.allclose(net(y, keep), net(x, keep))
+
+
 def test_sparse_resnet_kept_features_are_the_full_features_where_nothing_is_masked():
     net = _net()
     x = torch.randn(3, 2, 16, 16)
@@ -47,7 +60,7 @@ def test_sparse_resnet_kept_features_are_the_full_features_where_nothing_is_mask
 
 
 def test_cnn_backbone_pools_and_every_jepa_part_gets_a_gradient():
-    cfg = load_recipe("cnnjepa-mnist", ["data.source=x.npz", "encoder.widths=[8,16,32]"])
+    cfg = load_recipe("cnnjepa-mnist", ["data.source=x.npz", "encoder.widths=[8,16]"])
     m = build_method(cfg, (1, 28, 28))
     assert m.backbone.grid == (7, 7)
     x = torch.randn(8, 1, 28, 28)
@@ -58,8 +71,8 @@ def test_cnn_backbone_pools_and_every_jepa_part_gets_a_gradient():
         for name, p in mod.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert all(p.grad is None for p in m.target.parameters())
-    assert m.embed(x, pool="grid:4").shape == (8, 17 * 32)
-    assert m.embed(x, pool="mean").shape == (8, 32)
+    assert m.embed(x, pool="grid:4").shape == (8, 17 * 16)
+    assert m.embed(x, pool="mean").shape == (8, 16)
 
 
 def test_depthwise_predictor_reads_context_and_is_shaped_per_block():
@@ -94,7 +107,7 @@ def test_cnn_jepa_refuses_images_of_other_channels_in_one_line():
 
 
 def test_cnn_jepa_refuses_a_tokenizer_or_another_encoder():
-    with pytest.raises(UserError, match="no tokenizer"):
+    with pytest.raises(UserError, match="has no tokenizer"):
         build_method(load_recipe("cnnjepa-mnist", ["data.source=x.npz", "tokenizer.name=patch2d"]), (1, 28, 28))
     cfg = load_recipe("cnnjepa-mnist", ["data.source=x.npz"])
     cfg.encoder = {"name": "vit", "size": "micro"}
@@ -232,3 +245,24 @@ def test_dseq_method_orders_targets_by_teacher_saliency():
 def test_dseq_method_needs_the_sequential_predictor():
     with pytest.raises(UserError, match="predictor.name=sequential"):
         build_method(load_recipe("dseqjepa-mnist", ["data.source=x.npz", "predictor.name=mask_token"]), (1, 28, 28))
+
+
+def test_noisy_conv_predictor_is_clean_without_noise_and_noisier_at_later_steps():
+    from polyjepa.vision import NoisyDepthwiseConvPredictor
+
+    torch.manual_seed(0)
+    noisy = NoisyDepthwiseConvPredictor(in_dim=8, grid=(4, 4), dim=8, depth=2, noise=True)
+    torch.manual_seed(0)
+    clean = NoisyDepthwiseConvPredictor(in_dim=8, grid=(4, 4), dim=8, depth=2, noise=False)
+    clean.load_state_dict(noisy.state_dict(), strict=False)
+    noisy.eval(), clean.eval()
+    z, c, t = torch.randn(2, 6, 8), torch.arange(6).expand(2, -1), torch.arange(10, 14).view(1, 1, 4).expand(2, -1, -1)
+    torch.testing.assert_close(noisy(z, c, t), clean(z, c, t))          # evaluation: no noise
+    noisy.train(), clean.train()
+    noisy.layers.eval(), clean.layers.eval()                           # batch norm in running-stats mode
+    torch.manual_seed(3)
+    a = noisy(z, c, t, torch.zeros(2, dtype=torch.long))                # abar_0 ~ 1: almost clean
+    torch.manual_seed(3)
+    b = noisy(z, c, t, torch.full((2,), 999))
+    ref = clean(z, c, t)
+    assert 0 < (a - ref).abs().max() < 0.1 * (b - ref).abs().max()      # the noise grows with the step

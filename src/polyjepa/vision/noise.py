@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from ..models.predictor import MaskTokenPredictor, block_attention_mask
-from ..tokenizers.posembed import sincos_1d
+from ..models.transformer import gather_tokens
+from ..tokenizers.posembed import sincos_1d, sincos_2d
+from .conv_predictor import DepthwiseConvPredictor
 
 
 class NoiseSchedule(nn.Module):
@@ -86,3 +88,48 @@ class NoisyMaskTokenPredictor(MaskTokenPredictor):
         for block in self.blocks:
             x = block(x, mask)
         return self.proj(self.norm(x[:, Nc:])).view(B, M, Nt, -1)
+
+
+class NoisyDepthwiseConvPredictor(DepthwiseConvPredictor):
+    """CNN-JEPA's depthwise-conv predictor with N-JEPA's noise: every cell carries fixed sine-cosine
+    positions, and at the masked cells (those the predictor fills with the mask token) the positions are
+    corrupted to sqrt(abar_t) pe + sqrt(1 - abar_t) eps with one step t ~ U{0..T-1} per sample; an embedding
+    of t is added to the mask-token cells. Context cells keep clean positions; ``noise=False`` is the clean
+    predictor with positions (the ablation). Draws use torch's global generator, in training only.
+
+    Args: as :class:`~polyjepa.vision.conv_predictor.DepthwiseConvPredictor`, plus noise, beta, steps,
+        condition as :class:`NoisyMaskTokenPredictor`.
+    Shapes:
+        forward(z (B, Nc, D), context_idx (B, Nc), target_idx (B, M, Nt), t (B,) | None) -> (B, M, Nt, D).
+    """
+
+    def __init__(self, *, in_dim: int, grid: tuple[int, int], dim: int = 128, depth: int = 3, kernel: int = 3,
+                 noise: bool = True, beta: tuple[float, float] = (1e-4, 0.02), steps: int = 1000,
+                 condition: bool = True):
+        super().__init__(in_dim=in_dim, grid=grid, dim=dim, depth=depth, kernel=kernel,
+                         pos_embed=sincos_2d(dim, (int(grid[0]), int(grid[1]))))
+        self.noise, self.condition = bool(noise), bool(condition)
+        self.schedule = NoiseSchedule(beta=beta, steps=steps)
+        self.step_embed = nn.Linear(dim, dim) if self.noise and self.condition else None
+        if self.step_embed is not None:
+            nn.init.zeros_(self.step_embed.weight)
+            nn.init.zeros_(self.step_embed.bias)
+
+    def forward(self, z: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        B = z.shape[0]
+        N = self.grid[0] * self.grid[1]
+        masked = torch.ones(B, N, 1, dtype=z.dtype, device=z.device).scatter_(1, context_idx[..., None], 0.0)
+        cells = self.mask_token.to(z.dtype).expand(B, N, self.dim).clone()      # (B, N, Dp)
+        pos = self.pos_embed.to(z.dtype).expand(B, N, self.dim)
+        if self.noise and self.training:
+            if t is None:
+                t = torch.randint(0, self.schedule.steps, (B,), device=z.device)
+            pos = masked * self.schedule.add_noise(pos, t) + (1 - masked) * pos
+            if self.step_embed is not None:
+                temb = sincos_1d(self.dim, t.float().cpu()).to(z.device, z.dtype)  # (B, Dp)
+                cells = cells + masked * self.step_embed(temb)[:, None]
+        cells.scatter_(1, context_idx[..., None].expand(-1, -1, self.dim), self.embed(z))
+        x = (cells + pos).transpose(1, 2).reshape(B, self.dim, *self.grid)      # (B, Dp, H, W)
+        h = self.proj(self.layers(x)).flatten(2).transpose(1, 2)                # (B, N, D)
+        return gather_tokens(h, target_idx)

@@ -9,6 +9,7 @@ from ..errors import UserError
 from ..models.encoder import grid_regions, pool_tokens
 from ..models.transformer import require_positive
 from ..tokenizers.patch2d import ChannelNorm
+from ..tokenizers.posembed import sincos_2d
 
 
 def cell_mask(keep_idx: torch.Tensor, grid: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
@@ -61,37 +62,41 @@ class MaskedBasicBlock(nn.Module):
 class SparseResNet(nn.Module):
     """A small ResNet over images whose masked cells it never reads.
 
-    A 3x3 stem at full resolution, then one stage per width in ``widths`` (the first at stride 1, each
+    A 3x3 stem (at full resolution, or halving it with ``stem_stride=2``), then one stage per width in ``widths`` (the first at stride 1, each
     later one halving the resolution) of ``blocks`` basic blocks, and a final per-pixel LayerNorm. The
-    output map is the token grid: (H / 2^(S-1)) x (W / 2^(S-1)) cells of width D = widths[-1], S =
-    len(widths). Given ``keep_idx`` (cells of that grid), the pixels of every other cell are zeroed and
+    output map is the token grid: (H / s) x (W / s) cells of width D = widths[-1], s = stem_stride * 2^(S-1),
+    S = len(widths). Given ``keep_idx`` (cells of that grid), the pixels of every other cell are zeroed and
     every layer's input and output are re-zeroed there, so no kept feature depends on a masked pixel.
 
     Args:
-        image_size: (H, W); both must be multiples of the total stride 2^(S-1).
+        image_size: (H, W); both must be multiples of the total stride s.
         in_channels: C of the input images.
-        widths: channels per stage; blocks: basic blocks per stage.
+        widths: channels per stage; blocks: basic blocks per stage; stem_stride: 1 or 2.
     Shapes:
         forward(x (B, C, H, W), keep_idx (B, Nk) | None) -> (B, Nk, D) (all N = h*w cells without keep_idx).
     """
 
     def __init__(self, *, image_size: tuple[int, int], in_channels: int, widths: tuple[int, ...] = (32, 64, 128),
-                 blocks: int = 1):
+                 blocks: int = 1, stem_stride: int = 1):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         require_positive(in_channels=in_channels, blocks=blocks, **{f"widths[{i}]": w for i, w in enumerate(widths)})
         if not widths:
             raise ValueError("widths needs at least one stage width")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         h, w = int(image_size[0]), int(image_size[1])
-        self.stride = 2 ** (len(widths) - 1)
+        self.stem_stride = stem_stride
+        self.stride = stem_stride * 2 ** (len(widths) - 1)
         if h % self.stride or w % self.stride or h < self.stride or w < self.stride:
             raise UserError(f"image size {h}x{w} does not tile into cells of {self.stride}x{self.stride} pixels (the "
-                            f"encoder's {len(widths)} stages halve it {len(widths) - 1} times): resize or pad the "
-                            f"images to multiples of {self.stride}, or use fewer encoder.widths")
+                            f"encoder's stem and {len(widths)} stages halve it "
+                            f"{len(widths) - 1 + (stem_stride == 2)} times): resize or pad the images to multiples "
+                            f"of {self.stride}, or use fewer encoder.widths")
         self.image_size, self.in_channels, self.widths, self.dim = (h, w), in_channels, widths, widths[-1]
         self.grid = (h // self.stride, w // self.stride)
         self.num_tokens = self.grid[0] * self.grid[1]
-        self.stem = MaskedConv(in_channels, widths[0])
+        self.stem = MaskedConv(in_channels, widths[0], stem_stride)
         stages, c_in = [], widths[0]
         for i, c in enumerate(widths):
             stages.append(nn.ModuleList([MaskedBasicBlock(c_in if j == 0 else c, c, 2 if i > 0 and j == 0 else 1)
@@ -99,6 +104,10 @@ class SparseResNet(nn.Module):
             c_in = c
         self.stages = nn.ModuleList(stages)
         self.norm = ChannelNorm(self.dim, eps=1e-6)
+
+    def position_embedding(self, dim: int) -> torch.Tensor:
+        """(N, dim) fixed sine-cosine positions of the cell grid (for a transformer predictor)."""
+        return sincos_2d(dim, self.grid)
 
     def check_input(self, x: torch.Tensor) -> None:
         """UserError unless ``x`` is a (B, C, H, W) batch of the channels and size this encoder was built for."""
@@ -109,18 +118,19 @@ class SparseResNet(nn.Module):
                             f"images like these")
 
     def masks(self, keep_idx: torch.Tensor | None, dtype: torch.dtype) -> list[torch.Tensor | None]:
-        """The keep mask at each stage's resolution (full resolution first); None entries without keep_idx."""
+        """The keep mask at the input's and at each stage's resolution (finest first); Nones without keep_idx."""
         if keep_idx is None:
-            return [None] * len(self.widths)
+            return [None] * (len(self.widths) + 1)
         m = cell_mask(keep_idx, self.grid, dtype)  # (B, 1, h, w) at the coarsest resolution
-        return [m.repeat_interleave(2 ** (len(self.widths) - 1 - i), 2).repeat_interleave(2 ** (len(self.widths) - 1 - i), 3)
-                for i in range(len(self.widths))]
+        factors = [self.stride] + [2 ** (len(self.widths) - 1 - i) for i in range(len(self.widths))]
+        return [m.repeat_interleave(f, 2).repeat_interleave(f, 3) for f in factors]
 
     def forward(self, x: torch.Tensor, keep_idx: torch.Tensor | None = None, layers: int = 1) -> torch.Tensor:
         """``layers`` > 1 averages the normalised outputs of the last ``layers`` blocks of the last stage."""
         self.check_input(x)
-        masks = self.masks(keep_idx, x.dtype)
-        x = self.stem(x, masks[0], masks[0])
+        masks = self.masks(keep_idx, x.dtype)      # [input, stage 0, ..., stage S-1]
+        x = self.stem(x, masks[0], masks[1])
+        masks = masks[1:]
         outs = []
         for i, stage in enumerate(self.stages):
             for block in stage:
@@ -175,6 +185,7 @@ class CNNBackbone(nn.Module):
 
 
 def sparse_resnet(*, image_size: tuple[int, int], in_channels: int, widths: tuple[int, ...] = (32, 64, 128),
-                  blocks: int = 1) -> CNNBackbone:
+                  blocks: int = 1, stem_stride: int = 1) -> CNNBackbone:
     """The ``sparse_resnet`` encoder of recipes: a :class:`SparseResNet` wrapped as a backbone."""
-    return CNNBackbone(SparseResNet(image_size=image_size, in_channels=in_channels, widths=widths, blocks=blocks))
+    return CNNBackbone(SparseResNet(image_size=image_size, in_channels=in_channels, widths=widths, blocks=blocks,
+                                    stem_stride=stem_stride))
