@@ -101,7 +101,8 @@ def test_cnn_jepa_refuses_images_that_do_not_tile(shape, match):
 
 def test_cnn_jepa_refuses_images_of_other_channels_in_one_line():
     m = build_method(load_recipe("cnnjepa-mnist", ["data.source=x.npz"]), (1, 28, 28))
-    with pytest.raises(UserError, match=r"takes images of shape \(1, 28, 28\).*got a batch of shape \(2, 3, 28, 28\)") as e:
+    shapes = r"takes images of shape \(1, 28, 28\).*got a batch of shape \(2, 3, 28, 28\)"
+    with pytest.raises(UserError, match=shapes) as e:
         m.embed(torch.randn(2, 3, 28, 28))
     assert "\n" not in str(e.value)
 
@@ -266,3 +267,43 @@ def test_noisy_conv_predictor_is_clean_without_noise_and_noisier_at_later_steps(
     b = noisy(z, c, t, torch.full((2,), 999))
     ref = clean(z, c, t)
     assert 0 < (a - ref).abs().max() < 0.1 * (b - ref).abs().max()      # the noise grows with the step
+
+
+@pytest.mark.parametrize("recipe, predictor", [("dseqjepa-mnist", {"name": "sequential", "dim": 32, "depth": 2,
+                                                                   "heads": 2}),
+                                               ("njepa-mnist", {"name": "noisy_mask_token", "dim": 32, "depth": 2,
+                                                                "heads": 2})])
+def test_the_variants_also_run_on_a_vit(recipe, predictor):
+    cfg = load_recipe(recipe, ["data.source=x.npz"])
+    cfg.method = {"name": "dseq_jepa" if recipe.startswith("dseq") else "jepa", "reg_on": "tokens"}
+    cfg.tokenizer, cfg.encoder = {"name": "patch2d", "patch_size": 4}, {"name": "vit", "size": "micro"}
+    cfg.predictor = predictor
+    m = build_method(cfg, (1, 28, 28))
+    x = torch.randn(4, 1, 28, 28)
+    c, t = m.masker(4, torch.Generator().manual_seed(0))
+    m.loss({"x": x, "context_idx": c, "target_idx": t})["loss"].backward()
+    assert all(p.grad is not None for mod in m.trainable_modules() for p in mod.parameters())
+
+
+@pytest.mark.slow
+def test_cnnjepa_digits_recipe_trains_and_is_probed_against_its_baselines(tmp_path):
+    from polyjepa.runner import pretrain
+
+    s = pretrain("cnnjepa-digits", out=str(tmp_path / "run"), overrides=["train.max_steps=4", "train.threads=1"],
+                 progress=False, echo=lambda *a, **k: None)
+    assert s["steps"] == 4 and math.isfinite(s["final_loss"])
+    assert {"raw", "random_init"} <= set(s["baselines"]) and 0 < s["probe"]["linear"]["accuracy"] <= 1
+
+
+def test_the_command_line_refuses_images_that_do_not_tile_in_one_line(tmp_path, capsys):
+    import numpy as np
+
+    from polyjepa.cli import main
+
+    path = tmp_path / "images.npz"
+    np.savez(path, images=np.random.default_rng(0).random((20, 30, 30), dtype=np.float32), labels=np.arange(20) % 2)
+    code = main(["pretrain", "cnnjepa-mnist", "--data", str(path), "--out", str(tmp_path / "run"),
+                 "data.test_size=4", "train.batch_size=8"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and err.startswith("polyjepa: error: ")
+    assert "image size 30x30 does not tile into cells of 4x4 pixels" in err

@@ -62,8 +62,9 @@ class MaskedBasicBlock(nn.Module):
 class SparseResNet(nn.Module):
     """A small ResNet over images whose masked cells it never reads.
 
-    A 3x3 stem (at full resolution, or halving it with ``stem_stride=2``), then one stage per width in ``widths`` (the first at stride 1, each
-    later one halving the resolution) of ``blocks`` basic blocks, and a final per-pixel LayerNorm. The
+    A 3x3 stem (at full resolution, or halving it with ``stem_stride=2``), then one stage per width in
+    ``widths`` (the first at stride 1, each later one halving the resolution) of ``blocks`` basic blocks,
+    and a final per-pixel LayerNorm. The
     output map is the token grid: (H / s) x (W / s) cells of width D = widths[-1], s = stem_stride * 2^(S-1),
     S = len(widths). Given ``keep_idx`` (cells of that grid), the pixels of every other cell are zeroed and
     every layer's input and output are re-zeroed there, so no kept feature depends on a masked pixel.
