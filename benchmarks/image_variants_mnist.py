@@ -38,7 +38,8 @@ METHODS = {  # name -> (recipe, overrides)
 
 def describe(method) -> str:
     """The configuration of a built method, read from its modules (not from the recipe)."""
-    from polyjepa.vision import CNNBackbone, DSeqJEPA, NoisyMaskTokenPredictor, SequentialPredictor
+    from polyjepa.vision import (CNNBackbone, DSeqJEPA, NoisyDepthwiseConvPredictor, NoisyMaskTokenPredictor,
+                                 SequentialPredictor)
 
     bb, pred, tgt, masker = method.backbone, method.predictor, method.target, method.masker
     n_params = sum(p.numel() for p in bb.parameters())
@@ -55,7 +56,7 @@ def describe(method) -> str:
         p = f"{kind} {pred.norm.normalized_shape[0]}x{len(pred.blocks)}"
     else:
         p = f"{kind} {pred.dim}x{pred.depth} k{pred.kernel}"
-    if isinstance(pred, NoisyMaskTokenPredictor):
+    if isinstance(pred, (NoisyMaskTokenPredictor, NoisyDepthwiseConvPredictor)):
         s = pred.schedule
         p += (f", noise {'on' if pred.noise else 'off'} (beta {s.beta[0]:g}-{s.beta[1]:g}, T={s.steps}, step "
               f"{'conditioned' if pred.step_embed is not None else 'unconditioned'})")
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         s, b = r["summary"], r["summary"]["baselines"]
         acc = lambda p, k: round(p[k]["accuracy"], 4)  # noqa: E731
-        rows.append([r["name"] + (" (" + ", ".join(extra[r["name"]]) + ")" if extra[r["name"]] else ""), s["recipe"],
+        changes = METHODS[r["name"]][1] + extra[r["name"]]
+        rows.append([r["name"] + (" (" + ", ".join(changes) + ")" if changes else ""), s["recipe"],
                      acc(s["probe"], "linear"), acc(s["probe"], "knn"),
                      acc(b["random_init"], "linear"), acc(b["random_init"], "knn"),
                      acc(b["raw"], "linear"), acc(b["raw"], "knn"),
