@@ -243,9 +243,11 @@ def test_dseq_method_orders_targets_by_teacher_saliency():
     assert all(p.grad is not None for mod in m.trainable_modules() for p in mod.parameters())
 
 
-def test_dseq_method_needs_the_sequential_predictor():
+def test_dseq_method_needs_the_sequential_predictor_and_takes_no_invariance():
     with pytest.raises(UserError, match="predictor.name=sequential"):
         build_method(load_recipe("dseqjepa-mnist", ["data.source=x.npz", "predictor.name=mask_token"]), (1, 28, 28))
+    with pytest.raises(UserError, match="invariance"):
+        build_method(load_recipe("dseqjepa-mnist", ["data.source=x.npz", "invariance.name=vicreg"]), (1, 28, 28))
 
 
 def test_noisy_conv_predictor_is_clean_without_noise_and_noisier_at_later_steps():

@@ -114,6 +114,8 @@ class DSeqJEPA(JEPA):
     """
 
     def __init__(self, *, saliency: str = "attention", order: str = "saliency", **kwargs):
+        if kwargs.get("invariance") is not None:
+            raise ValueError("dseq_jepa has no invariance term: drop the invariance section")
         super().__init__(**kwargs)
         if saliency not in SALIENCY:
             raise ValueError(f"unknown saliency {saliency!r}: use one of {', '.join(SALIENCY)}")
