@@ -16,6 +16,10 @@ class MovingDigits:
         position[t + 1] = position[t] + velocity[t], reflected at the walls, where that component flips.
     position: (n, T, K, 2) float32 top-left (y, x) of each digit, before rounding to pixels.
     source_index: (n, K) index of each digit's image in the source set.
+    sprites: (n, K, d, d) float32 the digit images as pasted (after resizing), which :meth:`flow` reads.
+
+    Pixels move by whole pixels: a digit is pasted at its rounded position, so between frames t and
+    t + 1 every pixel of digit k moves by ``rint(position[t + 1]) - rint(position[t])``.
     """
 
     clips: np.ndarray
@@ -23,6 +27,41 @@ class MovingDigits:
     velocity: np.ndarray
     position: np.ndarray
     source_index: np.ndarray
+    sprites: np.ndarray | None = None
+
+    def flow(self, index, t) -> tuple[np.ndarray, np.ndarray]:
+        """Ground-truth optical flow from frame ``t`` to frame ``t + 1`` of clips ``index``.
+
+        Args:
+            index, t: (m,) clip indices and frame indices (0 <= t < T - 1), or scalars.
+        Returns:
+            flow (m, 2, S, S) float32, channels (dx, dy): the pixel at (y, x) of frame t is at
+            (y + dy, x + dx) in frame t + 1 (the convention of OpenCV's optical flow);
+            valid (m, S, S) bool: the pixels of frame t that show a digit (ink > 0), where the flow is
+            known. The background does not move (flow 0) but, being blank, carries no evidence of it.
+            Where digits overlap, a pixel follows the digit that shows there (the brightest, as pasted).
+        """
+        if self.sprites is None:
+            raise ValueError("these clips carry no sprites: make them with moving_digits() to read their flow")
+        index, t = np.atleast_1d(np.asarray(index)), np.atleast_1d(np.asarray(t))
+        index, t = np.broadcast_arrays(index, t)
+        n, T = self.clips.shape[0], self.clips.shape[2]
+        if index.ndim != 1 or ((index < 0) | (index >= n)).any() or ((t < 0) | (t >= T - 1)).any():
+            raise ValueError(f"flow needs clip indices in [0, {n}) and frame indices in [0, {T - 1}), "
+                             f"got index {index.tolist()[:5]}..., t {t.tolist()[:5]}...")
+        S, d = self.clips.shape[-1], self.sprites.shape[-1]
+        top = np.rint(self.position).astype(np.int64)                    # where each digit was pasted
+        flow = np.zeros((len(index), 2, S, S), np.float32)
+        shown = np.zeros((len(index), S, S), np.float32)                 # ink of the digit owning each pixel
+        for j, (i, f) in enumerate(zip(index, t)):
+            for k in range(self.sprites.shape[1]):
+                (y, x), (dy, dx) = top[i, f, k], top[i, f + 1, k] - top[i, f, k]
+                ink = self.sprites[i, k]
+                owns = (ink > 0) & (ink > shown[j, y:y + d, x:x + d])
+                shown[j, y:y + d, x:x + d][owns] = ink[owns]
+                flow[j, 0, y:y + d, x:x + d][owns] = dx
+                flow[j, 1, y:y + d, x:x + d][owns] = dy
+        return flow, shown > 0
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -90,4 +129,4 @@ def moving_digits(images: np.ndarray, labels: np.ndarray, n: int, *, frames: int
                 y, x = top[i, t, k]
                 window = clips[i, t, y:y + digit_size, x:x + digit_size]
                 np.maximum(window, d, out=window)
-    return MovingDigits(clips[:, None], labels[src].astype(np.int64), vel, pos, src)
+    return MovingDigits(clips[:, None], labels[src].astype(np.int64), vel, pos, src, im[src])
