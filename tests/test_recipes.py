@@ -84,7 +84,8 @@ DISTRIBUTIONS = {"torch": "torch", "numpy": "numpy", "sklearn": "scikit-learn", 
                  "lightning_fabric": "lightning-fabric", "PIL": "pillow", "yaml": "pyyaml", "pandas": "pandas",
                  "pyarrow": "pyarrow", "aeon": "aeon", "soundfile": "soundfile", "imageio": "imageio", "av": "av",
                  "scipy": "scipy", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
-                 "huggingface_hub": "huggingface_hub", "tensorboard": "tensorboard"}
+                 "huggingface_hub": "huggingface_hub", "tensorboard": "tensorboard",
+                 "gymnasium": "gymnasium"}
 
 
 def test_every_runtime_import_is_a_declared_dependency():
