@@ -90,6 +90,18 @@ def test_the_cartpole_expert_balances_the_full_episode_on_fixed_seeds():
     assert stats.lengths.tolist() == [500] * 5 and stats.mean == 500.0
 
 
+def test_recorded_episodes_hold_what_the_simulator_gave():
+    make = lambda: ControlEnv("cartpole", obs_noise=0.1)  # noqa: E731
+    stats, eps = run_episodes(make, ExpertController(make(), epsilon=0.2, seed=3), [7, 8], record=True,
+                              max_steps=20)
+    for ep in eps:
+        np.testing.assert_array_equal(ep.obs[0], make().reset(ep.seed))       # the reset observation, kept
+        assert len(ep.obs) == len(ep.states) == len(ep.commands) + 1 == 21
+        np.testing.assert_array_equal(ep.applied[:, 0], np.where(ep.commands[:, 0] > 0, 1.0, -1.0))
+        assert np.abs(ep.obs - ep.states).max() > 0                             # noise on what is observed
+    assert stats.lengths.tolist() == [20, 20]
+
+
 def test_the_pendulum_expert_swings_up_and_holds():
     _, eps = run_episodes(lambda: ControlEnv("pendulum"), ExpertController(ControlEnv("pendulum")), [0, 1, 2],
                           record=True)
@@ -243,7 +255,7 @@ def test_pretrain_runs_the_control_recipes_end_to_end(tmp_path, capsys):
     import json
 
     assert main(["pretrain", "actjepa-cartpole", "--out", str(tmp_path / "a"), "train.max_steps=30",
-                 "rollouts.train_seeds=1", "rollouts.episodes=2", "demos.episodes=1"]) == 0
+                 "rollouts.train_seeds=1", "rollouts.episodes=1", "demos.episodes=1"]) == 0
     out = capsys.readouterr().out
     assert "| expert (LQR) | 500.0 |" in out and "| BC (no JEPA term) |" in out
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())

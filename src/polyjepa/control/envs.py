@@ -107,6 +107,11 @@ class ControlEnv:
         high = self.physics.max_torque
         return np.clip(command, -1.0, 1.0).astype(np.float32) * np.float32(high)
 
+    def applied(self, command: np.ndarray) -> np.ndarray:
+        """The command the simulator really carries out: CartPole's is the sign (+-1), Pendulum's the clipped value."""
+        command = np.asarray(command, dtype=np.float64).reshape(-1)
+        return np.where(command > 0, 1.0, -1.0) if self.spec.discrete else np.clip(command, -1.0, 1.0)
+
     def step(self, command: np.ndarray) -> tuple[np.ndarray, float, bool]:
         obs, reward, terminated, truncated, _ = self.env.step(self.to_action(command))
         return self._observe(obs), float(reward), bool(terminated or truncated)

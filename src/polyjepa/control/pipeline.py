@@ -47,7 +47,7 @@ class Transitions:
     noisy_episodes: int = 20
     epsilon: float = 0.3
     seed: int = 2000
-    rollout: int = 8          # consecutive steps the world model predicts from one embedding
+    rollout: int = 16         # consecutive steps the world model predicts from one embedding
 
 
 def _positive(section: str, **values) -> None:

@@ -17,19 +17,20 @@ class CEMPlanner:
 
     Each iteration draws ``samples`` sequences from a diagonal Gaussian (clipped to the box), rolls
     each from the start state, keeps the ``elites`` cheapest and refits mean and standard deviation
-    to them. The cost of a sequence is ``sum_h cost(x_h, u_h) + terminal(x_H)``.
+    to them. The cost of a sequence is ``sum_h cost(x_h, u_h) + terminal_weight * terminal(x_H)``.
 
     Args:
         horizon, samples, iterations, elites: the search's size.
         action_dim: width of one action; low, high: the box.
         init_std: the first iteration's standard deviation (in action units).
+        terminal_weight: the weight of the terminal cost (a short horizon's stand-in for what comes after it).
         seed: the sampling generator's seed.
     Shapes:
         plan(x0 (B, ...), step, cost) -> (B, horizon, action_dim) mean of the last elites.
     """
 
     def __init__(self, *, horizon: int = 15, samples: int = 128, iterations: int = 4, elites: int = 16,
-                 action_dim: int = 1, low: float = -1.0, high: float = 1.0, init_std: float = 0.6, seed: int = 0):
+                 action_dim: int = 1, low: float = -1.0, high: float = 1.0, init_std: float = 0.6, terminal_weight: float = 1.0, seed: int = 0):
         for key, v in {"horizon": horizon, "samples": samples, "iterations": iterations, "elites": elites}.items():
             if not (isinstance(v, int) and v >= 1):
                 raise UserError(f"planner.{key}={v!r} must be a whole number >= 1")
@@ -38,7 +39,10 @@ class CEMPlanner:
         if not high > low:
             raise UserError(f"planner.low={low} must be below planner.high={high}")
         self.horizon, self.samples, self.iterations, self.elites = horizon, samples, iterations, elites
+        if not terminal_weight >= 0:
+            raise UserError(f"planner.terminal_weight={terminal_weight!r} must be >= 0")
         self.action_dim, self.low, self.high, self.init_std = action_dim, float(low), float(high), float(init_std)
+        self.terminal_weight = float(terminal_weight)
         self.generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
@@ -69,7 +73,7 @@ class CEMPlanner:
                 total = total + cost(x, taken[:, h])
                 x = step(x, taken[:, h])
             if terminal is not None:
-                total = total + terminal(x)
+                total = total + self.terminal_weight * terminal(x)
             elite_idx = total.view(B, S).topk(self.elites, dim=1, largest=False).indices        # (B, E)
             elite = torch.gather(u, 1, elite_idx[:, :, None, None].expand(-1, -1, H, A))       # (B, E, H, A)
             mean, std = elite.mean(1), elite.std(1, unbiased=False)

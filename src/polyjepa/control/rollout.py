@@ -17,13 +17,16 @@ from .experts import make_expert
 @dataclass
 class Episode:
     """One recorded episode: obs (T + 1, obs_dim) as observed (noise included; the last follows the
-    last action), states (T + 1, state_dim) noise-free, commands (T, action_dim), rewards (T,)."""
+    last action), states (T + 1, state_dim) noise-free, commands (T, action_dim) as the controller gave
+    them, rewards (T,), applied (T, action_dim) the commands as the simulator carried them out (CartPole:
+    their sign)."""
 
     obs: np.ndarray
     states: np.ndarray
     commands: np.ndarray
     rewards: np.ndarray
     seed: int = 0
+    applied: np.ndarray | None = None
 
     @property
     def ret(self) -> float:
@@ -92,7 +95,7 @@ def run_episodes(make, controller, seeds: list[int], *, record: bool = False, ma
     envs = [make() for _ in seeds]
     obs = np.stack([e.reset(s) for e, s in zip(envs, seeds)])
     n, active = len(envs), np.ones(len(envs), dtype=bool)
-    logs = [{"obs": [o], "states": [e.state()], "commands": [], "rewards": []} for o, e in zip(obs, envs)]
+    logs = [{"obs": [o.copy()], "states": [e.state()], "commands": [], "rewards": [], "applied": []} for o, e in zip(obs, envs)]
     returns, lengths = np.zeros(n), np.zeros(n, dtype=int)
     controller.reset(n)
     limit = max_steps if max_steps is not None else envs[0].spec.max_steps
@@ -110,6 +113,7 @@ def run_episodes(make, controller, seeds: list[int], *, record: bool = False, ma
                 log["obs"].append(o)
                 log["states"].append(envs[i].state())
                 log["commands"].append(commands[i].copy())
+                log["applied"].append(envs[i].applied(commands[i]))
                 log["rewards"].append(r)
             active[i] = not done
     for e in envs:
@@ -117,8 +121,10 @@ def run_episodes(make, controller, seeds: list[int], *, record: bool = False, ma
     stats = EpisodeStats(returns, lengths, list(seeds))
     if not record:
         return stats
-    episodes = [Episode(np.asarray(g["obs"], np.float32), np.asarray(g["states"]), np.asarray(g["commands"], np.float32),
-                        np.asarray(g["rewards"], np.float32), s) for g, s in zip(logs, seeds)]
+    A = envs[0].action_dim
+    episodes = [Episode(np.asarray(g["obs"], np.float32), np.asarray(g["states"]),
+                        np.asarray(g["commands"], np.float32).reshape(-1, A), np.asarray(g["rewards"], np.float32), s,
+                        np.asarray(g["applied"], np.float32).reshape(-1, A)) for g, s in zip(logs, seeds)]
     return stats, episodes
 
 

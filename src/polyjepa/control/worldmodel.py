@@ -34,7 +34,7 @@ class LatentDynamics(nn.Module):
         encode(o (N, O)) -> (N, latent); step(z (N, latent), u (N, A)) -> (N, latent).
     """
 
-    def __init__(self, *, obs_dim: int, action_dim: int, latent: int = 32, hidden: int = 256,
+    def __init__(self, *, obs_dim: int, action_dim: int, latent: int = 8, hidden: int = 128,
                  var_weight: float = 1.0, cov_weight: float = 0.04, momentum: tuple[float, float] = (0.99, 1.0)):
         super().__init__()
         for key, v in {"latent": latent, "hidden": hidden}.items():
@@ -80,7 +80,8 @@ class LatentDynamics(nn.Module):
 
 
 def transition_dataset(episodes: list[Episode], *, rollout: int, mean: np.ndarray, std: np.ndarray):
-    """Every stretch of ``rollout`` + 1 consecutive observations (standardised) and the commands between them."""
+    """Every stretch of ``rollout`` + 1 consecutive observations (standardised) and the commands the simulator
+    carried out between them (``Episode.applied``)."""
     obs, cmd = [], []
     for ep in episodes:
         T = len(ep.commands)
@@ -89,7 +90,7 @@ def transition_dataset(episodes: list[Episode], *, rollout: int, mean: np.ndarra
         o = (ep.obs - mean) / std
         starts = np.arange(T - rollout + 1)
         obs.append(o[starts[:, None] + np.arange(rollout + 1)])
-        cmd.append(ep.commands[starts[:, None] + np.arange(rollout)])
+        cmd.append(ep.applied[starts[:, None] + np.arange(rollout)])
     if not obs:
         raise UserError(f"no logged episode lasts {rollout} steps: lower method.rollout or log longer episodes")
     return {"obs": torch.from_numpy(np.concatenate(obs)).float(), "commands": torch.from_numpy(np.concatenate(cmd)).float()}
