@@ -267,3 +267,32 @@ def test_pretrain_runs_the_control_recipes_end_to_end(tmp_path, capsys):
     assert "CEM in the learned latent model" in capsys.readouterr().out
     assert main(["pretrain", "--resume", str(tmp_path / "a")]) == 2
     assert "start it again" in _one_line(capsys)
+
+
+def test_a_registered_run_entry_replaces_the_pretrain_pipeline(tmp_path, monkeypatch):
+    import polyjepa as pj
+    from polyjepa import registry
+
+    monkeypatch.setattr(registry, "_USER", {})
+    monkeypatch.setattr(registry, "_USER_RUNNERS", {})
+    calls = []
+
+    def my_method(*, width: int = 3):
+        return None
+
+    def run(cfg, *, out, seed, echo):
+        calls.append((cfg.method.width, out, seed))
+        return {"ran": True}
+
+    registry.register("method", "my_policy", my_method, run=run)
+    try:
+        recipe = tmp_path / "mine.yaml"
+        recipe.write_text("method: {name: my_policy, width: 5}\ncard: {modality: control}\n")
+        assert pj.pretrain(str(recipe), out="somewhere", seed=4) == {"ran": True}
+        assert calls == [(5, "somewhere", 4)]
+        with pytest.raises(UserError, match="makes its own data"):
+            pj.pretrain(str(recipe), data="digits")
+        with pytest.raises(UserError, match="method.width"):
+            pj.pretrain(str(recipe), overrides=["method.width=abc"])
+    finally:
+        registry._tables.cache_clear()
