@@ -60,12 +60,14 @@ def main() -> None:
             rows.append(["ACT-JEPA vs BC, " + " ".join(overrides), "ACT-JEPA / BC",
                          f"{r['ACT-JEPA']['mean']:.1f} / {r['BC']['mean']:.1f}",
                          f"{r['ACT-JEPA']['std']:.1f} / {r['BC']['std']:.1f}",
-                         " | ".join(", ".join(f"{v:.0f}" for v in r[k]["per_seed"]) for k in ("ACT-JEPA", "BC")),
+                         " / ".join(", ".join(f"{v:.0f}" for v in r[k]["per_seed"]) for k in ("ACT-JEPA", "BC")),
                          f"{r['ACT-JEPA']['success']:.2f} / {r['BC']['success']:.2f}"])
     a = {r["controller"].split(" ")[0]: r for r in act["rows"]}
+    diff, spread = a["ACT-JEPA"]["mean"] - a["BC"]["mean"], max(a["ACT-JEPA"]["std"], a["BC"]["std"])
     notes = [act["title"], plan["title"],
-             f"ACT-JEPA {a['ACT-JEPA']['mean']:.1f} vs BC {a['BC']['mean']:.1f} mean return "
-             f"({'above' if a['ACT-JEPA']['mean'] > a['BC']['mean'] else 'not above'} behaviour cloning at this budget)"]
+             f"ACT-JEPA {a['ACT-JEPA']['mean']:.1f} vs BC {a['BC']['mean']:.1f} mean return: a difference of "
+             f"{diff:+.1f}, {'within' if abs(diff) < spread else 'beyond'} the spread over training seeds "
+             f"(std up to {spread:.1f})"]
     save_result("control_classic", columns=columns, rows=rows, title="Control in gymnasium's CartPole-v1 (return: "
                 "steps balanced, at most 500)", seconds=time.time() - t0, notes=notes,
                 extra={"actjepa": act, "planner": plan, "regimes": regimes})
