@@ -114,6 +114,8 @@ LOADER_MODALITY = {"images": "images", "series": "time series", "wfdb_beats": "b
 
 # The polyjepa extra a loader needs for its bundled data sets (aeon's UCR/UEA sets, pandas for tables).
 LOADER_EXTRA = {"series": "timeseries", "table": "tabular"}
+# The extra a method needs whatever its data (the control methods make theirs in gymnasium's simulators).
+METHOD_EXTRA = {"act_jepa": "control", "latent_dynamics": "control"}
 
 
 def recipe_cards() -> list[dict[str, Any]]:
@@ -133,7 +135,9 @@ def recipe_cards() -> list[dict[str, Any]]:
         entry.update(dataclasses.asdict(card))
         loader = (cfg.get("data") or {}).get("loader", DataConfig.loader)
         entry["modality"] = entry["modality"] or LOADER_MODALITY.get(loader, loader)
-        entry["extra"] = LOADER_EXTRA.get(loader, "")
+        method = cfg.get("method")
+        method = method.get("name", "") if isinstance(method, DictConfig) else str(method or "")
+        entry["extra"] = LOADER_EXTRA.get(loader, "") or METHOD_EXTRA.get(method, "")
         desc = cfg.get("description")
         entry["description"] = str(desc).strip().splitlines()[0] if desc else ""
         entry["bundled"] = (cfg.get("data") or {}).get("source", DataConfig.source) is not None

@@ -7,7 +7,9 @@ Each family (a recipe section: tokenizer, masker, ...) maps a name to ``(builder
 Modalities plug in without touching this file: a sub-package ``polyjepa/<modality>/parts.py`` that
 defines ``PARTS`` ({family: {name: (builder, injected)}}) and optionally ``ASSEMBLERS``
 ({method name: assemble(cfg, input_shape, meta) -> method}) and ``DEFAULTS`` ({family: name}) is
-found and merged on first use. Users register their own parts with :func:`register`.
+found and merged on first use. A method that is not trained by the image-style pipeline (e.g. a policy
+run in a simulator) names its own entry in ``RUNNERS`` ({method name: run(cfg, out=, seed=, echo=) ->
+summary}), which ``polyjepa pretrain`` calls instead. Users register their own parts with :func:`register`.
 
 The ``data`` family holds loaders: ``loader(source, **options) -> Loaded``; a loader that takes
 a ``fitted`` argument receives the metadata of the run it serves (e.g. a table's category codes).
@@ -31,19 +33,23 @@ DEFAULTS = {"method": "jepa", "tokenizer": "patch2d", "encoder": "vit", "predict
 
 _USER: dict[str, dict[str, tuple[Callable, set[str]]]] = {}
 _USER_ASSEMBLERS: dict[str, Callable] = {}
+_USER_RUNNERS: dict[str, Callable] = {}
 
 
 def register(family: str, name: str, builder: Callable, injected: set[str] | tuple = (), *,
-             assemble: Callable | None = None) -> None:
+             assemble: Callable | None = None, run: Callable | None = None) -> None:
     """Make ``builder`` available to recipes as ``{family: {name: <name>, ...}}``.
 
     ``injected`` names the builder arguments the assembler supplies (e.g. ``grid`` for a masker,
     ``image_size``/``in_channels``/``dim``/``input_shape``/``meta`` for a tokenizer). For the
-    ``method`` family, ``assemble(cfg, input_shape, meta)`` builds the whole method from a recipe.
+    ``method`` family, ``assemble(cfg, input_shape, meta)`` builds the whole method from a recipe, or
+    ``run(cfg, out=, seed=, echo=) -> summary`` replaces the whole of ``pretrain`` for it.
     """
     _USER.setdefault(family, {})[name] = (builder, set(injected))
     if assemble is not None:
         _USER_ASSEMBLERS[name] = assemble
+    if run is not None:
+        _USER_RUNNERS[name] = run
     _tables.cache_clear()
 
 
@@ -91,23 +97,25 @@ def modality_modules() -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _tables() -> tuple[dict, dict, dict]:
+def _tables() -> tuple[dict, dict, dict, dict]:
     # Built lazily so that reading the registry costs nothing until a part is built.
     from .build import assemble_jepa
 
-    table, assemblers, defaults = _core(), {"jepa": assemble_jepa}, dict(DEFAULTS)
+    table, assemblers, defaults, runners = _core(), {"jepa": assemble_jepa}, dict(DEFAULTS), {}
     for modname in modality_modules():
         mod = importlib.import_module(modname)
         for family, entries in getattr(mod, "PARTS", {}).items():
             for name, (builder, injected) in entries.items():
                 table.setdefault(family, {})[name] = (builder, set(injected))
         assemblers.update(getattr(mod, "ASSEMBLERS", {}))
+        runners.update(getattr(mod, "RUNNERS", {}))
         for family, name in getattr(mod, "DEFAULTS", {}).items():
             defaults.setdefault(family, name)
     for family, entries in _USER.items():
         table.setdefault(family, {}).update(entries)
     assemblers.update(_USER_ASSEMBLERS)
-    return table, assemblers, defaults
+    runners.update(_USER_RUNNERS)
+    return table, assemblers, defaults, runners
 
 
 def families() -> set[str]:
@@ -146,6 +154,12 @@ def assembler(cfg: DictConfig | dict) -> Callable:
     if name not in assemblers:
         raise UserError(f"method {name!r} has no assembler: register one with polyjepa.registry.register(..., assemble=)")
     return assemblers[name]
+
+
+def method_runner(cfg: DictConfig | dict) -> Callable | None:
+    """The recipe's method's own ``run`` (it trains and evaluates outside the image-style pipeline), or None."""
+    name = part_name("method", cfg) or DEFAULTS["method"]
+    return _tables()[3].get(name)
 
 
 def _wants(param: inspect.Parameter) -> str | None:

@@ -160,6 +160,12 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         if unsafe:
             raise UserError(f"--resume cannot change {', '.join(unsafe)}: a resumed run may change only "
                             f"{', '.join(RESUME_OVERRIDES)}; start a new run to change the rest")
+        from .registry import method_runner
+
+        if (Path(resume) / "config.yaml").exists() and not (Path(resume) / "run.json").exists() \
+                and method_runner(read_config(Path(resume) / "config.yaml", "the run's config")) is not None:
+            raise UserError(f"{resume} is a run of a method that trains in one go and keeps no checkpoint to resume: "
+                            f"start it again with polyjepa pretrain RECIPE")
         run_dir, cfg, info = open_run(resume)
         if recipe is not None and recipe != cfg.name and Path(recipe).stem != cfg.name:
             raise UserError(f"{run_dir} is a run of recipe {cfg.name!r}, not {recipe!r}: drop the recipe or fix it")
@@ -192,6 +198,13 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             extra.append(f"train.max_minutes={max_minutes}")
         cfg = load_recipe(recipe, extra)
         seed = cfg.seed = 0 if seed is None else seed
+        from .registry import method_runner
+
+        run = method_runner(cfg)
+        if run is not None:  # a method with its own training and evaluation (e.g. a policy run in a simulator)
+            if data is not None:
+                raise UserError(f"recipe {cfg.name!r} makes its own data (method {cfg.method.name!r}): drop --data")
+            return run(cfg, out=out, seed=seed, echo=echo)
         run_dir, stats, info = None, None, {}
 
     if launch_rank() is not None and out is None and not resume:
