@@ -161,6 +161,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             raise UserError(f"--resume cannot change {', '.join(unsafe)}: a resumed run may change only "
                             f"{', '.join(RESUME_OVERRIDES)}; start a new run to change the rest")
         run_dir, cfg, info = open_run(resume)
+        if _is_paired(cfg):
+            raise UserError(f"{run_dir} is a paired (two-tower) run, which cannot be resumed: start a new run")
         if recipe is not None and recipe != cfg.name and Path(recipe).stem != cfg.name:
             raise UserError(f"{run_dir} is a run of recipe {cfg.name!r}, not {recipe!r}: drop the recipe or fix it")
         if seed is not None and seed != info["seed"]:
@@ -192,6 +194,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             extra.append(f"train.max_minutes={max_minutes}")
         cfg = load_recipe(recipe, extra)
         seed = cfg.seed = 0 if seed is None else seed
+        if _is_paired(cfg):  # two towers on aligned pairs: their own data, evaluation and table
+            from .paired.run import pretrain_paired
+
+            return pretrain_paired(cfg, out=out, seed=seed, progress=progress, echo=echo)
         run_dir, stats, info = None, None, {}
 
     if launch_rank() is not None and out is None and not resume:
@@ -310,6 +316,13 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     write_report(run_dir, summary)
     echo(format_table(summary))
     return summary
+
+
+def _is_paired(cfg) -> bool:
+    """Whether the recipe's data loader yields aligned pairs (the paired family's runs)."""
+    from .registry import part_builder
+
+    return bool(getattr(part_builder("data", cfg)[0], "paired", False))
 
 
 def _silent(*_args, **_kwargs) -> None:
