@@ -1,0 +1,119 @@
+"""The paired family end to end: data checks, towers, and a tiny recipe through 'polyjepa pretrain'."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from polyjepa.errors import UserError
+
+needs_text = pytest.mark.skipif(importlib.util.find_spec("tokenizers") is None,
+                                reason="the text tower needs the optional 'tokenizers' package (extra 'text')")
+needs_graph = pytest.mark.skipif(importlib.util.find_spec("torch_geometric") is None,
+                                 reason="the graph tower needs the optional 'torch-geometric' package (extra 'graph')")
+CITESEER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "citeseer_tag.npz"
+
+TEXTS = [f"paper {i} about {w} and more {w}" for i, w in enumerate(["graphs", "images", "text", "sound"] * 5)]
+
+
+@needs_text
+def test_bad_pairs_get_one_clear_line():
+    from polyjepa.paired.data import make_pairs
+
+    a = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    with pytest.raises(UserError, match="side a has 19 items but side b has 20 texts"):
+        make_pairs(a[:19], TEXTS, side_a="vector", name="t")
+    texts = list(TEXTS)
+    texts[3], texts[7] = None, "  "
+    with pytest.raises(UserError, match=r"missing values in 2 row\(s\) \(3, 7\)"):
+        make_pairs(a, texts, side_a="vector", name="t")
+    with pytest.raises(UserError, match="edges pointing past its 20 nodes"):
+        make_pairs(a, TEXTS, side_a="graph", name="t", edge_index=np.array([[0, 1], [5, 20]]))
+    pairs = make_pairs(a, TEXTS, side_a="vector", name="t", max_len=8, min_frequency=1)
+    assert pairs.b.shape == (20, 1, 8) and pairs.b.max() < pairs.meta["vocab_size"] and pairs.test.sum() == 4
+    with pytest.raises(UserError, match="max_len"):
+        make_pairs(a, TEXTS, side_a="vector", name="t", max_len=6, fitted=pairs.meta)
+
+
+@needs_text
+def test_tokenizer_is_trained_on_training_texts_only_and_reused():
+    from polyjepa.paired.data import make_pairs
+    from polyjepa.paired.text import encode_texts
+
+    texts = list(TEXTS)
+    texts[0] = "zyxwvut " * 3
+    test = np.zeros(20, bool)
+    test[0] = True
+    pairs = make_pairs(np.zeros((20, 2)), texts, side_a="vector", name="t", test=test, min_frequency=1, max_len=8)
+    assert "zyxwvut" not in pairs.meta["tokenizer"]        # the held-out text's word is not in the vocabulary
+    again = encode_texts(texts, pairs.meta["tokenizer"], max_len=8)
+    assert np.array_equal(again, pairs.b[:, 0])
+
+
+@needs_text
+def test_text_tower_ignores_padding_and_every_parameter_learns():
+    from polyjepa.paired.text import TextTransformer
+
+    torch.manual_seed(0)
+    tower = TextTransformer(vocab_size=30, max_len=10, dim=16, depth=2, heads=2)
+    ids = torch.tensor([[5, 6, 7, 0, 0, 0], [8, 9, 10, 11, 12, 13]])
+    short = tower(ids[:, :3])
+    longer = tower(ids)
+    assert torch.allclose(short[0], longer[0], atol=1e-5)   # padding changes nothing
+    longer.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in tower.parameters())
+    with pytest.raises(UserError, match="another tokenizer"):
+        tower(torch.tensor([[31, 2]]))
+
+
+@needs_graph
+def test_gcn_tower_reads_neighbourhoods():
+    from polyjepa.paired.graph import GCNTower
+
+    torch.manual_seed(0)
+    tower = GCNTower(graph={"n_nodes": 5, "edge_index": np.array([[0, 1], [1, 2]])}, dim=8, layers=1)
+    out = tower(torch.tensor([0, 3]))
+    assert out.shape == (2, 8)
+    (out * torch.randn(2, 8)).sum().backward()
+    grad = tower.nodes.weight.grad
+    assert grad[[0, 1, 3]].abs().sum(1).gt(0).all() and grad[[2, 4]].abs().sum() == 0   # 1 hop from 0 and 3 only
+
+
+@needs_text
+def test_clip_digits_recipe_runs_and_beats_random_init(tmp_path, capsys):
+    from polyjepa.cli import main
+
+    code = main(["pretrain", "clip-digits", "--out", str(tmp_path / "run"), "train.max_steps=20", "train.threads=1",
+                 "data.max_len=8"])
+    assert code in (None, 0)
+    text = capsys.readouterr().out
+    assert "two towers (trained)" in text and "raw features + CCA" in text
+    import json
+
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    trained, rand = s["results"]["trained"], s["results"]["random_init"]
+    assert trained["a2b_medr"] < rand["a2b_medr"] and trained["b2a_medr"] < rand["b2a_medr"]
+    assert trained["probe_a"] > rand["probe_a"]
+    from polyjepa.paired.run import embed_side, load_paired_run
+
+    method, pairs = load_paired_run(tmp_path / "run")
+    za = embed_side(method, pairs.a[pairs.test][:5], "a")
+    assert za.shape == (5, 64) and np.allclose(np.linalg.norm(za, axis=1), 1, atol=1e-5)
+
+
+@needs_text
+def test_paired_recipe_errors_are_one_line(tmp_path):
+    from polyjepa.runner import pretrain
+
+    with pytest.raises(UserError, match="needs paired data with a graph"):
+        pretrain("clip-digits", out=str(tmp_path / "a"), overrides=["objective.name=congrat"], progress=False)
+    from polyjepa.config import recipe_dir
+
+    recipe = (recipe_dir() / "clip-digits.yaml").read_text().replace(
+        "tower_b:\n  name: text_transformer\n  dim: 64\n  depth: 1\n  heads: 2", "tower_b:\n  name: mlp")
+    (tmp_path / "r.yaml").write_text(recipe)
+    with pytest.raises(UserError, match="tower_b.name=text_transformer"):
+        pretrain(str(tmp_path / "r.yaml"), out=str(tmp_path / "b"), progress=False)
+    with pytest.raises(UserError, match="not 'digits' or an existing .npz"):
+        pretrain("clip-digits", data="nowhere.csv", out=str(tmp_path / "c"), progress=False)
