@@ -117,3 +117,26 @@ def test_paired_recipe_errors_are_one_line(tmp_path):
         pretrain(str(tmp_path / "r.yaml"), out=str(tmp_path / "b"), progress=False)
     with pytest.raises(UserError, match="not 'digits' or an existing .npz"):
         pretrain("clip-digits", data="nowhere.csv", out=str(tmp_path / "c"), progress=False)
+
+
+@needs_text
+def test_loader_reads_image_caption_and_graph_npz(tmp_path):
+    from polyjepa.paired.data import load_pairs
+
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "green", "small", "large", "dog", "cat", "ball"]
+    captions = np.array([[" ".join(rng.choice(words, 4)) for _ in range(3)] for _ in range(12)])
+    split = np.array(["train"] * 8 + ["dev"] + ["test"] * 3)
+    np.savez(tmp_path / "ic.npz", images=rng.integers(0, 255, (12, 8, 8, 3), dtype=np.uint8), captions=captions,
+             split=split)
+    p = load_pairs(str(tmp_path / "ic.npz"), max_len=6, min_frequency=1)
+    assert p.side_a == "image" and p.a.shape == (11, 3, 8, 8) and p.b.shape == (11, 3, 6)
+    assert p.test.sum() == 3 and p.n_train == 8 and p.y is None            # the dev row is left out
+    np.savez(tmp_path / "g.npz", text=captions[:, 0], edge_index=np.array([[0, 1, 2], [1, 2, 3]]),
+             labels=np.arange(12) % 2)
+    g = load_pairs(str(tmp_path / "g.npz"), max_len=6, min_frequency=1, test_size=4)
+    assert g.side_a == "graph" and np.array_equal(g.a, np.arange(12)) and g.graph["n_nodes"] == 12
+    assert g.test.sum() == 4 and np.bincount(g.y[g.test]).tolist() == [2, 2]   # stratified
+    np.savez(tmp_path / "bad.npz", text=captions[:, 0], edge_index=np.array([[0, 1], [1, 12]]))
+    with pytest.raises(UserError, match="past its 12 nodes"):
+        load_pairs(str(tmp_path / "bad.npz"))
