@@ -32,7 +32,8 @@ class Pairs:
     texts: (n, K) the raw strings (for the TF-IDF baseline).
     y: optional (n,) int64 labels; test: (n,) bool, the held-out pairs.
     side_a: 'image', 'vector' or 'graph'; graph: {"n_nodes", "edge_index"} when side a is a graph's nodes.
-    meta: the tokenizer (JSON), max_len and vocab_size, stored with a run.
+    meta: the tokenizer (JSON), max_len, vocab_size and the label prompt, stored with a run.
+    class_names: the name of each label (for zero-shot classification through label prompts), or None.
     """
 
     a: np.ndarray
@@ -44,6 +45,7 @@ class Pairs:
     side_a: str
     graph: dict | None = None
     meta: dict = field(default_factory=dict)
+    class_names: list[str] | None = None
 
     @property
     def n_train(self) -> int:
@@ -80,9 +82,10 @@ def split_mask(n: int, y: np.ndarray | None, test_size: float, seed: int) -> np.
 
 def make_pairs(a: np.ndarray, texts, *, side_a: str, name: str, y=None, edge_index=None, test=None,
                test_size: float = 0.2, split_seed: int = 0, max_len: int = 64, vocab_size: int = 4000,
-               min_frequency: int = 2, fitted: dict | None = None) -> Pairs:
+               min_frequency: int = 2, fitted: dict | None = None, class_names=None, prompt: str = "{}") -> Pairs:
     """Check and tokenise aligned pairs. The tokenizer is trained on the training texts only (or taken from
-    ``fitted``, the meta of a trained run)."""
+    ``fitted``, the meta of a trained run). ``class_names`` (one per distinct label, in sorted label order)
+    and ``prompt`` (a template such as "a paper about {}") give the texts of zero-shot classification."""
     a = np.asarray(a)
     texts = check_texts(texts)
     if len(a) != len(texts):
@@ -114,9 +117,18 @@ def make_pairs(a: np.ndarray, texts, *, side_a: str, name: str, y=None, edge_ind
     else:
         tokenizer = train_tokenizer(texts[~test].ravel(), vocab_size=vocab_size, min_frequency=min_frequency)
     ids = encode_texts(texts.ravel(), tokenizer, max_len=max_len).reshape(n, texts.shape[1], max_len)
-    meta = {"tokenizer": tokenizer, "max_len": max_len, "vocab_size": vocab_size_of(tokenizer), "side_a": side_a}
+    if "{}" not in prompt:
+        raise UserError(f"data.prompt={prompt!r} must hold {{}} where the class name goes, e.g. 'a photo of {{}}'")
+    names = None
+    if class_names is not None and y is not None:
+        names = [str(c) for c in np.asarray(class_names).ravel()]
+        if len(names) != int(y.max()) + 1:
+            names = None  # names that do not match the labels are not used
+    meta = {"tokenizer": tokenizer, "max_len": max_len, "vocab_size": vocab_size_of(tokenizer), "side_a": side_a,
+            "prompt": prompt}
     a = np.arange(n, dtype=np.int64) if side_a == "graph" else a.astype(np.float32)
-    return Pairs(a=a, b=ids, texts=texts, y=y, test=test, name=name, side_a=side_a, graph=graph, meta=meta)
+    return Pairs(a=a, b=ids, texts=texts, y=y, test=test, name=name, side_a=side_a, graph=graph, meta=meta,
+                 class_names=names)
 
 
 def _digits(options: dict) -> Pairs:
@@ -126,8 +138,11 @@ def _digits(options: dict) -> Pairs:
     rng = np.random.default_rng(0)
     texts = [DIGIT_TEMPLATES[rng.integers(len(DIGIT_TEMPLATES))].format(DIGIT_WORDS[t]) for t in d.target]
     images = (d.images[:, None].astype(np.float32) / 16.0 - 0.3) / 0.4  # roughly standardised
-    return make_pairs(images, texts, side_a="image", name="digits+names", y=d.target,
-                      **{"min_frequency": 1, **options})
+    options = {"min_frequency": 1, **options}
+    if options.get("prompt", "{}") == "{}":
+        options["prompt"] = "a handwritten {}"
+    return make_pairs(images, texts, side_a="image", name="digits+names", y=d.target, class_names=DIGIT_WORDS,
+                      **options)
 
 
 def _first(z, keys):
@@ -135,14 +150,15 @@ def _first(z, keys):
 
 
 def load_pairs(source: str, *, max_len: int = 64, vocab_size: int = 4000, min_frequency: int = 2,
-               test_size: float = 0.2, split_seed: int = 0, fitted: dict | None = None) -> Pairs:
+               test_size: float = 0.2, split_seed: int = 0, prompt: str = "{}", fitted: dict | None = None) -> Pairs:
     """Read aligned pairs from ``source`` ('digits' or an .npz, see the module doc) and tokenise side b.
 
     An .npz ``split`` column of strings marks 'test' rows as held out and 'train' rows as training pairs
     (other rows, e.g. 'dev', are left out); without it a stratified ``test_size`` share is held out.
+    A ``class_names`` column with labels enables zero-shot classification through ``prompt`` texts.
     """
     options = dict(max_len=max_len, vocab_size=vocab_size, min_frequency=min_frequency, test_size=test_size,
-                   split_seed=split_seed, fitted=fitted)
+                   split_seed=split_seed, fitted=fitted, prompt=prompt)
     if source == "digits":
         return _digits(options)
     path = Path(source)
@@ -165,6 +181,7 @@ def load_pairs(source: str, *, max_len: int = 64, vocab_size: int = 4000, min_fr
             raise UserError(f"{path.name} has a text column but no side a: add 'images', 'features' or a graph's "
                             f"'edge_index'")
         split = z["split"] if "split" in z.files else None
+        class_names = z["class_names"] if "class_names" in z.files else None
     if side == "image":
         a = _images_nchw(a)
     keep = np.ones(len(texts), bool)
@@ -177,7 +194,8 @@ def load_pairs(source: str, *, max_len: int = 64, vocab_size: int = 4000, min_fr
         test = split[keep] == "test"
     if not keep.all():
         a, texts, y = a[keep], texts[keep], None if y is None else y[keep]
-    return make_pairs(a, texts, side_a=side, name=path.stem, y=y, edge_index=edges, test=test, **options)
+    return make_pairs(a, texts, side_a=side, name=path.stem, y=y, edge_index=edges, test=test,
+                      class_names=class_names, **options)
 
 
 def _images_nchw(x: np.ndarray) -> np.ndarray:

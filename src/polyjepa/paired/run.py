@@ -130,6 +130,8 @@ def evaluate_pairs(method: TwoTower, random_method: TwoTower, pairs: Pairs, *, b
         za = embed_side(m, pairs.a[test], "a")
         zb = embed_side(m, pairs.b[test].reshape(-1, length), "b")
         row = retrieval_metrics(za @ zb.T, owner)
+        if pairs.class_names is not None:
+            row["zero_shot"] = zero_shot_accuracy(m, pairs)
         if pairs.y is not None:
             for side, x in (("a", pairs.a), ("b", pairs.b[:, 0])):
                 f_tr, f_te = embed_side(m, x[train], side, "tower"), embed_side(m, x[test], side, "tower")
@@ -149,6 +151,18 @@ def evaluate_pairs(method: TwoTower, random_method: TwoTower, pairs: Pairs, *, b
     return rows
 
 
+def zero_shot_accuracy(method: TwoTower, pairs: Pairs) -> float:
+    """Test accuracy of labelling each side-a item with the class whose prompt text (``meta["prompt"]`` filled
+    with the class name, cut by the run's tokenizer) lies nearest in the shared space."""
+    from .text import encode_texts
+
+    prompts = [pairs.meta["prompt"].format(c) for c in pairs.class_names]
+    ids = encode_texts(prompts, pairs.meta["tokenizer"], max_len=pairs.meta["max_len"])
+    z_a = embed_side(method, pairs.a[pairs.test], "a")
+    z_p = embed_side(method, ids, "b")
+    return float(((z_a @ z_p.T).argmax(1) == pairs.y[pairs.test]).mean())
+
+
 ROW_NAMES = {"trained": "two towers (trained)", "random_init": "random-init towers", "raw_cca": "raw features + CCA"}
 RET_COLS = ("a2b_r1", "a2b_r5", "a2b_r10", "a2b_medr", "b2a_r1", "b2a_r5", "b2a_r10", "b2a_medr")
 
@@ -157,9 +171,12 @@ def format_paired_table(summary: dict) -> str:
     """The retrieval / probe comparison as a plain-text table."""
     rows = summary["results"]
     probes = any("probe_a" in r for r in rows.values())
+    zero = any("zero_shot" in r for r in rows.values())
     head = f"{'representation':<22} " + " ".join(f"{c:>8}" for c in RET_COLS)
     if probes:
         head += f" {'probe_a':>8} {'probe_b':>8}"
+    if zero:
+        head += f" {'0-shot':>8}"
     lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test "
              f"pairs (side a: {summary['side_a']}, side b: text)"]
     if "steps" in summary:
@@ -170,9 +187,12 @@ def format_paired_table(summary: dict) -> str:
         cells = " ".join(f"{r[c]:>8.1f}" if c.endswith("medr") else f"{r[c]:>8.3f}" for c in RET_COLS)
         if probes:
             cells += f" {r.get('probe_a', float('nan')):>8.3f} {r.get('probe_b', float('nan')):>8.3f}"
+        if zero:
+            cells += f" {r['zero_shot']:>8.3f}" if "zero_shot" in r else f" {'-':>8}"
         lines.append(f"{ROW_NAMES.get(key, key):<22} {cells}")
-    lines.append("(test pairs: a2b = side a queries the texts, b2a = a text queries side a; r@k = recall at k, medr = "
-                 "median rank; probe = test accuracy of logistic regression on each tower's features)")
+    note = ("(test pairs: a2b = side a queries the texts, b2a = a text queries side a; r@k = recall at k, medr = "
+            "median rank; probe = test accuracy of logistic regression on each tower's features")
+    lines.append(note + ("; 0-shot = accuracy of the nearest label prompt)" if zero else ")"))
     return "\n".join(lines)
 
 
