@@ -71,8 +71,9 @@ def main() -> None:
                 found.setdefault("TF-IDF + adjacency, CCA", []).append(s["results"]["raw_cca"])
             print(f"  seed {seed} {name}: a2b r@10 {s['results']['trained']['a2b_r10']:.3f}, b2a r@10 "
                   f"{s['results']['trained']['b2a_r10']:.3f} ({s['seconds'] / 60:.1f} min)", flush=True)
+    order = [*VARIANTS, "random-init towers", "TF-IDF + adjacency, CCA"]
     rows = []
-    for name, runs in found.items():
+    for name, runs in sorted(found.items(), key=lambda kv: order.index(kv[0])):
         rows.append([name] + [float(np.mean([r[c] for r in runs])) for c in COLS])
     header = ["representation", "node->text R@1", "R@5", "R@10", "medR", "text->node R@1", "R@5", "R@10", "medR",
               "probe graph", "probe text"]
