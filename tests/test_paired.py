@@ -1,7 +1,5 @@
 """The paired family end to end: data checks, towers, and a tiny recipe through 'polyjepa pretrain'."""
 import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,6 @@ needs_text = pytest.mark.skipif(importlib.util.find_spec("tokenizers") is None,
                                 reason="the text tower needs the optional 'tokenizers' package (extra 'text')")
 needs_graph = pytest.mark.skipif(importlib.util.find_spec("torch_geometric") is None,
                                  reason="the graph tower needs the optional 'torch-geometric' package (extra 'graph')")
-CITESEER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "citeseer_tag.npz"
 
 TEXTS = [f"paper {i} about {w} and more {w}" for i, w in enumerate(["graphs", "images", "text", "sound"] * 5)]
 
@@ -141,3 +138,26 @@ def test_loader_reads_image_caption_and_graph_npz(tmp_path):
     np.savez(tmp_path / "bad.npz", text=captions[:, 0], edge_index=np.array([[0, 1], [1, 12]]))
     with pytest.raises(UserError, match="past its 12 nodes"):
         load_pairs(str(tmp_path / "bad.npz"))
+
+
+@needs_text
+@needs_graph
+def test_congrat_recipe_trains_on_a_small_text_graph(tmp_path):
+    from polyjepa.runner import pretrain
+
+    rng = np.random.default_rng(0)
+    topics = [["graph", "node", "edge", "walk"], ["image", "pixel", "camera", "photo"]]
+    labels = np.arange(48) % 2
+    text = np.array([" ".join(rng.choice(topics[c], 6)) + f" item{i}" for i, c in enumerate(labels)])
+    src = rng.integers(0, 48, 120)
+    dst = np.where(rng.random(120) < 0.9, (src + 2 * rng.integers(1, 5, 120)) % 48, rng.integers(0, 48, 120))
+    np.savez(tmp_path / "tag.npz", text=text, edge_index=np.stack([src, dst]), labels=labels,
+             class_names=np.array(["graphs", "images"]))
+    s = pretrain("congrat-citeseer", data=str(tmp_path / "tag.npz"), out=str(tmp_path / "run"), progress=False,
+                 overrides=["train.max_steps=6", "train.batch_size=16", "train.threads=1", "data.max_len=8",
+                            "data.vocab_size=100", "tower_a.dim=16", "tower_b.dim=16", "tower_b.heads=2",
+                            "method.proj_dim=8", "eval.baselines=false"], echo=lambda *a, **k: None)
+    assert s["side_a"] == "graph" and s["steps"] == 6 and s["n_test"] == 10
+    for row in s["results"].values():
+        assert 0 <= row["a2b_r10"] <= 1 and row["a2b_medr"] >= 1
+    assert "zero_shot" in s["results"]["trained"]

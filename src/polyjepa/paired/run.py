@@ -58,7 +58,6 @@ def assemble(cfg: dict, facts: dict) -> TwoTower:
         if cfg.get(side) is None:
             raise UserError(f"a two_tower recipe names both towers: add a {side} section (e.g. {side}.name=vit, "
                             f"text_transformer, gcn or mlp)")
-    need = {"tower_a": facts["input_shape"], "tower_b": None}
     towers = {}
     for side in ("tower_a", "tower_b"):
         name = cfg[side].get("name")
@@ -72,7 +71,6 @@ def assemble(cfg: dict, facts: dict) -> TwoTower:
                             "(edge_index); choose vit for images, mlp for vectors" if facts["graph"] is None else
                             "the paired data are a graph's nodes: set tower_a.name=gcn")
         towers[side] = build_part(side, cfg, part_kwargs(cfg, side), **inject(side, cfg, facts))
-    del need
     criterion = build_part("objective", cfg, part_kwargs(cfg, "objective"))
     if criterion is None or not hasattr(criterion, "uses_graph"):
         raise UserError("a two_tower recipe needs objective.name=clip or congrat")
