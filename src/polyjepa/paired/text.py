@@ -13,18 +13,31 @@ PAD, UNK = "[PAD]", "[UNK]"
 
 
 def train_tokenizer(texts, *, vocab_size: int = 4000, min_frequency: int = 2) -> str:
-    """A lower-casing WordPiece tokenizer trained on ``texts`` only (nothing downloaded); its JSON string.
+    """A lower-casing WordPiece tokenizer (Hugging Face ``tokenizers``) whose vocabulary comes from ``texts``
+    only (nothing is downloaded); its JSON string.
 
-    Id 0 is the padding token, id 1 the unknown token. The JSON travels with a run (in its meta), so
-    that new texts are cut into the same pieces.
+    The vocabulary holds every character of the corpus (alone and as a word-internal ``##`` piece), then
+    the most frequent words (ties broken alphabetically) seen at least ``min_frequency`` times, up to
+    ``vocab_size`` entries: frequent words are one token, rarer ones are spelled in characters, and the
+    same texts always give the same tokenizer (the library's WordPiece trainer breaks ties differently from
+    run to run). Id 0 is the padding token, id 1 the unknown token. The JSON travels with a run (in its
+    meta), so that new texts are cut into the same pieces.
     """
+    from collections import Counter
+
     tk = require("tokenizers", "text", "text towers")
-    tok = tk.Tokenizer(tk.models.WordPiece(unk_token=UNK))
-    tok.normalizer = tk.normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
-    trainer = tk.trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                           special_tokens=[PAD, UNK], show_progress=False)
-    tok.train_from_iterator(list(texts), trainer=trainer)
+    normalizer = tk.normalizers.BertNormalizer(lowercase=True)
+    pre = tk.pre_tokenizers.BertPreTokenizer()
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(str(text))))
+    chars = sorted({c for w in counts for c in w})
+    base = [PAD, UNK] + chars + ["##" + c for c in chars]
+    words = sorted((w for w, n in counts.items() if n >= min_frequency and len(w) > 1), key=lambda w: (-counts[w], w))
+    vocab = base + words[:max(0, vocab_size - len(base))]
+    tok = tk.Tokenizer(tk.models.WordPiece(vocab={t: i for i, t in enumerate(vocab)}, unk_token=UNK,
+                                           max_input_chars_per_word=100))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre
     return tok.to_str()
 
 
