@@ -167,6 +167,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             raise UserError(f"{resume} is a run of a method that trains in one go and keeps no checkpoint to resume: "
                             f"start it again with polyjepa pretrain RECIPE")
         run_dir, cfg, info = open_run(resume)
+        if _is_paired(cfg):
+            raise UserError(f"{run_dir} is a paired (two-tower) run, which cannot be resumed: start a new run")
         if recipe is not None and recipe != cfg.name and Path(recipe).stem != cfg.name:
             raise UserError(f"{run_dir} is a run of recipe {cfg.name!r}, not {recipe!r}: drop the recipe or fix it")
         if seed is not None and seed != info["seed"]:
@@ -205,6 +207,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             if data is not None:
                 raise UserError(f"recipe {cfg.name!r} makes its own data (method {cfg.method.name!r}): drop --data")
             return run(cfg, out=out, seed=seed, echo=echo)
+        if _is_paired(cfg):  # two towers on aligned pairs: their own data, evaluation and table
+            from .paired.run import pretrain_paired
+
+            return pretrain_paired(cfg, out=out, seed=seed, progress=progress, echo=echo)
         run_dir, stats, info = None, None, {}
 
     if launch_rank() is not None and out is None and not resume:
@@ -323,6 +329,13 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     write_report(run_dir, summary)
     echo(format_table(summary))
     return summary
+
+
+def _is_paired(cfg) -> bool:
+    """Whether the recipe's data loader yields aligned pairs (the paired family's runs)."""
+    from .registry import part_builder
+
+    return bool(getattr(part_builder("data", cfg)[0], "paired", False))
 
 
 def _silent(*_args, **_kwargs) -> None:

@@ -1,0 +1,54 @@
+"""Registry entries of the paired family: the two-tower method, its towers (one section per side), the
+contrastive objectives and the paired data loader."""
+from __future__ import annotations
+
+import math
+
+from .data import load_pairs
+from .graph import GCNTower
+from .method import TwoTower
+from .objectives import PairedContrastive
+from .text import TextTransformer
+from .towers import ImageTower, MLPTower
+
+
+def congrat_objective(*, alpha: float = 0.1, weights: str = "identity", init_log_scale: float = math.log(1 / 0.07),
+                      max_log_scale: float = math.log(100.0), learn_scale: bool = True) -> PairedContrastive:
+    """ConGraT: symmetric InfoNCE whose targets are softened by graph similarity (alpha > 0)."""
+    return PairedContrastive(alpha=alpha, weights=weights, init_log_scale=init_log_scale,
+                             max_log_scale=max_log_scale, learn_scale=learn_scale)
+
+
+def clip_objective(*, init_log_scale: float = math.log(1 / 0.07), max_log_scale: float = math.log(100.0),
+                   learn_scale: bool = True) -> PairedContrastive:
+    """CLIP: symmetric InfoNCE with a learned temperature, one-hot targets."""
+    return PairedContrastive(alpha=0.0, init_log_scale=init_log_scale, max_log_scale=max_log_scale,
+                             learn_scale=learn_scale)
+
+
+load_pairs.paired = True  # the runner hands recipes with this loader to polyjepa.paired.run
+
+TOWERS = {
+    "vit": (ImageTower, {"input_shape"}),
+    "mlp": (MLPTower, {"input_shape"}),
+    "text_transformer": (TextTransformer, {"vocab_size", "max_len"}),
+    "gcn": (GCNTower, {"graph"}),
+}
+
+PARTS = {
+    "method": {"two_tower": (TwoTower, {"tower_a", "tower_b", "criterion", "graph_sim"})},
+    "tower_a": dict(TOWERS),
+    "tower_b": dict(TOWERS),
+    "objective": {"clip": (clip_objective, set()), "congrat": (congrat_objective, set())},
+    "data": {"paired": (load_pairs, {"source"})},
+}
+
+
+def assemble_two_tower(cfg, input_shape, meta):
+    from ..errors import UserError
+
+    raise UserError("a two_tower recipe is trained and evaluated by 'polyjepa pretrain' with data.loader=paired; "
+                    "'probe' and 'embed' do not read paired runs: use polyjepa.paired.run.load_paired_run in Python")
+
+
+ASSEMBLERS = {"two_tower": assemble_two_tower}
