@@ -298,7 +298,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         "seconds": time.time() - t_start + record["train_seconds_before"], "train_seconds": record["train_seconds"],
         "steps": record["steps"], "total_steps": record["total_steps"], "samples_seen": record["samples"],
         "samples_per_second": record["samples_per_second"], "stop_reason": record["stop_reason"],
-        "world_size": record["world_size"], "final_loss": _last_metric(run_dir, "loss"),
+        "world_size": record["world_size"], "precision": record.get("precision"), "final_loss": _last_metric(run_dir, "loss"),
         "embedding": {"pool": eval_cfg.pool, "layers": eval_cfg.layers, "dim": results["embedding_dim"],
                       # the method's own setting (a method without one, e.g. VJ-VCR, has a single online encoder)
                       "encoder": getattr(method, "embed_from", "online")},

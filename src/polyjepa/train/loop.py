@@ -15,6 +15,7 @@ from ..config import TrainConfig
 from ..errors import UserError
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
+from .precision import resolve_precision
 from .schedules import apply_schedules
 from .tensorboard import TensorBoardWriter
 
@@ -71,13 +72,6 @@ def discard_checkpoint_of_step(ckpt_dir: Path, step: int) -> Path | None:
     return None
 
 
-def default_precision(precision: str, accelerator: str) -> str:
-    if precision != "auto":
-        return precision
-    gpu = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if gpu else "32-true"  # bf16 autocast is ~20x slower on CPUs without bf16 units
-
-
 def fit(job: TrainJob) -> dict:
     """Train ``job.build()`` and return the run's training record (rank 0's)."""
     from lightning_fabric import Fabric
@@ -86,9 +80,9 @@ def fit(job: TrainJob) -> dict:
     strategy = tc.strategy
     if tc.devices > 1 and strategy == "auto":
         strategy = "ddp_spawn"  # a function launcher: works from a CLI, a notebook or a test alike
-    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
-                    precision=default_precision(tc.precision, tc.accelerator))
-    return fabric.launch(_worker, job)
+    precision = resolve_precision(tc.precision, tc.accelerator, job.build)
+    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, strategy=strategy, precision=precision)
+    return {**fabric.launch(_worker, job), "precision": precision}
 
 
 def _worker(fabric, job: TrainJob) -> dict:
