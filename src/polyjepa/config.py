@@ -69,6 +69,7 @@ class EvalConfig:
     knn_k: int = 20
     monitor_samples: int = 1024     # samples used for RankMe / kNN while training
     baselines: bool = True          # raw input and random-init encoder, probed the same way
+    cache_baselines: bool = True    # read/write the baselines in the user cache, keyed by the data's contents
 
 
 @dataclass

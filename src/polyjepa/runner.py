@@ -272,6 +272,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                    replan=replan and bool(resume))
     from .train.loop import TrainingDiverged
 
+    t_train = time.time()
     try:
         record = fit(job)
     except TrainingDiverged as e:
@@ -290,7 +291,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     from .eval.evaluate import evaluate
 
+    t_eval = time.time()
     results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=build().encoder(), seed=seed)
+    t_eval = time.time() - t_eval
     summary = {
         "schema": SUMMARY_SCHEMA, "recipe": cfg.name, "data": data_cfg.source, "seed": seed,
         "n_train": len(prepared.x_train), "n_test": len(prepared.x_test),
@@ -303,6 +306,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                       # the method's own setting (a method without one, e.g. VJ-VCR, has a single online encoder)
                       "encoder": getattr(method, "embed_from", "online")},
         **{k: results[k] for k in ("rankme", "probe", "baselines")},
+        # wall seconds of this command's phases; evaluation per representation (a cached baseline reads back)
+        "phase_seconds": {"before_training": t_train - t_start, "training": record["train_seconds"],
+                          "evaluation": t_eval, **{f"evaluation_{k}": v for k, v in results["seconds"].items()}},
+        "baselines_cached": results["cached"],
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     from .report import write_report
@@ -562,6 +569,12 @@ def format_table(summary: dict) -> str:
     if "steps" in summary:
         lines.append(f"trained {summary['steps']} steps in {summary['train_seconds'] / 60:.1f} min "
                      f"({summary['samples_per_second']:.0f} samples/s); whole run {summary['seconds'] / 60:.1f} min")
+    phases = summary.get("phase_seconds")
+    if phases and "evaluation" in phases:
+        cached = summary.get("baselines_cached") or []
+        lines.append(f"evaluation {phases['evaluation'] / 60:.1f} min"
+                     + (f" ({' and '.join(c.replace('_', '-') for c in cached)} baseline read from the cache)"
+                        if cached else ""))
     lines.append(f"{'representation':<22} {'linear':>7} {'kNN':>7} {'RankMe':>7}")
     for name, p, rk in rows:
         lines.append(f"{name:<22} {acc(p, 'linear'):>7} {acc(p, 'knn'):>7} {rk if rk is None else f'{rk:7.1f}'}")
