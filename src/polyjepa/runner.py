@@ -381,7 +381,7 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
     Args:
         method: a module with ``loss(batch)``/``forward``, ``masker``, ``trainable_modules()``,
             ``update_target(step, total)``.
-        x: (n, ...) float32 training inputs, already normalised.
+        x: (n, ...) float32 training inputs, already normalised, or a lazy source (``data.stream.ImageFolderStream``).
         train: optimisation settings (default ``TrainConfig()``).
         run_dir: where checkpoints and metrics.csv go (default: a new temporary folder).
     Returns the training record; ``method`` holds the trained weights afterwards.
@@ -391,7 +391,8 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
     from .train.checkpoint import load_latest_checkpoint
     from .train.loop import TrainJob, fit
 
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not hasattr(x, "sample_shape"):  # an array (a lazy source such as ImageFolderStream is taken as it is)
+        x = np.ascontiguousarray(x, dtype=np.float32)
     run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="polyjepa-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     train = train or TrainConfig()

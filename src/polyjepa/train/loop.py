@@ -33,7 +33,7 @@ class TrainJob:
     """Everything a (possibly spawned) training process needs; picklable."""
 
     build: Callable[[], torch.nn.Module]        # builds the method, same weights on every rank
-    x_train: np.ndarray
+    x_train: np.ndarray                         # or a lazy source such as data.stream.ImageFolderStream
     train: TrainConfig
     run_dir: str
     seed: int = 0
@@ -89,6 +89,7 @@ def _worker(fabric, job: TrainJob) -> dict:
     from torch.utils.data import DataLoader
 
     from ..data.batches import MaskedBatches
+    from ..data.stream import as_source
 
     tc, run_dir = job.train, Path(job.run_dir)
     if tc.threads:
@@ -98,7 +99,7 @@ def _worker(fabric, job: TrainJob) -> dict:
     optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
 
     make_batch = getattr(method, "make_batch", None)
-    batches = MaskedBatches(torch.from_numpy(job.x_train), batch_size=tc.batch_size,
+    batches = MaskedBatches(as_source(job.x_train), batch_size=tc.batch_size,
                             masker=None if make_batch else method.masker, make_batch=make_batch,
                             augment=job.augment, seed=job.seed, rank=fabric.global_rank, world_size=fabric.world_size)
     total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch
