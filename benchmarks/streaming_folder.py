@@ -62,8 +62,7 @@ def child(mode: str, folder: str, steps: int, batch: int, workers: int) -> dict:
         from polyjepa.data.stream import ImageFolderStream
 
         x = ImageFolderStream(folder, mode="L")
-        mean, std = x.channel_stats(n=2000)
-        x.mean, x.std = np.asarray(mean, np.float32).reshape(-1, 1, 1), np.asarray(std, np.float32).reshape(-1, 1, 1)
+        x.set_normalisation(*x.channel_stats(n=2000))
         n, shape = len(x), x.shape[1:]
     else:
         from polyjepa.data.sources import load_images

@@ -97,3 +97,15 @@ def test_a_size_override_sets_depth_unless_depth_is_also_given():
     assert load_recipe("ijepa-digits", ["encoder.size=tiny", "encoder.depth=6"]).encoder.depth == 6
     assert load_recipe("ijepa-digits", ["encoder.depth=6"]).encoder.size == "nano"
     assert load_recipe("ijepa-digits", []).encoder.depth == 4  # the recipe alone keeps its own
+
+
+def test_the_throughput_benchmark_builds_the_configuration_it_names():
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"))
+    cfg = load_recipe("ijepa-digits", bench["CONFIG"])
+    method = build_method(cfg, (3, 32, 32), seed=0)
+    text = bench["built_config"](method, 64)
+    assert "encoder 192 wide x 12 deep, 3 heads" in text and "predictor 96 wide x 6 deep" in text
+    assert "3x32x32 input, patch 4 (64 tokens)" in text

@@ -62,8 +62,9 @@ class ImageFolderStream:
         if mode not in ("L", "RGB"):
             raise UserError(f"image mode {mode!r}: use 'L' (grey) or 'RGB'")
         self.mode = mode
-        self.mean = None if mean is None else np.asarray(mean, np.float32).reshape(-1, 1, 1)
-        self.std = None if std is None else np.asarray(std, np.float32).reshape(-1, 1, 1)
+        self.mean = self.std = None
+        if mean is not None:
+            self.set_normalisation(mean, std)
         self.max_bad = max_bad
         self.skip_log = None if skip_log is None else Path(skip_log)
         self.skipped: set[str] = set()
@@ -158,6 +159,11 @@ class ImageFolderStream:
         if not idx:
             return torch.empty((0, *self.sample_shape))
         return torch.from_numpy(np.stack([self.sample(int(i)) for i in idx]))
+
+    def set_normalisation(self, mean, std) -> None:
+        """Normalise every sample with per-channel ``mean`` and ``std`` (lists of C numbers) from now on."""
+        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
 
     def channel_stats(self, n: int = 1000, seed: int = 0) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the pixels of ``n`` images drawn at random (before normalisation)."""
