@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             ["monitor (2 calls)", round(monitor_s, 1)],
             ["evaluation, baselines computed", round(cold_s, 1)],
             ["evaluation, baselines from the cache", round(warm_s, 1)]]
-    notes = [f"evaluation parts with the baselines computed (wall s of CPU-bound work): {parts}",
+    load = os.getloadavg()[0]
+    notes = [f"evaluation parts with the baselines computed, in wall seconds (load average {load:.0f} on "
+             f"{os.cpu_count()} cores at the end): {parts}",
              f"evaluation + monitor / training: {(cold_s + monitor_s) / training:.2f} computed, "
              f"{(warm_s + monitor_s) / training:.2f} from the cache",
              f"{args.recipe}: {len(data.x_train)} train / {len(data.x_test)} test, read-out {ec.pool}"]

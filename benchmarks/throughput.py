@@ -16,6 +16,7 @@ produced, and compared with the best fp32 and bf16 GEMM (2048^3) measured in the
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -161,7 +162,9 @@ def main(argv: list[str] | None = None):
     from polyjepa.results import save_result
 
     notes = [f"built: {config}", f"last batch: context {ctx} tokens, targets {tgt[1]} x {tgt[2]}; "
-             f"{torch.get_num_threads()} thread(s); {args.rounds} interleaved rounds of {args.steps} steps each"]
+             f"{torch.get_num_threads()} thread(s); {args.rounds} interleaved rounds of {args.steps} steps each",
+             f"load average {os.getloadavg()[0]:.0f} on {os.cpu_count()} cores at the end (other jobs lower the wall "
+             f"column; the precisions are compared in CPU time)"]
     path = save_result(args.name, title="I-JEPA training step at ViT-Tiny (192 x 12), fp32 and bf16 autocast",
                        columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
                        extra={"config": config, "overrides": args.overrides})
