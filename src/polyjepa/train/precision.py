@@ -10,10 +10,10 @@ import torch
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 # The narrowest transformer for which bf16 autocast paid on a CPU with bf16 units. Measured on an Intel Xeon
-# with AMX (1 thread, CPU time, alternating rounds): ViT-Tiny (192 wide x 12 deep, batch 64) trains 1.17x
-# faster under bf16 autocast than in fp32; the 128-wide quick-start model (conv stem, 6 blocks, a 64-wide
-# predictor, VICReg projector) trains about 0.9x as fast, because its small matrix products leave the
-# casts and the unfused element-wise work to dominate. See benchmarks/throughput.py.
+# with AMX (1 thread, process CPU time, the precisions in alternating rounds, benchmarks/throughput.py): the
+# I-JEPA step of ViT-Tiny (192 wide x 12 deep, batch 64) runs 1.13x faster under bf16 autocast than in fp32,
+# the same step 128 wide x 6 deep (the quick start's encoder size) 0.82x: its matrix products are too small
+# for the bf16 units to pay back the casts and the element-wise work that autocast adds.
 BF16_MIN_WIDTH = 192
 
 
