@@ -71,6 +71,9 @@ def test_digests_follow_contents_not_identity():
     assert cache.array_digest(a) != cache.array_digest(a.reshape(4, 3))       # shape
     assert cache.array_digest(a) != cache.array_digest(a.astype(np.float64))  # dtype
     assert cache.array_digest(a, None) != cache.array_digest(a)
+    empty = np.zeros((0, 1, 8, 8), np.float32)  # an unlabelled set has an empty test split
+    assert cache.array_digest(empty) != cache.array_digest(np.zeros((0, 1, 4, 4), np.float32))
+    assert cache.array_digest(np.float32(3)) != cache.array_digest(np.float32(4))
     m = torch.nn.Linear(3, 2)
     d = cache.module_digest(m)
     with torch.no_grad():

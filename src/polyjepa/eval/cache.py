@@ -35,7 +35,8 @@ def _update_array(h, a: np.ndarray | None) -> None:
         return
     a = np.ascontiguousarray(a)
     h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(memoryview(a).cast("B"))
+    if a.size:  # (an empty array has no bytes, and memoryview cannot cast it)
+        h.update(memoryview(a.reshape(-1)).cast("B"))
 
 
 def array_digest(*arrays: np.ndarray | None) -> str:
