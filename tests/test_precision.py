@@ -73,6 +73,9 @@ def test_width_is_read_from_the_built_model(bf16_cpu):
     assert P.resolve_precision("auto", "cpu", lambda: build_method(tiny, (1, 8, 8), seed=0)) == "bf16-mixed"
     assert P.resolve_precision("auto", "cpu", lambda: build_method(nano, (1, 8, 8), seed=0)) == "32-true"
     assert P.transformer_width(torch.nn.Linear(3, 3)) is None
+    built = []
+    assert P.resolve_precision("auto", "cpu", lambda: built.append(1), width=192) == "bf16-mixed"
+    assert built == []  # a width given is not built again
 
 
 def test_the_training_record_says_which_precision_ran(no_bf16_cpu, tmp_path):

@@ -217,6 +217,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .build import build_augment
 
     _check_batches(method, prepared.x_train, train_cfg, build_augment(cfg), seed)
+    from .train.precision import transformer_width
+
+    width = transformer_width(method)
     del method
     from .train.tensorboard import check_logger
 
@@ -269,7 +272,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                       layers=eval_cfg.layers, k=eval_cfg.knn_k)
     job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir),
                    seed=seed, augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress,
-                   replan=replan and bool(resume))
+                   replan=replan and bool(resume), model_width=width)
     from .train.loop import TrainingDiverged
 
     t_train = time.time()

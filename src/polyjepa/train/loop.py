@@ -42,6 +42,7 @@ class TrainJob:
     resume: bool = False
     progress: bool = True
     replan: bool = False                        # with resume: the length (max_steps/max_epochs) was changed
+    model_width: int | None = None              # the transformer's width, for precision 'auto' (None: build to see)
 
 
 def param_groups(modules: list[torch.nn.Module]) -> list[dict]:
@@ -80,7 +81,7 @@ def fit(job: TrainJob) -> dict:
     strategy = tc.strategy
     if tc.devices > 1 and strategy == "auto":
         strategy = "ddp_spawn"  # a function launcher: works from a CLI, a notebook or a test alike
-    precision = resolve_precision(tc.precision, tc.accelerator, job.build)
+    precision = resolve_precision(tc.precision, tc.accelerator, job.build, job.model_width)
     fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, strategy=strategy, precision=precision)
     return {**fabric.launch(_worker, job), "precision": precision}
 

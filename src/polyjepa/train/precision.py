@@ -76,11 +76,13 @@ def auto_precision(accelerator: str, width: int | None) -> str:
     return "32-true"
 
 
-def resolve_precision(precision: str, accelerator: str, build=None) -> str:
-    """``precision`` itself, or for ``auto`` the choice of :func:`auto_precision`; ``build()`` gives the model
-    whose width decides on a CPU (it is called only there)."""
+def resolve_precision(precision: str, accelerator: str, build=None, width: int | None = None) -> str:
+    """``precision`` itself, or for ``auto`` the choice of :func:`auto_precision`. On a CPU with bf16 units the
+    model's transformer width decides: ``width`` when given, else read from ``build()`` (called only then)."""
     if precision != "auto":
         return precision
-    if uses_gpu(accelerator) or build is None or not cpu_has_native_bf16():
+    if uses_gpu(accelerator) or not cpu_has_native_bf16():
         return auto_precision(accelerator, None)
-    return auto_precision(accelerator, transformer_width(build()))
+    if width is None and build is not None:
+        width = transformer_width(build())
+    return auto_precision(accelerator, width)
