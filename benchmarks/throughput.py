@@ -1,17 +1,22 @@
-"""Training-step throughput of I-JEPA at the core benchmark configuration, and its share of the fp32 peak.
+"""Training-step throughput of I-JEPA at ViT-Tiny, in fp32 and under bf16 autocast, and its share of the GEMM peak.
 
-    python benchmarks/throughput.py [--steps 30] [--batch 64] [--threads N]
+    python benchmarks/throughput.py [--rounds 6] [--steps 4] [--batch 64] [--channels 3] [--threads 1]
+                                    [--precisions 32-true,bf16-mixed] [--name throughput] [key=value ...]
 
-Configuration (the core image benchmark's): ViT-Tiny encoder (width 192, depth 12, 3 heads), 32x32 single-channel input,
-patch 4 (8x8 = 64 tokens), batch 64, predictor width 96 depth 6, I-JEPA multi-block masks (4 targets).
-The step is the real training step of polyjepa's loop (masks and augmentation built in the loader, AdamW,
-gradient clipping, fused EMA update), timed after warm-up. Model FLOPs are counted analytically from
-the token counts the masker actually produced, and compared with the measured peak of a large fp32
-matrix multiply on the same machine and thread count.
+Configuration: ViT-Tiny encoder (192 wide, 12 deep, 3 heads) over 32x32 inputs in patches of 4 (8x8 = 64 tokens),
+batch 64, predictor 96 wide and 6 deep, I-JEPA multi-block masks (4 targets), built from the ``ijepa-digits``
+recipe with ``encoder.size=tiny`` (a size override sets width, depth and heads together). What was built is
+read back from the model and printed. The step is polyjepa's training step (masks made by the loader, AdamW,
+gradient clipping, fused EMA update); bf16 runs the forward pass under ``torch.autocast(bfloat16)``, which
+is what ``train.precision=bf16-mixed`` does through Fabric. The precisions alternate in ``--rounds`` rounds
+of ``--steps`` steps after a warm-up, and each is timed in process CPU time (robust to other jobs on a shared
+machine; wall time is reported too). Model FLOPs are counted analytically from the token counts the masker
+produced, and compared with the best fp32 and bf16 GEMM (2048^3) measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -24,18 +29,20 @@ from polyjepa.train.schedules import warmup_cosine
 
 CONFIG = ["encoder.size=tiny", "predictor.dim=96", "predictor.depth=6", "predictor.heads=3",
           "tokenizer.patch_size=4", "augment=null"]
+DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Measured fp32 GFLOP/s of an n x n matrix multiply (best of ``repeats``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 8) -> float:
+    """Measured GFLOP/s of an n x n matrix multiply in ``dtype`` (best of ``repeats``, in process CPU time like
+    the steps, so that other jobs on the machine lower neither)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(2):
         a @ b
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.process_time()
         a @ b
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return 2 * n**3 / best / 1e9
 
 
@@ -62,59 +69,106 @@ def step_flops(method, batch) -> float:
     return B * (target_fwd + 3 * (context_fwd + pred_fwd))
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5)
+def built_config(method, batch_size: int) -> str:
+    """The configuration as the model holds it (not as the arguments asked for it)."""
+    enc, tok, p = method.backbone.encoder, method.backbone.tokenizer, method.predictor
+    return (f"encoder {enc.dim} wide x {len(enc.blocks)} deep, {enc.heads} heads; {tok.in_channels}x"
+            f"{'x'.join(map(str, tok.image_size))} input, patch {tok.patch_size} ({tok.num_tokens} tokens); "
+            f"predictor {p.embed.out_features} wide x {len(p.blocks)} deep; batch {batch_size}")
+
+
+class Trainer:
+    """One method, optimiser and batch stream at one precision; ``run(k)`` does k steps and times them."""
+
+    def __init__(self, cfg, shape, batch_size: int, precision: str, total: int):
+        self.method = build_method(cfg, shape, seed=0)
+        self.opt = torch.optim.AdamW(param_groups(self.method.trainable_modules()), lr=1e-3)
+        x = torch.randn(batch_size * 8, *shape)
+        self.batches = MaskedBatches(x, batch_size=batch_size, masker=self.method.masker, seed=0)
+        self.dtype, self.total, self.step = DTYPES[precision], total, 0
+        self.grad_clip = TrainConfig().grad_clip
+        self.cpu = self.wall = self.flops = 0.0
+        self.samples = 0
+
+    def run(self, steps: int, timed: bool = True) -> None:
+        for _ in range(steps):
+            t, c = time.perf_counter(), time.process_time()
+            batch = self.batches[self.step]  # the loader's work (masks) counts in the step time
+            for g in self.opt.param_groups:
+                g["lr"] = warmup_cosine(self.step, self.total, start=1e-4, peak=1e-3, final=1e-6, warmup_steps=2)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+                loss = self.method(batch)["loss"]
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.grad_clip)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            self.method.update_target(self.step, self.total)
+            self.step += 1
+            if timed:
+                self.cpu += time.process_time() - c
+                self.wall += time.perf_counter() - t
+                self.flops += step_flops(self.method, batch)
+                self.samples += len(batch["x"])
+            self.last_batch = batch
+
+
+def main(argv: list[str] | None = None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=4, help="steps per precision per round")
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--channels", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    ap.add_argument("--precisions", default="32-true,bf16-mixed")
+    ap.add_argument("--name", default="throughput", help="result file stem under results/")
+    ap.add_argument("overrides", nargs="*", help="more recipe overrides, e.g. encoder.size=small")
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_recipe("ijepa-digits", CONFIG + [f"train.batch_size={args.batch}"])
-    method = build_method(cfg, (1, 32, 32), seed=0)
-    tc = TrainConfig(batch_size=args.batch)
-    opt = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=1e-3)
-    x = torch.randn(args.batch * 8, 1, 32, 32)
-    batches = MaskedBatches(x, batch_size=args.batch, masker=method.masker, seed=0)
-    total = args.warmup + args.steps
-    flops, seconds = 0.0, 0.0
-    for step in range(total):
-        t = time.perf_counter()
-        batch = batches[step]  # the loader's work (masks) counts in the step time
-        for g in opt.param_groups:
-            g["lr"] = warmup_cosine(step, total, start=1e-4, peak=1e-3, final=1e-6, warmup_steps=2)
-        loss = method(batch)["loss"]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(method.parameters(), tc.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        method.update_target(step, total)
-        dt = time.perf_counter() - t
-        if step >= args.warmup:
-            seconds += dt
-            flops += step_flops(method, batch)
-    sps = args.steps * args.batch / seconds
-    achieved = flops / seconds / 1e9
-    peak = matmul_peak()
-    ctx, tgt = batch["context_idx"].shape[1], batch["target_idx"].shape
-    print(f"| config | ViT-Tiny 192x12, 32x32 patch 4 (64 tokens), batch {args.batch}, predictor 96x6 |")
-    print("|---|---|")
-    print(f"| threads | {torch.get_num_threads()} |")
-    print(f"| last batch tokens | context {ctx}, targets {tgt[1]}x{tgt[2]} |")
-    print(f"| samples/s | {sps:.1f} |")
-    print(f"| step time | {seconds / args.steps * 1000:.0f} ms |")
-    print(f"| model GFLOP/s | {achieved:.1f} |")
-    print(f"| fp32 matmul peak GFLOP/s (2048^3) | {peak:.1f} |")
-    print(f"| share of peak | {achieved / peak:.0%} |")
+    precisions = args.precisions.split(",")
+    started = time.perf_counter()
+    cfg = load_recipe("ijepa-digits", CONFIG + [f"train.batch_size={args.batch}"] + args.overrides)
+    shape = (args.channels, 32, 32)
+    total = args.warmup + args.rounds * args.steps
+    trainers = {p: Trainer(cfg, shape, args.batch, p, total) for p in precisions}
+    config = built_config(next(iter(trainers.values())).method, args.batch)
+    print(config, flush=True)
+    for t in trainers.values():
+        t.run(args.warmup, timed=False)
+    for r in range(args.rounds):
+        for p, t in trainers.items():
+            t.run(args.steps)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{p} {t.samples / t.cpu:.1f} samples/s (CPU time)" for p, t in trainers.items()), flush=True)
+    peaks = {p: matmul_peak(DTYPES[p]) for p in precisions}
+
+    cols = ["precision", "samples/s (CPU time)", "samples/s (wall)", "step (ms)", "model GFLOP/s",
+            "GEMM peak GFLOP/s (same dtype)", "share of peak", "speed-up vs fp32"]
+    rows = []
+    base = trainers["32-true"].samples / trainers["32-true"].cpu if "32-true" in trainers else None
+    for p, t in trainers.items():
+        sps = t.samples / t.cpu
+        achieved = t.flops / t.cpu / 1e9
+        rows.append([p, round(sps, 1), round(t.samples / t.wall, 1), round(t.cpu / (t.samples / args.batch) * 1000),
+                     round(achieved, 1), round(peaks[p], 1), f"{achieved / peaks[p]:.0%}",
+                     round(sps / base, 2) if base else None])
+    b = trainers[precisions[0]].last_batch
+    ctx, tgt = b["context_idx"].shape[1], b["target_idx"].shape
+    print(f"\nbuilt: {config}; {torch.get_num_threads()} thread(s)\n")
+    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join("" if v is None else str(v) for v in r) + " |")
     from polyjepa.results import save_result
 
-    save_result("throughput", title="I-JEPA training-step throughput (ViT-Tiny, 32x32, patch 4, batch "
-                f"{args.batch})", columns=["samples/s", "step (ms)", "model GFLOP/s", "fp32 matmul peak GFLOP/s",
-                                            "share of peak"],
-                rows=[[round(sps, 1), round(seconds / args.steps * 1000), round(achieved, 1), round(peak, 1),
-                       f"{achieved / peak:.0%}"]],
-                notes=[f"last batch: context {ctx} tokens, targets {tgt[1]} x {tgt[2]}; {torch.get_num_threads()} threads"])
+    notes = [f"built: {config}", f"last batch: context {ctx} tokens, targets {tgt[1]} x {tgt[2]}; "
+             f"{torch.get_num_threads()} thread(s); {args.rounds} interleaved rounds of {args.steps} steps each",
+             f"load average {os.getloadavg()[0]:.0f} on {os.cpu_count()} cores at the end (other jobs lower the wall "
+             f"column; the precisions are compared in CPU time)"]
+    path = save_result(args.name, title="I-JEPA training step at ViT-Tiny (192 x 12), fp32 and bf16 autocast",
+                       columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
+                       extra={"config": config, "overrides": args.overrides})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ def _results_elsewhere(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("POLYJEPA_RESULTS", str(tmp_path_factory.mktemp("results")))
 
 
+@pytest.fixture(autouse=True)
+def _cache_elsewhere(tmp_path_factory, monkeypatch):
+    """Each test has its own baseline cache, never the user's."""
+    monkeypatch.setenv("POLYJEPA_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def tiny_overrides():
     return list(TINY)

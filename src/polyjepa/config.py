@@ -1,6 +1,7 @@
 """Recipes: YAML files that name the parts and their arguments; loading, overrides and validation."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ class TrainConfig:
     accelerator: str = "auto"             # Fabric: cpu, cuda, mps, auto
     devices: int = 1                      # processes (DDP when > 1; gloo on CPU)
     strategy: str = "auto"                # Fabric strategy: auto, ddp, ddp_spawn, fsdp
-    precision: str = "auto"               # 32-true on CPU, bf16-mixed on GPU with 'auto'
+    precision: str = "auto"               # auto: bf16-mixed on a GPU, and on a CPU with bf16 units for models
+                                          # >= 192 wide; 32-true elsewhere (train/precision.py)
     num_workers: int = 0                  # data-loading processes (masks are built there)
     threads: int | None = None            # torch intra-op threads (None: torch's default)
     log_every: int = 10                   # steps between metric rows
@@ -67,6 +69,7 @@ class EvalConfig:
     knn_k: int = 20
     monitor_samples: int = 1024     # samples used for RankMe / kNN while training
     baselines: bool = True          # raw input and random-init encoder, probed the same way
+    cache_baselines: bool = True    # read/write the baselines in the user cache, keyed by the data's contents
 
 
 @dataclass
@@ -196,10 +199,31 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                 and f"{section}.name" not in keys and section in all_sections():  # (unknown ones: validate)
             raise UserError(f"recipe {cfg.get('name', '?')!r} has no {section} section, so {key} would change nothing: "
                             f"add the part with {section}.name=NAME (see docs/cli.md), or drop the override")
+    cfg = drop_sized_keys(cfg, keys)
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except (OmegaConfBaseException, yaml.YAMLError) as e:  # YAMLError: a value that does not parse, e.g. "[8"
         raise UserError(f"cannot apply overrides {overrides}: {e}") from None
+
+
+# The keys a named size sets (``encoder.size=tiny``: width, depth, heads).
+SIZED_KEYS = ("dim", "depth", "heads")
+
+
+def drop_sized_keys(cfg: DictConfig, keys: list[str]) -> DictConfig:
+    """An override of ``SECTION.size`` sets the whole size: the recipe's own ``dim``/``depth``/``heads`` in
+    that section are dropped, except those the same overrides also give (``encoder.size=tiny encoder.depth=6``)."""
+    sized = {k.rpartition(".")[0] for k in keys if k.endswith(".size") and k.count(".") == 1}
+    sized = {s for s in sized if isinstance(cfg.get(s), DictConfig)}
+    if not sized:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for section in sized:
+        node = cfg[section]
+        for key in SIZED_KEYS:
+            if key in node and f"{section}.{key}" not in keys:
+                node.pop(key)
+    return cfg
 
 
 def _builder_keys(builder, injected: set[str]) -> set[str] | None:

@@ -236,6 +236,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .build import build_augment
 
     _check_batches(method, prepared.x_train, train_cfg, build_augment(cfg), seed)
+    from .train.precision import transformer_width
+
+    width = transformer_width(method)
     del method
     from .train.tensorboard import check_logger
 
@@ -288,9 +291,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                       layers=eval_cfg.layers, k=eval_cfg.knn_k)
     job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir),
                    seed=seed, augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress,
-                   replan=replan and bool(resume))
+                   replan=replan and bool(resume), model_width=width)
     from .train.loop import TrainingDiverged
 
+    t_train = time.time()
     try:
         record = fit(job)
     except TrainingDiverged as e:
@@ -309,7 +313,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     from .eval.evaluate import evaluate
 
+    t_eval = time.time()
     results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=build().encoder(), seed=seed)
+    t_eval = time.time() - t_eval
     summary = {
         "schema": SUMMARY_SCHEMA, "recipe": cfg.name, "data": data_cfg.source, "seed": seed,
         "n_train": len(prepared.x_train), "n_test": len(prepared.x_test),
@@ -317,11 +323,15 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         "seconds": time.time() - t_start + record["train_seconds_before"], "train_seconds": record["train_seconds"],
         "steps": record["steps"], "total_steps": record["total_steps"], "samples_seen": record["samples"],
         "samples_per_second": record["samples_per_second"], "stop_reason": record["stop_reason"],
-        "world_size": record["world_size"], "final_loss": _last_metric(run_dir, "loss"),
+        "world_size": record["world_size"], "precision": record.get("precision"), "final_loss": _last_metric(run_dir, "loss"),
         "embedding": {"pool": eval_cfg.pool, "layers": eval_cfg.layers, "dim": results["embedding_dim"],
                       # the method's own setting (a method without one, e.g. VJ-VCR, has a single online encoder)
                       "encoder": getattr(method, "embed_from", "online")},
         **{k: results[k] for k in ("rankme", "probe", "baselines")},
+        # wall seconds of this command's phases; evaluation per representation (a cached baseline reads back)
+        "phase_seconds": {"before_training": t_train - t_start, "training": record["train_seconds"],
+                          "evaluation": t_eval, **{f"evaluation_{k}": v for k, v in results["seconds"].items()}},
+        "baselines_cached": results["cached"],
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     from .report import write_report
@@ -400,7 +410,7 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
     Args:
         method: a module with ``loss(batch)``/``forward``, ``masker``, ``trainable_modules()``,
             ``update_target(step, total)``.
-        x: (n, ...) float32 training inputs, already normalised.
+        x: (n, ...) float32 training inputs, already normalised, or a lazy source (``data.stream.ImageFolderStream``).
         train: optimisation settings (default ``TrainConfig()``).
         run_dir: where checkpoints and metrics.csv go (default: a new temporary folder).
     Returns the training record; ``method`` holds the trained weights afterwards.
@@ -410,7 +420,8 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
     from .train.checkpoint import load_latest_checkpoint
     from .train.loop import TrainJob, fit
 
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not hasattr(x, "sample_shape"):  # an array (a lazy source such as ImageFolderStream is taken as it is)
+        x = np.ascontiguousarray(x, dtype=np.float32)
     run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="polyjepa-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     train = train or TrainConfig()
@@ -588,6 +599,12 @@ def format_table(summary: dict) -> str:
     if "steps" in summary:
         lines.append(f"trained {summary['steps']} steps in {summary['train_seconds'] / 60:.1f} min "
                      f"({summary['samples_per_second']:.0f} samples/s); whole run {summary['seconds'] / 60:.1f} min")
+    phases = summary.get("phase_seconds")
+    if phases and "evaluation" in phases:
+        cached = summary.get("baselines_cached") or []
+        lines.append(f"evaluation {phases['evaluation'] / 60:.1f} min"
+                     + (f" ({' and '.join(c.replace('_', '-') for c in cached)} baseline read from the cache)"
+                        if cached else ""))
     lines.append(f"{'representation':<22} {'linear':>7} {'kNN':>7} {'RankMe':>7}")
     for name, p, rk in rows:
         lines.append(f"{name:<22} {acc(p, 'linear'):>7} {acc(p, 'knn'):>7} {rk if rk is None else f'{rk:7.1f}'}")

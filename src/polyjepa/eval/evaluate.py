@@ -21,7 +21,16 @@ def probe_features(train_f: np.ndarray, test_f: np.ndarray, data: Prepared, cfg:
 
 
 def evaluate(encoder, data: Prepared, cfg: EvalConfig, *, random_encoder=None, seed: int = 0) -> dict:
-    """{"probe": {linear, knn}, "rankme", "baselines": {"raw": ..., "random_init": ...}} for ``encoder``."""
+    """{"probe": {linear, knn}, "rankme", "baselines": {"raw": ..., "random_init": ...}} for ``encoder``.
+
+    With ``cfg.cache_baselines`` the baselines are read from, or written to, the baseline cache
+    (:mod:`polyjepa.eval.cache`), keyed by the data's contents, the probe settings and the random-init
+    encoder's weights. Also returns ``seconds`` (per representation) and ``cached`` (the baselines read back).
+    """
+    import time
+
+    from . import cache
+
     def feats(enc):
         out = (embed_array(enc, data.x_train, pool=cfg.pool, layers=cfg.layers),
                embed_array(enc, data.x_test, pool=cfg.pool, layers=cfg.layers))
@@ -31,14 +40,36 @@ def evaluate(encoder, data: Prepared, cfg: EvalConfig, *, random_encoder=None, s
                             "the data's scale")
         return out
 
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
     ours = probe_features(*feats(encoder), data, cfg, seed)
+    seconds["pretrained"] = time.perf_counter() - t
     result = {"probe": {k: ours[k] for k in ("linear", "knn") if k in ours}, "rankme": ours["rankme"],
-              "embedding_dim": ours["dim"], "baselines": {}}
-    if cfg.baselines:
-        raw = probe_features(raw_features(data.x_train), raw_features(data.x_test), data, cfg, seed)
-        result["baselines"]["raw"] = raw
-        if random_encoder is not None:
-            result["baselines"]["random_init"] = probe_features(*feats(random_encoder), data, cfg, seed)
+              "embedding_dim": ours["dim"], "baselines": {}, "seconds": seconds, "cached": []}
+    if not cfg.baselines:
+        return result
+    probe = {"C": cfg.probe_C, "knn_k": cfg.knn_k, "seed": seed}
+    data_digest = cache.array_digest(data.x_train, data.y_train, data.x_test, data.y_test) \
+        if cfg.cache_baselines else ""
+    jobs = {"raw": (None, lambda: (raw_features(data.x_train), raw_features(data.x_test)))}
+    if random_encoder is not None:
+        jobs["random_init"] = ({**probe, "pool": cfg.pool, "layers": cfg.layers}, lambda: feats(random_encoder))
+    for kind, (settings, features) in jobs.items():
+        t = time.perf_counter()
+        key = None
+        if cfg.cache_baselines:
+            key = cache.baseline_key(kind, data_digest, settings or probe,
+                                     cache.module_digest(random_encoder) if kind == "random_init" else None)
+            hit = cache.read(key)
+            if hit is not None:
+                result["baselines"][kind] = hit
+                result["cached"].append(kind)
+                seconds[kind] = time.perf_counter() - t
+                continue
+        result["baselines"][kind] = probe_features(*features(), data, cfg, seed)
+        if key is not None:
+            cache.write(key, result["baselines"][kind])
+        seconds[kind] = time.perf_counter() - t
     return result
 
 

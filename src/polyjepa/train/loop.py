@@ -15,6 +15,7 @@ from ..config import TrainConfig
 from ..errors import UserError
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
+from .precision import resolve_precision
 from .schedules import apply_schedules
 from .tensorboard import TensorBoardWriter
 
@@ -32,7 +33,7 @@ class TrainJob:
     """Everything a (possibly spawned) training process needs; picklable."""
 
     build: Callable[[], torch.nn.Module]        # builds the method, same weights on every rank
-    x_train: np.ndarray
+    x_train: np.ndarray                         # or a lazy source such as data.stream.ImageFolderStream
     train: TrainConfig
     run_dir: str
     seed: int = 0
@@ -41,6 +42,7 @@ class TrainJob:
     resume: bool = False
     progress: bool = True
     replan: bool = False                        # with resume: the length (max_steps/max_epochs) was changed
+    model_width: int | None = None              # the transformer's width, for precision 'auto' (None: build to see)
 
 
 def param_groups(modules: list[torch.nn.Module]) -> list[dict]:
@@ -71,13 +73,6 @@ def discard_checkpoint_of_step(ckpt_dir: Path, step: int) -> Path | None:
     return None
 
 
-def default_precision(precision: str, accelerator: str) -> str:
-    if precision != "auto":
-        return precision
-    gpu = accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if gpu else "32-true"  # bf16 autocast is ~20x slower on CPUs without bf16 units
-
-
 def fit(job: TrainJob) -> dict:
     """Train ``job.build()`` and return the run's training record (rank 0's)."""
     from lightning_fabric import Fabric
@@ -86,15 +81,16 @@ def fit(job: TrainJob) -> dict:
     strategy = tc.strategy
     if tc.devices > 1 and strategy == "auto":
         strategy = "ddp_spawn"  # a function launcher: works from a CLI, a notebook or a test alike
-    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, strategy=strategy,
-                    precision=default_precision(tc.precision, tc.accelerator))
-    return fabric.launch(_worker, job)
+    precision = resolve_precision(tc.precision, tc.accelerator, job.build, job.model_width)
+    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, strategy=strategy, precision=precision)
+    return {**fabric.launch(_worker, job), "precision": precision}
 
 
 def _worker(fabric, job: TrainJob) -> dict:
     from torch.utils.data import DataLoader
 
     from ..data.batches import MaskedBatches
+    from ..data.stream import as_source
 
     tc, run_dir = job.train, Path(job.run_dir)
     if tc.threads:
@@ -104,7 +100,7 @@ def _worker(fabric, job: TrainJob) -> dict:
     optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
 
     make_batch = getattr(method, "make_batch", None)
-    batches = MaskedBatches(torch.from_numpy(job.x_train), batch_size=tc.batch_size,
+    batches = MaskedBatches(as_source(job.x_train), batch_size=tc.batch_size,
                             masker=None if make_batch else method.masker, make_batch=make_batch,
                             augment=job.augment, seed=job.seed, rank=fabric.global_rank, world_size=fabric.world_size)
     total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch

@@ -1,0 +1,188 @@
+"""A folder of images read lazily: each batch decodes its own files (in DataLoader workers), so memory stays
+bounded by a few batches whatever the folder's size."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError, warn
+from .sources import IMAGE_SUFFIXES, resize_center
+
+
+def list_images(root: str | Path) -> tuple[list[Path], np.ndarray | None]:
+    """(files in sorted order, labels or None) of an image folder: images directly under ``root``, or one
+    sub-folder per class (the class is the label), as :func:`polyjepa.data.sources.load_images` reads it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder of images: pass a folder (images directly in it, or one sub-folder "
+                        f"per class)")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
+    parents = [p.parent.relative_to(root).as_posix() for p in files]
+    classes = sorted(set(parents))
+    if len(classes) == 1 and classes[0] == ".":
+        return files, None
+    index = {c: i for i, c in enumerate(classes)}
+    return files, np.array([index[c] for c in parents], dtype=np.int64)
+
+
+class ImageFolderStream:
+    """The images of a folder as an indexable source: ``stream[idx] -> (k, C, H, W)`` float32, decoded on access.
+
+    It stands in for an in-memory (n, C, H, W) array wherever the trainer takes one (``MaskedBatches``
+    indexes it with each batch's sample indices), and it pickles as a list of paths, so DataLoader
+    workers decode the batches in parallel. Pixels are scaled to [0, 1], then normalised with ``mean`` /
+    ``std`` per channel when given; ``size`` scales each image to cover (H, W) and crops the centre, as
+    the in-memory loader does, so the two give the same arrays.
+
+    An image that cannot be decoded is skipped: its slot in the batch is filled by the next readable file
+    (batches keep their size, which distributed training needs), a warning names the file, and it is
+    counted in ``skipped`` (and appended to ``skip_log`` when given, which also counts what worker
+    processes skipped). More than ``max_bad`` skipped files (a count, or a fraction of the folder when < 1)
+    is an error.
+
+    Args:
+        root: the folder (images directly in it, or one sub-folder per class).
+        size: (H, W) to scale and crop to; None: every image must have the first image's size.
+        mode: "L" (grey) or "RGB"; None: RGB if any of the first 32 images has colour, else L.
+        mean, std: per-channel normalisation (lists of C numbers), applied after scaling to [0, 1].
+    """
+
+    def __init__(self, root: str | Path, *, size: tuple[int, int] | None = None, mode: str | None = None,
+                 mean=None, std=None, max_bad: float = 0.01, skip_log: str | Path | None = None):
+        self.root = Path(root)
+        self.files, self.labels = list_images(self.root)
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        if mode is None:
+            mode = "RGB" if any(self._open_mode(f) not in ("L", "1", "LA", "I", "I;16")
+                                for f in self.files[:32]) else "L"
+        if mode not in ("L", "RGB"):
+            raise UserError(f"image mode {mode!r}: use 'L' (grey) or 'RGB'")
+        self.mode = mode
+        self.mean = self.std = None
+        if mean is not None:
+            self.set_normalisation(mean, std)
+        self.max_bad = max_bad
+        self.skip_log = None if skip_log is None else Path(skip_log)
+        self.skipped: set[str] = set()
+        first = self._decode_first_readable()
+        self.sample_shape = tuple(first.shape)
+
+    @staticmethod
+    def _open_mode(path: Path) -> str:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                return im.mode
+        except Exception:
+            return "L"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.files), *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    def _decode_first_readable(self) -> np.ndarray:
+        for i in range(len(self.files)):
+            a = self._try_decode(i)
+            if a is not None:
+                return a
+            self._skip(i, "cannot be read")
+        raise UserError(f"no image under {self.root} can be read")
+
+    def _try_decode(self, i: int) -> np.ndarray | None:
+        """Image ``i`` as (C, H, W) float32 in [0, 1] (scaled and cropped to ``size``), or None if unreadable."""
+        from PIL import Image
+
+        try:
+            with Image.open(self.files[i]) as im:
+                a = np.asarray(im.convert(self.mode), dtype=np.float32) / 255.0
+        except Exception:
+            return None
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        if self.size is not None:
+            a = resize_center(np.ascontiguousarray(a[None]), self.size)[0]
+        return a
+
+    def _skip(self, i: int, why: str) -> None:
+        name = str(self.files[i])
+        if name in self.skipped:
+            return
+        self.skipped.add(name)
+        warn(f"skipping image {name}: it {why}")
+        n_bad = len(self.skipped)
+        if self.skip_log is not None:
+            with open(self.skip_log, "a") as f:  # one short line per append: atomic across processes
+                f.write(name + "\n")
+            n_bad = len(set(self.skip_log.read_text().splitlines()))
+        limit = self.max_bad * len(self.files) if self.max_bad < 1 else self.max_bad
+        if n_bad > limit:
+            raise UserError(f"{n_bad} of {len(self.files)} images under {self.root} cannot be read (more than "
+                            f"{limit:.0f}), the last {name}: repair or remove them")
+
+    def sample(self, i: int) -> np.ndarray:
+        """Image ``i`` as (C, H, W) float32, normalised; an unreadable one is replaced by the next readable."""
+        for k in range(len(self.files)):
+            j = (i + k) % len(self.files)
+            a = self._try_decode(j)
+            if a is None:
+                self._skip(j, "cannot be read")
+                continue
+            if a.shape != self.sample_shape:
+                self._skip(j, f"has shape {a.shape}, not {self.sample_shape} (set data.size to scale every image "
+                              f"to one size)")
+                continue
+            if self.mean is not None:
+                a = (a - self.mean) / self.std
+            return a
+        raise UserError(f"no image under {self.root} can be read")
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        """(k, C, H, W) for an index array, tensor, list or slice; (C, H, W) for one integer index."""
+        if isinstance(idx, (int, np.integer)):
+            return torch.from_numpy(self.sample(int(idx)))
+        if isinstance(idx, slice):
+            idx = range(*idx.indices(len(self.files)))
+        elif isinstance(idx, torch.Tensor):
+            idx = idx.tolist()
+        idx = list(np.asarray(idx, dtype=np.int64).reshape(-1))
+        if not idx:
+            return torch.empty((0, *self.sample_shape))
+        return torch.from_numpy(np.stack([self.sample(int(i)) for i in idx]))
+
+    def set_normalisation(self, mean, std) -> None:
+        """Normalise every sample with per-channel ``mean`` and ``std`` (lists of C numbers) from now on."""
+        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+
+    def channel_stats(self, n: int = 1000, seed: int = 0) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the pixels of ``n`` images drawn at random (before normalisation)."""
+        pick = np.sort(np.random.default_rng(seed).permutation(len(self.files))[:n])
+        mean, std = self.mean, self.std
+        self.mean = self.std = None
+        try:
+            x = self[pick].numpy().astype(np.float64)
+        finally:
+            self.mean, self.std = mean, std
+        return x.mean(axis=(0, 2, 3)).tolist(), (x.std(axis=(0, 2, 3)) + 1e-8).tolist()
+
+    def __repr__(self) -> str:
+        return f"ImageFolderStream({str(self.root)!r}, {len(self)} images of {self.sample_shape}, mode {self.mode})"
+
+
+def as_source(x):
+    """What ``MaskedBatches`` indexes: a tensor for an in-memory array, a lazy source as it is."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    return x
+

@@ -1,0 +1,88 @@
+"""Which numeric precision ``train.precision: auto`` trains in, from the hardware and the model's width."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# CPU feature flags (Linux /proc/cpuinfo) of native bf16 arithmetic: AVX512-BF16 and AMX-BF16 on x86, the
+# BF16 extension on Arm. A CPU without them runs bf16 autocast through slow conversions.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+# The narrowest transformer for which bf16 autocast paid on a CPU with bf16 units. Measured on an Intel Xeon
+# with AMX (1 thread, process CPU time, the precisions in alternating rounds, benchmarks/throughput.py): the
+# I-JEPA step of ViT-Tiny (192 wide x 12 deep, batch 64) runs 1.13x faster under bf16 autocast than in fp32,
+# the same step 128 wide x 6 deep (the quick start's encoder size) 0.82x: its matrix products are too small
+# for the bf16 units to pay back the casts and the element-wise work that autocast adds.
+BF16_MIN_WIDTH = 192
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The feature flags the CPU reports (empty where there is no /proc/cpuinfo)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return flags
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AVX512-BF16, AMX or Arm BF16).
+
+    torch's own CPU capability queries decide where they exist; otherwise the CPU's feature flags.
+    (oneDNN's ``_is_mkldnn_bf16_supported`` is not used: it is also true on AVX-512 CPUs that only
+    emulate bf16.)
+    """
+    cpu = getattr(torch, "cpu", None)
+    for query in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, query, None)
+        if fn is not None:
+            try:
+                if fn():
+                    return True
+            except RuntimeError:
+                pass
+    return bool(cpu_flags() & BF16_CPU_FLAGS)
+
+
+def transformer_width(module: torch.nn.Module) -> int | None:
+    """The width of the widest transformer stack in ``module`` (None when it holds none)."""
+    from ..models.encoder import TransformerEncoder
+
+    widths = [m.dim for m in module.modules() if isinstance(m, TransformerEncoder)]
+    return max(widths) if widths else None
+
+
+def uses_gpu(accelerator: str) -> bool:
+    return accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def auto_precision(accelerator: str, width: int | None) -> str:
+    """The Fabric precision of ``train.precision: auto``.
+
+    bf16 autocast on a GPU; on a CPU with native bf16 units when the model's transformer is at least
+    ``BF16_MIN_WIDTH`` wide (narrower ones trained slower in bf16 there); fp32 everywhere else (bf16
+    autocast is many times slower on a CPU without bf16 units).
+    """
+    if uses_gpu(accelerator):
+        return "bf16-mixed"
+    if accelerator in ("auto", "cpu") and width is not None and width >= BF16_MIN_WIDTH and cpu_has_native_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def resolve_precision(precision: str, accelerator: str, build=None, width: int | None = None) -> str:
+    """``precision`` itself, or for ``auto`` the choice of :func:`auto_precision`. On a CPU with bf16 units the
+    model's transformer width decides: ``width`` when given, else read from ``build()`` (called only then)."""
+    if precision != "auto":
+        return precision
+    if uses_gpu(accelerator) or not cpu_has_native_bf16():
+        return auto_precision(accelerator, None)
+    if width is None and build is not None:
+        width = transformer_width(build())
+    return auto_precision(accelerator, width)
