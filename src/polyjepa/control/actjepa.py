@@ -129,10 +129,12 @@ def chunk_dataset(episodes: list[Episode], *, history: int, chunk: int, mean: np
             else torch.from_numpy(np.concatenate(v)) for k, v in parts.items()}
 
 
-def train_policy(model: ACTJEPA, data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 64,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
-    """AdamW with a cosine learning rate over ``steps``; the EMA target follows each step. Returns the losses."""
-    n = len(data["window"])
+def train_minibatch(model: nn.Module, data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 64,
+                    lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+    """Train ``model`` (``loss(batch)`` and ``update_target(step, total)``) on seeded minibatches of the
+    equal-length tensors in ``data``: AdamW with a cosine learning rate over ``steps``, the EMA target
+    following each step. Returns the losses."""
+    n = len(next(iter(data.values())))
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     losses = []
@@ -149,6 +151,12 @@ def train_policy(model: ACTJEPA, data: dict[str, torch.Tensor], *, steps: int, b
         losses.append(float(out["loss"].detach()))
     model.eval()
     return losses
+
+
+def train_policy(model: ACTJEPA, data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 64,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+    """Train an ACT-JEPA policy on its demonstration windows (see :func:`train_minibatch`)."""
+    return train_minibatch(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
 
 
 class ChunkController:

@@ -9,7 +9,6 @@ embedding from collapsing to a constant, which would make every prediction trivi
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import torch
@@ -98,24 +97,10 @@ def transition_dataset(episodes: list[Episode], *, rollout: int, mean: np.ndarra
 
 def train_world_model(model: LatentDynamics, data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 128,
                       lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
-    """AdamW with a cosine learning rate; the EMA target follows each step. Returns the losses."""
-    n = len(data["obs"])
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
-    losses = []
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
-        idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
-        out = model.loss({k: v[idx] for k, v in data.items()})
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
-        model.update_target(step + 1, steps)
-        losses.append(float(out["loss"].detach()))
-    model.eval()
-    return losses
+    """Train the latent dynamics on logged rollouts (AdamW, cosine learning rate, EMA target). Returns the losses."""
+    from .actjepa import train_minibatch
+
+    return train_minibatch(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
 
 
 class PlanningController:
