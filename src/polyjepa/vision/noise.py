@@ -39,6 +39,18 @@ class NoiseSchedule(nn.Module):
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
+def _add_noise_parts(module: nn.Module, *, dim: int, noise: bool, condition: bool,
+                     beta: tuple[float, float], steps: int) -> None:
+    """The noise settings shared by the noisy predictors: the flags, the schedule and the step embedding
+    (zero-initialised, so a fresh predictor starts as if unconditioned; absent without noise or condition)."""
+    module.noise, module.condition = bool(noise), bool(condition)
+    module.schedule = NoiseSchedule(beta=beta, steps=steps)
+    module.step_embed = nn.Linear(dim, dim) if module.noise and module.condition else None
+    if module.step_embed is not None:
+        nn.init.zeros_(module.step_embed.weight)
+        nn.init.zeros_(module.step_embed.bias)
+
+
 class NoisyMaskTokenPredictor(MaskTokenPredictor):
     """I-JEPA predictor whose mask-token positions are corrupted with diffusion noise (N-JEPA).
 
@@ -61,12 +73,7 @@ class NoisyMaskTokenPredictor(MaskTokenPredictor):
                  beta: tuple[float, float] = (1e-4, 0.02), steps: int = 1000, condition: bool = True):
         super().__init__(in_dim=in_dim, dim=dim, depth=depth, heads=heads, pos_embed=pos_embed, mlp_ratio=mlp_ratio,
                          isolate_targets=isolate_targets)
-        self.noise, self.condition = bool(noise), bool(condition)
-        self.schedule = NoiseSchedule(beta=beta, steps=steps)
-        self.step_embed = nn.Linear(dim, dim) if self.noise and self.condition else None
-        if self.step_embed is not None:
-            nn.init.zeros_(self.step_embed.weight)
-            nn.init.zeros_(self.step_embed.bias)
+        _add_noise_parts(self, dim=dim, noise=noise, condition=condition, beta=beta, steps=steps)
 
     def forward(self, z: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
                 t: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,12 +115,7 @@ class NoisyDepthwiseConvPredictor(DepthwiseConvPredictor):
                  condition: bool = True):
         super().__init__(in_dim=in_dim, grid=grid, dim=dim, depth=depth, kernel=kernel,
                          pos_embed=sincos_2d(dim, (int(grid[0]), int(grid[1]))))
-        self.noise, self.condition = bool(noise), bool(condition)
-        self.schedule = NoiseSchedule(beta=beta, steps=steps)
-        self.step_embed = nn.Linear(dim, dim) if self.noise and self.condition else None
-        if self.step_embed is not None:
-            nn.init.zeros_(self.step_embed.weight)
-            nn.init.zeros_(self.step_embed.bias)
+        _add_noise_parts(self, dim=dim, noise=noise, condition=condition, beta=beta, steps=steps)
 
     def forward(self, z: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
                 t: torch.Tensor | None = None) -> torch.Tensor:
