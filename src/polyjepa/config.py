@@ -45,6 +45,8 @@ class TrainConfig:
     weight_decay: tuple[float, float] = (0.04, 0.4)  # cosine schedule from start to end
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float | None = 1.0         # max gradient norm (None: no clipping)
+    accumulate: int = 1                   # micro-batches per step: each process's share of batch_size is split
+                                          # into this many, one backward each, one optimizer step (less memory)
     accelerator: str = "auto"             # Fabric: cpu, cuda, mps, auto
     devices: int = 1                      # processes (DDP when > 1; gloo on CPU)
     strategy: str = "auto"                # Fabric strategy: auto, ddp, ddp_spawn, fsdp
@@ -259,6 +261,7 @@ def all_sections() -> tuple[str, ...]:
 # Lower bounds of numeric keys: (bound, inclusive). None stays allowed where the default is None.
 RANGES = {"train": {"batch_size": (1, True), "max_epochs": (1, True), "max_steps": (0, True), "max_minutes": (0, False),
                     "lr": (0, False), "start_lr": (0, True), "final_lr": (0, True), "grad_clip": (0, False),
+                    "accumulate": (1, True),
                     "devices": (1, True), "num_workers": (0, True), "threads": (1, True), "log_every": (1, True),
                     "monitor_every": (0, True), "checkpoint_every": (0, True), "keep_checkpoints": (1, True)},
           "data": {"max_samples": (1, True), "test_size": (0, False)},

@@ -519,16 +519,18 @@ def _check_batches(method, x, train_cfg, augment, seed: int) -> None:
     and step), so a bad batch size or masks that cannot fit the token grid fail now, not in the loop."""
     import torch
 
-    from .data.batches import MaskedBatches
+    from .data.batches import MaskedBatches, check_accumulate, split_batch
 
+    check_accumulate(method, train_cfg.accumulate)
     make_batch = getattr(method, "make_batch", None)
     batches = MaskedBatches(torch.from_numpy(x), batch_size=train_cfg.batch_size, masker=None if make_batch else
                             method.masker, make_batch=make_batch, augment=augment, seed=seed,
                             world_size=max(1, int(train_cfg.devices or 1)), total_steps=1)
     try:
-        batches[0], batches[1]  # progress 0 and 1
+        first, _ = batches[0], batches[1]  # progress 0 and 1
     except ValueError as e:
         raise UserError(f"cannot draw a training batch: {e}") from None
+    split_batch(first, train_cfg.accumulate)
 
 
 def _check_readout(encoder, x, eval_cfg) -> None:

@@ -89,3 +89,33 @@ def draw_masks(masker, x: torch.Tensor, generator: torch.Generator, progress: fl
     if getattr(masker, "uses_input", False):
         kwargs["x"] = x
     return masker(len(x), generator, **kwargs)
+
+
+def check_accumulate(method, parts: int) -> None:
+    """UserError unless ``method``'s training batches can be cut into ``parts`` micro-batches: a masked-token
+    method's batches always can; a method that makes its own batches (views, sequences, pairs) lays them out
+    its own way, and can only when it says its entries are per-sample tensors (``batch_per_sample = True``)."""
+    if parts > 1 and getattr(method, "make_batch", None) is not None and not getattr(method, "batch_per_sample", False):
+        raise UserError(f"train.accumulate={parts} is not supported by method {type(method).__name__}, whose "
+                        f"batches are not laid out one row per sample: set train.accumulate=1 (and a smaller "
+                        f"train.batch_size if memory is short)")
+
+
+def split_batch(batch: dict, parts: int) -> list[dict]:
+    """A training batch cut into ``parts`` equal micro-batches along the sample axis (gradient accumulation).
+
+    Every entry must be a tensor whose first axis is the batch's samples, as the masked batches' ``x``,
+    ``context_idx`` and ``target_idx`` are; masks and augmentations were drawn for the whole batch, so the
+    micro-batches together hold exactly the samples, masks and views of the full one.
+    """
+    if parts == 1:
+        return [batch]
+    n = len(batch["x"]) if isinstance(batch.get("x"), torch.Tensor) else None
+    odd = [k for k, v in batch.items() if not (isinstance(v, torch.Tensor) and v.ndim and len(v) == n)]
+    if n is None or odd:
+        raise UserError(f"train.accumulate={parts} needs a batch of per-sample tensors, but this method's batch "
+                        f"entries {odd or ['x']} are not split by sample: set train.accumulate=1 for this method")
+    if n % parts:
+        raise UserError(f"each process's batch of {n} samples does not split into train.accumulate={parts} equal "
+                        f"micro-batches: choose train.accumulate dividing {n} (or adjust train.batch_size)")
+    return [{k: v.chunk(parts)[i] for k, v in batch.items()} for i in range(parts)]

@@ -89,7 +89,7 @@ def fit(job: TrainJob) -> dict:
 def _worker(fabric, job: TrainJob) -> dict:
     from torch.utils.data import DataLoader
 
-    from ..data.batches import MaskedBatches
+    from ..data.batches import MaskedBatches, check_accumulate, split_batch
     from ..data.stream import as_source
 
     tc, run_dir = job.train, Path(job.run_dir)
@@ -99,6 +99,7 @@ def _worker(fabric, job: TrainJob) -> dict:
     method = job.build()
     optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
 
+    check_accumulate(method, tc.accumulate)
     make_batch = getattr(method, "make_batch", None)
     batches = MaskedBatches(as_source(job.x_train), batch_size=tc.batch_size,
                             masker=None if make_batch else method.masker, make_batch=make_batch,
@@ -174,8 +175,11 @@ def _worker(fabric, job: TrainJob) -> dict:
             step, total = state["step"], state["total_steps"]
             batch = fabric.to_device(batch)
             lr, wd = apply_schedules(optimizer, step, total, tc, warmup_steps)
-            out = method(batch)
-            loss = out["loss"]
+            if tc.accumulate == 1:
+                out = method(batch)
+                loss = out["loss"]
+            else:  # one backward per micro-batch, gradients summed, processes synchronised on the last only
+                out, loss = accumulate_backward(fabric, method, split_batch(batch, tc.accumulate))
             if not torch.isfinite(loss):
                 if bar:
                     bar.close()
@@ -185,7 +189,8 @@ def _worker(fabric, job: TrainJob) -> dict:
                     f"{last if last else 'none (none was written yet)'}: resume with a lower train.lr (or a higher "
                     f"train.warmup, a lower train.grad_clip), e.g. --resume RUN_DIR train.lr=1e-4",
                     step=step)
-            fabric.backward(loss)
+            if tc.accumulate == 1:
+                fabric.backward(loss)
             if tc.grad_clip:
                 fabric.clip_gradients(method, optimizer, max_norm=tc.grad_clip, error_if_nonfinite=False)
             optimizer.step()
@@ -244,3 +249,21 @@ def _worker(fabric, job: TrainJob) -> dict:
             "train_seconds": state["train_seconds"], "train_seconds_before": seconds_before, "stop_reason": stop_reason,
             "samples_per_second": state["samples"] / max(state["train_seconds"], 1e-9),
             "monitor": final_monitor, "world_size": fabric.world_size}
+
+
+def accumulate_backward(fabric, method, micro: list[dict]) -> tuple[dict, torch.Tensor]:
+    """Forward and backward each micro-batch with its loss divided by their number, so the summed gradients are
+    those of the mean loss over the whole batch (exactly, for a loss that averages over samples; a term
+    computed from batch statistics sees each micro-batch's). Gradients are all-reduced across processes on
+    the last micro-batch only. Returns the micro-batches' mean outputs and loss (detached)."""
+    k = len(micro)
+    sums: dict[str, torch.Tensor] = {}
+    for i, part in enumerate(micro):
+        with fabric.no_backward_sync(method, enabled=i < k - 1):
+            out = method(part)
+            fabric.backward(out["loss"] / k)
+        for name, v in out.items():
+            v = v.detach()
+            sums[name] = sums[name] + v if name in sums else v
+    mean = {name: v / k for name, v in sums.items()}
+    return mean, mean["loss"]
