@@ -28,6 +28,8 @@ class DataConfig:
     test_size: float = 0.2          # fraction (< 1) or count (>= 1) of labelled samples held out
     split_seed: int = 0             # the stratified train/test split
     max_samples: int | None = None  # use a stratified subset of this many samples (None: all)
+    stream: bool = False            # a folder of images decoded lazily while training (data.loader images);
+                                    # the probes then use a stratified sample of eval.max_samples
 
 
 @dataclass
@@ -72,6 +74,8 @@ class EvalConfig:
     monitor_samples: int = 1024     # samples used for RankMe / kNN while training
     baselines: bool = True          # raw input and random-init encoder, probed the same way
     cache_baselines: bool = True    # read/write the baselines in the user cache, keyed by the data's contents
+    max_samples: int | None = None  # probes and baselines on a stratified sample of at most this many train and
+                                    # this many test samples (None: all; streamed data: STREAM_EVAL_SAMPLES)
 
 
 @dataclass
@@ -265,7 +269,7 @@ RANGES = {"train": {"batch_size": (1, True), "max_epochs": (1, True), "max_steps
                     "devices": (1, True), "num_workers": (0, True), "threads": (1, True), "log_every": (1, True),
                     "monitor_every": (0, True), "checkpoint_every": (0, True), "keep_checkpoints": (1, True)},
           "data": {"max_samples": (1, True), "test_size": (0, False)},
-          "eval": {"knn_k": (1, True), "monitor_samples": (0, True)}}
+          "eval": {"knn_k": (1, True), "monitor_samples": (0, True), "max_samples": (2, True)}}
 
 
 def validate(cfg: DictConfig) -> DictConfig:

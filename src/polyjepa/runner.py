@@ -227,12 +227,16 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                            part_kwargs(cfg, "data"))
         raise UserError(missing_data_message(cfg))
     prepared = prepare(data_cfg, stats, part_kwargs(cfg, "data"))
+    from .data.prepare import evaluation_sample
+
+    # what the probes, baselines and monitor see: all the data, or a bounded stratified sample of large or streamed data
+    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=data_cfg.split_seed)
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
     # fail on a bad recipe/data combination, read-out, batch size or mask before creating anything
     method = build()
-    _check_readout(method.encoder(), prepared.x_train[:2], eval_cfg)
+    _check_readout(method.encoder(), ev.x_train[:2], eval_cfg)
     from .build import build_augment
 
     _check_batches(method, prepared.x_train, train_cfg, build_augment(cfg), seed)
@@ -287,7 +291,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .eval.evaluate import Monitor
     from .train.loop import TrainJob, fit
 
-    monitor = Monitor(prepared.x_train, prepared.y_train, samples=eval_cfg.monitor_samples, pool=eval_cfg.pool,
+    monitor = Monitor(ev.x_train, ev.y_train, samples=eval_cfg.monitor_samples, pool=eval_cfg.pool,
                       layers=eval_cfg.layers, k=eval_cfg.knn_k)
     job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir),
                    seed=seed, augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress,
@@ -314,7 +318,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .eval.evaluate import evaluate
 
     t_eval = time.time()
-    results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=build().encoder(), seed=seed)
+    results = evaluate(method.encoder(), ev, eval_cfg, random_encoder=build().encoder(), seed=seed)
     t_eval = time.time() - t_eval
     summary = {
         "schema": SUMMARY_SCHEMA, "recipe": cfg.name, "data": data_cfg.source, "seed": seed,
@@ -333,6 +337,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                           "evaluation": t_eval, **{f"evaluation_{k}": v for k, v in results["seconds"].items()}},
         "baselines_cached": results["cached"],
     }
+    if sampled:
+        summary["eval_sample"] = sampled
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     from .report import write_report
 
@@ -486,9 +492,15 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
                         f"set with --data (a label array or class sub-folders, as the docs page of its modality says)")
     eval_cfg = dataclass_from(cfg, "eval", EvalConfig)
     random_encoder = build_random(cfg, info)
-    results = evaluate(method.encoder(), prepared, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
+    from .data.prepare import evaluation_sample
+
+    split_seed = dataclass_from(cfg, "data", DataConfig).split_seed
+    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=split_seed)
+    results = evaluate(method.encoder(), ev, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
     summary = {"recipe": cfg.name, "data": source, "n_train": len(prepared.x_train),
                "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
+    if sampled:
+        summary["eval_sample"] = sampled
     echo(format_table(summary))
     return summary
 
@@ -523,7 +535,9 @@ def _check_batches(method, x, train_cfg, augment, seed: int) -> None:
 
     check_accumulate(method, train_cfg.accumulate)
     make_batch = getattr(method, "make_batch", None)
-    batches = MaskedBatches(torch.from_numpy(x), batch_size=train_cfg.batch_size, masker=None if make_batch else
+    from .data.stream import as_source
+
+    batches = MaskedBatches(as_source(x), batch_size=train_cfg.batch_size, masker=None if make_batch else
                             method.masker, make_batch=make_batch, augment=augment, seed=seed,
                             world_size=max(1, int(train_cfg.devices or 1)), total_steps=1)
     try:
@@ -598,6 +612,10 @@ def format_table(summary: dict) -> str:
         return f"{probe_score(p[k]):.4f}" if k in p else "  -   "
 
     lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test"]
+    sample = summary.get("eval_sample")
+    if sample:
+        lines.append(f"probes on a stratified sample of {sample['train']} train / {sample['test']} test "
+                     f"({'streamed data' if sample.get('streamed') else 'eval.max_samples'})")
     if "steps" in summary:
         lines.append(f"trained {summary['steps']} steps in {summary['train_seconds'] / 60:.1f} min "
                      f"({summary['samples_per_second']:.0f} samples/s); whole run {summary['seconds'] / 60:.1f} min")

@@ -115,6 +115,12 @@ def load_data(cfg: DataConfig, options: dict | None = None, fitted: dict | None 
     return loaded
 
 
+def strat(labels):
+    """The labels to stratify a split by: class labels with at least two samples each, else None."""
+    classes = labels is not None and not is_regression(labels)
+    return labels if classes and np.bincount(labels).min() >= 2 else None
+
+
 def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = None) -> Prepared:
     """Load ``cfg.source``, subsample, split (stratified by label) and normalise with train statistics.
 
@@ -122,13 +128,11 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
     samples are held out. ``stats`` ({"mean", "std", "meta"}) reuses a trained run's statistics so
     embeddings match training; ``options`` are the loader's own options from the recipe.
     """
+    if cfg.stream:
+        return _prepare_stream(cfg, stats, options)
     data = load_data(cfg, options, (stats or {}).get("meta"))
     x, y = data.x, data.y
     from sklearn.model_selection import train_test_split
-
-    def strat(labels):
-        classes = labels is not None and not is_regression(labels)
-        return labels if classes and np.bincount(labels).min() >= 2 else None
 
     if cfg.max_samples is not None and cfg.max_samples < len(x):
         try:
@@ -164,3 +168,104 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
                             f"{len(mean)} channels: use data with {len(mean)} channels, as in training")
     return Prepared(normalise(x_train, mean, std), y_train, normalise(x_test, mean, std), y_test, mean, std,
                     data.name, dict(data.meta))
+
+
+# the probes' sample of streamed data when eval.max_samples is not set: per split, stratified
+STREAM_EVAL_SAMPLES = 10_000
+STREAM_STATS_SAMPLES = 2_000  # images drawn at random for the channel statistics of a streamed folder
+
+
+def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -> Prepared:
+    """A folder of images split and normalised as :func:`prepare` does, without decoding it: the train and
+    test parts are lazy sources (``ImageFolderStream``) over the split's files; labels come from the class
+    sub-folders; the channel statistics are estimated from ``STREAM_STATS_SAMPLES`` training images."""
+    from pathlib import Path
+
+    from sklearn.model_selection import train_test_split
+
+    from .sources import _check_size
+    from .stream import ImageFolderStream
+
+    options = dict(options or {})
+    if cfg.loader != "images":
+        raise UserError(f"data.stream=true streams a folder of images; data.loader={cfg.loader} reads its data into "
+                        f"memory: drop data.stream")
+    unknown = sorted(set(options) - {"size"})
+    if unknown:
+        raise UserError(f"data.stream=true takes the images loader's data.size only, not {', '.join(unknown)}")
+    if not isinstance(cfg.source, str) or not Path(cfg.source).is_dir():
+        raise UserError(f"data.stream=true needs a folder of images, not {_what(cfg.source)}: pass --data FOLDER, "
+                        f"or drop data.stream to read a file or a bundled set into memory")
+    stream = ImageFolderStream(cfg.source, size=_check_size(options.get("size")))
+    y = stream.labels
+    idx = np.arange(len(stream))
+    if cfg.max_samples is not None and cfg.max_samples < len(idx):
+        try:
+            idx, _ = train_test_split(idx, train_size=cfg.max_samples, random_state=cfg.split_seed, stratify=strat(y))
+        except ValueError as e:
+            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {len(idx)} images: {e}") from None
+        idx = np.sort(idx)
+    if y is None:
+        train_idx, test_idx = idx, idx[:0]
+    else:
+        test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
+        try:
+            train_idx, test_idx = train_test_split(idx, test_size=test_size, random_state=cfg.split_seed,
+                                                   stratify=strat(y[idx]))
+        except ValueError as e:
+            raise UserError(f"cannot split {len(idx)} images with data.test_size={cfg.test_size}: {e}") from None
+    x_train = stream.subset(train_idx)
+    x_test = stream.subset(test_idx) if len(test_idx) else np.zeros((0, *stream.sample_shape), np.float32)
+    if cfg.normalize == "none":
+        mean = std = None
+    elif stats is None or stats.get("mean") is None:
+        mean, std = x_train.channel_stats(STREAM_STATS_SAMPLES, seed=cfg.split_seed)
+    else:
+        mean, std = stats["mean"], stats["std"]
+        if len(mean) != stream.sample_shape[0]:
+            raise UserError(f"the images have {stream.sample_shape[0]} channels but the run was trained on {len(mean)}: "
+                            f"use images with {len(mean)} channels, as in training")
+    for part in (x_train, x_test):
+        if mean is not None and isinstance(part, ImageFolderStream):
+            part.set_normalisation(mean, std)
+    return Prepared(x_train, None if y is None else y[train_idx], x_test, None if y is None else y[test_idx],
+                    mean, std, Path(cfg.source).name, {})
+
+
+def is_lazy(x) -> bool:
+    """Whether ``x`` is a lazy source (decoded on access) rather than an in-memory array."""
+    return not isinstance(x, np.ndarray)
+
+
+def evaluation_sample(prepared: Prepared, max_samples: int | None, seed: int = 0) -> tuple[Prepared, dict | None]:
+    """The arrays the probes, baselines and monitor use: ``prepared`` itself when it is in memory and within
+    ``max_samples``; otherwise a stratified sample of at most ``max_samples`` training and as many test samples
+    (``STREAM_EVAL_SAMPLES`` for lazy data when ``max_samples`` is None), decoded. The dict says what was
+    sampled (None when nothing was)."""
+    from dataclasses import replace
+
+    from sklearn.model_selection import train_test_split
+
+    lazy = is_lazy(prepared.x_train) or is_lazy(prepared.x_test)
+    limit = max_samples if max_samples is not None else (STREAM_EVAL_SAMPLES if lazy else None)
+    if limit is None or (not lazy and len(prepared.x_train) <= limit and len(prepared.x_test) <= limit):
+        return prepared, None
+
+    def pick(x, y):
+        if len(x) <= limit:
+            idx = np.arange(len(x))
+        else:
+            try:
+                idx, _ = train_test_split(np.arange(len(x)), train_size=limit, random_state=seed, stratify=strat(y))
+            except ValueError:  # more classes than the sample holds: a plain random draw
+                idx = np.random.default_rng(seed).permutation(len(x))[:limit]
+            idx = np.sort(idx)
+        part = x[idx] if len(idx) else x[:0]
+        part = part.numpy() if hasattr(part, "numpy") else np.asarray(part)
+        return np.ascontiguousarray(part, dtype=np.float32), (None if y is None else y[idx])
+
+    x_train, y_train = pick(prepared.x_train, prepared.y_train)
+    x_test, y_test = pick(prepared.x_test, prepared.y_test)
+    note = {"train": len(x_train), "test": len(x_test), "of_train": len(prepared.x_train),
+            "of_test": len(prepared.x_test), "streamed": lazy}
+    return replace(prepared, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test), note

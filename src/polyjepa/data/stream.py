@@ -160,6 +160,20 @@ class ImageFolderStream:
             return torch.empty((0, *self.sample_shape))
         return torch.from_numpy(np.stack([self.sample(int(i)) for i in idx]))
 
+    def subset(self, indices) -> "ImageFolderStream":
+        """The images at ``indices`` (in that order) as a stream of their own, with this one's size, mode and
+        normalisation; skipped files are counted afresh."""
+        import copy
+
+        out = copy.copy(self)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out.files = [self.files[int(i)] for i in idx]
+        out.labels = None if self.labels is None else self.labels[idx]
+        out.skipped = set()
+        if not out.files:
+            raise UserError(f"an empty subset of the images under {self.root}: keep at least one image")
+        return out
+
     def set_normalisation(self, mean, std) -> None:
         """Normalise every sample with per-channel ``mean`` and ``std`` (lists of C numbers) from now on."""
         self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
