@@ -60,3 +60,40 @@ def test_torchrun_equals_the_spawned_two_process_run(tmp_path):
     ours, theirs = _losses(tmp_path / "torchrun"), _losses(spawned)
     assert len(ours) == len(theirs) == 6
     assert all(abs(a - b) <= 1e-4 * abs(b) for a, b in zip(ours, theirs)), (ours, theirs)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@needs_torchrun
+def test_two_nodes_train_as_the_spawned_two_process_run(tmp_path):
+    """Two torchrun launches rendezvous as two nodes of one process each (here on one machine, sharing its file
+    system as a cluster shares one): one run directory, world size 2, the losses of two spawned processes."""
+    run, port = tmp_path / "nodes", _free_port()
+    cmd = [TORCHRUN, "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=localhost:{port}",
+           f"--rdzv-id=nodes{port}", "-m", "polyjepa", "pretrain", "ijepa-digits", "--out", str(run), *TINY,
+           "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in nodes]
+    assert all(p.returncode == 0 for p in nodes), [e[-2000:] for _, e in outs]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 6
+    assert sum(o.count("pretrained encoder") for o, _ in outs) == 1  # one process (global rank 0) evaluates
+    spawned = tmp_path / "spawn"
+    assert main(["pretrain", "ijepa-digits", "--out", str(spawned), *TINY, "train.devices=2", "--no-progress"]) == 0
+    ours, theirs = _losses(run), _losses(spawned)
+    assert len(ours) == len(theirs) == 6
+    assert all(abs(a - b) <= 1e-4 * abs(b) for a, b in zip(ours, theirs)), (ours, theirs)
+
+
+def test_a_multi_node_setting_without_a_launcher_is_one_clear_error(tmp_path, capsys):
+    assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / "r"), *TINY, "train.num_nodes=2",
+                 "--no-progress"]) == 2
+    assert "torchrun --nnodes=N" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -51,6 +51,7 @@ class TrainConfig:
                                           # into this many, one backward each, one optimizer step (less memory)
     accelerator: str = "auto"             # Fabric: cpu, cuda, mps, auto
     devices: int = 1                      # processes (DDP when > 1; gloo on CPU)
+    num_nodes: int = 1                    # machines; set from the launch under a multi-node torchrun
     strategy: str = "auto"                # Fabric strategy: auto, ddp, ddp_spawn, fsdp
     precision: str = "auto"               # auto: bf16-mixed on a GPU, and on a CPU with bf16 units for models
                                           # >= 192 wide; 32-true elsewhere (train/precision.py)
@@ -266,7 +267,7 @@ def all_sections() -> tuple[str, ...]:
 RANGES = {"train": {"batch_size": (1, True), "max_epochs": (1, True), "max_steps": (0, True), "max_minutes": (0, False),
                     "lr": (0, False), "start_lr": (0, True), "final_lr": (0, True), "grad_clip": (0, False),
                     "accumulate": (1, True),
-                    "devices": (1, True), "num_workers": (0, True), "threads": (1, True), "log_every": (1, True),
+                    "devices": (1, True), "num_nodes": (1, True), "num_workers": (0, True), "threads": (1, True), "log_every": (1, True),
                     "monitor_every": (0, True), "checkpoint_every": (0, True), "keep_checkpoints": (1, True)},
           "data": {"max_samples": (1, True), "test_size": (0, False)},
           "eval": {"knn_k": (1, True), "monitor_samples": (0, True), "max_samples": (2, True)}}

@@ -213,6 +213,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             return pretrain_paired(cfg, out=out, seed=seed, progress=progress, echo=echo)
         run_dir, stats, info = None, None, {}
 
+    if dataclass_from(cfg, "train", TrainConfig).num_nodes > 1 and launch_rank() is None:
+        raise UserError("train.num_nodes > 1: a run over several machines is started by a launcher on each "
+                        "(torchrun --nnodes=N ... -m polyjepa pretrain; see docs/scale.md)")
     if launch_rank() is not None and out is None and not resume:
         raise UserError("a multi-process launch (torchrun) needs --out: every process must find the one run directory")
     data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
@@ -373,14 +376,20 @@ def torchrun_train_config(train: TrainConfig) -> TrainConfig:
 
     if launch_rank() is None or "TORCHELASTIC_RUN_ID" not in os.environ:
         return train
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
-    if int(os.environ["WORLD_SIZE"]) != local:
-        raise UserError("polyjepa trains on one machine: launch torchrun with --nnodes=1")
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if world % local:
+        raise UserError(f"torchrun started {world} processes in all but {local} on this machine, which does not divide "
+                        f"them: launch the same --nproc_per_node on every node")
     if train.devices not in (1, local):
         raise UserError(f"train.devices={train.devices} but torchrun started {local} processes: drop train.devices "
                         f"or set it to {local}")
+    nodes = world // local
+    if train.num_nodes not in (1, nodes):
+        raise UserError(f"train.num_nodes={train.num_nodes} but torchrun launched {nodes} node(s): drop "
+                        f"train.num_nodes or set it to {nodes}")
     strategy = "ddp" if train.strategy in ("auto", "ddp_spawn") else train.strategy
-    return dataclasses.replace(train, devices=local, strategy=strategy)
+    return dataclasses.replace(train, devices=local, num_nodes=nodes, strategy=strategy)
 
 
 def wait_for_run_dir(out: str, since: float, timeout: float = 600.0):
@@ -539,7 +548,8 @@ def _check_batches(method, x, train_cfg, augment, seed: int) -> None:
 
     batches = MaskedBatches(as_source(x), batch_size=train_cfg.batch_size, masker=None if make_batch else
                             method.masker, make_batch=make_batch, augment=augment, seed=seed,
-                            world_size=max(1, int(train_cfg.devices or 1)), total_steps=1)
+                            world_size=max(1, int(train_cfg.devices or 1)) * max(1, int(train_cfg.num_nodes or 1)),
+                            total_steps=1)
     try:
         first, _ = batches[0], batches[1]  # progress 0 and 1
     except ValueError as e:

@@ -77,12 +77,18 @@ def fit(job: TrainJob) -> dict:
     """Train ``job.build()`` and return the run's training record (rank 0's)."""
     from lightning_fabric import Fabric
 
+    from ..runner import launch_rank
+
     tc = job.train
     strategy = tc.strategy
     if tc.devices > 1 and strategy == "auto":
         strategy = "ddp_spawn"  # a function launcher: works from a CLI, a notebook or a test alike
     precision = resolve_precision(tc.precision, tc.accelerator, job.build, job.model_width)
-    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, strategy=strategy, precision=precision)
+    if tc.num_nodes > 1 and launch_rank() is None:
+        raise UserError(f"train.num_nodes={tc.num_nodes}: a run over several machines is started by a launcher on each "
+                        f"(torchrun --nnodes={tc.num_nodes} ... -m polyjepa pretrain; see docs/scale.md)")
+    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes, strategy=strategy,
+                    precision=precision)
     return {**fabric.launch(_worker, job), "precision": precision}
 
 
