@@ -84,9 +84,30 @@ def test_pretrain_on_a_streamed_folder_trains_as_the_in_memory_run(digits_folder
 
 
 def test_streaming_what_is_not_a_folder_of_images_is_one_clear_error(digits_folder, tmp_path, capsys):
-    with pytest.raises(UserError, match="needs a folder of images"):
+    with pytest.raises(UserError, match="needs a folder of images or of .tar shards"):
         prepare(DataConfig(source="digits", stream=True))
     with pytest.raises(UserError, match="data.loader=series reads its data into memory"):
         prepare(DataConfig(source=str(digits_folder), loader="series", stream=True))
     assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / "r"), "data.stream=true", "--no-progress"]) == 2
     assert "needs a folder of images" in capsys.readouterr().err
+
+
+def test_pretrain_streams_tar_shards(digits_folder, tmp_path):
+    import io
+    import tarfile
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    files = sorted(digits_folder.rglob("*.png"))
+    for s in range(2):
+        with tarfile.open(shards / f"train-{s}.tar", "w") as tf:
+            for f in files[s::2]:
+                for name, data in ((f"{f.stem}.png", f.read_bytes()), (f"{f.stem}.cls", f.parent.name.encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    run = tmp_path / "run"
+    assert main(["pretrain", "ijepa-digits", "--data", str(shards), "data.stream=true", "--out", str(run), *TINY,
+                 "--no-progress"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_train"] == 192 and summary["n_test"] == 48 and summary["probe"]["linear"]["accuracy"] > 0.3

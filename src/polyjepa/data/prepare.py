@@ -184,7 +184,7 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     from sklearn.model_selection import train_test_split
 
     from .sources import _check_size
-    from .stream import ImageFolderStream
+    from .stream import ImageFolderStream, open_stream
 
     options = dict(options or {})
     if cfg.loader != "images":
@@ -193,10 +193,11 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     unknown = sorted(set(options) - {"size"})
     if unknown:
         raise UserError(f"data.stream=true takes the images loader's data.size only, not {', '.join(unknown)}")
-    if not isinstance(cfg.source, str) or not Path(cfg.source).is_dir():
-        raise UserError(f"data.stream=true needs a folder of images, not {_what(cfg.source)}: pass --data FOLDER, "
-                        f"or drop data.stream to read a file or a bundled set into memory")
-    stream = ImageFolderStream(cfg.source, size=_check_size(options.get("size")))
+    src = Path(cfg.source) if isinstance(cfg.source, str) else None
+    if src is None or not (src.is_dir() or (src.suffix == ".tar" and src.is_file())):
+        raise UserError(f"data.stream=true needs a folder of images or of .tar shards, not {_what(cfg.source)}: pass "
+                        f"--data FOLDER, or drop data.stream to read a file or a bundled set into memory")
+    stream = open_stream(cfg.source, size=_check_size(options.get("size")))
     y = stream.labels
     idx = np.arange(len(stream))
     if cfg.max_samples is not None and cfg.max_samples < len(idx):

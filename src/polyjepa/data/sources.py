@@ -72,6 +72,8 @@ def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loade
         return loaded
     if path.suffix == ".npy":
         return Loaded(resize_center(to_nchw(read_numpy(path), str(path)), size), None, path.name)
+    if path.suffix == ".tar":
+        raise UserError(f"{source!r} is a tar shard: shards are read lazily, with data.stream=true")
     raise UserError(f"cannot read {source!r}: use a .npz or .npy file, a folder of images, or a bundled set "
                     f"({', '.join(BUNDLED)})")
 

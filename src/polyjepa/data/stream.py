@@ -1,5 +1,5 @@
-"""A folder of images read lazily: each batch decodes its own files (in DataLoader workers), so memory stays
-bounded by a few batches whatever the folder's size."""
+"""Images read lazily, from a folder or from tar shards: each batch decodes its own images (in DataLoader
+workers), so memory stays bounded by a few batches whatever the data's size."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,10 +55,14 @@ class ImageFolderStream:
                  mean=None, std=None, max_bad: float = 0.01, skip_log: str | Path | None = None):
         self.root = Path(root)
         self.files, self.labels = list_images(self.root)
+        self._setup(size, mode, mean, std, max_bad, skip_log)
+
+    def _setup(self, size, mode, mean, std, max_bad, skip_log) -> None:
+        """What every lazy image source sets once its list of images (``files``, ``labels``) is known."""
         self.size = None if size is None else (int(size[0]), int(size[1]))
         if mode is None:
-            mode = "RGB" if any(self._open_mode(f) not in ("L", "1", "LA", "I", "I;16")
-                                for f in self.files[:32]) else "L"
+            mode = "RGB" if any(self._open_mode(self._source(i)) not in ("L", "1", "LA", "I", "I;16")
+                                for i in range(min(32, len(self.files)))) else "L"
         if mode not in ("L", "RGB"):
             raise UserError(f"image mode {mode!r}: use 'L' (grey) or 'RGB'")
         self.mode = mode
@@ -71,8 +75,12 @@ class ImageFolderStream:
         first = self._decode_first_readable()
         self.sample_shape = tuple(first.shape)
 
+    def _source(self, i: int):
+        """What ``PIL.Image.open`` reads image ``i`` from (its path)."""
+        return self.files[i]
+
     @staticmethod
-    def _open_mode(path: Path) -> str:
+    def _open_mode(path) -> str:
         from PIL import Image
 
         try:
@@ -105,7 +113,7 @@ class ImageFolderStream:
         from PIL import Image
 
         try:
-            with Image.open(self.files[i]) as im:
+            with Image.open(self._source(i)) as im:
                 a = np.asarray(im.convert(self.mode), dtype=np.float32) / 255.0
         except Exception:
             return None
@@ -192,6 +200,126 @@ class ImageFolderStream:
 
     def __repr__(self) -> str:
         return f"ImageFolderStream({str(self.root)!r}, {len(self)} images of {self.sample_shape}, mode {self.mode})"
+
+
+class TarShardStream(ImageFolderStream):
+    """Images stored in tar shards (the WebDataset layout), read lazily: ``stream[idx] -> (k, C, H, W)``.
+
+    ``root`` is a folder of ``*.tar`` files or one ``.tar`` file. A sample is the group of members that share a
+    key (the member's path up to the first dot of its file name): its image (``KEY.png``, ``KEY.jpg``, ...)
+    and, optionally, its class as an integer in ``KEY.cls``. Without ``.cls`` members, images in sub-folders
+    inside the shards take the sub-folder as their class, as an image folder does; otherwise there are no
+    labels. Opening the shards reads their headers once (an index of offsets); each access then reads the bytes
+    of one image. A shard cut short (a truncated copy) keeps the images before the cut: the rest is skipped
+    with a warning naming the shard and counted in ``skipped``, like an image that cannot be decoded. Size,
+    mode, normalisation and bad-image handling are :class:`ImageFolderStream`'s.
+    """
+
+    def __init__(self, root: str | Path, *, size: tuple[int, int] | None = None, mode: str | None = None,
+                 mean=None, std=None, max_bad: float = 0.01, skip_log: str | Path | None = None):
+        self.root = Path(root)
+        if self.root.is_dir():
+            self.shards = sorted(self.root.glob("*.tar"))
+        elif self.root.suffix == ".tar" and self.root.is_file():
+            self.shards = [self.root]
+        else:
+            raise UserError(f"{root} is neither a .tar shard nor a folder of them: pass a folder of .tar files")
+        if not self.shards:
+            raise UserError(f"no .tar shards found in {root}: pass a folder of .tar files (the WebDataset layout)")
+        names, where, keys, classes, cut = [], [], [], {}, []
+        for s, shard in enumerate(self.shards):
+            n_before = len(names)
+            ok = _index_shard(shard, s, names, where, keys, classes)
+            if not ok:
+                cut.append(f"{shard.name} (after {len(names) - n_before} images)")
+        if not names:
+            raise UserError(f"the shards in {root} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.files, self._where = names, np.asarray(where, dtype=np.int64)
+        self.labels = _shard_labels(names, keys, classes, root)
+        self._setup(size, mode, mean, std, max_bad, skip_log)
+        if cut:
+            warn(f"skipping the rest of truncated shard(s) {', '.join(cut)}: re-create or re-copy them")
+            self.skipped.update(f"{c} (truncated)" for c in cut)
+
+    def _source(self, i: int):
+        import io
+
+        s, offset, length = (int(v) for v in self._where[i])
+        with open(self.shards[s], "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        if len(data) != length:
+            return io.BytesIO(b"")  # cut short: not an image, skipped by the caller
+        return io.BytesIO(data)
+
+    def subset(self, indices) -> "TarShardStream":
+        out = super().subset(indices)
+        out._where = self._where[np.asarray(indices, dtype=np.int64).reshape(-1)]
+        return out
+
+
+def _key(name: str) -> tuple[str, str]:
+    """(key, extension) of a shard member in the WebDataset convention: the key ends at the file name's first dot."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), ("." + ext.lower() if dot else "")
+
+
+def _index_shard(shard: Path, s: int, names: list, where: list, keys: list, classes: dict) -> bool:
+    """Append the shard's images (display name, (shard, offset, size), (shard, key)) and its ``.cls`` labels;
+    False if the shard ends before its end-of-archive marker (cut short)."""
+    import tarfile
+
+    try:
+        with tarfile.open(shard, "r:") as tf:
+            while True:
+                m = tf.next()
+                if m is None:  # tarfile also stops quietly where a shard is cut: look for the end-of-archive blocks
+                    with open(shard, "rb") as f:
+                        f.seek(tf.offset)
+                        return f.read(1024) == bytes(1024)
+                if not m.isfile():
+                    continue
+                key, ext = _key(m.name)
+                if ext in IMAGE_SUFFIXES:
+                    names.append(f"{shard.name}:{m.name}")
+                    where.append((s, m.offset_data, m.size))
+                    keys.append((s, key))
+                elif ext == ".cls":
+                    text = tf.extractfile(m).read().decode("utf-8", "replace").strip()
+                    try:
+                        classes[(s, key)] = int(text)
+                    except ValueError:
+                        raise UserError(f"{shard.name}:{m.name} holds {text[:20]!r}, not an integer class: write the "
+                                        f"class index as text in each .cls member") from None
+    except (tarfile.ReadError, EOFError, OSError):
+        return False
+
+
+def _shard_labels(names: list[str], keys: list, classes: dict, root) -> np.ndarray | None:
+    """Labels from the ``.cls`` members, else from sub-folders inside the shards, else None."""
+    if classes:
+        labels = [classes.get(k) for k in keys]
+        missing = sum(v is None for v in labels)
+        if missing:
+            raise UserError(f"{missing} of {len(names)} images in {root} have no .cls member beside them: give every "
+                            f"sample its class, or none")
+        return np.asarray(labels, dtype=np.int64)
+    folders = [n.partition(":")[2].rpartition("/")[0] for n in names]
+    if len(set(folders)) <= 1:
+        return None
+    index = {c: i for i, c in enumerate(sorted(set(folders)))}
+    return np.asarray([index[f] for f in folders], dtype=np.int64)
+
+
+def open_stream(source, *, size=None, **kwargs) -> ImageFolderStream:
+    """The lazy image source for ``source``: tar shards (a .tar file, or a folder holding .tar files and no
+    images) or a folder of images."""
+    path = Path(source)
+    if path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar")) and
+                                 not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())):
+        return TarShardStream(path, size=size, **kwargs)
+    return ImageFolderStream(path, size=size, **kwargs)
 
 
 def as_source(x):
