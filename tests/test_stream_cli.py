@@ -82,6 +82,36 @@ def test_pretrain_on_a_streamed_folder_trains_as_the_in_memory_run(digits_folder
     assert "eval_sample" not in json.loads((tmp_path / "mem" / "summary.json").read_text())
     assert main(["probe", str(tmp_path / "lazy")]) == 0
 
+    # embedding streams the folder too, batch by batch, and equals the in-memory embedding of the same images
+    from polyjepa.data.prepare import normalise
+    from polyjepa.data.sources import load_images
+    from polyjepa.eval.embed import embed_array
+    from polyjepa.export.pretrained import PretrainedEncoder
+
+    enc = PretrainedEncoder.from_run(tmp_path / "lazy")
+    got = enc.embed(str(digits_folder), batch_size=50)
+    want = embed_array(enc.encoder, normalise(load_images(str(digits_folder)).x, summary_mean(tmp_path / "lazy"),
+                                              summary_std(tmp_path / "lazy")), pool=enc.pool, layers=enc.layers)
+    assert got.shape == (240, want.shape[1])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert main(["embed", str(tmp_path / "lazy"), "--data", str(digits_folder), "--out", str(tmp_path / "e.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), got, rtol=1e-5, atol=1e-6)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in sorted(digits_folder.rglob("*.png"))[:5]:
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "0003.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="0003.png"):
+        enc.embed(str(bad))
+
+
+def summary_mean(run: Path):
+    return json.loads((run / "run.json").read_text())["mean"]
+
+
+def summary_std(run: Path):
+    return json.loads((run / "run.json").read_text())["std"]
+
 
 def test_streaming_what_is_not_a_folder_of_images_is_one_clear_error(digits_folder, tmp_path, capsys):
     with pytest.raises(UserError, match="needs a folder of images or of .tar shards"):

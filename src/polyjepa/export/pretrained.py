@@ -201,11 +201,44 @@ class PretrainedEncoder(nn.Module):
         return normalise(self.load(data), mean, std)
 
     def embed(self, data, *, batch_size: int = 256) -> np.ndarray:
-        """(n, F) float32 embeddings of ``data`` (see ``load``), equal to ``polyjepa embed`` on the same data."""
+        """(n, F) float32 embeddings of ``data`` (see ``load``), equal to ``polyjepa embed`` on the same data.
+
+        An encoder trained with ``data.stream=true`` reads a folder of images or of tar shards lazily here too,
+        ``batch_size`` images at a time in the source's order (memory holds one batch and the embeddings); an
+        image that cannot be read is then an error naming it, since its row would be missing."""
         from ..eval.embed import embed_array
 
+        stream = self._stream(data)
+        if stream is not None:
+            out = [embed_array(self.encoder, stream[np.arange(i, min(i + batch_size, len(stream)))], pool=self.pool,
+                               layers=self.layers, batch_size=batch_size)
+                   for i in range(0, len(stream), batch_size)]
+            return np.concatenate(out)
         return embed_array(self.encoder, self.preprocess(data), pool=self.pool, layers=self.layers,
                            batch_size=batch_size)
+
+    def _stream(self, data):
+        """A lazy source over ``data`` when the encoder was trained from streamed images and ``data`` is a path."""
+        recipe_data = self.recipe.get("data") or {}
+        if not (recipe_data.get("stream") and recipe_data.get("loader", "images") == "images"
+                and isinstance(data, (str, os.PathLike))):
+            return None
+        path = Path(data)
+        if not (path.is_dir() or path.suffix == ".tar"):
+            return None
+        from ..data.sources import _check_size
+        from ..data.stream import open_stream
+
+        channels = self.input_shape[0]
+        stream = open_stream(path, size=_check_size(recipe_data.get("size")), mode="L" if channels == 1 else "RGB",
+                             max_bad=0)
+        if tuple(stream.sample_shape) != self.input_shape:
+            raise UserError(f"the images under {path} have shape {tuple(stream.sample_shape)} but the encoder was "
+                            f"trained on {self.input_shape}: use images of the training size (or the run's data.size)")
+        mean, std = _stats(self.config)
+        if mean is not None:
+            stream.set_normalisation(mean, std)
+        return stream
 
     def example_input(self, batch: int = 2, seed: int = 0) -> torch.Tensor:
         """A (batch, *input_shape) float32 tensor of uniform [0, 1) values, on the encoder's device."""
