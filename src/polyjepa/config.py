@@ -28,8 +28,8 @@ class DataConfig:
     test_size: float = 0.2          # fraction (< 1) or count (>= 1) of labelled samples held out
     split_seed: int = 0             # the stratified train/test split
     max_samples: int | None = None  # use a stratified subset of this many samples (None: all)
-    stream: bool = False            # a folder of images decoded lazily while training (data.loader images);
-                                    # the probes then use a stratified sample of eval.max_samples
+    stream: bool = False            # read lazily while training: a folder of images or of tar shards (loader
+                                    # images), a Parquet table (loader table); probes on eval.max_samples
 
 
 @dataclass

@@ -623,7 +623,7 @@ def format_table(summary: dict) -> str:
 
     lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test"]
     sample = summary.get("eval_sample")
-    if sample:
+    if sample and (sample["train"] < sample["of_train"] or sample["test"] < sample["of_test"]):
         lines.append(f"probes on a stratified sample of {sample['train']} train / {sample['test']} test "
                      f"({'streamed data' if sample.get('streamed') else 'eval.max_samples'})")
     if "steps" in summary:

@@ -187,6 +187,8 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     from .stream import ImageFolderStream, open_stream
 
     options = dict(options or {})
+    if cfg.loader == "table":
+        return _prepare_table_stream(cfg, stats, options)
     if cfg.loader != "images":
         raise UserError(f"data.stream=true streams a folder of images; data.loader={cfg.loader} reads its data into "
                         f"memory: drop data.stream")
@@ -231,6 +233,54 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
             part.set_normalisation(mean, std)
     return Prepared(x_train, None if y is None else y[train_idx], x_test, None if y is None else y[test_idx],
                     mean, std, Path(cfg.source).name, {})
+
+
+def _prepare_table_stream(cfg: DataConfig, stats: dict | None, options: dict) -> Prepared:
+    """A Parquet table encoded in record batches into a memory-mapped cache, split as :func:`prepare` splits a
+    table (``data.train_rows`` as the official split, else a stratified ``data.test_size``), train and test
+    parts as lazy row views."""
+    from sklearn.model_selection import train_test_split
+
+    from ..tabular.stream import RowView, stream_table
+
+    if cfg.normalize != "none":
+        raise UserError("a streamed table is standardised by its schema: set data.normalize=none, as the table "
+                        "recipes do")
+    options.pop("sep", None)  # Parquet has no separator
+    unknown = sorted(set(options) - {"target", "train_rows", "categorical", "n_bins", "max_int_categories"})
+    if unknown:
+        raise UserError(f"data.stream=true for a table takes no option {', '.join(unknown)}")
+    if not isinstance(cfg.source, str):
+        raise UserError(f"data.stream=true reads a .parquet file, not {_what(cfg.source)}")
+    x, y, meta = stream_table(cfg.source, fitted=(stats or {}).get("meta"), **options)
+    idx = np.arange(len(x))
+    train_rows = options.get("train_rows")
+    if cfg.max_samples is not None and cfg.max_samples < len(idx) and train_rows is None:
+        try:
+            idx, _ = train_test_split(idx, train_size=cfg.max_samples, random_state=cfg.split_seed, stratify=strat(y))
+        except ValueError as e:
+            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {len(idx)} rows: {e}") from None
+        idx = np.sort(idx)
+    if train_rows is not None:
+        if not 0 < train_rows < len(x):
+            raise UserError(f"data.train_rows={train_rows} must be between 1 and {len(x) - 1} (the table has "
+                            f"{len(x)} rows)")
+        train_idx, test_idx = idx[:train_rows], idx[train_rows:]
+    elif y is None:
+        train_idx, test_idx = idx, idx[:0]
+    else:
+        test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
+        try:
+            train_idx, test_idx = train_test_split(idx, test_size=test_size, random_state=cfg.split_seed,
+                                                   stratify=strat(y[idx]))
+        except ValueError as e:
+            raise UserError(f"cannot split {len(idx)} rows with data.test_size={cfg.test_size}: {e}") from None
+    y_train = None if y is None else y[train_idx]
+    y_test = None if y is None else y[test_idx]
+    x_test = RowView(x, test_idx) if len(test_idx) else np.zeros((0, x.shape[1]), np.float32)
+    from pathlib import Path
+
+    return Prepared(RowView(x, train_idx), y_train, x_test, y_test, None, None, Path(cfg.source).name, meta)
 
 
 def is_lazy(x) -> bool:

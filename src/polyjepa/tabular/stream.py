@@ -1,0 +1,164 @@
+"""Parquet tables larger than memory: read in record batches with pyarrow, encoded once into a memory-mapped
+array in the user cache, and indexed lazily by training, so memory holds a batch of rows, not the table."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+FIT_ROWS = 100_000     # rows the schema (categories, statistics, bin edges) is fitted on: the first ones
+BATCH_ROWS = 65_536    # rows read, encoded and written per record batch
+ENCODING_VERSION = 1
+
+
+class RowView:
+    """Rows ``index`` of an (n, F) array (a memory map) as an indexable source: ``view[idx]`` reads those rows.
+
+    It stands in for an in-memory array wherever training takes a lazy source (``MaskedBatches`` indexes it
+    with a batch's sample indices and gets a float32 tensor); ``len``, ``shape`` and ``ndim`` are the view's.
+    """
+
+    def __init__(self, base: np.ndarray, index: np.ndarray):
+        self.base, self.index = base, np.asarray(index, dtype=np.int64)
+        self.sample_shape = tuple(base.shape[1:])
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get the file's name and reopen the map, not a pickled copy of every row
+        name = getattr(self.base, "filename", None)
+        return {"index": self.index, "sample_shape": self.sample_shape,
+                **({"file": str(name)} if name else {"base": np.asarray(self.base)})}
+
+    def __setstate__(self, state: dict) -> None:
+        self.index, self.sample_shape = state["index"], state["sample_shape"]
+        self.base = np.load(state["file"], mmap_mode="r") if "file" in state else state["base"]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, torch.Tensor):
+            idx = idx.numpy()
+        rows = self.index[idx]
+        if np.ndim(rows) == 0:
+            return torch.from_numpy(np.array(self.base[int(rows)], dtype=np.float32))
+        order = np.argsort(rows, kind="stable")  # read the file forwards, then restore the batch's order
+        out = np.empty((len(rows), *self.sample_shape), dtype=np.float32)
+        out[order] = self.base[rows[order]]
+        return torch.from_numpy(out)
+
+    def __repr__(self) -> str:
+        return f"RowView({len(self)} of {len(self.base)} rows x {self.sample_shape})"
+
+
+def _parquet(path: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError("streaming a Parquet table needs pyarrow: pip install 'polyjepa[parquet]'") from None
+    try:
+        return pq.ParquetFile(path)
+    except Exception as e:  # a truncated or non-Parquet file
+        raise UserError(f"cannot read {path} as Parquet ({type(e).__name__}: {e}): re-create or re-copy it") from None
+
+
+def _fingerprint(path: Path, options: dict) -> str:
+    st = path.stat()
+    key = json.dumps({"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                      "options": options, "version": ENCODING_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def stream_table(source, *, target: str | None = None, train_rows: int | None = None, categorical=None,
+                 n_bins: int = 16, max_int_categories: int | None = None, fitted: dict | None = None,
+                 fit_rows: int = FIT_ROWS, batch_rows: int = BATCH_ROWS, cache: str | os.PathLike | None = None
+                 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """(x as a read-only memory map of (n, F) float32 encoded rows, labels or None, meta) of a Parquet file.
+
+    The schema is fitted on the first ``fit_rows`` rows (or reused from ``fitted``, a trained run's meta);
+    the rows are then read ``batch_rows`` at a time and encoded as :func:`polyjepa.tabular.loader.load_table`
+    encodes a whole table. The encoded array is written once to ``cache`` (default: the user cache), keyed by
+    the file's path, size, modification time and the options, written to a temporary name and renamed, so an
+    interrupted encoding is never read back. The label column is read alone, in one piece.
+    """
+    from ..eval.cache import cache_dir
+    from .loader import encode_labels
+    from .schema import AUTO_INT_CATEGORIES, encode, fit_schema
+
+    path = Path(source)
+    if path.suffix.lower() not in (".parquet", ".pq") or not path.is_file():
+        raise UserError(f"data.stream=true reads a table from a .parquet file, not {source!r}: convert it to "
+                        f"Parquet, or drop data.stream to read it into memory")
+    pf = _parquet(path)
+    columns = list(pf.schema_arrow.names)
+    if target is None and "target" in columns:
+        target = "target"
+    if fitted and target is not None and target not in columns:
+        target = None
+    if target is not None and target not in columns:
+        raise UserError(f"target column {target!r} is not in the table (columns: {columns[:20]}): set data.target to "
+                        f"one of them, or data.target=null for no labels")
+    features = [c for c in columns if c != target]
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise UserError(f"{path} has no rows")
+    if fitted and "kinds" in fitted:
+        schema = {k: fitted[k] for k in ("schema", "columns", "kinds", "categories", "mean", "std", "edges")}
+    else:
+        head = []
+        for batch in pf.iter_batches(batch_size=min(batch_rows, fit_rows), columns=features):
+            head.append(batch.to_pandas())
+            if sum(len(h) for h in head) >= fit_rows:
+                break
+        import pandas as pd
+
+        frame = pd.concat(head, ignore_index=True).iloc[:fit_rows if train_rows is None else min(fit_rows, train_rows)]
+        schema = fit_schema(frame, categorical="auto" if categorical in (None, "auto") else list(categorical),
+                            max_int_categories=AUTO_INT_CATEGORIES if max_int_categories is None else max_int_categories,
+                            n_bins=n_bins)
+    y = classes = task = None
+    if target is not None:
+        labels = pf.read(columns=[target]).to_pandas()[target]
+        y, classes = encode_labels(labels, (fitted or {}).get("classes"),
+                                   None if (fitted or {}).get("task") is None else fitted["task"] == "regression")
+        task = "regression" if classes is None else "classification"
+    meta = {**schema, "target": target, "classes": classes, "task": task}
+
+    folder = Path(cache) if cache is not None else cache_dir() / "tables"
+    key = _fingerprint(path, {"schema": schema, "columns": features})
+    out = folder / f"{path.stem}-{key}.npy"
+    if not out.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, len(schema["columns"])))
+        try:
+            row = 0
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=features):
+                part = encode(batch.to_pandas(), schema)
+                mm[row:row + len(part)] = part
+                row += len(part)
+            if row != n:
+                raise UserError(f"{path} gave {row} rows, but its footer says {n}: the file is damaged; re-create it")
+            mm.flush()
+            del mm
+            tmp.replace(out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    x = np.load(out, mmap_mode="r")
+    if x.shape != (n, len(schema["columns"])):
+        raise UserError(f"the cached encoding {out} does not match {path} ({x.shape}): delete it and run again")
+    return x, y, meta
