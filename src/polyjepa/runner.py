@@ -538,8 +538,6 @@ def _check_batches(method, x, train_cfg, augment, seed: int) -> None:
     """Build the training batches as training will (``MaskedBatches`` checks the batch size against the data
     and processes) and draw the first one and one at the end of a curriculum (the draws depend only on seed
     and step), so a bad batch size or masks that cannot fit the token grid fail now, not in the loop."""
-    import torch
-
     from .data.batches import MaskedBatches, check_accumulate, split_batch
 
     check_accumulate(method, train_cfg.accumulate)

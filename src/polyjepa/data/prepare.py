@@ -175,13 +175,37 @@ STREAM_EVAL_SAMPLES = 10_000
 STREAM_STATS_SAMPLES = 2_000  # images drawn at random for the channel statistics of a streamed folder
 
 
+def _split_indices(n: int, y, cfg: DataConfig, what: str, train_rows: int | None = None):
+    """(train, test) sample indices of lazy data, by :func:`prepare`'s rules: a stratified ``data.max_samples``
+    subset, then ``train_rows`` (the first rows train, the rest test) or a stratified ``data.test_size`` split
+    of the labelled samples (no test part without labels)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    if cfg.max_samples is not None and cfg.max_samples < n and train_rows is None:
+        try:
+            idx, _ = train_test_split(idx, train_size=cfg.max_samples, random_state=cfg.split_seed, stratify=strat(y))
+        except ValueError as e:
+            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {n} {what}: {e}") from None
+        idx = np.sort(idx)
+    if train_rows is not None:
+        if not 0 < train_rows < n:
+            raise UserError(f"data.train_rows={train_rows} must be between 1 and {n - 1} (the table has {n} rows)")
+        return idx[:train_rows], idx[train_rows:]
+    if y is None:
+        return idx, idx[:0]
+    test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
+    try:
+        return train_test_split(idx, test_size=test_size, random_state=cfg.split_seed, stratify=strat(y[idx]))
+    except ValueError as e:
+        raise UserError(f"cannot split {len(idx)} {what} with data.test_size={cfg.test_size}: {e}") from None
+
+
 def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -> Prepared:
     """A folder of images split and normalised as :func:`prepare` does, without decoding it: the train and
     test parts are lazy sources (``ImageFolderStream``) over the split's files; labels come from the class
     sub-folders; the channel statistics are estimated from ``STREAM_STATS_SAMPLES`` training images."""
     from pathlib import Path
-
-    from sklearn.model_selection import train_test_split
 
     from .sources import _check_size
     from .stream import ImageFolderStream, open_stream
@@ -201,22 +225,7 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
                         f"--data FOLDER, or drop data.stream to read a file or a bundled set into memory")
     stream = open_stream(cfg.source, size=_check_size(options.get("size")))
     y = stream.labels
-    idx = np.arange(len(stream))
-    if cfg.max_samples is not None and cfg.max_samples < len(idx):
-        try:
-            idx, _ = train_test_split(idx, train_size=cfg.max_samples, random_state=cfg.split_seed, stratify=strat(y))
-        except ValueError as e:
-            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {len(idx)} images: {e}") from None
-        idx = np.sort(idx)
-    if y is None:
-        train_idx, test_idx = idx, idx[:0]
-    else:
-        test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
-        try:
-            train_idx, test_idx = train_test_split(idx, test_size=test_size, random_state=cfg.split_seed,
-                                                   stratify=strat(y[idx]))
-        except ValueError as e:
-            raise UserError(f"cannot split {len(idx)} images with data.test_size={cfg.test_size}: {e}") from None
+    train_idx, test_idx = _split_indices(len(stream), y, cfg, "images")
     x_train = stream.subset(train_idx)
     x_test = stream.subset(test_idx) if len(test_idx) else np.zeros((0, *stream.sample_shape), np.float32)
     if cfg.normalize == "none":
@@ -239,8 +248,6 @@ def _prepare_table_stream(cfg: DataConfig, stats: dict | None, options: dict) ->
     """A Parquet table encoded in record batches into a memory-mapped cache, split as :func:`prepare` splits a
     table (``data.train_rows`` as the official split, else a stratified ``data.test_size``), train and test
     parts as lazy row views."""
-    from sklearn.model_selection import train_test_split
-
     from ..tabular.stream import RowView, stream_table
 
     if cfg.normalize != "none":
@@ -253,28 +260,7 @@ def _prepare_table_stream(cfg: DataConfig, stats: dict | None, options: dict) ->
     if not isinstance(cfg.source, str):
         raise UserError(f"data.stream=true reads a .parquet file, not {_what(cfg.source)}")
     x, y, meta = stream_table(cfg.source, fitted=(stats or {}).get("meta"), **options)
-    idx = np.arange(len(x))
-    train_rows = options.get("train_rows")
-    if cfg.max_samples is not None and cfg.max_samples < len(idx) and train_rows is None:
-        try:
-            idx, _ = train_test_split(idx, train_size=cfg.max_samples, random_state=cfg.split_seed, stratify=strat(y))
-        except ValueError as e:
-            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {len(idx)} rows: {e}") from None
-        idx = np.sort(idx)
-    if train_rows is not None:
-        if not 0 < train_rows < len(x):
-            raise UserError(f"data.train_rows={train_rows} must be between 1 and {len(x) - 1} (the table has "
-                            f"{len(x)} rows)")
-        train_idx, test_idx = idx[:train_rows], idx[train_rows:]
-    elif y is None:
-        train_idx, test_idx = idx, idx[:0]
-    else:
-        test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
-        try:
-            train_idx, test_idx = train_test_split(idx, test_size=test_size, random_state=cfg.split_seed,
-                                                   stratify=strat(y[idx]))
-        except ValueError as e:
-            raise UserError(f"cannot split {len(idx)} rows with data.test_size={cfg.test_size}: {e}") from None
+    train_idx, test_idx = _split_indices(len(x), y, cfg, "rows", options.get("train_rows"))
     y_train = None if y is None else y[train_idx]
     y_test = None if y is None else y[test_idx]
     x_test = RowView(x, test_idx) if len(test_idx) else np.zeros((0, x.shape[1]), np.float32)
