@@ -98,3 +98,49 @@ def test_nuscenes_sweep_roundtrips_through_the_bin_reader(tmp_path):
     pts.tofile(tmp_path / "sweep.pcd.bin")
     back = read_lidar_bin(tmp_path / "sweep.pcd.bin", layout="nuscenes")
     assert back.shape == (34688, 5) and np.array_equal(back, pts)
+
+
+def test_cell_split_keeps_half_of_each_kind_disjoint_and_covering():
+    from polyjepa.lidar.adl_jepa import split_cells
+
+    occupied = torch.rand(3, 10, 12, generator=torch.Generator().manual_seed(0)) < 0.3
+    s = split_cells(occupied, torch.Generator().manual_seed(1))
+    parts = torch.stack([s.context, s.target, s.context_empty, s.target_empty]).int()
+    assert torch.equal(parts.sum(0), torch.ones_like(parts[0]))            # disjoint and covering every cell
+    assert torch.equal(s.context | s.target, occupied) and torch.equal(s.context_empty | s.target_empty, ~occupied)
+    for b in range(3):
+        n, m = occupied[b].sum().item(), (~occupied[b]).sum().item()
+        assert s.context[b].sum().item() == round(n / 2) and s.context_empty[b].sum().item() == round(m / 2)
+    again = split_cells(occupied, torch.Generator().manual_seed(1))
+    assert torch.equal(again.context, s.context)
+
+
+def test_adl_jepa_loss_against_a_loop_over_cells():
+    from polyjepa.lidar.adl_jepa import adl_jepa_loss, split_cells
+
+    g = torch.Generator().manual_seed(0)
+    pred, target, context = (torch.randn(2, 4, 5, 6, generator=g) for _ in range(3))
+    occupied = torch.rand(2, 5, 6, generator=g) < 0.4
+    s = split_cells(occupied, g)
+    out = adl_jepa_loss(pred, target, context, s)
+    ne, e = [], []
+    for b in range(2):
+        for i in range(5):
+            for j in range(6):
+                p, t = pred[b, :, i, j], target[b, :, i, j]
+                c = 1 - (p @ t / (p.norm() * t.norm())).item()
+                if s.target[b, i, j]:
+                    ne.append(c)
+                elif s.target_empty[b, i, j]:
+                    e.append(c)
+
+    def hinge(x):
+        return sum(max(0.0, 1 / 16 - (x[b, d].flatten().var().item() + 1e-4) ** 0.5) for b in range(2)
+                   for d in range(4)) / 8
+
+    small = 0.01 * context                                                 # spread below 1/16: the hinge is active
+    ref = 0.75 * np.mean(ne) + 0.25 * np.mean(e) + hinge(context) + hinge(pred)
+    assert out["loss"].item() == pytest.approx(ref, rel=1e-5)
+    out2 = adl_jepa_loss(pred, target, small, s)
+    assert out2["var_context"].item() == pytest.approx(hinge(small), rel=1e-5) and out2["var_context"] > 0
+    assert adl_jepa_loss(target, target, context, s)["nonempty"].item() == pytest.approx(0.0, abs=1e-6)
