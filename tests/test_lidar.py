@@ -91,7 +91,8 @@ def test_real_kitti_frames_read_and_bin():
     assert np.array_equal(bev_counts(f, grid).numpy(), ref) and ref.sum() > 10000
 
 
-@pytest.mark.skipif(not (DATA / "nuscenes_lidar_top_1frame.npz").exists(), reason="../shared/data nuScenes sweep absent")
+@pytest.mark.skipif(not (DATA / "nuscenes_lidar_top_1frame.npz").exists(),
+                    reason="../shared/data nuScenes sweep absent")
 def test_nuscenes_sweep_roundtrips_through_the_bin_reader(tmp_path):
     z = np.load(DATA / "nuscenes_lidar_top_1frame.npz")
     pts = np.concatenate([z["points"], z["ring"].reshape(-1, 1)], 1).astype(np.float32)

@@ -6,7 +6,8 @@ import math
 import torch
 
 
-def heat_modes(x: torch.Tensor, t: torch.Tensor, *, nu: float, length: float, amplitudes, modes, phases) -> torch.Tensor:
+def heat_modes(x: torch.Tensor, t: torch.Tensor, *, nu: float, length: float, amplitudes, modes,
+               phases) -> torch.Tensor:
     """``sum_j A_j exp(-nu k_j^2 t) sin(k_j x + phi_j)`` with ``k_j = 2 pi l_j / length``: (T, N) for x (N,), t (T,)."""
     u = torch.zeros(len(t), len(x), dtype=torch.float64)
     for a, l, p in zip(amplitudes, modes, phases):

@@ -43,7 +43,8 @@ class PDEData:
 
     def __post_init__(self):
         if self.equation not in EQUATIONS:
-            raise UserError(f"pde.equation={self.equation!r} is not known: choose one of {', '.join(sorted(EQUATIONS))}")
+            raise UserError(f"pde.equation={self.equation!r} is not known: choose one of "
+                            f"{', '.join(sorted(EQUATIONS))}")
         for key in ("n_train", "n_test", "few_labels", "grid", "solve_grid", "steps"):
             v = getattr(self, key)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
