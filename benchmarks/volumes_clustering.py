@@ -71,7 +71,7 @@ def main() -> None:
         save_result(name, columns=["method", "ACC", "NMI", "ARI", "clusters used"],
                     rows=[[r["method"], r["acc"], r["nmi"], r["ari"], r["clusters_used"]] for r in rows],
                     title=f"Contrastive clustering, {fname} (official test split, {len(v.y_test)} volumes, {k} "
-                    f"clusters)", seconds=time.time() - t0,
+                    f"clusters; views rotated up to {rotate:g} degrees)", seconds=time.time() - t0,
                     notes=[f"Highest NMI: {best['method']} ({best['nmi']:.4f}); contrastive training took "
                            f"{train_s / 60:.1f} min."],
                     command=f"OMP_NUM_THREADS=1 python benchmarks/volumes_clustering.py --sets {key} --steps "
