@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from polyjepa.errors import UserError
-from polyjepa.lidar.bev import BEVGrid, BEVTokenizer, bev_counts, bev_features
-from polyjepa.lidar.io import load_kitti_frames, read_lidar_bin
+from polyjepa.bev.grid import BEVGrid, BEVTokenizer, bev_counts, bev_features
+from polyjepa.bev.io import load_kitti_frames, read_lidar_bin
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -102,7 +102,7 @@ def test_nuscenes_sweep_roundtrips_through_the_bin_reader(tmp_path):
 
 
 def test_cell_split_keeps_half_of_each_kind_disjoint_and_covering():
-    from polyjepa.lidar.adl_jepa import split_cells
+    from polyjepa.bev.adl_jepa import split_cells
 
     occupied = torch.rand(3, 10, 12, generator=torch.Generator().manual_seed(0)) < 0.3
     s = split_cells(occupied, torch.Generator().manual_seed(1))
@@ -117,7 +117,7 @@ def test_cell_split_keeps_half_of_each_kind_disjoint_and_covering():
 
 
 def test_adl_jepa_loss_against_a_loop_over_cells():
-    from polyjepa.lidar.adl_jepa import adl_jepa_loss, split_cells
+    from polyjepa.bev.adl_jepa import adl_jepa_loss, split_cells
 
     g = torch.Generator().manual_seed(0)
     pred, target, context = (torch.randn(2, 4, 5, 6, generator=g) for _ in range(3))
