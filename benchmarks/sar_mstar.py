@@ -1,12 +1,13 @@
 """SAR-JEPA (gradient targets) against the EMA-target I-JEPA on MSTAR chips at equal CPU time.
 
     python benchmarks/sar_mstar.py [DATA.npz] [--minutes 4] [--methods sarjepa,ijepa] [--jobs 2]
-        [--threads 1] [--seed 0] [--no-save] [--set METHOD:key=value ...]
+        [--threads 1] [--seed 0] [--no-save] [--set METHOD:key=value ...] [key=value ...]
 
 Each method pretrains its bundled recipe on the 1,500 training chips (17 deg depression) of the MSTAR file
 (default ../shared/data/mstar10_64px_3000.npz) for ``--minutes`` of training, without labels; then the
 pretrained encoder, a random-init encoder of the same shape and the raw pixels get the same linear and kNN
-probes, trained on the 17 deg chips and scored on the 1,500 test chips (15 deg). Prints one markdown table
+probes, trained on the 17 deg chips and scored on the 1,500 test chips (15 deg). Trailing ``key=value``
+overrides apply to every method (e.g. ``train.max_steps=300`` for an equal number of steps). Prints one markdown table
 with the configuration read from each built model and writes results/sar_mstar.json.
 
 Methods: sarjepa (sarjepa-mstar: ROA gradient targets), sarjepa-1scale (one radius), ijepa (ijepa-mstar: EMA
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-save", action="store_true", help="print the table only, do not write results/")
     ap.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
                     help="an extra override for one method, e.g. sarjepa:train.lr=2e-3 (repeatable)")
-    ap.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="recipe overrides for every method, e.g. train.max_steps=300")
     args = ap.parse_intermixed_args(argv)
     data_file(args, DEFAULT_DATA, "MSTAR file", "the path of an .npz with 'images', 'labels' and 'split', e.g. "
               "python benchmarks/sar_mstar.py ../shared/data/mstar10_64px_3000.npz")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         sys.exit(f"error: unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
-    extra = {n: [] for n in names}
+    extra = {n: list(args.overrides) for n in names}
     for item in args.set:
         n, _, kv = item.partition(":")
         if n not in extra or "=" not in kv:
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                      round(s["train_seconds"] / 60, 2), s["steps"], s["embedding"]["pool"], r["config"]])
     s0 = results[0]["summary"]
     head = (f"MSTAR SOC {s0['n_train']:,} train chips (17 deg) / {s0['n_test']:,} test chips (15 deg), 10 classes, "
-            f"64x64; pretraining without labels on the train chips; {args.minutes:g} min of training per method at "
+            f"64x64; pretraining without labels on the train chips; at most {args.minutes:g} min of training per "
+            f"method" + (f" ({', '.join(args.overrides)} for every method)" if args.overrides else "") + f" at "
             f"{args.threads} thread(s), {args.jobs} method(s) at a time, seed {args.seed}; probes fitted on the "
             f"train chips, scored on the test chips; raw pixels flattened")
     print(f"\n{head}\n")
