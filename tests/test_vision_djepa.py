@@ -122,3 +122,17 @@ def test_djepa_refuses_bad_input_in_one_line():
         build_method(load_recipe("djepa-mnist", SMALL + ["method.head=vae"]), (1, 28, 28), seed=0)
     with pytest.raises(UserError, match="generates images"):
         build_method(load_recipe("djepa-mnist", SMALL), (1, 28), seed=0)
+
+
+def test_a_djepa_run_puts_its_samples_into_the_report(image_npz, tmp_path):
+    import polyjepa as pj
+
+    out = tmp_path / "run"
+    pj.pretrain("djepa-mnist", data=str(image_npz), out=str(out), progress=False, echo=lambda *a, **k: None,
+                overrides=SMALL + ["train.max_steps=2", "train.batch_size=16", "data.test_size=0.3",
+                                   "eval.pool=mean", "train.monitor_every=0"])
+    assert "plots/samples.png" in (out / "report.md").read_text()
+    from PIL import Image
+
+    with Image.open(out / "plots" / "samples.png") as im:   # 10 x 10 samples of 16 px with 2-px gaps
+        assert im.size == (10 * 18, 10 * 18)
