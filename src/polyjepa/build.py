@@ -106,9 +106,23 @@ def jepa_parts(cfg: DictConfig, backbone, input_shape: tuple[int, ...], meta: di
     if hasattr(tok, "position_embedding"):
         facts["pos_embed"] = tok.position_embedding(part_kwargs(cfg, "predictor").get("dim", backbone.dim))
     parts = {s: build_part(s, cfg, part_kwargs(cfg, s), **inject(s, cfg, facts)) for s in sections}
+    if getattr(parts.get("target"), "handcrafted", False):
+        parts["predictor"] = handcrafted_target_head(cfg, parts.get("predictor"), parts["target"], backbone.dim)
     parts["objective"] = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
     parts["regularizer"] = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
     return parts
+
+
+def handcrafted_target_head(cfg: DictConfig, predictor, target, width: int):
+    """A predictor that regresses a hand-crafted target (features of width ``target.dim``, no encoder):
+    the recipe's predictor followed by a linear map from the encoder width to the target's; the method
+    must then embed with its online encoder."""
+    from .models.predictor import OutputHead
+
+    if part_kwargs(cfg, "method").get("embed_from", "target") == "target":
+        raise UserError(f"target.name={part_name('target', cfg)} computes features without an encoder, so there is "
+                        f"no target encoder to embed with: set method.embed_from=online")
+    return predictor if predictor is None or target.dim == width else OutputHead(predictor, width, target.dim)
 
 
 def build_objective(cfg: DictConfig, section: str, *example: torch.Tensor):

@@ -13,7 +13,9 @@ def _series(rows: list[dict], name: str) -> tuple[list[float], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def write_report(run_dir: Path, summary: dict) -> Path:
+def write_report(run_dir: Path, summary: dict, figures: list[tuple[str, str]] = ()) -> Path:
+    """Write report.md (and plots/) for a finished run; ``figures`` are more (title, path under run_dir) images
+    the method drew itself, shown after the training plots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,6 +71,7 @@ def write_report(run_dir: Path, summary: dict) -> Path:
     if spectrum:
         made.insert(1 if bars else 0, ("embedding spectrum over training", spectrum))
 
+    made += list(figures)
     lines = [f"# {summary['recipe']} on {summary['data']}", "", collapse_statement(rows, summary), "",
              "```", format_table(summary).strip(), "```", ""]
     lines += [f"- seed {summary.get('seed')}, {summary.get('world_size', 1)} process(es), stop: {summary.get('stop_reason')}",

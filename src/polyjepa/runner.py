@@ -345,7 +345,11 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     from .report import write_report
 
-    write_report(run_dir, summary)
+    figures = []
+    if hasattr(method, "report_figures"):  # a method with pictures of its own, e.g. a generative one's samples
+        (run_dir / "plots").mkdir(exist_ok=True)
+        figures = method.report_figures(run_dir / "plots", mean=prepared.mean, std=prepared.std, seed=seed)
+    write_report(run_dir, summary, figures=figures)
     echo(format_table(summary))
     return summary
 

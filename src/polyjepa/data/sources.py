@@ -43,7 +43,7 @@ def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loade
     """Load a bundled set by name (:data:`BUNDLED`), a .npz/.npy file, or a folder of images.
 
     A .npz needs an image array under one of images/x/X/data/inputs and may have labels under
-    labels/y/targets/target. Arrays may be (n, H, W), (n, C, H, W) or (n, H, W, C) with C in 1, 3, 4;
+    labels/y/targets/target, and an official split as a string array ``split`` ('test' rows are held out). Arrays may be (n, H, W), (n, C, H, W) or (n, H, W, C) with C in 1, 3, 4;
     integer pixels are scaled by 1/255 (1/16 for digits). A folder holds images directly or one
     sub-folder per class (the class is the label); if any of its images has colour, all are read as RGB.
     ``size`` (``data.size``: an int or [H, W]) scales every image to cover that size, keeping its
@@ -69,6 +69,8 @@ def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loade
     if path.suffix == ".npz":
         loaded = _load_npz(path)
         loaded.x = resize_center(loaded.x, size)
+        if loaded.x_test is not None:
+            loaded.x_test = resize_center(loaded.x_test, size)
         return loaded
     if path.suffix == ".npy":
         return Loaded(resize_center(to_nchw(read_numpy(path), str(path)), size), None, path.name)
@@ -171,7 +173,23 @@ def _load_npz(path: Path) -> Loaded:
         yk = next((k for k in Y_KEYS if k in keys), None)
         x = to_nchw(z[xk], f"{path}[{xk}]")
         y = z[yk] if yk else None
-    return Loaded(x, None if y is None else sample_labels(y, len(x), str(path), "image"), path.name)
+        split = z["split"] if "split" in keys else None
+    y = None if y is None else sample_labels(y, len(x), str(path), "image")
+    if split is None:
+        return Loaded(x, y, path.name)
+    test = official_test_rows(split, len(x), str(path))
+    return Loaded(x[~test], None if y is None else y[~test], path.name, x_test=x[test],
+                  y_test=None if y is None else y[test])
+
+
+def official_test_rows(split, n: int, what: str) -> np.ndarray:
+    """(n,) bool: the rows a ``split`` array marks 'test' (the data set's official test split); every other
+    row ('train', 'val', ...) is for training."""
+    split = np.asarray(split).astype(str)
+    if split.shape != (n,) or not (split == "test").any() or (split == "test").all():
+        raise UserError(f"{what}: its 'split' array (shape {split.shape}, values {sorted(set(split.ravel()))[:4]}) "
+                        f"must name each of the {n} samples 'train' or 'test', with some of each: fix or drop it")
+    return split == "test"
 
 
 def _load_folder(path: Path, size: tuple[int, int] | None = None) -> Loaded:

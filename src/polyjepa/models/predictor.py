@@ -57,3 +57,21 @@ class MaskTokenPredictor(nn.Module):
             x = block(x, mask)
         out = self.proj(self.norm(x[:, Nc:]))                                 # (B, M*Nt, D)
         return out.view(B, M, Nt, -1)
+
+
+class OutputHead(nn.Module):
+    """A predictor followed by a linear map of its output features to another width.
+
+    Args:
+        predictor: any predictor with output (..., in_dim); in_dim, out_dim: the widths.
+    Shapes:
+        forward(*args) -> predictor(*args) mapped to (..., out_dim).
+    """
+
+    def __init__(self, predictor: nn.Module, in_dim: int, out_dim: int):
+        super().__init__()
+        self.predictor = predictor
+        self.head = nn.Linear(in_dim, out_dim)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.head(self.predictor(*args, **kwargs))

@@ -1,16 +1,18 @@
 """Image JEPA variants for recipes: CNN-JEPA (sparse ResNet + depthwise-conv predictor), N-JEPA (noisy
-mask-token positions) and DSeq-JEPA (saliency-ordered sequential targets)."""
+mask-token positions), DSeq-JEPA (saliency-ordered sequential targets) and D-JEPA (generative: a
+per-token flow-matching head)."""
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..build import assemble_jepa, data_facts, inject, jepa_parts
+from ..build import assemble_jepa, build_backbone, data_facts, inject, jepa_parts
 from ..config import part_kwargs
 from ..errors import UserError
 from ..methods.jepa import JEPA
 from ..registry import build_part, part_name
 from ..tokenizers.posembed import sincos_2d
 from .conv_predictor import DepthwiseConvPredictor
+from .djepa import DJEPA
 from .dseq import DSeqJEPA, SequentialPredictor
 from .noise import NoisyDepthwiseConvPredictor, NoisyMaskTokenPredictor
 from .sparse_cnn import sparse_resnet
@@ -56,10 +58,20 @@ def assemble_dseq_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict
     return assemble_jepa(cfg, input_shape, meta)
 
 
+def assemble_djepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) -> DJEPA:
+    """D-JEPA: a patch tokenizer + ViT backbone, with the decoder and generation head the method builds."""
+    if len(input_shape) != 3:
+        raise UserError(f"method djepa generates images (channels, height, width), got per-sample shape "
+                        f"{tuple(input_shape)}: pass an image dataset")
+    backbone = build_backbone(cfg, input_shape, meta)
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone)
+
+
 JEPA_INJECTED = {"backbone", "predictor", "masker", "target", "objective", "regularizer"}
 
 PARTS = {
-    "method": {"cnn_jepa": (JEPA, JEPA_INJECTED), "dseq_jepa": (DSeqJEPA, JEPA_INJECTED)},
+    "method": {"cnn_jepa": (JEPA, JEPA_INJECTED), "dseq_jepa": (DSeqJEPA, JEPA_INJECTED),
+               "djepa": (DJEPA, {"backbone"})},
     "encoder": {"sparse_resnet": (sparse_resnet, {"image_size", "in_channels"})},
     "predictor": {"dwconv": (dwconv_predictor, {"in_dim", "grid"}),
                   "noisy_dwconv": (NoisyDepthwiseConvPredictor, {"in_dim", "grid"}),
@@ -67,4 +79,4 @@ PARTS = {
                   "sequential": (SequentialPredictor, {"in_dim", "pos_embed"})},
 }
 
-ASSEMBLERS = {"cnn_jepa": assemble_cnn_jepa, "dseq_jepa": assemble_dseq_jepa}
+ASSEMBLERS = {"cnn_jepa": assemble_cnn_jepa, "dseq_jepa": assemble_dseq_jepa, "djepa": assemble_djepa}
