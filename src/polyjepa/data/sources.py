@@ -43,9 +43,9 @@ def load_images(source: str, size: int | tuple[int, int] | None = None) -> Loade
     """Load a bundled set by name (:data:`BUNDLED`), a .npz/.npy file, or a folder of images.
 
     A .npz needs an image array under one of images/x/X/data/inputs and may have labels under
-    labels/y/targets/target, and an official split as a string array ``split`` ('test' rows are held out). Arrays may be (n, H, W), (n, C, H, W) or (n, H, W, C) with C in 1, 3, 4;
-    integer pixels are scaled by 1/255 (1/16 for digits). A folder holds images directly or one
-    sub-folder per class (the class is the label); if any of its images has colour, all are read as RGB.
+    labels/y/targets/target, and an official split as a string array ``split`` ('test' rows are held out).
+    Arrays may be (n, H, W), (n, C, H, W) or (n, H, W, C) with C in 1, 3, 4; integer pixels are scaled by
+    1/255 (1/16 for digits). A folder holds images directly or one sub-folder per class (the class is the label); if any of its images has colour, all are read as RGB.
     ``size`` (``data.size``: an int or [H, W]) scales every image to cover that size, keeping its
     aspect ratio, and crops the centre; without it a folder's images must all have one size.
     """
