@@ -171,7 +171,9 @@ def run_codec(cfg, *, out: str | None = None, seed: int = 0, echo=print) -> dict
     data_opts = part_kwargs(cfg, "data")
     source = data_opts.pop("source", None) or cfg.data.get("source")
     if not source:
-        raise UserError(f"recipe {cfg.get('name')!r} needs audio: pass --data with an FSDD-layout .npz or a folder of clips")
+        from ..config import missing_data_message
+
+        raise UserError(missing_data_message(cfg))
     opts = {k: v for k, v in data_opts.items() if k in ("label", "sample_rate", "frames", "crop", *MEL_KEYS)}
     tc = dataclass_from(cfg, "train", TrainConfig)
     if tc.threads:
