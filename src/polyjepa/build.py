@@ -91,13 +91,14 @@ def invariance_part(cfg: DictConfig, in_dim: int, name: str):
 
 
 def jepa_parts(cfg: DictConfig, backbone, input_shape: tuple[int, ...], meta: dict | None,
-               sections: tuple[str, ...] = ("predictor", "masker", "target"), **more_facts) -> dict:
+               sections: tuple[str, ...] = ("predictor", "masker", "target"), objective: bool = True,
+               **more_facts) -> dict:
     """The parts around a backbone, built in ``sections`` order, plus the objective and regulariser.
 
     Each part receives the facts it declares as injected: the data facts, ``dim``/``in_dim`` (the
     backbone's width), ``grid`` and ``pos_embed`` (the tokenizer's, at the predictor's width, where
     it has them), ``online`` (the backbone, for an EMA target) and ``more_facts``. An assembler for
-    another method calls this and adds its own pieces.
+    another method calls this and adds its own pieces (``objective=False``: a method with its own loss).
     """
     tok = backbone.tokenizer
     facts = data_facts(input_shape, meta, dim=backbone.dim, in_dim=backbone.dim, online=backbone, **more_facts)
@@ -108,7 +109,8 @@ def jepa_parts(cfg: DictConfig, backbone, input_shape: tuple[int, ...], meta: di
     parts = {s: build_part(s, cfg, part_kwargs(cfg, s), **inject(s, cfg, facts)) for s in sections}
     if getattr(parts.get("target"), "handcrafted", False):
         parts["predictor"] = handcrafted_target_head(cfg, parts.get("predictor"), parts["target"], backbone.dim)
-    parts["objective"] = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
+    if objective:
+        parts["objective"] = build_objective(cfg, "objective", torch.zeros(2, 4), torch.ones(2, 4))
     parts["regularizer"] = build_objective(cfg, "regularizer", torch.randn(4, 3)) if cfg.get("regularizer") else None
     return parts
 

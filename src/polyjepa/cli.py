@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
                     "pretrained (a save_pretrained folder: config.json + model.safetensors)")
     ex.add_argument("--out", required=True, help="the file to write (e.g. encoder.onnx; its config goes beside it "
                     "as .json), or the folder for --format pretrained")
+    co = sub.add_parser("codec", help="audio tokens with a trained codec run (recipe codec-fsdd): WAV -> tokens -> WAV")
+    cs = co.add_subparsers(dest="codec_command", required=True)
+    ce = cs.add_parser("encode", help="encode a WAV/FLAC file to tokens (.npz)")
+    ce.add_argument("run_dir", help="a codec run directory (polyjepa pretrain codec-fsdd ...)")
+    ce.add_argument("audio", help="a .wav/.flac file; other sample rates are resampled, channels averaged")
+    ce.add_argument("--out", required=True, help="the tokens file to write (.npz)")
+    cd = cs.add_parser("decode", help="decode tokens (.npz) to a 16-bit WAV at the codec's sample rate")
+    cd.add_argument("run_dir", help="the codec run directory that encoded the tokens")
+    cd.add_argument("tokens", help="a tokens .npz written by 'polyjepa codec encode'")
+    cd.add_argument("--out", required=True, help="the .wav file to write")
+    cd.add_argument("--iters", type=int, default=64, help="Griffin-Lim iterations (default 64)")
     return p
 
 
@@ -142,6 +153,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"polyjepa.from_pretrained({r['path']!r})")
             else:
                 print(f"wrote {r['path']} ({r['format']}) and its config {r['config']}{check}")
+        elif args.command == "codec":
+            from .audio.codec_run import decode_tokens, encode_wav
+
+            if args.codec_command == "encode":
+                r = encode_wav(args.run_dir, args.audio, args.out)
+                resampled = f", resampled from {r['original_rate']} Hz" if r["original_rate"] != r["sample_rate"] else ""
+                print(f"wrote {r['tokens']} tokens ({r['bits'] / max(r['seconds'], 1e-9):.0f} bits/s) of "
+                      f"{r['seconds']:.2f} s at {r['sample_rate']} Hz{resampled} to {args.out}")
+            else:
+                if args.iters < 1:
+                    raise UserError(f"--iters must be at least 1, got {args.iters}")
+                r = decode_tokens(args.run_dir, args.tokens, args.out, iters=args.iters)
+                print(f"wrote {r['seconds']:.2f} s of audio ({r['samples']} samples at {r['sample_rate']} Hz) to {args.out}")
     except UserError as e:
         # one line, also where the message quotes a library's multi-line error (imageio, libsndfile, ...)
         print(f"polyjepa: error: {' '.join(str(e).split())}", file=sys.stderr)

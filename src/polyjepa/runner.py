@@ -204,7 +204,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
         run = method_runner(cfg)
         if run is not None:  # a method with its own training and evaluation (e.g. a policy run in a simulator)
-            if data is not None:
+            # a runner reads --data only if its recipe has a data section of its own (more than the --data source)
+            if data is not None and set(cfg.get("data") or {}) <= {"source"}:
                 raise UserError(f"recipe {cfg.name!r} makes its own data (method {cfg.method.name!r}): drop --data")
             return run(cfg, out=out, seed=seed, echo=echo)
         if _is_paired(cfg):  # two towers on aligned pairs: their own data, evaluation and table

@@ -1,8 +1,11 @@
 """Audio parts for recipes: the ``audio`` data loader, spectrogram patches, A-JEPA maskers and method,
 a time-shift augmentation, and conditioned prediction on two-clip mixtures (Stem-JEPA style: the method
-and the mixer; the predictor is the core ``conditioned`` one with ``predict_at: tokens``)."""
+and the mixer; the predictor is the core ``conditioned`` one with ``predict_at: tokens``), and the JEPA
+codec (``jepa_codec``: encoder, FSQ tokens, decoder; trained by its own runner)."""
 from ..build import assemble_jepa
 from .augment import TimeShift
+from .codec import JEPACodec
+from .codec_run import DecoderTraining, run_codec
 from .conditioned import ConditionedJEPA, assemble_conditioned
 from .data import load_audio
 from .masks import CurriculumMasker, TimeFrequencyMasker
@@ -19,6 +22,9 @@ PARTS = {
     "method": {"ajepa": (AJEPA, {"backbone", "predictor", "masker", "target", "objective", "regularizer",
                                       "invariance"}),
                "conditioned_jepa": (ConditionedJEPA, {"backbone", "predictor", "target", "make_batch", "objective",
-                                                      "regularizer"})},
+                                                      "regularizer"}),
+               "jepa_codec": (JEPACodec, {"n_mels"})},
+    "decoder_training": {"reconstruction": (DecoderTraining, set())},
 }
 ASSEMBLERS = {"ajepa": assemble_jepa, "conditioned_jepa": assemble_conditioned}
+RUNNERS = {"jepa_codec": run_codec}

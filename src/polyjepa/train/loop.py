@@ -103,6 +103,10 @@ def _worker(fabric, job: TrainJob) -> dict:
         torch.set_num_threads(tc.threads)
     rank0 = fabric.global_rank == 0
     method = job.build()
+    fit_targets = getattr(method, "fit_targets", None)
+    if fit_targets is not None and not job.resume:
+        # targets fitted to the training data once (e.g. a quantiser's codebooks); a resume restores them instead
+        fit_targets(job.x_train, seed=job.seed)
     optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
 
     check_accumulate(method, tc.accumulate)
