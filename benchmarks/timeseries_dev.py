@@ -101,6 +101,41 @@ def run_method(m: str, data, seed: int, kw: dict) -> dict:
     return {"accuracy": float(acc), "seconds": time.perf_counter() - t0, **info}
 
 
+def report(results: dict, methods: list[str], args, built: dict, wall: float, final: bool) -> None:
+    """Print the table (when final) and save it; saved after every set, so a stopped run keeps its sets."""
+    import numpy as np
+
+    lines = ["| data set | train/test x length | " + " | ".join(NAMES[m] for m in methods) + " |",
+             "|---|---|" + "---:|" * len(methods)]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['n_train']}/{r['n_test']} x {r['shape'][-1]} | "
+                     + " | ".join(f"{r[m]['accuracy']:.3f}" for m in methods) + " |")
+    means = [np.mean([r[m]["accuracy"] for r in results.values()]) for m in methods]
+    lines.append(f"| **mean ({len(results)} sets)** | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
+    if "raw" in methods:
+        wins = [sum(r[m]["accuracy"] > r["raw"]["accuracy"] for r in results.values()) for m in methods]
+        lines.append("| sets above raw | | " + " | ".join("-" if m == "raw" else f"{w}/{len(results)}"
+                                                         for m, w in zip(methods, wins)) + " |")
+    secs = [sum(r[m]["seconds"] for r in results.values()) for m in methods]
+    lines.append("| seconds (all sets) | | " + " | ".join(f"{s:.0f}" for s in secs) + " |")
+    if "rocket" in methods:
+        base = secs[methods.index("rocket")]
+        lines.append("| time / ROCKET's | | " + " | ".join(f"{s / base:.2f}x" for s in secs) + " |")
+    if final:
+        print("\n".join(lines))
+
+    from polyjepa.results import parse_markdown_table, save_result
+
+    columns, rows = parse_markdown_table("\n".join(lines))
+    notes = ([] if final else [f"partial run: {len(results)} sets"]) + [
+        f"official UCR splits; linear probe (logistic regression, C from a validation split) for the embedder "
+        f"and raw series; aeon's own classifiers for ROCKET/MiniRocket; seed {args.seed}; one thread each, "
+        f"methods alternating per set", f"TimeSeriesEmbedder parameters: {built}"]
+    save_result(args.name, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
+                                 "and MiniRocket", columns=columns, rows=rows, seconds=wall, notes=notes,
+                extra={"seed": args.seed, "embedder": built, "per_set": results})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=None, help="comma-separated set names (default: all 23)")
@@ -113,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write every per-set record here")
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)
@@ -141,35 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<30} {m:<10} {r[m]['accuracy']:.4f} {r[m]['seconds']:7.1f}s{extra}", file=sys.stderr,
                   flush=True)
         results[name] = r
-    wall = time.perf_counter() - t_all
-
-    lines = ["| data set | train/test x length | " + " | ".join(NAMES[m] for m in methods) + " |",
-             "|---|---|" + "---:|" * len(methods)]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['n_train']}/{r['n_test']} x {r['shape'][-1]} | "
-                     + " | ".join(f"{r[m]['accuracy']:.3f}" for m in methods) + " |")
-    means = [np.mean([r[m]["accuracy"] for r in results.values()]) for m in methods]
-    lines.append(f"| **mean ({len(results)} sets)** | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
-    if "raw" in methods:
-        wins = [sum(r[m]["accuracy"] > r["raw"]["accuracy"] for r in results.values()) for m in methods]
-        lines.append("| sets above raw | | " + " | ".join("-" if m == "raw" else f"{w}/{len(results)}"
-                                                         for m, w in zip(methods, wins)) + " |")
-    secs = [sum(r[m]["seconds"] for r in results.values()) for m in methods]
-    lines.append("| seconds (all sets) | | " + " | ".join(f"{s:.0f}" for s in secs) + " |")
-    if "rocket" in methods:
-        base = secs[methods.index("rocket")]
-        lines.append("| time / ROCKET's | | " + " | ".join(f"{s / base:.2f}x" for s in secs) + " |")
-    print("\n".join(lines))
-
-    from polyjepa.results import parse_markdown_table, save_result
-
-    columns, rows = parse_markdown_table("\n".join(lines))
-    notes = [f"official UCR splits; linear probe (logistic regression, C from a validation split) for the embedder "
-             f"and raw series; aeon's own classifiers for ROCKET/MiniRocket; seed {args.seed}; one thread each, "
-             f"methods alternating per set", f"TimeSeriesEmbedder parameters: {built}"]
-    save_result(args.name, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
-                                 "and MiniRocket", columns=columns, rows=rows, seconds=wall, notes=notes,
-                extra={"seed": args.seed, "embedder": built, "per_set": results})
+        report(results, methods, args, built, time.perf_counter() - t_all, final=i == len(sets) - 1)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=1, default=str)

@@ -21,7 +21,7 @@ class SeriesBudget:
 
 
 def series_budget(n_series: int, length: int, *, epochs: float = 10.0, batch_size: int = 16,
-                  min_steps: int = 20, max_steps: int = 100, max_length: int = 256,
+                  min_steps: int = 20, max_steps: int = 60, max_length: int = 256,
                   max_depth: int = 10, hidden: int = 32, dim: int = 128) -> SeriesBudget:
     """The budget rule: a pure function of (number of series, series length).
 

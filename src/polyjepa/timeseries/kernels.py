@@ -82,7 +82,7 @@ class RandomKernelFeatures:
             conv = self._conv(x[i:i + 1], mix, d)[0, :, :int(real[i])]              # (84, Li)
             q = torch.tensor([((j + m + 1) * golden) % 1.0 for m in range(k)])      # low-discrepancy quantiles
             j += k
-            biases.append(torch.quantile(conv, q, dim=1).T.contiguous())           # (84, k)
+            biases.append(torch.quantile(conv, q, dim=1).T.sort(1).values.contiguous())  # (84, k) ascending
             mixes.append(mix)
         self.mixes_, self.biases_ = mixes, biases
         self.length_ = L
@@ -103,16 +103,15 @@ class RandomKernelFeatures:
         n, _, L = x.shape
         steps = torch.arange(L)
         out = []
-        widest = max(self.counts_)
-        chunk = max(1, (1 << 24) // (84 * widest * L))                   # bounds the (B, 84, k, L) comparison
+        chunk = max(1, (1 << 23) // (84 * max(self.counts_) * L))          # bounds the (B, 84, k, L) comparison
         for a in range(0, n, chunk):
             xb = x[a:a + chunk]
             real = self._real_length(xb)
-            inside = (steps[None] < real[:, None]).to(torch.float32)[:, None, None]        # (B, 1, 1, L)
+            outside = (steps[None] >= real[:, None])[:, None]                               # (B, 1, L)
             feats = []
             for d, mix, bias in zip(self.dilations_, self.mixes_, self.biases_):
-                conv = self._conv(xb, mix, d)                                              # (B, 84, L)
-                pos = (conv[:, :, None] > bias[None, :, :, None]).to(torch.float32)       # (B, 84, k, L)
-                feats.append(((pos * inside).sum(-1) / real[:, None, None]).flatten(1))
+                conv = self._conv(xb, mix, d).masked_fill(outside, float("-inf"))          # padding: below every bias
+                above = (conv[:, :, None] > bias[None, :, :, None]).sum(-1)                 # (B, 84, k)
+                feats.append((above.to(torch.float32) / real[:, None, None]).flatten(1))
             out.append(torch.cat(feats, 1))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
