@@ -13,9 +13,9 @@ from polyjepa.timeseries.kernels import RandomKernelFeatures, dilations, kernel_
 def test_budget_rule_is_deterministic_and_scales_with_the_data():
     assert series_budget(390, 176) == series_budget(390, 176)
     small, large = series_budget(20, 100), series_budget(2000, 100)
-    assert small.steps == 20 and large.steps == 100               # clamped to [min_steps, max_steps]
-    mid = series_budget(100, 100)
-    assert mid.steps == math.ceil(10 * 100 / 16)                  # ten passes over the series
+    assert small.steps == 20 and large.steps == 60                # clamped to [min_steps, max_steps]
+    mid = series_budget(80, 100)
+    assert mid.steps == math.ceil(10 * 80 / 16)                   # ten passes over the series
     assert [series_budget(n, 100).steps for n in (30, 60, 120, 240)] == sorted(
         series_budget(n, 100).steps for n in (30, 60, 120, 240))
     for length in (15, 80, 256, 257, 1092, 2844):
@@ -45,17 +45,17 @@ def test_fit_in_memory_stops_when_the_criterion_is_flat():
     x = np.random.default_rng(0).normal(size=(8, 1, 32)).astype(np.float32)
     cfg = load_recipe("tsvicreg", ["encoder.depth=1", "encoder.hidden=8", "encoder.dim=16", "projector.hidden=16",
                                    "projector.out_dim=16"])
-    train = TrainConfig(batch_size=4, max_steps=20, monitor_every=0, checkpoint_every=100)
+    train = TrainConfig(batch_size=4, max_steps=8, monitor_every=0, checkpoint_every=100)
     seen = []
 
     def flat(losses):  # a criterion that reads every loss as flat: stop as soon as two windows exist
         seen.append(len(losses))
-        return loss_plateaued([1.0] * len(losses), window=3)
+        return loss_plateaued([1.0] * len(losses), window=2)
 
     rec = fit_in_memory(build_method(cfg, (1, 32), seed=0), x, train, seed=0, stop=flat)
-    assert rec["stopped_early"] and rec["steps"] == 6 == len(rec["losses"]) and seen == [1, 2, 3, 4, 5, 6]
+    assert rec["stopped_early"] and rec["steps"] == 4 == len(rec["losses"]) and seen == [1, 2, 3, 4]
     rec = fit_in_memory(build_method(cfg, (1, 32), seed=0), x, train, seed=0, stop=lambda losses: False)
-    assert not rec["stopped_early"] and rec["steps"] == 20
+    assert not rec["stopped_early"] and rec["steps"] == 8
 
 
 def test_kernel_weights_and_dilations():
@@ -113,10 +113,26 @@ def test_long_and_variable_length_series_embed():
     x = np.full((6, 1, 3000), np.nan, np.float32)
     for i, n in enumerate(lengths):
         x[i, 0, :n] = np.sin(np.linspace(0, 40 + 10 * i, n)) + 0.1 * rng.normal(size=n)
-    emb = TimeSeriesEmbedder(max_steps=2, kernels=168, random_state=0).fit(x)
+    emb = TimeSeriesEmbedder(max_steps=1, kernels=168, overrides=("encoder.hidden=8",), random_state=0).fit(x)
     assert emb.stride_ == 12 and emb.encoder_.dim == 128      # downsampled to 250 steps, the budget's width
     z = emb.transform(x)
     assert z.shape == (6, 128 + 168) and np.isfinite(z).all() and z.dtype == np.float32
     one = emb.transform(x[1:2])
     assert np.allclose(one, z[1:2], atol=1e-5)                  # a series' row ignores the batch around it
     assert emb.train_record_["budget"]["length"] == 250
+
+
+@pytest.mark.parametrize("kw, needle", [({"kernels": 50}, "kernels"), ({"kernels": -1}, "kernels"),
+                                        ({"budget": "fast"}, "budget"), ({"learned": False, "kernels": 0}, "no features")])
+def test_bad_embedder_arguments_give_one_user_error(kw, needle):
+    from polyjepa.errors import UserError
+
+    x = np.random.default_rng(0).normal(size=(6, 40)).astype(np.float32)
+    with pytest.raises(UserError, match=needle):
+        TimeSeriesEmbedder(max_steps=1, **kw).fit(x)
+
+
+def test_kernel_features_alone_need_no_training():
+    x = np.random.default_rng(0).normal(size=(6, 40)).astype(np.float32)
+    emb = TimeSeriesEmbedder(learned=False, kernels=168).fit(x)
+    assert emb.encoder_ is None and emb.train_record_["steps"] == 0 and emb.transform(x).shape == (6, 168)
