@@ -131,6 +131,9 @@ def report(results: dict, methods: list[str], args, built: dict, wall: float, fi
         f"official UCR splits; linear probe (logistic regression, C from a validation split) for the embedder "
         f"and raw series; aeon's own classifiers for ROCKET/MiniRocket; seed {args.seed}; one thread each, "
         f"methods alternating per set", f"TimeSeriesEmbedder parameters: {built}"]
+    if getattr(args, "merge", None):
+        notes.append(f"joined from {len(args.merge)} shard runs (--shard I/{len(args.merge)}), run side by side; "
+                     f"seconds = the sum of the shards' wall times")
     save_result(args.name, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
                                  "and MiniRocket", columns=columns, rows=rows, seconds=wall, notes=notes,
                 extra={"seed": args.seed, "embedder": built, "per_set": results})
@@ -146,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embedder", nargs="*", default=[], help="TimeSeriesEmbedder arguments, key=value")
     ap.add_argument("--name", default="timeseries-dev", help="results/<name>.json")
     ap.add_argument("--json", default=None, help="also write every per-set record here")
+    ap.add_argument("--shard", default=None, help="I/N: run every N-th set from the I-th (0-based), to split a run "
+                                                  "over processes")
+    ap.add_argument("--merge", nargs="*", default=None, help="no run: join these --json files of shards into one table")
     args = ap.parse_args(argv)
 
     import torch
@@ -153,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     sets = args.sets.split(",") if args.sets else dev_sets()
     sets = sets[:args.max_sets] if args.max_sets else sets
+    if args.shard:
+        i, n = (int(v) for v in args.shard.split("/"))
+        sets = sets[i::n]
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in NAMES]
     if unknown:
@@ -164,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     probe = TimeSeriesEmbedder(**kw)
     built = {k: v for k, v in probe.get_params().items()}
     print(f"TimeSeriesEmbedder parameters: {built}", file=sys.stderr, flush=True)
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]   # --json files, or results/*.json of shards
+        joined = {k: v for p in parts for k, v in (p["results"] if "results" in p else p["extra"]["per_set"]).items()}
+        results = {name: joined[name] for name in dev_sets() if name in joined}
+        wall = sum(p.get("wall", p.get("seconds")) or 0.0 for p in parts)
+        report(results, methods, args, built, wall, final=True)
+        return 0
     results, t_all = {}, time.perf_counter()
     for i, name in enumerate(sets):
         data = load(name)
@@ -178,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         report(results, methods, args, built, time.perf_counter() - t_all, final=i == len(sets) - 1)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1, default=str)
+            json.dump({"args": vars(args), "results": results, "wall": time.perf_counter() - t_all}, f, indent=1,
+                      default=str)
     return 0
 
 

@@ -103,7 +103,7 @@ class RandomKernelFeatures:
         n, _, L = x.shape
         steps = torch.arange(L)
         out = []
-        chunk = max(1, (1 << 23) // (84 * max(self.counts_) * L))          # bounds the (B, 84, k, L) comparison
+        chunk = max(1, (1 << 20) // (84 * max(self.counts_) * L))          # keeps the (B, 84, k, L) comparison in cache
         for a in range(0, n, chunk):
             xb = x[a:a + chunk]
             real = self._real_length(xb)
