@@ -8,10 +8,12 @@ from ..config import TrainConfig
 from ..errors import UserError
 
 
-def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0) -> dict:
+def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0, stop=None) -> dict:
     """The same optimisation as ``polyjepa.train_method`` on one process (same batches, masks, AdamW,
     schedules, clipping and EMA, so the same weights), without Fabric, checkpoints or metrics files:
-    what a scikit-learn estimator's ``fit`` needs. Returns {"steps", "final_loss", "losses"}.
+    what a scikit-learn estimator's ``fit`` needs. ``stop(losses) -> bool``, asked after every step,
+    ends training early (the schedules keep the planned length). Returns {"steps", "final_loss",
+    "losses", "stopped_early"}.
     """
     from ..data.batches import MaskedBatches
     from .loop import param_groups
@@ -27,7 +29,7 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0) -
     warmup_steps = int(tc.warmup * total)
     params = [p for m in method.trainable_modules() for p in m.parameters() if p.requires_grad]
     method.train()
-    losses = []
+    losses, stopped = [], False
     for step in range(total):
         batch = batches[step]
         apply_schedules(optimizer, step, total, tc, warmup_steps)
@@ -42,5 +44,9 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0) -
         optimizer.zero_grad(set_to_none=True)
         method.update_target(step, total)
         losses.append(float(loss.detach()))
+        if stop is not None and step + 1 < total and stop(losses):
+            stopped = True
+            break
     method.eval()
-    return {"steps": total, "final_loss": losses[-1] if losses else float("nan"), "losses": losses}
+    return {"steps": len(losses), "final_loss": losses[-1] if losses else float("nan"), "losses": losses,
+            "stopped_early": stopped}

@@ -1,0 +1,205 @@
+"""The time-series development collection: TimeSeriesEmbedder() next to ROCKET and MiniRocket on 23 UCR sets.
+
+    OMP_NUM_THREADS=1 python benchmarks/timeseries_dev.py [--sets Adiac,Car,...] [--max-sets N]
+        [--methods ours,raw,rocket,minirocket] [--seed 0] [--json OUT.json] [--name timeseries-dev]
+        [--embedder key=value ...]
+
+The collection is the 18 UCR sets of ``../shared/data/ucr_dev/`` (not bundled in aeon, never used to
+build the embedder's defaults before this benchmark existed) plus the five univariate UCR sets bundled
+in aeon (GunPoint, ArrowHead, ItalyPowerDemand, OSULeaf, ACSF1); official train/test splits.
+
+Protocol (TS2Vec's, with the project's linear probe): ``TimeSeriesEmbedder()`` with its defaults is
+fitted on the training series without labels, both splits are embedded, and logistic regression on
+standardised features (``polyjepa.eval.probes.linear_probe``, C from a validation split of the train
+set) is scored on the test split. The raw series get the same probe. ROCKET (10,000 kernels) and
+MiniRocket are aeon's classifiers with their own ridge classifiers. Every method runs in this process
+with one thread, and the methods alternate per set so that machine load falls on all of them alike.
+Seconds are the process's CPU time of fit + embed + probe (for aeon: fit + predict), one thread, so
+they measure each method's cost even when other jobs share the machine; wall time is kept in the JSON.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEV_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucr_dev"
+BUNDLED = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1"]
+NAMES = {"ours": "TimeSeriesEmbedder()", "learned": "learned part only", "kernels": "kernel part only",
+         "raw": "raw + probe", "rocket": "ROCKET (aeon)", "minirocket": "MiniRocket (aeon)"}
+
+
+def dev_sets() -> list[str]:
+    return sorted(p.stem for p in DEV_DIR.glob("*.npz")) + BUNDLED
+
+
+def load(name: str):
+    """(x_train (n, C, L) float32, y_train int, x_test, y_test int) with the official split."""
+    import numpy as np
+
+    path = DEV_DIR / f"{name}.npz"
+    if path.exists():
+        z = np.load(path)
+        x, y, xt, yt = z["X_train"], z["y_train"], z["X_test"], z["y_test"]
+        x, xt = x.reshape(len(x), 1, -1), xt.reshape(len(xt), 1, -1)
+    else:
+        from polyjepa.timeseries.data import load_series
+
+        d = load_series(name)
+        x, y, xt, yt = d.x, d.y, d.x_test, d.y_test
+    classes = np.unique(np.concatenate([np.asarray(y), np.asarray(yt)]))
+    return (x.astype(np.float32), np.searchsorted(classes, y), xt.astype(np.float32), np.searchsorted(classes, yt))
+
+
+def embedder_kwargs(pairs: list[str]) -> dict:
+    """``key=value`` pairs for TimeSeriesEmbedder, values read as Python literals where they parse."""
+    import ast
+
+    out = {}
+    for p in pairs:
+        key, _, value = p.partition("=")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def run_method(m: str, data, seed: int, kw: dict) -> dict:
+    import numpy as np
+
+    from polyjepa.eval.probes import linear_probe
+
+    x, y, xt, yt = data
+    t0, c0 = time.perf_counter(), time.process_time()
+    info = {}
+    if m in ("rocket", "minirocket"):
+        from aeon.classification.convolution_based import MiniRocketClassifier, RocketClassifier
+
+        clf = (RocketClassifier(n_kernels=10000, random_state=seed, n_jobs=1) if m == "rocket"
+               else MiniRocketClassifier(random_state=seed, n_jobs=1))
+        acc = float(clf.fit(np.nan_to_num(x), y).score(np.nan_to_num(xt), yt))
+    elif m == "raw":
+        acc = linear_probe(np.nan_to_num(x.reshape(len(x), -1)), y, np.nan_to_num(xt.reshape(len(xt), -1)), yt,
+                           seed=seed)["accuracy"]
+    else:
+        from polyjepa import TimeSeriesEmbedder
+
+        extra = {"learned": {"kernels": 0}, "kernels": {"max_steps": 0, "learned": False}}.get(m, {})
+        emb = TimeSeriesEmbedder(**{"random_state": seed, "threads": 1, **kw, **extra}).fit(x)
+        f, ft = emb.transform(x), emb.transform(xt)
+        acc = linear_probe(f, y, ft, yt, seed=seed)["accuracy"]
+        info = {"dim": int(f.shape[1]), "steps": int(emb.train_record_.get("steps", 0)),
+                "stopped_early": bool(emb.train_record_.get("stopped_early", False)),
+                "train_seconds": float(emb.train_record_.get("train_seconds", 0.0)),
+                "budget": emb.train_record_.get("budget")}
+    return {"accuracy": float(acc), "seconds": time.process_time() - c0, "wall_seconds": time.perf_counter() - t0,
+            **info}
+
+
+def report(results: dict, methods: list[str], args, built: dict, wall: float, final: bool) -> None:
+    """Print the table (when final) and save it; saved after every set, so a stopped run keeps its sets."""
+    import numpy as np
+
+    lines = ["| data set | train/test x length | " + " | ".join(NAMES[m] for m in methods) + " |",
+             "|---|---|" + "---:|" * len(methods)]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['n_train']}/{r['n_test']} x {r['shape'][-1]} | "
+                     + " | ".join(f"{r[m]['accuracy']:.3f}" for m in methods) + " |")
+    means = [np.mean([r[m]["accuracy"] for r in results.values()]) for m in methods]
+    lines.append(f"| **mean ({len(results)} sets)** | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
+    if "raw" in methods:
+        wins = [sum(r[m]["accuracy"] > r["raw"]["accuracy"] for r in results.values()) for m in methods]
+        lines.append("| sets above raw | | " + " | ".join("-" if m == "raw" else f"{w}/{len(results)}"
+                                                         for m, w in zip(methods, wins)) + " |")
+    secs = [sum(r[m]["seconds"] for r in results.values()) for m in methods]
+    lines.append("| CPU seconds (all sets) | | " + " | ".join(f"{s:.0f}" for s in secs) + " |")
+    if "rocket" in methods:
+        base = secs[methods.index("rocket")]
+        lines.append("| time / ROCKET's | | " + " | ".join(f"{s / base:.2f}x" for s in secs) + " |")
+    if final:
+        print("\n".join(lines))
+
+    from polyjepa.results import parse_markdown_table, save_result
+
+    columns, rows = parse_markdown_table("\n".join(lines))
+    notes = ([] if final else [f"partial run: {len(results)} sets"]) + [
+        f"official UCR splits; linear probe (logistic regression, C from a validation split) for the embedder "
+        f"and raw series; aeon's own classifiers for ROCKET/MiniRocket; seed {args.seed}; one thread each, "
+        f"methods alternating per set", f"TimeSeriesEmbedder parameters: {built}"]
+    if getattr(args, "merge", None):
+        notes.append(f"joined from {len(args.merge)} shard runs (--shard I/{len(args.merge)}), run side by side; "
+                     f"seconds = the sum of the shards' wall times")
+    save_result(args.name, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
+                                 "and MiniRocket", columns=columns, rows=rows, seconds=wall, notes=notes,
+                extra={"seed": args.seed, "embedder": built, "per_set": results})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default=None, help="comma-separated set names (default: all 23)")
+    ap.add_argument("--max-sets", type=int, default=None, help="only the first N of the chosen sets")
+    ap.add_argument("--methods", default="ours,raw,rocket,minirocket",
+                    help="of ours, learned, kernels, raw, rocket, minirocket")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--embedder", nargs="*", default=[], help="TimeSeriesEmbedder arguments, key=value")
+    ap.add_argument("--name", default="timeseries-dev", help="results/<name>.json")
+    ap.add_argument("--json", default=None, help="also write every per-set record here")
+    ap.add_argument("--shard", default=None, help="I/N: run every N-th set from the I-th (0-based), to split a run "
+                                                  "over processes")
+    ap.add_argument("--merge", nargs="*", default=None, help="no run: join these --json files of shards into one table")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    sets = args.sets.split(",") if args.sets else dev_sets()
+    sets = sets[:args.max_sets] if args.max_sets else sets
+    if args.shard:
+        i, n = (int(v) for v in args.shard.split("/"))
+        sets = sets[i::n]
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in NAMES]
+    if unknown:
+        sys.exit(f"error: unknown method(s) {unknown}: use {', '.join(NAMES)}")
+    kw = embedder_kwargs(args.embedder)
+
+    from polyjepa import TimeSeriesEmbedder
+
+    probe = TimeSeriesEmbedder(**kw)
+    built = {k: v for k, v in probe.get_params().items()}
+    print(f"TimeSeriesEmbedder parameters: {built}", file=sys.stderr, flush=True)
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]   # --json files, or results/*.json of shards
+        joined = {k: v for p in parts for k, v in (p["results"] if "results" in p else p["extra"]["per_set"]).items()}
+        results = {name: joined[name] for name in dev_sets() if name in joined}
+        wall = sum(p.get("wall", p.get("seconds")) or 0.0 for p in parts)
+        report(results, methods, args, built, wall, final=True)
+        return 0
+    results, t_all = {}, time.perf_counter()
+    for i, name in enumerate(sets):
+        data = load(name)
+        r = {"n_train": len(data[0]), "n_test": len(data[2]), "shape": list(data[0].shape[1:])}
+        order = methods if i % 2 == 0 else methods[::-1]  # alternate who runs first on a set
+        for m in order:
+            r[m] = run_method(m, data, args.seed, kw)
+            extra = f" steps {r[m]['steps']} dim {r[m]['dim']}" if "steps" in r[m] else ""
+            print(f"  {name:<30} {m:<10} {r[m]['accuracy']:.4f} {r[m]['seconds']:7.1f}s cpu "
+                  f"{r[m]['wall_seconds']:7.1f}s wall{extra}", file=sys.stderr, flush=True)
+        results[name] = r
+        report(results, methods, args, built, time.perf_counter() - t_all, final=i == len(sets) - 1)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": results, "wall": time.perf_counter() - t_all}, f, indent=1,
+                      default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

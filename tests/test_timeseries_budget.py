@@ -1,0 +1,138 @@
+"""The series training budget, early stopping, random-kernel features, and long / variable-length series."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from polyjepa.timeseries.budget import loss_plateaued, series_budget
+from polyjepa.timeseries.embedder import TimeSeriesEmbedder, downsample
+from polyjepa.timeseries.kernels import RandomKernelFeatures, dilations, kernel_weights
+
+
+def test_budget_rule_is_deterministic_and_scales_with_the_data():
+    assert series_budget(390, 176) == series_budget(390, 176)
+    small, large = series_budget(20, 100), series_budget(2000, 100)
+    assert small.steps == 20 and large.steps == 60                # clamped to [min_steps, max_steps]
+    mid = series_budget(80, 100)
+    assert mid.steps == math.ceil(10 * 80 / 16)                   # ten passes over the series
+    assert [series_budget(n, 100).steps for n in (30, 60, 120, 240)] == sorted(
+        series_budget(n, 100).steps for n in (30, 60, 120, 240))
+    for length in (15, 80, 256, 257, 1092, 2844):
+        b = series_budget(50, length)
+        assert b.length <= 256 and b.stride * b.length >= length and (b.stride - 1) * b.length < length
+        assert 2 ** (b.depth + 2) >= b.length or b.depth == 10     # the receptive field covers the series
+        assert b.depth >= 3
+    assert series_budget(5, 50).batch_size == 5                   # never a batch larger than the data
+    with pytest.raises(ValueError):
+        series_budget(0, 10)
+
+
+def test_loss_plateaued_stops_on_flat_and_not_on_falling_losses():
+    assert loss_plateaued([1.0] * 10, window=5)
+    assert loss_plateaued([2.0, 1.0] + [1.0] * 8, window=4)       # the last two windows are flat
+    falling = [10 * 0.9 ** i for i in range(10)]
+    assert not loss_plateaued(falling, window=5)
+    assert not loss_plateaued([1.0] * 9, window=5)                # fewer than two windows
+    assert loss_plateaued([1.0, 1.0, 1.05, 1.05], window=2)       # a rising loss is no improvement
+
+
+def test_fit_in_memory_stops_when_the_criterion_is_flat():
+    from polyjepa import build_method, load_recipe
+    from polyjepa.config import TrainConfig
+    from polyjepa.train.inmemory import fit_in_memory
+
+    x = np.random.default_rng(0).normal(size=(8, 1, 32)).astype(np.float32)
+    cfg = load_recipe("tsvicreg", ["encoder.depth=1", "encoder.hidden=8", "encoder.dim=16", "projector.hidden=16",
+                                   "projector.out_dim=16"])
+    train = TrainConfig(batch_size=4, max_steps=8, monitor_every=0, checkpoint_every=100)
+    seen = []
+
+    def flat(losses):  # a criterion that reads every loss as flat: stop as soon as two windows exist
+        seen.append(len(losses))
+        return loss_plateaued([1.0] * len(losses), window=2)
+
+    rec = fit_in_memory(build_method(cfg, (1, 32), seed=0), x, train, seed=0, stop=flat)
+    assert rec["stopped_early"] and rec["steps"] == 4 == len(rec["losses"]) and seen == [1, 2, 3, 4]
+    rec = fit_in_memory(build_method(cfg, (1, 32), seed=0), x, train, seed=0, stop=lambda losses: False)
+    assert not rec["stopped_early"] and rec["steps"] == 8
+
+
+def test_kernel_weights_and_dilations():
+    w = kernel_weights()
+    assert w.shape == (84, 9) and torch.all(w.sum(1) == 0) and len({tuple(r.tolist()) for r in w}) == 84
+    ds, counts = dilations(1000, 119)
+    assert sum(counts) == 119 and ds[0] == 1 and 8 * ds[-1] + 1 <= 1000 and ds == sorted(set(ds))
+    assert dilations(5, 10) == ([1], [10])                        # shorter than one kernel: dilation 1 only
+
+
+def reference_ppv(series: np.ndarray, weights: np.ndarray, dilation: int, bias: float) -> float:
+    """Independent loop: zero-padded dilated correlation at each step, fraction above the bias."""
+    length = len(series)
+    padded = np.concatenate([np.zeros(4 * dilation), series, np.zeros(4 * dilation)])
+    out = [sum(weights[j] * padded[t + j * dilation] for j in range(9)) for t in range(length)]
+    return float(np.mean(np.asarray(out) > bias))
+
+
+def test_random_kernel_features_equal_a_direct_computation_and_ignore_padding():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 1, 60)).astype(np.float32)
+    rkf = RandomKernelFeatures(n_features=84 * 6, seed=3).fit(torch.from_numpy(x))
+    f = rkf.transform(torch.from_numpy(x)).numpy()
+    assert f.shape == (5, rkf.dim) and rkf.dim == 84 * 6
+    col = 0
+    w = kernel_weights().numpy()
+    for d, bias in zip(rkf.dilations_, rkf.biases_):
+        k = bias.shape[1]
+        for kern in (0, 41, 83):
+            for b in range(k):
+                want = reference_ppv(x[2, 0].astype(np.float64), w[kern], d, float(bias[kern, b]))
+                assert f[2, col + kern * k + b] == pytest.approx(want, abs=1e-6)
+        col += 84 * k
+    short = np.concatenate([x[:1, :, :40], np.full((1, 1, 20), np.nan, np.float32)], axis=2)
+    alone = RandomKernelFeatures(n_features=84 * 6, seed=3).fit(torch.from_numpy(x))
+    alone.dilations_, alone.biases_, alone.mixes_ = rkf.dilations_, rkf.biases_, rkf.mixes_
+    cut = x[:1, :, :40]
+    assert np.allclose(rkf.transform(torch.from_numpy(short)).numpy(), rkf.transform(torch.from_numpy(cut)).numpy())
+    again = RandomKernelFeatures(n_features=84 * 6, seed=3).fit(torch.from_numpy(x)).transform(torch.from_numpy(x))
+    assert np.array_equal(again.numpy(), f)                       # the seed fixes the transform
+
+
+def test_downsample_is_a_nan_aware_window_mean():
+    x = np.arange(10, dtype=np.float32).reshape(1, 1, 10)
+    x[0, 0, 7:] = np.nan
+    d = downsample(x, 3)
+    assert d.shape == (1, 1, 4)
+    assert np.allclose(d[0, 0, :3], [1.0, 4.0, 6.0]) and np.isnan(d[0, 0, 3])
+    assert downsample(x, 1) is x
+
+
+def test_long_and_variable_length_series_embed():
+    rng = np.random.default_rng(1)
+    lengths = [3000, 2100, 2600, 3000, 2400, 2900]
+    x = np.full((6, 1, 3000), np.nan, np.float32)
+    for i, n in enumerate(lengths):
+        x[i, 0, :n] = np.sin(np.linspace(0, 40 + 10 * i, n)) + 0.1 * rng.normal(size=n)
+    emb = TimeSeriesEmbedder(max_steps=1, kernels=168, overrides=("encoder.hidden=8",), random_state=0).fit(x)
+    assert emb.stride_ == 12 and emb.encoder_.dim == 128      # downsampled to 250 steps, the budget's width
+    z = emb.transform(x)
+    assert z.shape == (6, 128 + 168) and np.isfinite(z).all() and z.dtype == np.float32
+    one = emb.transform(x[1:2])
+    assert np.allclose(one, z[1:2], atol=1e-5)                  # a series' row ignores the batch around it
+    assert emb.train_record_["budget"]["length"] == 250
+
+
+@pytest.mark.parametrize("kw, needle", [({"kernels": 50}, "kernels"), ({"kernels": -1}, "kernels"),
+                                        ({"budget": "fast"}, "budget"), ({"learned": False, "kernels": 0}, "no features")])
+def test_bad_embedder_arguments_give_one_user_error(kw, needle):
+    from polyjepa.errors import UserError
+
+    x = np.random.default_rng(0).normal(size=(6, 40)).astype(np.float32)
+    with pytest.raises(UserError, match=needle):
+        TimeSeriesEmbedder(max_steps=1, **kw).fit(x)
+
+
+def test_kernel_features_alone_need_no_training():
+    x = np.random.default_rng(0).normal(size=(6, 40)).astype(np.float32)
+    emb = TimeSeriesEmbedder(learned=False, kernels=168).fit(x)
+    assert emb.encoder_ is None and emb.train_record_["steps"] == 0 and emb.transform(x).shape == (6, 168)
