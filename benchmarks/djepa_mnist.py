@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from _args import data_file
+from _args import data_file, methods_and_sets
 
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,16 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     data_file(args, DEFAULT_DATA, "MNIST file", "the path of an .npz with 'images' and 'labels', e.g. "
               "python benchmarks/djepa_mnist.py ../shared/data/mnist_t10k.npz")
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        sys.exit(f"error: unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
-    extra = {n: [] for n in names}
-    for item in args.set:
-        n, _, kv = item.partition(":")
-        if n not in extra or "=" not in kv:
-            sys.exit(f"error: --set {item!r}: write METHOD:section.key=value with METHOD one of {', '.join(names)}")
-        extra[n].append(kv)
+    names, extra = methods_and_sets(args, METHODS)
 
     import numpy as np
     import torch

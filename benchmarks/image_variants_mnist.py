@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from _args import data_file
+from _args import data_file, methods_and_sets
 
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 METHODS = {  # name -> (recipe, overrides)
@@ -120,16 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     data_file(args, DEFAULT_DATA, "MNIST file", "the path of an .npz with 'images' and 'labels', e.g. "
               "python benchmarks/image_variants_mnist.py ../shared/data/mnist_t10k.npz")
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        sys.exit(f"error: unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
-    extra = {n: [] for n in names}
-    for item in args.set:
-        n, _, kv = item.partition(":")
-        if n not in extra or "=" not in kv:
-            sys.exit(f"error: --set {item!r}: write METHOD:section.key=value with METHOD one of {', '.join(names)}")
-        extra[n].append(kv)
+    names, extra = methods_and_sets(args, METHODS)
 
     t0 = time.time()
     also = None if args.also_pool == "none" else args.also_pool

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from _args import data_file
+from _args import data_file, methods_and_sets
 
 DEFAULT_DATA = "../shared/data/mstar10_64px_3000.npz"
 METHODS = {  # name -> (recipe, overrides)
@@ -88,16 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     data_file(args, DEFAULT_DATA, "MSTAR file", "the path of an .npz with 'images', 'labels' and 'split', e.g. "
               "python benchmarks/sar_mstar.py ../shared/data/mstar10_64px_3000.npz")
-    names = [n.strip() for n in args.methods.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        sys.exit(f"error: unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
-    extra = {n: list(args.overrides) for n in names}
-    for item in args.set:
-        n, _, kv = item.partition(":")
-        if n not in extra or "=" not in kv:
-            sys.exit(f"error: --set {item!r}: write METHOD:section.key=value with METHOD one of {', '.join(names)}")
-        extra[n].append(kv)
+    names, extra = methods_and_sets(args, METHODS)
+    extra = {n: [*args.overrides, *extra[n]] for n in names}  # overrides for every method, then each one's own
 
     t0 = time.time()
     jobs = [(n, args.data, args.minutes, args.threads, args.seed, extra[n]) for n in names]
