@@ -97,3 +97,13 @@ def test_a_multi_node_setting_without_a_launcher_is_one_clear_error(tmp_path, ca
                  "--no-progress"]) == 2
     assert "torchrun --nnodes=N" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_fsdp_on_the_cpu_and_an_unknown_strategy_are_one_clear_line(tmp_path, capsys):
+    assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / "f"), *TINY, "train.devices=2",
+                 "train.strategy=fsdp", "--no-progress"]) == 2
+    assert "use train.strategy=ddp" in capsys.readouterr().err and not (tmp_path / "f").exists()
+    assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / "b"), *TINY, "train.strategy=bogus",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train.strategy=bogus" in err and "Traceback" not in err

@@ -251,6 +251,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .train.tensorboard import check_logger
 
     check_logger(train_cfg.logger)
+    from .train.loop import check_strategy
+
+    check_strategy(train_cfg)
 
     rank0 = (launch_rank() or 0) == 0
     if run_dir is not None:  # a resume

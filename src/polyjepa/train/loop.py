@@ -75,8 +75,6 @@ def discard_checkpoint_of_step(ckpt_dir: Path, step: int) -> Path | None:
 
 def fit(job: TrainJob) -> dict:
     """Train ``job.build()`` and return the run's training record (rank 0's)."""
-    from lightning_fabric import Fabric
-
     from ..runner import launch_rank
 
     tc = job.train
@@ -87,9 +85,31 @@ def fit(job: TrainJob) -> dict:
     if tc.num_nodes > 1 and launch_rank() is None:
         raise UserError(f"train.num_nodes={tc.num_nodes}: a run over several machines is started by a launcher on each "
                         f"(torchrun --nnodes={tc.num_nodes} ... -m polyjepa pretrain; see docs/scale.md)")
-    fabric = Fabric(accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes, strategy=strategy,
-                    precision=precision)
+    fabric = make_fabric(tc, strategy, precision)
     return {**fabric.launch(_worker, job), "precision": precision}
+
+
+def check_strategy(tc: TrainConfig) -> None:
+    """UserError for a strategy the hardware cannot run: Lightning Fabric's FSDP shards over GPUs only."""
+    import torch
+
+    gpu = tc.accelerator in ("cuda", "gpu") or (tc.accelerator == "auto" and torch.cuda.is_available())
+    if str(tc.strategy).startswith("fsdp") and not gpu:
+        raise UserError(f"train.strategy={tc.strategy} shards the model over GPUs and this run trains on the CPU: "
+                        f"use train.strategy=ddp (or auto) here, and fsdp with train.accelerator=cuda")
+
+
+def make_fabric(tc: TrainConfig, strategy: str, precision: str):
+    """Lightning Fabric for the run's settings; a combination it refuses is one line naming the settings."""
+    from lightning_fabric import Fabric
+
+    check_strategy(tc)
+    try:
+        return Fabric(accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes, strategy=strategy,
+                      precision=precision)
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"cannot train with train.accelerator={tc.accelerator}, train.devices={tc.devices}, "
+                        f"train.strategy={tc.strategy}, precision {precision}: {' '.join(str(e).split())}") from None
 
 
 def _worker(fabric, job: TrainJob) -> dict:
