@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 from _args import data_file, methods_and_sets
+from _runs import pretrain_for_minutes
 
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,21 +54,15 @@ def run_method(name: str, data: str, minutes: float, threads: int, seed: int, ex
                samples: int) -> dict:
     import torch
 
-    torch.set_num_threads(threads)
-    from polyjepa.runner import load_run_method, open_run, prepare_run_data, pretrain
+    from polyjepa.runner import prepare_run_data
     from polyjepa.vision.djepa import to_pixels
 
     recipe, over = METHODS[name]
-    out = tempfile.mkdtemp(prefix=f"{name}-")
-    s = pretrain(recipe, data=data, out=out, max_minutes=minutes, seed=seed, progress=False,
-                 overrides=[*over, *extra, f"train.threads={threads}", "train.max_epochs=1000"],
-                 echo=lambda *a, **k: None)
-    run_dir, cfg, info = open_run(out)
-    method = load_run_method(run_dir, cfg, info)[0]
+    s, run_dir, cfg, info, method = pretrain_for_minutes(name, recipe, [*over, *extra], data, minutes, threads, seed)
     prep = prepare_run_data(cfg, info)
     t0 = time.time()
     x = method.sample(samples, generator=torch.Generator().manual_seed(seed + 1))
-    return {"name": name, "summary": s, "config": describe(method), "run": out,
+    return {"name": name, "summary": s, "config": describe(method), "run": str(run_dir),
             "samples": to_pixels(x, prep.mean, prep.std).numpy(), "sample_seconds": time.time() - t0}
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from _args import data_file, methods_and_sets
+from _runs import pretrain_for_minutes
 
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 METHODS = {  # name -> (recipe, overrides)
@@ -87,20 +87,10 @@ def other_readout(run_dir, cfg, info, method, pool: str, seed: int) -> dict:
 
 def run_method(name: str, data: str, minutes: float, threads: int, seed: int, extra: list[str],
                also_pool: str | None = None) -> dict:
-    import torch
-
-    torch.set_num_threads(threads)
-    from polyjepa.runner import load_run_method, open_run, pretrain
-
     recipe, over = METHODS[name]
-    out = tempfile.mkdtemp(prefix=f"{name}-")
-    s = pretrain(recipe, data=data, out=out, max_minutes=minutes, seed=seed, progress=False,
-                 overrides=[*over, *extra, f"train.threads={threads}", "train.max_epochs=1000"],
-                 echo=lambda *a, **k: None)
-    run_dir, cfg, info = open_run(out)
-    method = load_run_method(run_dir, cfg, info)[0]
+    s, run_dir, cfg, info, method = pretrain_for_minutes(name, recipe, [*over, *extra], data, minutes, threads, seed)
     also = other_readout(run_dir, cfg, info, method, also_pool, seed) if also_pool else None
-    return {"name": name, "summary": s, "config": describe(method), "run": out, "also": also}
+    return {"name": name, "summary": s, "config": describe(method), "run": str(run_dir), "also": also}
 
 
 def main(argv: list[str] | None = None) -> int:

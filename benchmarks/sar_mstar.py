@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from _args import data_file, methods_and_sets
+from _runs import pretrain_for_minutes
 
 DEFAULT_DATA = "../shared/data/mstar10_64px_3000.npz"
 METHODS = {  # name -> (recipe, overrides)
@@ -58,19 +58,9 @@ def describe(method) -> str:
 
 
 def run_method(name: str, data: str, minutes: float, threads: int, seed: int, extra: list[str]) -> dict:
-    import torch
-
-    torch.set_num_threads(threads)
-    from polyjepa.runner import load_run_method, open_run, pretrain
-
     recipe, over = METHODS[name]
-    out = tempfile.mkdtemp(prefix=f"{name}-")
-    s = pretrain(recipe, data=data, out=out, max_minutes=minutes, seed=seed, progress=False,
-                 overrides=[*over, *extra, f"train.threads={threads}", "train.max_epochs=1000"],
-                 echo=lambda *a, **k: None)
-    run_dir, cfg, info = open_run(out)
-    method = load_run_method(run_dir, cfg, info)[0]
-    return {"name": name, "summary": s, "config": describe(method), "run": out}
+    s, run_dir, _, _, method = pretrain_for_minutes(name, recipe, [*over, *extra], data, minutes, threads, seed)
+    return {"name": name, "summary": s, "config": describe(method), "run": str(run_dir)}
 
 
 def main(argv: list[str] | None = None) -> int:
