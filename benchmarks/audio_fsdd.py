@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from _args import data_file
+from _fsdd import COLUMNS, print_rows, result_rows
 
 
 DEFAULT_DATA = "../shared/data/fsdd.npz"
@@ -106,17 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nFSDD {args.data}: {len(dig.x)} train / {len(dig.x_test)} test (official split, takes 0-4 test); "
           f"readout {ev.pool} of the {cfg.method.get('embed_from', 'target')} encoder; seed {args.seed}; runs in {out}\n")
-    print("| representation | digit linear | digit kNN | speaker linear | RankMe | training |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, p, rk, t in rows:
-        rk_s = "-" if rk is None else f"{rk:.1f}"
-        print(f"| {name} | {p['digit']:.4f} | {p['digit_knn']:.4f} | {p['speaker']:.4f} | {rk_s} | {t} |")
+    print_rows(rows)
     from polyjepa.results import save_result
 
     save_result("audio-fsdd", title=f"A-JEPA on FSDD ({len(dig.x):,} / {len(dig.x_test)}, readout {ev.pool})",
-                columns=["representation", "digit linear", "digit kNN", "speaker linear", "RankMe", "training"],
-                rows=[[name, round(p["digit"], 4), round(p["digit_knn"], 4), round(p["speaker"], 4),
-                       None if rk is None else round(rk, 1), t] for name, p, rk, t in rows],
+                columns=COLUMNS, rows=result_rows(rows),
                 notes=[f"official split (takes 0-4 test); seed {args.seed}"], extra={"seed": args.seed})
     return 0
 

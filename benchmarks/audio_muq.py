@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from _args import data_file
+from _fsdd import COLUMNS, print_rows, result_rows
 
 DEFAULT_DATA = "../shared/data/fsdd.npz"
 ARMS = {"muq": ("muq-fsdd", "Mel-RVQ token targets (muq-fsdd)"), "ajepa": ("ajepa", "latent EMA targets (ajepa)")}
@@ -112,15 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nFSDD {args.data}: {len(dig.x)} train / {len(dig.x_test)} test; runs in {out}\n")
     for n in notes:
         print(f"- {n}")
-    print("\n| representation | digit linear | digit kNN | speaker linear | RankMe | training |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, p, rk, t in rows:
-        rk_s = "-" if rk is None else f"{rk:.1f}"
-        print(f"| {name} | {p['digit']:.4f} | {p['digit_knn']:.4f} | {p['speaker']:.4f} | {rk_s} | {t} |")
+    print()
+    print_rows(rows)
     save_result("audio-muq", title=f"Mel-RVQ token targets vs latent targets on FSDD ({len(dig.x):,} / {len(dig.x_test)})",
-                columns=["representation", "digit linear", "digit kNN", "speaker linear", "RankMe", "training"],
-                rows=[[name, round(p["digit"], 4), round(p["digit_knn"], 4), round(p["speaker"], 4),
-                       None if rk is None else round(rk, 1), t] for name, p, rk, t in rows],
+                columns=COLUMNS, rows=result_rows(rows),
                 seconds=time.time() - t_all, notes=notes, extra={"seed": args.seed, "epochs": args.epochs})
     return 0
 

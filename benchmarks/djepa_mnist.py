@@ -27,7 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from _args import data_file, methods_and_sets
-from _runs import pretrain_for_minutes
+from _runs import pretrain_for_minutes, print_table
 
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(8 unmasking rounds, 20 Euler steps per flow sample); scoring classifier: a 2-conv CNN trained 3 epochs "
             f"on the {len(x_train):,} real training digits, test accuracy {clf_acc:.4f} ({t_clf:.0f} s); FD against "
             f"its features of the {len(x_test):,} real test digits")
-    print(f"\n{head}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|---|" + "---:|" * 10 + "---|")
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
+    print_table(head, columns, rows)
     print(f"\nwhole benchmark: {(time.time() - t0) / 60:.1f} min")
     if not args.no_save:
         from polyjepa.results import save_result

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from _args import data_file, methods_and_sets
-from _runs import pretrain_for_minutes
+from _runs import pretrain_for_minutes, print_table
 
 DEFAULT_DATA = "../shared/data/mnist_t10k.npz"
 METHODS = {  # name -> (recipe, overrides)
@@ -140,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     head = (f"MNIST {s0['n_train']:,} / {s0['n_test']:,} (stratified, seed {s0['seed']}); {args.minutes:g} min of "
             f"training per method at {args.threads} thread(s), {args.jobs} method(s) at a time; each row probed with "
             f"its recipe's readout" + (f" and with {also}" if also else "") + "; raw pixels flattened")
-    print(f"\n{head}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * 2 + "---:|" * 8 + "---|" + "---:|" * (4 if also else 0) + "---|")
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
+    print_table(head, columns, rows)
     print(f"\nwhole benchmark: {(time.time() - t0) / 60:.1f} min")
     if not args.no_save:
         from polyjepa.results import save_result

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from _args import data_file, methods_and_sets
-from _runs import pretrain_for_minutes
+from _runs import pretrain_for_minutes, print_table
 
 DEFAULT_DATA = "../shared/data/mstar10_64px_3000.npz"
 METHODS = {  # name -> (recipe, overrides)
@@ -107,11 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             f"method" + (f" ({', '.join(args.overrides)} for every method)" if args.overrides else "") + f" at "
             f"{args.threads} thread(s), {args.jobs} method(s) at a time, seed {args.seed}; probes fitted on the "
             f"train chips, scored on the test chips; raw pixels flattened")
-    print(f"\n{head}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * 2 + "---:|" * 8 + "---|---|")
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
+    print_table(head, columns, rows)
     print(f"\nwhole benchmark: {(time.time() - t0) / 60:.1f} min")
     if not args.no_save:
         from polyjepa.results import save_result

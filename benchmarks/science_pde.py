@@ -13,7 +13,7 @@ import torch
 
 from polyjepa.config import load_recipe
 from polyjepa.results import save_result
-from polyjepa.science.lie_ssl import format_table, run_lie_ssl
+from polyjepa.science.lie_ssl import run_lie_ssl
 
 
 def main() -> None:
@@ -35,7 +35,6 @@ def main() -> None:
               f"{b['embedding_dim']}, targets {b['targets']}; views: crop {aug['crop']}, boost {aug['galilean']}, "
               f"scale {aug['scale']}, amplitude {aug['amplitude']}; {summary['train']['steps']} steps of batch "
               f"{summary['train']['batch_size']}")
-        print(format_table(summary))
         rows = [[r["representation"], r["nmse"], r["nmse_few"], r["dim"], round(r["train_seconds"])]
                 for r in summary["rows"]]
         by = {r["representation"]: r for r in summary["rows"]}

@@ -108,6 +108,21 @@ def _write_run(out: str | None, name: str, cfg, summary: dict, models: dict[str,
     return run_dir
 
 
+def _finish(out: str | None, name: str, cfg, summary: dict, models: dict[str, torch.nn.Module], write: bool,
+            echo) -> dict:
+    """Print the run's table and, with ``write``, keep the run: its directory (config, summary, weights) and
+    report.md; returns the summary (with ``run_dir`` when written)."""
+    table = format_control_table(summary)
+    if write:
+        from ..train.checkpoint import atomic_write_text
+
+        run_dir = _write_run(out, name, cfg, summary, models)
+        summary["run_dir"] = str(run_dir)
+        atomic_write_text(run_dir / "report.md", table + "\n")
+    echo(table)
+    return summary
+
+
 def format_control_table(summary: dict) -> str:
     """The comparison as a Markdown table: one row per controller."""
     lines = [f"\n{summary['title']}", "", "| controller | mean return | std over training seeds | per training seed | "
@@ -174,13 +189,7 @@ def run_actjepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write
     summary = {"schema": "polyjepa-control/1", "recipe": cfg.get("name"), "task": task, "title": title, "rows": rows,
                "built": built, "demonstration_steps": n_obs, "train": train, "demos": asdict(demos),
                "rollouts": asdict(judge), "seconds": time.time() - t0}
-    table = format_control_table(summary)
-    if write:
-        run_dir = _write_run(out, str(cfg.get("name", "actjepa")), cfg, summary, models)
-        summary["run_dir"] = str(run_dir)
-        (run_dir / "report.md").write_text(table + "\n")
-    echo(table)
-    return summary
+    return _finish(out, str(cfg.get("name", "actjepa")), cfg, summary, models, write, echo)
 
 
 def collect_transitions(make, spec: Transitions, action_dim: int):
@@ -244,10 +253,4 @@ def run_planner(cfg, *, out: str | None = None, seed: int = 0, echo=print, write
     summary = {"schema": "polyjepa-control/1", "recipe": cfg.get("name"), "task": task, "title": title, "rows": rows,
                "built": built, "train": train, "transitions": asdict(logged), "rollouts": asdict(judge),
                "seconds": time.time() - t0}
-    table = format_control_table(summary)
-    if write:
-        run_dir = _write_run(out, str(cfg.get("name", "planner")), cfg, summary, models)
-        summary["run_dir"] = str(run_dir)
-        (run_dir / "report.md").write_text(table + "\n")
-    echo(table)
-    return summary
+    return _finish(out, str(cfg.get("name", "planner")), cfg, summary, models, write, echo)

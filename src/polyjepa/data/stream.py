@@ -29,7 +29,22 @@ def list_images(root: str | Path) -> tuple[list[Path], np.ndarray | None]:
     return files, np.array([index[c] for c in parents], dtype=np.int64)
 
 
-class ImageFolderStream:
+class LazySource:
+    """What a lazy source shares with an (n, ...) array besides indexing: ``len``, ``shape`` and ``ndim``, from
+    the subclass's ``__len__`` and per-sample ``sample_shape``."""
+
+    sample_shape: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+
+class ImageFolderStream(LazySource):
     """The images of a folder as an indexable source: ``stream[idx] -> (k, C, H, W)`` float32, decoded on access.
 
     It stands in for an in-memory (n, C, H, W) array wherever the trainer takes one (``MaskedBatches``
@@ -92,13 +107,6 @@ class ImageFolderStream:
     def __len__(self) -> int:
         return len(self.files)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.files), *self.sample_shape)
-
-    @property
-    def ndim(self) -> int:
-        return 1 + len(self.sample_shape)
 
     def _decode_first_readable(self) -> np.ndarray:
         for i in range(len(self.files)):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.stream import LazySource
 from ..errors import UserError
 
 FIT_ROWS = 100_000     # rows the schema (categories, statistics, bin edges) is fitted on: the first ones
@@ -17,7 +18,7 @@ BATCH_ROWS = 65_536    # rows read, encoded and written per record batch
 ENCODING_VERSION = 1
 
 
-class RowView:
+class RowView(LazySource):
     """Rows ``index`` of an (n, F) array (a memory map) as an indexable source: ``view[idx]`` reads those rows.
 
     It stands in for an in-memory array wherever training takes a lazy source (``MaskedBatches`` indexes it
@@ -41,13 +42,6 @@ class RowView:
     def __len__(self) -> int:
         return len(self.index)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.index), *self.sample_shape)
-
-    @property
-    def ndim(self) -> int:
-        return 1 + len(self.sample_shape)
 
     def __getitem__(self, idx) -> torch.Tensor:
         if isinstance(idx, torch.Tensor):
