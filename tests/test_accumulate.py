@@ -76,12 +76,22 @@ def _losses(run: Path) -> list[float]:
         return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
 
 
-def test_a_run_with_accumulation_trains_as_the_same_run_without(tmp_path):
+def test_a_run_with_accumulation_trains_as_the_same_run_without(tmp_path, monkeypatch):
+    import polyjepa.train.loop as loop
+
+    parts, real = [], loop.accumulate_backward
+
+    def counting(fabric, method, micro):  # the micro-batches each step really ran
+        parts.append(len(micro))
+        return real(fabric, method, micro)
+
+    monkeypatch.setattr(loop, "accumulate_backward", counting)
     common = [*PLAIN, "train.batch_size=32", "train.max_steps=5", "train.log_every=1", "train.monitor_every=0",
               "train.threads=1", "data.max_samples=200", "eval.baselines=false", "eval.monitor_samples=64"]
     for k in (1, 4):
         assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / f"a{k}"), *common, f"train.accumulate={k}",
                      "--no-progress"]) == 0
+    assert parts == [1] * 5 + [4] * 5
     one, four = _losses(tmp_path / "a1"), _losses(tmp_path / "a4")
     assert len(one) == len(four) == 5
     assert all(abs(a - b) <= 1e-4 * abs(a) for a, b in zip(one, four)), (one, four)

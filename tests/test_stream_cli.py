@@ -78,7 +78,7 @@ def test_pretrain_on_a_streamed_folder_trains_as_the_in_memory_run(digits_folder
     assert len(mem) == len(lazy) == 4
     assert all(abs(a - b) <= 1e-3 * abs(a) for a, b in zip(mem, lazy)), (mem, lazy)
     summary = json.loads((tmp_path / "lazy" / "summary.json").read_text())
-    assert summary["n_train"] == 192 and summary["eval_sample"]["train"] == 100
+    assert summary["n_train"] == 192 and summary["eval_sample"]["train"] == 100 and summary["eval_sample"]["streamed"]
     assert "eval_sample" not in json.loads((tmp_path / "mem" / "summary.json").read_text())
     assert main(["probe", str(tmp_path / "lazy")]) == 0
 

@@ -129,7 +129,7 @@ def test_muq_recipe_trains_fits_codebooks_and_resumes_them(tmp_path):
     out = tmp_path / "run"
     over = AUDIO_TINY + ["target.n_codes=8", "target.max_vectors=2000", "eval.baselines=false"]
     s = pretrain("muq-fsdd", data=str(data), out=str(out), overrides=over, progress=False, echo=lambda *a: None)
-    assert s["steps"] == 8 and 0 <= s["probe"]["linear"]["accuracy"] <= 1
+    assert s["steps"] == 8
     with open(out / "metrics.csv") as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
     assert all(np.isfinite(losses))

@@ -214,9 +214,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             return pretrain_paired(cfg, out=out, seed=seed, progress=progress, echo=echo)
         run_dir, stats, info = None, None, {}
 
-    if dataclass_from(cfg, "train", TrainConfig).num_nodes > 1 and launch_rank() is None:
-        raise UserError("train.num_nodes > 1: a run over several machines is started by a launcher on each "
-                        "(torchrun --nnodes=N ... -m polyjepa pretrain; see docs/scale.md)")
+    from .train.loop import check_launch
+
+    check_launch(dataclass_from(cfg, "train", TrainConfig))
     if launch_rank() is not None and out is None and not resume:
         raise UserError("a multi-process launch (torchrun) needs --out: every process must find the one run directory")
     data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
@@ -251,9 +251,6 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .train.tensorboard import check_logger
 
     check_logger(train_cfg.logger)
-    from .train.loop import check_strategy
-
-    check_strategy(train_cfg)
 
     rank0 = (launch_rank() or 0) == 0
     if run_dir is not None:  # a resume

@@ -94,8 +94,8 @@ def draw_masks(masker, x: torch.Tensor, generator: torch.Generator, progress: fl
 def check_accumulate(method, parts: int) -> None:
     """UserError unless ``method``'s training batches can be cut into ``parts`` micro-batches: a masked-token
     method's batches always can; a method that makes its own batches (views, sequences, pairs) lays them out
-    its own way, and can only when it says its entries are per-sample tensors (``batch_per_sample = True``)."""
-    if parts > 1 and getattr(method, "make_batch", None) is not None and not getattr(method, "batch_per_sample", False):
+    its own way and cannot."""
+    if parts > 1 and getattr(method, "make_batch", None) is not None:
         raise UserError(f"train.accumulate={parts} is not supported by method {type(method).__name__}, whose "
                         f"batches are not laid out one row per sample: set train.accumulate=1 (and a smaller "
                         f"train.batch_size if memory is short)")

@@ -132,27 +132,16 @@ def prepare(cfg: DataConfig, stats: dict | None = None, options: dict | None = N
         return _prepare_stream(cfg, stats, options)
     data = load_data(cfg, options, (stats or {}).get("meta"))
     x, y = data.x, data.y
-    from sklearn.model_selection import train_test_split
-
-    if cfg.max_samples is not None and cfg.max_samples < len(x):
-        try:
-            keep, _ = train_test_split(np.arange(len(x)), train_size=cfg.max_samples, random_state=cfg.split_seed,
-                                       stratify=strat(y))
-        except ValueError as e:  # fewer samples than classes
-            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {len(x)} samples: {e}: raise "
-                            f"data.max_samples") from None
-        x, y = x[np.sort(keep)], (y[np.sort(keep)] if y is not None else None)
+    keep = _subsample(len(x), y, cfg, "samples")
+    if keep is not None:
+        x, y = x[keep], (y[keep] if y is not None else None)
     if data.x_test is not None:
         x_train, y_train, x_test, y_test = x, y, data.x_test, data.y_test
     elif y is None:
         x_train, x_test, y_train, y_test = x, x[:0], None, None
     else:
-        test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
-        try:
-            x_train, x_test, y_train, y_test = train_test_split(
-                x, y, test_size=test_size, random_state=cfg.split_seed, stratify=strat(y))
-        except ValueError as e:
-            raise UserError(f"cannot split {len(x)} samples with data.test_size={cfg.test_size}: {e}") from None
+        tr, te = _holdout(np.arange(len(x)), y, cfg, "samples")
+        x_train, x_test, y_train, y_test = x[tr], x[te], y[tr], y[te]
     if stats is None and y_train is not None and not is_regression(y_train) and len(np.unique(y_train)) < 2:
         raise UserError(f"the training labels of {data.name} have a single class ({len(y_train)} samples): the "
                         f"probes need two or more; give data with more classes, or no labels"
@@ -175,30 +164,45 @@ STREAM_EVAL_SAMPLES = 10_000
 STREAM_STATS_SAMPLES = 2_000  # images drawn at random for the channel statistics of a streamed folder
 
 
+def _subsample(n: int, y, cfg: DataConfig, what: str) -> np.ndarray | None:
+    """The sorted indices of a stratified ``data.max_samples`` subset of ``n`` samples (None: keep all)."""
+    from sklearn.model_selection import train_test_split
+
+    if cfg.max_samples is None or cfg.max_samples >= n:
+        return None
+    try:
+        keep, _ = train_test_split(np.arange(n), train_size=cfg.max_samples, random_state=cfg.split_seed,
+                                   stratify=strat(y))
+    except ValueError as e:  # fewer samples than classes
+        raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {n} {what}: {e}: raise "
+                        f"data.max_samples") from None
+    return np.sort(keep)
+
+
+def _holdout(idx: np.ndarray, y, cfg: DataConfig, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) parts of the labelled samples ``idx``: a stratified ``data.test_size`` split."""
+    from sklearn.model_selection import train_test_split
+
+    test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
+    try:
+        train, test = train_test_split(idx, test_size=test_size, random_state=cfg.split_seed, stratify=strat(y[idx]))
+    except ValueError as e:
+        raise UserError(f"cannot split {len(idx)} {what} with data.test_size={cfg.test_size}: {e}") from None
+    return train, test
+
+
 def _split_indices(n: int, y, cfg: DataConfig, what: str, train_rows: int | None = None):
     """(train, test) sample indices of lazy data, by :func:`prepare`'s rules: a stratified ``data.max_samples``
     subset, then ``train_rows`` (the first rows train, the rest test) or a stratified ``data.test_size`` split
     of the labelled samples (no test part without labels)."""
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(n)
-    if cfg.max_samples is not None and cfg.max_samples < n and train_rows is None:
-        try:
-            idx, _ = train_test_split(idx, train_size=cfg.max_samples, random_state=cfg.split_seed, stratify=strat(y))
-        except ValueError as e:
-            raise UserError(f"cannot take data.max_samples={cfg.max_samples} of {n} {what}: {e}") from None
-        idx = np.sort(idx)
     if train_rows is not None:
         if not 0 < train_rows < n:
             raise UserError(f"data.train_rows={train_rows} must be between 1 and {n - 1} (the table has {n} rows)")
         return idx[:train_rows], idx[train_rows:]
-    if y is None:
-        return idx, idx[:0]
-    test_size = int(cfg.test_size) if cfg.test_size >= 1 else float(cfg.test_size)
-    try:
-        return train_test_split(idx, test_size=test_size, random_state=cfg.split_seed, stratify=strat(y[idx]))
-    except ValueError as e:
-        raise UserError(f"cannot split {len(idx)} {what} with data.test_size={cfg.test_size}: {e}") from None
+    keep = _subsample(n, y, cfg, what)
+    idx = idx if keep is None else keep
+    return (idx, idx[:0]) if y is None else _holdout(idx, y, cfg, what)
 
 
 def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -> Prepared:

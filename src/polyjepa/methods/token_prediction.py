@@ -66,10 +66,6 @@ class TokenPrediction(JEPA):
     def trainable_modules(self) -> list[nn.Module]:
         return super().trainable_modules() + [self.heads]
 
-    @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
-        return 0.0
-
 
 def assemble_token_prediction(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) -> TokenPrediction:
     """Backbone + predictor + masker + discrete target (+ regulariser) -> TokenPrediction."""

@@ -75,26 +75,25 @@ def discard_checkpoint_of_step(ckpt_dir: Path, step: int) -> Path | None:
 
 def fit(job: TrainJob) -> dict:
     """Train ``job.build()`` and return the run's training record (rank 0's)."""
-    from ..runner import launch_rank
-
     tc = job.train
     strategy = tc.strategy
     if tc.devices > 1 and strategy == "auto":
         strategy = "ddp_spawn"  # a function launcher: works from a CLI, a notebook or a test alike
     precision = resolve_precision(tc.precision, tc.accelerator, job.build, job.model_width)
-    if tc.num_nodes > 1 and launch_rank() is None:
-        raise UserError(f"train.num_nodes={tc.num_nodes}: a run over several machines is started by a launcher on each "
-                        f"(torchrun --nnodes={tc.num_nodes} ... -m polyjepa pretrain; see docs/scale.md)")
     fabric = make_fabric(tc, strategy, precision)
     return {**fabric.launch(_worker, job), "precision": precision}
 
 
-def check_strategy(tc: TrainConfig) -> None:
-    """UserError for a strategy the hardware cannot run: Lightning Fabric's FSDP shards over GPUs only."""
-    import torch
+def check_launch(tc: TrainConfig) -> None:
+    """UserError for settings this launch cannot run: several nodes without a launcher on each, or Lightning
+    Fabric's FSDP (which shards over GPUs only) on the CPU."""
+    from ..runner import launch_rank
+    from .precision import uses_gpu
 
-    gpu = tc.accelerator in ("cuda", "gpu") or (tc.accelerator == "auto" and torch.cuda.is_available())
-    if str(tc.strategy).startswith("fsdp") and not gpu:
+    if tc.num_nodes > 1 and launch_rank() is None:
+        raise UserError("train.num_nodes > 1: a run over several machines is started by a launcher on each "
+                        "(torchrun --nnodes=N ... -m polyjepa pretrain; see docs/scale.md)")
+    if str(tc.strategy).startswith("fsdp") and not uses_gpu(tc.accelerator):
         raise UserError(f"train.strategy={tc.strategy} shards the model over GPUs and this run trains on the CPU: "
                         f"use train.strategy=ddp (or auto) here, and fsdp with train.accelerator=cuda")
 
@@ -103,7 +102,7 @@ def make_fabric(tc: TrainConfig, strategy: str, precision: str):
     """Lightning Fabric for the run's settings; a combination it refuses is one line naming the settings."""
     from lightning_fabric import Fabric
 
-    check_strategy(tc)
+    check_launch(tc)
     try:
         return Fabric(accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes, strategy=strategy,
                       precision=precision)
@@ -205,11 +204,8 @@ def _worker(fabric, job: TrainJob) -> dict:
             step, total = state["step"], state["total_steps"]
             batch = fabric.to_device(batch)
             lr, wd = apply_schedules(optimizer, step, total, tc, warmup_steps)
-            if tc.accumulate == 1:
-                out = method(batch)
-                loss = out["loss"]
-            else:  # one backward per micro-batch, gradients summed, processes synchronised on the last only
-                out, loss = accumulate_backward(fabric, method, split_batch(batch, tc.accumulate))
+            # forward and backward (per micro-batch with train.accumulate > 1; one pass over the batch otherwise)
+            out, loss = accumulate_backward(fabric, method, split_batch(batch, tc.accumulate))
             if not torch.isfinite(loss):
                 if bar:
                     bar.close()
@@ -219,8 +215,6 @@ def _worker(fabric, job: TrainJob) -> dict:
                     f"{last if last else 'none (none was written yet)'}: resume with a lower train.lr (or a higher "
                     f"train.warmup, a lower train.grad_clip), e.g. --resume RUN_DIR train.lr=1e-4",
                     step=step)
-            if tc.accumulate == 1:
-                fabric.backward(loss)
             if tc.grad_clip:
                 fabric.clip_gradients(method, optimizer, max_norm=tc.grad_clip, error_if_nonfinite=False)
             optimizer.step()
@@ -282,14 +276,16 @@ def _worker(fabric, job: TrainJob) -> dict:
 
 
 def accumulate_backward(fabric, method, micro: list[dict]) -> tuple[dict, torch.Tensor]:
-    """Forward and backward each micro-batch with its loss divided by their number, so the summed gradients are
-    those of the mean loss over the whole batch (exactly, for a loss that averages over samples; a term
+    """The training step's forward and backward: each micro-batch (one: the whole batch) with its loss divided
+    by their number, so the summed gradients are those of the mean loss over the whole batch (exactly, for a loss that averages over samples; a term
     computed from batch statistics sees each micro-batch's). Gradients are all-reduced across processes on
     the last micro-batch only. Returns the micro-batches' mean outputs and loss (detached)."""
+    import contextlib
+
     k = len(micro)
     sums: dict[str, torch.Tensor] = {}
     for i, part in enumerate(micro):
-        with fabric.no_backward_sync(method, enabled=i < k - 1):
+        with fabric.no_backward_sync(method) if i < k - 1 else contextlib.nullcontext():
             out = method(part)
             fabric.backward(out["loss"] / k)
         for name, v in out.items():

@@ -21,7 +21,8 @@ from ..models.encoder import Backbone
 from ..models.transformer import Block, gather_tokens, init_weights
 from ..objectives.latent import latent_regression
 from ..targets.ema import EMATarget
-from .flow_head import FlowHead
+from ..targets.rvq import patchify as patchify_nd
+from .flow_head import FlowHead, flow_matching_loss
 
 
 def truncated_normal_ratio(generator: torch.Generator, mean: float = 1.0, std: float = 0.25,
@@ -34,9 +35,9 @@ def truncated_normal_ratio(generator: torch.Generator, mean: float = 1.0, std: f
 
 
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, N, C*p*p) patches, row-major grid, (C, p, p) inside a patch."""
-    B, C, H, W = x.shape
-    return x.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(B, (H // p) * (W // p), C * p * p)
+    """(B, C, H, W) -> (B, N, C*p*p) patches, row-major grid, (C, p, p) inside a patch: the targets' patch cut
+    (:func:`polyjepa.targets.rvq.patchify`) with square patches."""
+    return patchify_nd(x, (p, p))
 
 
 def unpatchify(t: torch.Tensor, p: int, channels: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -131,8 +132,6 @@ class DJEPA(nn.Module):
         tokens = gather_tokens(patchify(x, self.patch), masked_idx)              # (B, Nm, P)
         if self.head_kind == "flow":
             R = batch["flow_t"].shape[1]
-            from .flow_head import flow_matching_loss
-
             gen = flow_matching_loss(self.head, tokens[:, None].expand(-1, R, -1, -1).reshape(-1, self.token_size),
                                      c[:, None].expand(-1, R, -1, -1).reshape(-1, c.shape[-1]),
                                      batch["flow_t"].reshape(-1), batch["flow_noise"].reshape(-1, self.token_size))
@@ -147,7 +146,7 @@ class DJEPA(nn.Module):
 
     def trainable_modules(self) -> list[nn.Module]:
         parts = [self.backbone, self.embed_dec, self.blocks, self.norm, self.head]
-        mods = [m for m in parts] + ([self.jepa_proj] if self.jepa_proj is not None else [])
+        mods = list(parts) + ([self.jepa_proj] if self.jepa_proj is not None else [])
         return mods + [_Params(self.mask_token, self.buffer, self.dec_pos)]
 
     @torch.no_grad()
