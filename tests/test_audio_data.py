@@ -137,3 +137,32 @@ def test_fsdd_official_split():
     assert np.bincount(d.y_test).tolist() == [30] * 10
     s = load_audio(str(SHARED_DATA / "fsdd.npz"), label="speaker", n_mels=32, frames=64, fitted=d.meta)
     assert np.allclose(s.x, d.x) and len(np.unique(s.y)) == 6
+
+
+def test_equal_length_rows_read_as_the_concatenated_layout_and_groups_stay_on_one_side(tmp_path):
+    clips, y = tone_clips(n=24)
+    clips = [c[:1600] for c in clips]                  # equal lengths: one clip per row of 'audio'
+    rows = np.stack([(c * 32767).astype(np.int16) for c in clips])
+    group = np.repeat(np.arange(8), 3)                 # 8 recordings of 3 clips each
+    np.savez(tmp_path / "rows.npz", audio=rows, sample_rate=RATE, digit=y, rec=group)
+    flat = load_audio(str(write_npz(tmp_path / "flat.npz", clips, y)), n_mels=16, frames=16)
+    d = load_audio(str(tmp_path / "rows.npz"), n_mels=16, frames=16)
+    assert np.array_equal(d.x, flat.x) and np.array_equal(d.y, flat.y)
+    held = load_audio(str(tmp_path / "rows.npz"), n_mels=16, frames=16, group="rec", test_groups=0.25, group_seed=3)
+    assert held.x.shape[0] == 18 and held.x_test.shape[0] == 6     # 2 of 8 groups, whole
+    # Which clips were held out: the test rows equal the spectrograms of two whole recordings.
+    all_x = load_audio(str(tmp_path / "rows.npz"), n_mels=16, frames=16, fitted=held.meta).x
+    test_rows = [i for i in range(24) if any(np.array_equal(all_x[i], t) for t in held.x_test)]
+    assert len(test_rows) == 6 and len(set(group[test_rows])) == 2
+    again = load_audio(str(tmp_path / "rows.npz"), n_mels=16, frames=16, group="rec", test_groups=0.25, group_seed=3)
+    assert np.array_equal(again.x_test, held.x_test)                # the seed fixes the held-out groups
+    with pytest.raises(UserError, match="no array 'recording'"):
+        load_audio(str(tmp_path / "rows.npz"), group="recording")
+    with pytest.raises(UserError, match="test_groups must be a fraction"):
+        load_audio(str(tmp_path / "rows.npz"), group="rec", test_groups=1.5)
+    np.savez(tmp_path / "one.npz", audio=rows, sample_rate=RATE, digit=y, rec=np.zeros(24, int))
+    with pytest.raises(UserError, match="1 group"):
+        load_audio(str(tmp_path / "one.npz"), group="rec")
+    np.savez(tmp_path / "cube.npz", audio=rows[:, None], sample_rate=RATE, digit=y)
+    with pytest.raises(UserError, match="no offsets/lengths"):
+        load_audio(str(tmp_path / "cube.npz"))

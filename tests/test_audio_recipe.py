@@ -41,6 +41,7 @@ def test_ajepa_recipe_trains_logs_the_schedule_and_probes(tmp_path):
     with open(out / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["mask_tf_prob"]]
     probs = [float(r["mask_tf_prob"]) for r in rows]
+    assert all(0.99 <= float(r["momentum"]) <= 1.0 for r in rows)   # the EMA teacher's scheduled momentum
     assert probs == sorted(probs) and probs[0] < 0.5 < probs[-1]  # the curriculum's mix, rising
     assert all(0 < float(r["mask_context"]) < 1 and 0 < float(r["mask_target"]) < 1 for r in rows)
     emb = embed_run(str(out), str(data))

@@ -112,6 +112,7 @@ def test_tiny_end_to_end_run(tmp_path, image_npz, recipe):
     losses = [float(r["loss"]) for r in metrics if r.get("loss")]
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     assert any(r.get("lidar") for r in metrics)
+    assert not any(r.get("momentum") for r in metrics)          # no teacher: no momentum logged
     report = (run / "report.md").read_text()
     assert "spectrum" in report and ("No collapse" in report or "COLLAPSE" in report)
     assert s["probe"]["linear"]["accuracy"] > 0.5  # three classes of bars

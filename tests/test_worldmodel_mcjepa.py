@@ -167,6 +167,25 @@ def test_every_trainable_parameter_gets_a_finite_gradient_and_ablations_drop_the
     assert m.embed(x, pool="pyramid").shape == (16, 16) and m.embed(x[:, :, 0], pool="grid:2").shape == (16, 40)
 
 
+def test_one_backbone_pass_over_all_four_batches_equals_one_pass_per_batch():
+    m = build()
+    m.flow.estimators[0][-1].weight.data.normal_(0, 0.1)
+    b = m.make_batch(torch.randn(16, 1, 4, 16, 16), torch.Generator().manual_seed(1))
+    joint = m.loss(b)
+    joint["loss"].backward()
+    g_joint = [p.grad.clone() for p in m.backbone.parameters()]
+    m.zero_grad()
+    # The same terms from separate passes: motion and content each call the backbone on their own.
+    sep = m.motion_weight * m.motion_loss(b["a"], b["b"])["loss"] + m.content_weight * m.content_loss(
+        b["view1"], b["view2"])["loss"]
+    sep.backward()
+    assert torch.allclose(joint["loss"], sep, rtol=1e-5, atol=1e-6)
+    for g, p in zip(g_joint, m.backbone.parameters()):
+        assert torch.allclose(g, p.grad, atol=1e-4 * float(g.abs().max()))   # float sums differ in order
+    pyr = m._pyramids(b["a"], b["b"][:, :, :8, :8])              # different sizes: one pass each, still right
+    assert pyr[1][0].shape[-1] == 4 and torch.allclose(pyr[0][-1], m.backbone(b["a"])[-1], atol=1e-6)
+
+
 def test_farneback_recovers_a_shift_better_than_zero_flow():
     pytest.importorskip("cv2", reason="the Farneback baseline needs opencv-python-headless (pip install 'polyjepa[flow]')")
     yy, xx = np.mgrid[:32, :32].astype(np.float32)

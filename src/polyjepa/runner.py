@@ -429,7 +429,7 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
 
     Args:
         method: a module with ``loss(batch)``/``forward``, ``masker``, ``trainable_modules()``,
-            ``update_target(step, total)``.
+            ``update_target(step, total)`` (returns the EMA momentum, or None without a teacher).
         x: (n, ...) float32 training inputs, already normalised, or a lazy source (``data.stream.ImageFolderStream``).
         train: optimisation settings (default ``TrainConfig()``).
         run_dir: where checkpoints and metrics.csv go (default: a new temporary folder).

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..train.schedules import set_lr, warmup_cosine_factor
 from .codec import JEPACodec
 
 MEL_KEYS = ("n_mels", "win_ms", "hop_ms", "n_fft", "f_min", "f_max", "window")
@@ -36,13 +37,6 @@ class DecoderTraining:
             raise ValueError(f"decoder_training needs epochs >= 1 and lr > 0, got {self.epochs}, {self.lr}")
 
 
-def _lr_at(step: int, total: int, peak: float, warmup: float = 0.05) -> float:
-    w = max(1, int(warmup * total))
-    if step < w:
-        return peak * (step + 1) / w
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, total - w)))
-
-
 def _loop(params, loss_fn, x, valid, *, epochs, batch_size, lr, seed, log, stage, after_step=None):
     """Minibatch AdamW with warm-up + cosine over ``epochs`` of (x, valid); returns the last logged row."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -55,8 +49,7 @@ def _loop(params, loss_fn, x, valid, *, epochs, batch_size, lr, seed, log, stage
         order = torch.randperm(n, generator=g)
         for b in range(per_epoch):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total, lr)
+            set_lr(opt, lr * warmup_cosine_factor(step, total, int(0.05 * total)))
             out = loss_fn(x[idx], valid[idx], g)
             if not torch.isfinite(out["loss"]):
                 raise UserError(f"the codec's {stage} loss became {float(out['loss'])} at step {step}: lower its lr")

@@ -13,13 +13,18 @@ from .io import AUDIO_SUFFIXES, read_audio
 def load_audio(source: str, *, label: str = "digit", sample_rate: int | None = None, n_mels: int = 40,
                frames: int = 64, win_ms: float = 25.0, hop_ms: float = 10.0, n_fft: int | None = None,
                f_min: float = 20.0, f_max: float | None = None, window: str = "povey", crop: str = "center",
+               group: str | None = None, test_groups: float = 0.25, group_seed: int = 0,
                fitted: dict | None = None) -> Loaded:
     """Load clips and turn each into a log-mel spectrogram of ``frames`` frames, standardised per data set.
 
     ``source`` is an .npz in the FSDD layout (``audio`` int16/float concatenated clips, ``offsets``,
     ``lengths``, ``sample_rate``, label arrays such as ``digit``/``speaker``, none for unlabelled clips; ``audio`` may be
-    ``(samples, channels)``, averaged to mono; a ``take`` array gives the official FSDD split, takes 0-4 test) or a folder of .wav/.flac files (one sub-folder per class
-    gives labels). Clips are resampled to ``sample_rate`` (default: the data's own rate), turned into
+    ``(samples, channels)``, averaged to mono; a ``take`` array gives the official FSDD split, takes 0-4 test), an
+    .npz of equal-length clips (``audio`` ``(clips, samples)`` without ``offsets``/``lengths``, plus
+    ``sample_rate`` and label arrays), or a folder of .wav/.flac files (one sub-folder per class gives labels).
+    ``group`` names an array of the .npz whose values tie clips together (the recording a clip was cut
+    from): the test part is then whole groups, a ``test_groups`` fraction of them drawn with ``group_seed``,
+    so that no recording has clips on both sides. Clips are resampled to ``sample_rate`` (default: the data's own rate), turned into
     Kaldi-style log-mel features (see ``log_mel``), cut to their centre ``frames`` or padded at the end
     (``crop``: see ``crop_or_pad``; ``stretch`` resamples each clip's time axis to ``frames``).
     Values are standardised with the mean and std of the real (unpadded) training frames, one scalar
@@ -38,10 +43,13 @@ def load_audio(source: str, *, label: str = "digit", sample_rate: int | None = N
         raise UserError(f"audio data {source!r} does not exist: pass an .npz in the FSDD layout or a folder of "
                         f".wav/.flac files")
     if path.is_dir():
+        if group is not None:
+            raise UserError(f"data.group={group!r} names an array of an .npz, but {source} is a folder: drop "
+                            f"data.group or store the clips and their groups in an .npz")
         clips, rates, y, names = _folder_clips(path)
         test = None
     elif path.suffix == ".npz":
-        clips, rates, y, test, names = _npz_clips(path, label)
+        clips, rates, y, test, names = _npz_clips(path, label, group, test_groups, group_seed)
     else:
         raise UserError(f"cannot read {source!r} as audio data: use an .npz in the FSDD layout or a folder of "
                         f".wav/.flac files")
@@ -66,23 +74,39 @@ def load_audio(source: str, *, label: str = "digit", sample_rate: int | None = N
                   y_test=y[test] if y is not None else None, meta=meta)
 
 
-def _npz_clips(path: Path, label: str):
+def _npz_clips(path: Path, label: str, group: str | None = None, test_groups: float = 0.25, seed: int = 0):
     with read_numpy(path) as z:
         keys = set(z.keys())
-        need = {"audio", "offsets", "lengths", "sample_rate"}
+        need = {"audio", "sample_rate"}
+        rows = "offsets" not in keys and "lengths" not in keys   # equal-length clips, one per row of ``audio``
+        if not rows:
+            need |= {"offsets", "lengths"}
         if not need <= keys:
-            raise UserError(f"{path} has arrays {sorted(keys)} but audio data need {sorted(need)} "
-                            f"(the FSDD layout: concatenated clips with offsets and lengths)")
-        audio, off, n = z["audio"], z["offsets"].astype(np.int64), z["lengths"].astype(np.int64)
-        rate = int(z["sample_rate"])
-        others = sorted(keys - need - {"take"})
+            raise UserError(f"{path} has arrays {sorted(keys)} but audio data need {sorted(need)} (the FSDD "
+                            f"layout: concatenated clips with offsets and lengths; or 'audio' as (clips, samples))")
+        audio, rate = z["audio"], int(z["sample_rate"])
+        if rows and audio.ndim != 2:
+            raise UserError(f"{path}: 'audio' has shape {audio.shape} and no offsets/lengths: store equal-length "
+                            f"clips as (clips, samples), or concatenated clips with 'offsets' and 'lengths'")
+        if rows:
+            n = np.full(len(audio), audio.shape[1], np.int64)
+            off = np.arange(len(audio), dtype=np.int64) * audio.shape[1]
+            audio = audio.reshape(-1)
+        else:
+            off, n = z["offsets"].astype(np.int64), z["lengths"].astype(np.int64)
+        others = sorted(keys - need - {"take", "offsets", "lengths"})
         if label not in keys and others:
             raise UserError(f"{path} has no label array {label!r}: set data.label to one of {others}")
+        if group is not None and group not in keys:
+            raise UserError(f"{path} has no array {group!r} to group clips by: set data.group to one of {others} "
+                            f"or to null")
         y = label_vector(z[label]) if label in keys else None    # no label arrays at all: unlabelled clips
         take = z["take"] if "take" in keys else None
-    if len(off) != len(n) or (y is not None and len(y) != len(n)):
-        raise UserError(f"{path}: offsets ({len(off)}), lengths ({len(n)}) and {label} "
-                        f"({len(n) if y is None else len(y)}) differ in length")
+        groups = label_vector(z[group]) if group is not None else None
+    if len(off) != len(n) or (y is not None and len(y) != len(n)) or (groups is not None and len(groups) != len(n)):
+        raise UserError(f"{path}: offsets ({len(off)}), lengths ({len(n)}), {label} "
+                        f"({len(n) if y is None else len(y)}){'' if groups is None else f' and {group} ({len(groups)})'} "
+                        f"differ in length")
     if audio.ndim not in (1, 2):
         raise UserError(f"{path}: 'audio' has shape {audio.shape}: store the clips concatenated along the first "
                         f"axis, (samples,) or (samples, channels)")
@@ -93,8 +117,25 @@ def _npz_clips(path: Path, label: str):
     audio = audio.reshape(len(audio), -1)
     clips = [audio[o:o + k].astype(np.float32).mean(axis=1) / scale for o, k in zip(off, n)]
     y = labels_or_targets(y)[0] if y is not None else None
-    test = (np.asarray(take) < 5) if take is not None else None   # FSDD's official split: takes 0-4 are test
+    if groups is not None:
+        test = group_holdout(groups, test_groups, seed, where=f"{path} ({group})")
+    else:
+        test = (np.asarray(take) < 5) if take is not None else None   # FSDD's official split: takes 0-4 are test
     return clips, [rate] * len(clips), y, test, [f"{path.name}[{i}]" for i in range(len(clips))]
+
+
+def group_holdout(groups, fraction: float, seed: int, where: str = "the data") -> np.ndarray:
+    """Boolean test mask holding out whole groups: ``round(fraction * groups)`` of them (at least one, never all),
+    drawn with ``seed``. Every clip of a group falls on the same side."""
+    names = np.unique(groups)
+    if len(names) < 2:
+        raise UserError(f"{where} has {len(names)} group(s): a group-held-out split needs two or more; set "
+                        f"data.group to null")
+    if not 0 < fraction < 1:
+        raise UserError(f"data.test_groups must be a fraction between 0 and 1, got {fraction}")
+    k = min(max(1, int(round(fraction * len(names)))), len(names) - 1)
+    held = np.random.default_rng(seed).choice(names, size=k, replace=False)
+    return np.isin(groups, held)
 
 
 def _folder_clips(path: Path):

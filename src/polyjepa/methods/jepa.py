@@ -117,7 +117,7 @@ class JEPA(nn.Module):
         return [self.backbone, self.predictor] + ([self.invariance] if self.invariance is not None else [])
 
     @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
+    def update_target(self, step: int, total_steps: int) -> float | None:
         return self.target.update(self.backbone, step, total_steps)
 
     def encoder(self) -> Backbone:

@@ -102,12 +102,12 @@ class MultiView(nn.Module):
         return [self.backbone, self.projector]
 
     @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
+    def update_target(self, step: int, total_steps: int) -> float | None:
         """After optimizer step ``step``: advance the step counter; EMA-update the teacher if there is one."""
         self.step.fill_(step + 1)
         self.progress.fill_(min((step + 1) / max(total_steps, 1), 1.0))
         if self.teacher is None:
-            return float("nan")
+            return None
         m = momentum_at(step, total_steps, *self.teacher_momentum, kind="cosine")
         for name in ("backbone", "projector"):
             t_params = list(self.teacher[name].parameters())

@@ -72,8 +72,8 @@ class TwoTower(nn.Module):
     def trainable_modules(self) -> list[nn.Module]:
         return [self]
 
-    def update_target(self, step: int, total_steps: int) -> float:
-        return float("nan")  # no teacher
+    def update_target(self, step: int, total_steps: int) -> None:
+        return None  # no teacher
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, *, side: str, space: str = "shared") -> torch.Tensor:

@@ -10,7 +10,6 @@ held-out trajectories (mean squared error over the targets' variance; 1.0 is pre
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..train.schedules import set_lr, warmup_cosine_factor
 from ..objectives.vicreg import vicreg_loss
 from .lie_augment import LieAugment
 from .pde_data import PDEData, generate
@@ -72,13 +72,6 @@ class _Inputs:
                               duration=self.spec.dt * self.spec.steps).float()
 
 
-def _schedule(opt, step: int, steps: int, lr: float, warmup: float) -> None:
-    w = max(1, int(warmup * steps))
-    f = (step + 1) / w if step < w else 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, steps - w)))
-    for g in opt.param_groups:
-        g["lr"] = lr * f
-
-
 def train_vicreg(inputs: _Inputs, method: LieVICReg, augment: LieAugment, *, steps: int, batch_size: int,
                  lr: float, seed: int, warmup: float = 0.1, log=None) -> FieldEncoder:
     """VICReg between two independent symmetry views of each trajectory; returns the trained encoder."""
@@ -89,7 +82,7 @@ def train_vicreg(inputs: _Inputs, method: LieVICReg, augment: LieAugment, *, ste
     gen = torch.Generator().manual_seed(seed)
     n, eq = len(inputs.u), inputs.spec.equation
     for step in range(steps):
-        _schedule(opt, step, steps, lr, warmup)
+        set_lr(opt, lr * warmup_cosine_factor(step, steps, int(warmup * steps)))
         idx = torch.randint(0, n, (batch_size,), generator=gen)
         field = inputs.field(idx)
         views = [inputs.channels(augment(field, eq, gen)) for _ in range(2)]
@@ -120,7 +113,7 @@ def train_supervised(inputs: _Inputs, y: np.ndarray, method: LieVICReg, *, crop:
     yt = torch.as_tensor(y, dtype=torch.float32)
     view = LieAugment(crop=crop, space_shift=True, galilean=0.0, scale=0.0)
     for step in range(steps):
-        _schedule(opt, step, steps, lr, warmup)
+        set_lr(opt, lr * warmup_cosine_factor(step, steps, int(warmup * steps)))
         idx = torch.randint(0, len(yt), (batch_size,), generator=gen)
         x = inputs.channels(view(inputs.field(idx), inputs.spec.equation, gen))
         loss = nn.functional.mse_loss(head(encoder(x)), yt[idx])

@@ -126,6 +126,6 @@ class GradientTarget(nn.Module):
             t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
         return t.to(x.dtype)
 
-    def update(self, online: nn.Module, step: int, total_steps: int) -> float:
-        """Nothing to update (the targets are fixed features); returns momentum 1 for the logs."""
-        return 1.0
+    def update(self, online: nn.Module, step: int, total_steps: int) -> None:
+        """Nothing to update: the targets are fixed features (None: no teacher, no momentum to log)."""
+        return None

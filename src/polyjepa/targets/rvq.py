@@ -231,6 +231,6 @@ class RVQTarget(nn.Module):
         p = patchify(x, self.patch)                                 # (B, N, P)
         return self.rvq.quantize(p.to(self.rvq.codebooks.dtype))
 
-    def update(self, online: nn.Module, step: int, total_steps: int) -> float:
-        """Nothing to update: the quantiser is frozen (returns 0 as the 'momentum' the trainer logs)."""
-        return 0.0
+    def update(self, online: nn.Module, step: int, total_steps: int) -> None:
+        """Nothing to update: the quantiser is frozen (None: no teacher, no momentum to log)."""
+        return None

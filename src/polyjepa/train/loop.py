@@ -231,7 +231,9 @@ def _worker(fabric, job: TrainJob) -> dict:
                 sps = window_n / max(window_s, 1e-9)
                 window_s, window_n = 0.0, 0
                 row = {"epoch": step / batches.steps_per_epoch, "loss": loss.item(), "lr": lr, "weight_decay": wd,
-                       "momentum": momentum, "samples_per_second": sps}
+                       "samples_per_second": sps}
+                if momentum is not None:          # None: the method has no teacher to move
+                    row["momentum"] = momentum
                 row.update({k: float(v.detach()) for k, v in out.items() if k != "loss"})
                 metrics.log(step, row)
                 if bar:

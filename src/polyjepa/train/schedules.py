@@ -12,6 +12,21 @@ def warmup_cosine(step: int, total_steps: int, *, start: float, peak: float, fin
     return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """The learning-rate factor of the small runners (codec, Lie-PDE, volume clustering): (step + 1) / warm-up
+    during ``warmup_steps`` (never 0), then a cosine from 1 to 0 at ``total_steps``."""
+    w = max(1, warmup_steps)
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + math.cos(math.pi * min((step - w) / max(1, total_steps - w), 1.0)))
+
+
+def set_lr(optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def cosine(step: int, total_steps: int, *, start: float, end: float) -> float:
     """Cosine ramp start -> end over ``total_steps`` (I-JEPA's weight-decay schedule rises 0.04 -> 0.4)."""
     t = min(step / max(total_steps, 1), 1.0)

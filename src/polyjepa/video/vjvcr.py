@@ -111,8 +111,8 @@ class VJVCR(nn.Module):
     def trainable_modules(self) -> list[nn.Module]:
         return [self.backbone, self.predictor] + ([self.infer] if self.infer is not None else [])
 
-    def update_target(self, step: int, total_steps: int) -> float:
-        return 0.0  # no teacher
+    def update_target(self, step: int, total_steps: int) -> None:
+        return None  # no teacher
 
     def encoder(self) -> VideoBackbone:
         return self.backbone

@@ -150,8 +150,8 @@ class DJEPA(nn.Module):
         return mods + [_Params(self.mask_token, self.buffer, self.dec_pos)]
 
     @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
-        return self.target.update(self.backbone, step, total_steps) if self.target is not None else 1.0
+    def update_target(self, step: int, total_steps: int) -> float | None:
+        return self.target.update(self.backbone, step, total_steps) if self.target is not None else None
 
     def encoder(self) -> Backbone:
         return self.backbone

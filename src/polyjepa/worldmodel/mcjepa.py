@@ -196,8 +196,18 @@ class MCJEPA(nn.Module):
         smooth = smoothness_loss(full, img_a, self.edge_weight)
         return {"feature": feat, "photo": photo, "smooth": smooth}, full
 
-    def motion_loss(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-        pyr_a, pyr_b = self.backbone(a), self.backbone(b)
+    def _pyramids(self, *images: torch.Tensor) -> list[list[torch.Tensor]]:
+        """The backbone's pyramid of each batch of ``images``, from one pass over them all when their shapes
+        agree (the encoder has no batch statistics, so this equals one pass per batch)."""
+        if len({tuple(i.shape[1:]) for i in images}) > 1:
+            return [self.backbone(i) for i in images]
+        sizes = [len(i) for i in images]
+        levels = [lvl.split(sizes) for lvl in self.backbone(torch.cat(images))]
+        return [[lvl[k] for lvl in levels] for k in range(len(images))]
+
+    def motion_loss(self, a: torch.Tensor, b: torch.Tensor, pyramids=None) -> dict[str, torch.Tensor]:
+        """The motion terms of frames ``a`` -> ``b``; ``pyramids`` (of a and b) when already computed."""
+        pyr_a, pyr_b = pyramids if pyramids is not None else self._pyramids(a, b)
         ab, flow_ab = self._direction(a, b, pyr_a, pyr_b)
         ba, flow_ba = self._direction(b, a, pyr_b, pyr_a)
         terms = {k: (ab[k] + ba[k]) / 2 for k in ab}
@@ -212,20 +222,24 @@ class MCJEPA(nn.Module):
         return terms
 
     # -- content --------------------------------------------------------------------------------
-    def content_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
-        z1 = self.expander(self.backbone(view1)[-1].mean((2, 3)))
-        z2 = self.expander(self.backbone(view2)[-1].mean((2, 3)))
-        return vicreg_loss(z1, z2)
+    def content_loss(self, view1: torch.Tensor, view2: torch.Tensor, pyramids=None) -> dict[str, torch.Tensor]:
+        """VICReg between two views' pooled coarsest features; ``pyramids`` (of the views) when already computed."""
+        p1, p2 = pyramids if pyramids is not None else self._pyramids(view1, view2)
+        return vicreg_loss(self.expander(p1[-1].mean((2, 3))), self.expander(p2[-1].mean((2, 3))))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         total = 0.0
+        motion, content = None, None
+        if self.motion_weight > 0 and self.content_weight > 0:       # one backbone pass over all four batches
+            pyr = self._pyramids(batch["a"], batch["b"], batch["view1"], batch["view2"])
+            motion, content = pyr[:2], pyr[2:]
         if self.motion_weight > 0:
-            m = self.motion_loss(batch["a"], batch["b"])
+            m = self.motion_loss(batch["a"], batch["b"], motion)
             total = total + self.motion_weight * m["loss"]
             out.update({f"motion_{k}" if k == "loss" else k: v for k, v in m.items()})
         if self.content_weight > 0:
-            c = self.content_loss(batch["view1"], batch["view2"])
+            c = self.content_loss(batch["view1"], batch["view2"], content)
             total = total + self.content_weight * c["loss"]
             out.update({"content_loss": c["loss"], "invariance": c["invariance"], "variance": c["variance"]})
         out["loss"] = total
@@ -242,8 +256,8 @@ class MCJEPA(nn.Module):
             mods.append(self.expander)
         return mods
 
-    def update_target(self, step: int, total_steps: int) -> float:
-        return 0.0  # no teacher: one encoder, regularised against collapse
+    def update_target(self, step: int, total_steps: int) -> None:
+        return None  # no teacher: one encoder, regularised against collapse
 
     def encoder(self) -> PyramidEncoder:
         return self.backbone

@@ -103,7 +103,7 @@ class SeqJEPA(nn.Module):
         return [self]  # the EMA target's parameters do not require gradients, so the optimiser skips them
 
     @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
+    def update_target(self, step: int, total_steps: int) -> float | None:
         return self.target.update(self.backbone, step, total_steps)
 
     def encoder(self) -> Backbone:
