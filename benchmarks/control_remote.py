@@ -8,7 +8,7 @@ messages acts on it. Three sensors at the same budgets, same channel, same contr
 training: the TS-JEPA embedding of the last observations (window JEPA trained on logged episodes,
 no labels), a random-init encoder of the same shape, and the quantised raw observation. Each cell is
 the mean return over the same seeded episodes for several training seeds. Then the TS-JEPA sensor
-alone at other embedding widths (``--dims``). Prints the tables and the configuration built, and saves
+alone at other embedding widths (``--dims``), on a perfect channel. Prints the tables and the configuration built, and saves
 results/control_remote.json. One thread.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ import time
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dims", type=int, nargs="*", default=[2, 4], help="other embedding widths of the TS-JEPA sensor")
+    ap.add_argument("--dims", type=int, nargs="*", default=[1, 2, 4],
+                    help="other embedding widths of the TS-JEPA sensor (run on a perfect channel)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of tsjepa-remote-cartpole")
     args = ap.parse_args()
     import torch
@@ -36,7 +37,7 @@ def main() -> None:
     print("built:", json.dumps(main_run["built"]["sensor"]))
     runs = [("recipe", main_run)]
     for d in args.dims:
-        s = run_remote(load_recipe("tsjepa-remote-cartpole", args.overrides + [f"method.dims={d}"]), seed=args.seed,
+        s = run_remote(load_recipe("tsjepa-remote-cartpole", args.overrides + [f"method.dims={d}", "channel.ber=[0.0]"]), seed=args.seed,
                        write=False, sensors=(SENSORS[0],))
         print("built:", json.dumps(s["built"]["sensor"]))
         runs.append((f"method.dims={d}", s))
@@ -47,7 +48,7 @@ def main() -> None:
              *["-"] * len(bers)]]
     for label, s in runs:
         for r in s["rows"]:
-            cells = r["cells"]
+            cells = (r["cells"] + [None] * len(bers))[:len(bers)]
             rows.append([label, r["sensor"], r["budget"], r["layout"],
                          *[None if c is None else f"{c['mean']:.1f} ± {c['std']:.1f}" for c in cells],
                          *["-" if c is None else ", ".join(f"{v:.0f}" for v in c["per_seed"]) for c in cells]])

@@ -199,3 +199,17 @@ def test_pretrain_runs_the_remote_recipe_end_to_end(tmp_path, capsys):
     assert rows[("TS-JEPA embedding", 8)]["layout"] == "3 x 2 = 6"
     assert rows[("raw observation", "unquantised")]["cells"][1] is None  # the float reference has no channel
     assert summary["ber"] == [0.0, 0.1] and (tmp_path / "r" / "sensor_seed0.safetensors").exists()
+
+
+def test_pca_window_keeps_the_top_eigen_directions_of_the_window_covariance():
+    from polyjepa.control.remote import PCAWindow
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2000, 3, 2)) * np.array([3.0, 0.1])   # channel 0 varies most
+    pca = PCAWindow(window=3, obs_dim=2, dims=2).fit(w)
+    z = pca.encode(torch.from_numpy(w).float()).double().numpy()
+    flat = w.reshape(len(w), -1)
+    evals = np.linalg.eigvalsh(np.cov(flat.T, bias=True))[::-1]
+    np.testing.assert_allclose(z.var(0), evals[:2], rtol=1e-4)
+    C = pca.components.double().numpy()
+    np.testing.assert_allclose(C.T @ C, np.eye(2), atol=1e-5)

@@ -100,15 +100,41 @@ def window_dataset(episodes: list[Episode], *, window: int, horizon: int, mean: 
             for k, v in parts.items()}
 
 
+class PCAWindow(nn.Module):
+    """The classical reference for a learned window encoder: the top ``dims`` principal components of the
+    flattened (standardised) window, fitted on training windows.
+
+    Shapes: fit(windows (N, W, O)); encode(window (B, W, O)) -> (B, dims).
+    """
+
+    def __init__(self, *, window: int, obs_dim: int, dims: int):
+        super().__init__()
+        self.window, self.obs_dim, self.dims = window, obs_dim, dims
+        self.register_buffer("center", torch.zeros(window * obs_dim))
+        self.register_buffer("components", torch.zeros(window * obs_dim, dims))
+
+    def fit(self, windows: np.ndarray) -> "PCAWindow":
+        x = np.asarray(windows, np.float64).reshape(len(windows), -1)
+        center = x.mean(0)
+        _, _, vt = np.linalg.svd(x - center, full_matrices=False)
+        self.center = torch.from_numpy(center).float()
+        self.components = torch.from_numpy(vt[:self.dims].T.copy()).float()
+        return self
+
+    def encode(self, window: torch.Tensor) -> torch.Tensor:
+        return (window.flatten(1) - self.center) @ self.components
+
+
 class Sensor:
     """What the sensor sends before quantisation: a window encoder's embedding, or the current observation.
 
     Args:
-        encoder: a :class:`WindowJEPA` (trained or not), or None for the raw current observation.
+        encoder: a window encoder with ``encode`` and ``dims`` (:class:`WindowJEPA`, trained or not, or
+            :class:`PCAWindow`), or None for the raw current observation.
         mean, std: the observation standardisation.
     """
 
-    def __init__(self, encoder: WindowJEPA | None, mean: np.ndarray, std: np.ndarray, *, window: int):
+    def __init__(self, encoder: WindowJEPA | PCAWindow | None, mean: np.ndarray, std: np.ndarray, *, window: int):
         self.encoder, self.mean, self.std, self.window = encoder, mean, std, window
 
     @property

@@ -3,7 +3,8 @@ messages at each bit budget and bit-error rate, run every loop in the simulator,
 
 ``polyjepa pretrain tsjepa-remote-cartpole`` compares three sensors that send the same number of bits per
 message over the same channel to the same controller network trained the same way: the TS-JEPA window
-embedding, a random-init encoder of the same shape (what training the encoder adds), and the quantised
+embedding, a random-init encoder of the same shape (what training the encoder adds), the top principal
+components of the same window (the classical linear transform code of the same width), and the quantised
 raw observation (the paper's baseline: sending the state itself).
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ class ControllerSpec:
     lr: float = 1e-3
 
 
-SENSORS = ("TS-JEPA embedding", "random-init encoder", "raw observation")
+SENSORS = ("TS-JEPA embedding", "random-init encoder", "PCA of the window", "raw observation")
 
 
 def format_remote_table(summary: dict) -> str:
@@ -74,8 +75,8 @@ def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
     ``sensors`` picks some of :data:`SENSORS` (all by default)."""
     from ..config import part_kwargs
     from .pipeline import Demos, Rollouts, _env_factory, _finish, _positive, _section, _stats, _train_settings
-    from .remote import (Link, MessageController, RemoteLoopController, Sensor, WindowJEPA, train_controller,
-                         window_dataset)
+    from .remote import (Link, MessageController, PCAWindow, RemoteLoopController, Sensor, WindowJEPA,
+                         train_controller, window_dataset)
     from .actjepa import train_minibatch
     from .experts import make_expert
     from .rollout import ExpertController, record_demonstrations, run_episodes
@@ -122,7 +123,9 @@ def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
                            "first_loss": losses[0], "last_loss": float(np.mean(losses[-50:]))}
         arms = {SENSORS[0]: Sensor(jepa, mean, std, window=jepa.window),
                 SENSORS[1]: Sensor(untrained, mean, std, window=jepa.window),
-                SENSORS[2]: Sensor(None, mean, std, window=jepa.window)}
+                SENSORS[2]: Sensor(PCAWindow(window=jepa.window, obs_dim=spec.obs_dim, dims=jepa.dims).fit(
+                    data["window"].numpy()), mean, std, window=jepa.window),
+                SENSORS[3]: Sensor(None, mean, std, window=jepa.window)}
         for name in sensors:
             sensor = arms[name]
             feats, first = sensor.episode_features(episodes)
