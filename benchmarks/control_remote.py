@@ -1,6 +1,6 @@
 """TS-JEPA remote control in gymnasium's CartPole: control return against bits per message.
 
-    python benchmarks/control_remote.py [--seed 0] [--dims 2 4] [key=value ...]
+    python benchmarks/control_remote.py [--seed 0] [--dims 1 2 4] [--regimes key=value ...] [key=value ...]
 
 Runs the bundled recipe ``tsjepa-remote-cartpole``: a sensor sends, every step, a message of a fixed
 number of bits over a bit-flip channel, and a controller cloned from the LQR expert on received
@@ -8,7 +8,8 @@ messages acts on it. Three sensors at the same budgets, same channel, same contr
 training: the TS-JEPA embedding of the last observations (window JEPA trained on logged episodes,
 no labels), a random-init encoder of the same shape, and the quantised raw observation. Each cell is
 the mean return over the same seeded episodes for several training seeds. Then the TS-JEPA sensor
-alone at other embedding widths (``--dims``), on a perfect channel. Prints the tables and the configuration built, and saves
+alone at other embedding widths (``--dims``), and the TS-JEPA sensor against the raw state in other
+regimes (``--regimes``; by default without observation noise), both on a perfect channel. Prints the tables and the configuration built, and saves
 results/control_remote.json. One thread.
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dims", type=int, nargs="*", default=[1, 2, 4],
                     help="other embedding widths of the TS-JEPA sensor (run on a perfect channel)")
+    ap.add_argument("--regimes", nargs="*", default=["env.obs_noise=0.0"],
+                    help="other settings (one override each) where the TS-JEPA sensor meets the raw state")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of tsjepa-remote-cartpole")
     args = ap.parse_args()
     import torch
@@ -41,6 +44,10 @@ def main() -> None:
                        write=False, sensors=(SENSORS[0],))
         print("built:", json.dumps(s["built"]["sensor"]))
         runs.append((f"method.dims={d}", s))
+    for regime in args.regimes:  # the TS-JEPA sensor against the raw state elsewhere, on a perfect channel
+        s = run_remote(load_recipe("tsjepa-remote-cartpole", args.overrides + [regime, "channel.ber=[0.0]"]),
+                       seed=args.seed, write=False, sensors=(SENSORS[0], SENSORS[3]))
+        runs.append((regime, s))
     bers = main_run["ber"]
     columns = ["run", "sensor", "bits per message", "dims x bits", *[f"return, BER {b:g}" for b in bers],
                *[f"per training seed, BER {b:g}" for b in bers]]
