@@ -60,7 +60,7 @@ def format_remote_table(summary: dict) -> str:
     bers = summary["ber"]
     head = "| sensor | bits per message | dims x bits | " + " | ".join(f"return, BER {b:g}" for b in bers) + " |"
     lines = [f"\n{summary['title']}", "", head, "|---|---|---|" + "---|" * len(bers)]
-    lines.append(f"| expert (LQR, reads the true state) | - | - | " + " | ".join(
+    lines.append("| expert (LQR, reads the true state) | - | - | " + " | ".join(
         f"{summary['expert']:.1f}" for _ in bers) + " |")
     for row in summary["rows"]:
         cells = [f"{c['mean']:.1f} ± {c['std']:.1f}" if c is not None else "-" for c in row["cells"]]
