@@ -109,10 +109,10 @@ def _write_run(out: str | None, name: str, cfg, summary: dict, models: dict[str,
 
 
 def _finish(out: str | None, name: str, cfg, summary: dict, models: dict[str, torch.nn.Module], write: bool,
-            echo) -> dict:
-    """Print the run's table and, with ``write``, keep the run: its directory (config, summary, weights) and
-    report.md; returns the summary (with ``run_dir`` when written)."""
-    table = format_control_table(summary)
+            echo, table: str | None = None) -> dict:
+    """Print the run's table (``table``, or one row per controller) and, with ``write``, keep the run: its
+    directory (config, summary, weights) and report.md; returns the summary (with ``run_dir`` when written)."""
+    table = format_control_table(summary) if table is None else table
     if write:
         from ..train.checkpoint import atomic_write_text
 
