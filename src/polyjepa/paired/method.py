@@ -37,6 +37,8 @@ class TwoTower(nn.Module):
         self.head_a = Head(tower_a.dim, proj_dim, proj_hidden)
         self.head_b = Head(tower_b.dim, proj_dim, proj_hidden)
         self.proj_dim = proj_dim
+        if hasattr(criterion, "bind"):  # objectives with parameters sized by the towers (anchors)
+            criterion.bind(tower_a.dim, tower_b.dim, proj_dim)
         self.register_buffer("graph_sim", graph_sim, persistent=False)
         self._a = self._b = self._ids = None
 
@@ -61,12 +63,15 @@ class TwoTower(nn.Module):
         return self.loss(batch)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        z_a, z_b = self.project(batch["a"], "a"), self.project(batch["b"], "b")
+        h_a, h_b = self.tower_a(batch["a"]), self.tower_b(batch["b"])
+        z_a, z_b = self.head_a(h_a), self.head_b(h_b)
         sim = None
         if self.criterion.uses_graph:
             ids = gather_ids(batch["ids"].long())
             rows = self.graph_sim[ids]
             sim = rows @ rows.T                                            # (B_global, B_global) cosine of profiles
+        if getattr(self.criterion, "uses_towers", False):
+            return self.criterion(z_a, z_b, sim, h_a=h_a, h_b=h_b)
         return self.criterion(z_a, z_b, sim)
 
     def trainable_modules(self) -> list[nn.Module]:

@@ -73,7 +73,7 @@ def assemble(cfg: dict, facts: dict) -> TwoTower:
         towers[side] = build_part(side, cfg, part_kwargs(cfg, side), **inject(side, cfg, facts))
     criterion = build_part("objective", cfg, part_kwargs(cfg, "objective"))
     if criterion is None or not hasattr(criterion, "uses_graph"):
-        raise UserError("a two_tower recipe needs objective.name=clip or congrat")
+        raise UserError("a two_tower recipe needs objective.name=clip, congrat or sinkhorn")
     if criterion.uses_graph and facts["graph"] is None:
         raise UserError("objective congrat (alpha > 0) needs paired data with a graph (edge_index): use "
                         "objective.name=clip for these pairs")

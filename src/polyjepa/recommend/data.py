@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, require
 
 
 @dataclass
@@ -72,8 +72,7 @@ def citation_interactions(text, edge_index, *, name: str = "citations") -> Inter
 
 def _read_movies(folder: Path) -> dict[str, str] | None:
     """movie id -> 'title genre genre ...' from movies.dat (``id::title::A|B``) or movies.csv, if present."""
-    import pandas as pd
-
+    pd = require("pandas", "recommend", "MovieLens files")
     dat, csv = folder / "movies.dat", folder / "movies.csv"
     if dat.exists():
         rows = [line.split("::") for line in dat.read_text(encoding="latin-1").splitlines() if line.strip()]
@@ -92,8 +91,7 @@ def _read_movies(folder: Path) -> dict[str, str] | None:
 def read_ratings(path: str | Path, *, min_rating: float = 0.0) -> Interactions:
     """A MovieLens-format ratings file as interactions (user = query, movie = item); ratings below
     ``min_rating`` are left out. Users and movies are renumbered 0..n-1 in order of first appearance."""
-    import pandas as pd
-
+    pd = require("pandas", "recommend", "MovieLens ratings files")
     path = Path(path)
     if not path.exists():
         raise UserError(f"ratings file {str(path)!r} does not exist: pass an existing ratings.dat or ratings.csv")
