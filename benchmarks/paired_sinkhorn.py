@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _args  # noqa: E402
 
 DEFAULT_DATA = "../shared/data/flickr8k_1000_32px_captions.npz"
-VARIANTS = {"plain InfoNCE (CLIP loss)": ["objective.name=clip"],
-            "InfoNCE + multi-assignment Sinkhorn": ["objective.name=sinkhorn"]}
+# each variant replaces the recipe's whole objective section
+VARIANTS = {"plain InfoNCE (CLIP loss)": {"name": "clip"},
+            "InfoNCE + multi-assignment Sinkhorn": {"name": "sinkhorn"}}
 COLS = ["a2b_r1", "a2b_r5", "a2b_r10", "b2a_r1", "b2a_r5", "b2a_r10", "knn_tower_a", "knn_tower_b", "knn_raw_a",
         "knn_raw_b"]
 
@@ -58,8 +59,10 @@ def main() -> None:
     args = ap.parse_args()
     _args.data_file(args, DEFAULT_DATA, "paired data file", DEFAULT_DATA)
     import torch
+    import yaml
 
     torch.set_num_threads(1)
+    from polyjepa.config import recipe_dir
     from polyjepa.paired.run import load_paired_run
     from polyjepa.results import save_result
     from polyjepa.runner import pretrain
@@ -71,9 +74,13 @@ def main() -> None:
     for seed in seeds:
         for name, over in VARIANTS.items():
             with tempfile.TemporaryDirectory() as tmp:
-                s = pretrain(args.recipe, data=args.data, out=str(Path(tmp) / "run"), seed=seed,
+                recipe = yaml.safe_load((recipe_dir() / f"{args.recipe}.yaml").read_text())
+                recipe["objective"] = dict(over)
+                path = Path(tmp) / f"{recipe['name']}.yaml"
+                path.write_text(yaml.safe_dump(recipe))
+                s = pretrain(str(path), data=args.data, out=str(Path(tmp) / "run"), seed=seed,
                              overrides=[f"train.max_epochs={args.epochs}", "train.threads=1", "eval.baselines=false",
-                                        *over, *args.overrides], progress=False, echo=lambda *a, **k: None)
+                                        *args.overrides], progress=False, echo=lambda *a, **k: None)
                 method, pairs = load_paired_run(Path(tmp) / "run")
                 row = {**s["results"]["trained"], **structure(method, pairs, seed=seed), "scale": s["scale"]}
                 crit = method.criterion
