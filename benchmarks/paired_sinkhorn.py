@@ -84,14 +84,15 @@ def main() -> None:
                 method, pairs = load_paired_run(Path(tmp) / "run")
                 row = {**s["results"]["trained"], **structure(method, pairs, seed=seed), "scale": s["scale"]}
                 crit = method.criterion
-                if not built or "anchors" in dir(crit) and len(getattr(crit, "anchors", [])):
-                    extra = (f"; Sinkhorn: {crit.n_anchors} anchors per side and space, weight {crit.weight}, "
-                             f"eps {crit.sk['eps']}, {crit.sk['iters']} iterations, logit temperature "
-                             f"{crit.temperature}" if hasattr(crit, "n_anchors") else "")
-                    built = (built or f"{args.recipe}: towers {type(method.tower_a).__name__} (width "
+                if not built:
+                    built = (f"{args.recipe}: towers {type(method.tower_a).__name__} (width "
                              f"{method.tower_a.dim}) and {type(method.tower_b).__name__} (width {method.tower_b.dim}); "
                              f"shared space {method.proj_dim}; {s['n_train']} train / {s['n_test']} test items; "
-                             f"{s['steps']} steps") + extra
+                             f"{s['steps']} steps")
+                if hasattr(crit, "n_anchors") and "Sinkhorn:" not in built:
+                    built += (f"; Sinkhorn: {crit.n_anchors} anchors per side and space, weight {crit.weight}, "
+                              f"eps {crit.sk['eps']}, {crit.sk['iters']} iterations, logit temperature "
+                              f"{crit.temperature}")
             found.setdefault(name, []).append(row)
             print(f"  seed {seed} {name}: a2b R@10 {row['a2b_r10']:.3f}, b2a R@10 {row['b2a_r10']:.3f}, kNN overlap "
                   f"tower a/b {row['knn_tower_a']:.3f}/{row['knn_tower_b']:.3f}, raw a/b {row['knn_raw_a']:.3f}/"

@@ -230,7 +230,7 @@ def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, wri
          f"{len(data.split.test_queries)} held out")
     train_opts = dict(epochs=int(t.max_epochs), batch_size=int(t.batch_size), lr=float(t.lr),
                       weight_decay=float(t.weight_decay[0]), seed=seed, max_steps=t.max_steps)
-    variants = {"two_tower_ssl": method_opts}
+    variants = {"two_tower_ssl" if method_opts["ssl_weight"] > 0 else "two_tower": method_opts}
     if ablation and method_opts["ssl_weight"] > 0:
         variants["two_tower"] = {**method_opts, "ssl_weight": 0.0}
     excluded = exclusions(data)
@@ -260,7 +260,7 @@ def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, wri
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "summary.json", json.dumps(
             {**summary, "created": datetime.now().isoformat(timespec="seconds")}, indent=1))
-        model = models["two_tower_ssl"]
+        model = next(iter(models.values()))
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / "model.safetensors")
         (run_dir / "report.md").write_text(f"# {cfg.get('name', 'two-tower-rec')}\n\n```\n{table}\n```\n")
         summary["run_dir"] = str(run_dir)
