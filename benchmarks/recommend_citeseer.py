@@ -39,7 +39,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from polyjepa.config import DataConfig, TrainConfig, dataclass_from, load_recipe, part_kwargs
+    from polyjepa.config import TrainConfig, dataclass_from, load_recipe, part_kwargs
     from polyjepa.recommend.run import (ROW_NAMES, baseline_scores, build_model, evaluate_scores, exclusions,
                                         model_scores, prepare_interactions, train_model, two_tower_rec)
     from polyjepa.results import save_result

@@ -260,8 +260,8 @@ def test_a_movielens_file_runs_end_to_end_and_needs_texts_for_the_ssl_term(tmp_p
     genres = ["Action", "Comedy", "Drama"]
     folder = tmp_path / "ml"
     folder.mkdir()
-    (folder / "movies.dat").write_text("".join(f"{m}::Movie {m} ({1990 + m % 9})::{genres[m % 3]}|{genres[(m + 1) % 3]}\n"
-                                               for m in range(30)))
+    (folder / "movies.dat").write_text("".join(
+        f"{m}::Movie {m} ({1990 + m % 9})::{genres[m % 3]}|{genres[(m + 1) % 3]}\n" for m in range(30)))
     lines = [f"{u}::{m}::{rng.integers(1, 6)}::{t}" for u in range(40) for t, m in
              enumerate(rng.choice(np.arange(u % 3, 30, 3), 6, replace=False))]
     (folder / "ratings.dat").write_text("\n".join(lines) + "\n")

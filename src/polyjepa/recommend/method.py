@@ -108,7 +108,8 @@ class TwoTowerRec(nn.Module):
     def queries(self, ids: torch.Tensor) -> torch.Tensor:
         return self.query_tower(self._x(self.query_x, ids), ids)
 
-    def items(self, ids: torch.Tensor, masked: torch.Tensor | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
+    def items(self, ids: torch.Tensor, masked: torch.Tensor | None = None,
+              x: torch.Tensor | None = None) -> torch.Tensor:
         return self.item_tower(self._x(self.item_x, ids) if x is None else x, ids, masked)
 
     def view_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:

@@ -171,7 +171,8 @@ def evaluate_scores(scores: np.ndarray, data: RecData, excluded: list[np.ndarray
     for name, lo, hi in BUCKETS:
         sel = (counts >= lo) & (counts <= (hi if hi is not None else np.inf))
         key = name.split()[0]
-        row[f"hr_{key}"], row[f"ndcg_{key}"], row[f"n_{key}"] = hit_rate(ranks[sel], k), ndcg(ranks[sel], k), int(sel.sum())
+        row[f"hr_{key}"], row[f"ndcg_{key}"] = hit_rate(ranks[sel], k), ndcg(ranks[sel], k)
+        row[f"n_{key}"] = int(sel.sum())
     return row
 
 
