@@ -86,7 +86,7 @@ DISTRIBUTIONS = {"torch": "torch", "numpy": "numpy", "sklearn": "scikit-learn", 
                  "pyarrow": "pyarrow", "aeon": "aeon", "soundfile": "soundfile", "imageio": "imageio", "av": "av",
                  "scipy": "scipy", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
                  "huggingface_hub": "huggingface_hub", "tensorboard": "tensorboard",
-                 "gymnasium": "gymnasium"}
+                 "gymnasium": "gymnasium", "implicit": "implicit"}
 
 
 def test_every_runtime_import_is_a_declared_dependency():

@@ -37,19 +37,34 @@ class TwoTower(nn.Module):
         self.head_a = Head(tower_a.dim, proj_dim, proj_hidden)
         self.head_b = Head(tower_b.dim, proj_dim, proj_hidden)
         self.proj_dim = proj_dim
+        if hasattr(criterion, "bind"):  # objectives with parameters sized by the towers (anchors)
+            criterion.bind(tower_a.dim, tower_b.dim, proj_dim)
         self.register_buffer("graph_sim", graph_sim, persistent=False)
-        self._a = self._b = self._ids = None
+        self._a = self._b = self._ids = self._y = None
 
-    def attach(self, a: np.ndarray, b: np.ndarray, ids: np.ndarray) -> "TwoTower":
-        """Hold the training pairs: a (n, ...), b (n, K, L) token ids, ids (n,) each pair's graph node."""
+    def attach(self, a: np.ndarray, b: np.ndarray, ids: np.ndarray, y: np.ndarray | None = None) -> "TwoTower":
+        """Hold the training pairs: a (n, ...), b (n, K, L) token ids, ids (n,) each pair's graph node, and
+        optionally y (n,) labels; an objective with a ``label_fraction`` keeps that share of them (the rest
+        become -1, unlabelled)."""
         self._a, self._b, self._ids = torch.as_tensor(a), torch.as_tensor(b), torch.as_tensor(ids)
+        if getattr(self.criterion, "uses_labels", False):
+            if y is None:
+                raise ValueError("the semi-supervised objective needs labelled pairs (labels/y in the data)")
+            from .semisup import labelled_subset
+
+            y = torch.as_tensor(y).long().clone()
+            y[~labelled_subset(len(y), self.criterion.label_fraction, self.criterion.label_seed)] = -1
+            self._y = y
         return self
 
     def make_batch(self, x: torch.Tensor, generator: torch.Generator, progress: float) -> dict[str, torch.Tensor]:
         idx = x[:, 0].long()
         b = self._b[idx]                                                   # (B, K, L)
         pick = torch.randint(b.shape[1], (len(idx),), generator=generator)
-        return {"x": x, "a": self._a[idx], "b": b[torch.arange(len(idx)), pick], "ids": self._ids[idx]}
+        batch = {"x": x, "a": self._a[idx], "b": b[torch.arange(len(idx)), pick], "ids": self._ids[idx]}
+        if self._y is not None:
+            batch["y"] = self._y[idx]
+        return batch
 
     def project(self, x: torch.Tensor, side: str) -> torch.Tensor:
         """(B, ...) inputs of ``side`` -> (B, proj_dim) unnormalised projections in the shared space."""
@@ -61,12 +76,17 @@ class TwoTower(nn.Module):
         return self.loss(batch)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        z_a, z_b = self.project(batch["a"], "a"), self.project(batch["b"], "b")
+        h_a, h_b = self.tower_a(batch["a"]), self.tower_b(batch["b"])
+        z_a, z_b = self.head_a(h_a), self.head_b(h_b)
         sim = None
         if self.criterion.uses_graph:
             ids = gather_ids(batch["ids"].long())
             rows = self.graph_sim[ids]
             sim = rows @ rows.T                                            # (B_global, B_global) cosine of profiles
+        if getattr(self.criterion, "uses_labels", False):
+            return self.criterion(z_a, z_b, sim, h_a=h_a, h_b=h_b, labels=batch["y"])
+        if getattr(self.criterion, "uses_towers", False):
+            return self.criterion(z_a, z_b, sim, h_a=h_a, h_b=h_b)
         return self.criterion(z_a, z_b, sim)
 
     def trainable_modules(self) -> list[nn.Module]:
@@ -76,13 +96,19 @@ class TwoTower(nn.Module):
         return None  # no teacher
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor, *, side: str, space: str = "shared") -> torch.Tensor:
+    def embed(self, x: torch.Tensor, *, side: str, space: str = "shared", alpha: float = 0.0) -> torch.Tensor:
         """Embeddings of one side: ``space='shared'`` the l2-normalised projections (for retrieval),
-        ``'tower'`` the tower's own features (for probes)."""
+        ``'tower'`` the tower's own features (for probes). With the semi-supervised objective, ``alpha``
+        mixes in its label-supervised head (0: pairing only, 1: labels only)."""
         if side not in SIDES:
             raise ValueError(f"side must be 'a' or 'b', got {side!r}")
         if space == "tower":
             return (self.tower_a if side == "a" else self.tower_b)(x)
         if space != "shared":
             raise ValueError(f"space must be 'shared' or 'tower', got {space!r}")
+        if alpha:
+            if not hasattr(self.criterion, "mixed"):
+                raise ValueError("alpha > 0 needs the semi-supervised objective (a label-supervised head)")
+            h = (self.tower_a if side == "a" else self.tower_b)(x)
+            return self.criterion.mixed((self.head_a if side == "a" else self.head_b)(h), h, side, alpha)
         return F.normalize(self.project(x, side), dim=-1)

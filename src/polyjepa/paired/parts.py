@@ -8,6 +8,8 @@ from .data import load_pairs
 from .graph import GCNTower
 from .method import TwoTower
 from .objectives import PairedContrastive
+from .semisup import SemiSupervisedContrastive
+from .sinkhorn import MultiSinkhornContrastive
 from .text import TextTransformer
 from .towers import ImageTower, MLPTower
 
@@ -26,6 +28,25 @@ def clip_objective(*, init_log_scale: float = math.log(1 / 0.07), max_log_scale:
                              learn_scale=learn_scale)
 
 
+def sinkhorn_objective(*, anchors: int = 64, weight: float = 1.0, temperature: float = 0.1, eps: float = 0.07,
+                       iters: int = 20, low_weight: float = 0.25, detach_towers: bool = True,
+                       init_log_scale: float = math.log(1 / 0.07), max_log_scale: float = math.log(100.0),
+                       learn_scale: bool = True) -> MultiSinkhornContrastive:
+    """CLIP's symmetric InfoNCE plus the multi-assignment Sinkhorn structure term of both sides."""
+    return MultiSinkhornContrastive(anchors=anchors, weight=weight, temperature=temperature, eps=eps, iters=iters,
+                                    low_weight=low_weight, detach_towers=detach_towers, init_log_scale=init_log_scale,
+                                    max_log_scale=max_log_scale, learn_scale=learn_scale)
+
+
+def semisup_objective(*, weight: float = 1.0, sup_temperature: float = 0.1, label_fraction: float = 1.0,
+                      label_seed: int = 0, init_log_scale: float = math.log(1 / 0.07),
+                      max_log_scale: float = math.log(100.0), learn_scale: bool = True) -> SemiSupervisedContrastive:
+    """InfoNCE on every pair plus cross-modal SupCon on the labelled share, through a second head per side."""
+    return SemiSupervisedContrastive(weight=weight, sup_temperature=sup_temperature, label_fraction=label_fraction,
+                                     label_seed=label_seed, init_log_scale=init_log_scale,
+                                     max_log_scale=max_log_scale, learn_scale=learn_scale)
+
+
 load_pairs.paired = True  # the runner hands recipes with this loader to polyjepa.paired.run
 
 TOWERS = {
@@ -39,7 +60,8 @@ PARTS = {
     "method": {"two_tower": (TwoTower, {"tower_a", "tower_b", "criterion", "graph_sim"})},
     "tower_a": dict(TOWERS),
     "tower_b": dict(TOWERS),
-    "objective": {"clip": (clip_objective, set()), "congrat": (congrat_objective, set())},
+    "objective": {"clip": (clip_objective, set()), "congrat": (congrat_objective, set()),
+                  "sinkhorn": (sinkhorn_objective, set()), "semisup": (semisup_objective, set())},
     "data": {"paired": (load_pairs, {"source"})},
 }
 

@@ -41,3 +41,22 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return a @ b.T
+
+
+def knn_overlap(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
+    """Mean share of each item's ``k`` nearest neighbours (cosine, itself left out) that two spaces have in common.
+
+    Args:
+        x: (n, Dx) and y: (n, Dy) two embeddings of the same n items (e.g. the shared space and a tower's own).
+    1 means the neighbourhoods agree exactly; random spaces give about k / (n - 1).
+    """
+    if len(x) != len(y) or not 0 < k < len(x):
+        raise ValueError(f"knn_overlap needs two embeddings of the same n > k items, got {len(x)}, {len(y)}, k={k}")
+
+    def neighbours(e):
+        s = cosine_similarity(e, e)
+        np.fill_diagonal(s, -np.inf)
+        return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+    nx, ny = neighbours(x), neighbours(y)
+    return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(nx, ny)]))

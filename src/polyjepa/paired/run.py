@@ -40,7 +40,8 @@ def load_run_pairs(cfg: DictConfig, fitted: dict | None = None) -> Pairs:
 def facts_of(pairs: Pairs, need_graph_sim: bool) -> dict:
     """What the assembler injects into the towers and the method."""
     facts = {"input_shape": tuple(pairs.a.shape[1:]), "vocab_size": pairs.meta["vocab_size"],
-             "max_len": pairs.meta["max_len"], "graph": pairs.graph, "graph_sim": None}
+             "max_len": pairs.meta["max_len"], "graph": pairs.graph, "graph_sim": None,
+             "labelled": pairs.y is not None}
     if need_graph_sim and pairs.graph is not None:
         from .objectives import mutual_similarity
 
@@ -73,7 +74,10 @@ def assemble(cfg: dict, facts: dict) -> TwoTower:
         towers[side] = build_part(side, cfg, part_kwargs(cfg, side), **inject(side, cfg, facts))
     criterion = build_part("objective", cfg, part_kwargs(cfg, "objective"))
     if criterion is None or not hasattr(criterion, "uses_graph"):
-        raise UserError("a two_tower recipe needs objective.name=clip or congrat")
+        raise UserError("a two_tower recipe needs objective.name=clip, congrat, sinkhorn or semisup")
+    if getattr(criterion, "uses_labels", False) and not facts.get("labelled", True):
+        raise UserError("objective semisup needs labelled pairs: add labels (labels/y) to the data, or use "
+                        "objective.name=clip")
     if criterion.uses_graph and facts["graph"] is None:
         raise UserError("objective congrat (alpha > 0) needs paired data with a graph (edge_index): use "
                         "objective.name=clip for these pairs")
@@ -97,17 +101,20 @@ class PairedBuild:
         return method
 
 
-def train_arrays(pairs: Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, ids) of the training pairs; ids are row numbers, which are the node ids of a graph's pairs."""
+def train_arrays(pairs: Pairs) -> tuple:
+    """(a, b, ids, y) of the training pairs; ids are row numbers, which are the node ids of a graph's pairs;
+    y the labels or None."""
     train = ~pairs.test
-    return pairs.a[train], pairs.b[train], np.flatnonzero(train)
+    return pairs.a[train], pairs.b[train], np.flatnonzero(train), None if pairs.y is None else pairs.y[train]
 
 
 @torch.no_grad()
-def embed_side(method: TwoTower, x: np.ndarray, side: str, space: str = "shared", batch: int = 256) -> np.ndarray:
-    """(n, ...) inputs of one side -> (n, F) embeddings, in batches, in eval mode."""
+def embed_side(method: TwoTower, x: np.ndarray, side: str, space: str = "shared", batch: int = 256,
+               alpha: float = 0.0) -> np.ndarray:
+    """(n, ...) inputs of one side -> (n, F) embeddings, in batches, in eval mode (``alpha``: see TwoTower.embed)."""
     method.eval()
-    parts = [method.embed(torch.as_tensor(x[i:i + batch]), side=side, space=space) for i in range(0, len(x), batch)]
+    parts = [method.embed(torch.as_tensor(x[i:i + batch]), side=side, space=space, alpha=alpha)
+             for i in range(0, len(x), batch)]
     return torch.cat(parts).float().numpy()
 
 

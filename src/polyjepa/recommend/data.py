@@ -1,0 +1,182 @@
+"""Implicit-feedback interactions (query -> item), their leave-one-out split and the items' text features.
+
+Two sources: a citation graph .npz (``text`` + ``edge_index``: each paper is a query whose items are the
+papers it cites, and every paper is an item described by its text), or a MovieLens-format ratings file
+(``user::item::rating::timestamp`` lines, or a CSV with a ``userId,movieId,rating,timestamp`` header);
+a ``movies.dat`` / ``movies.csv`` beside it gives each movie's title and genres as its text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError, require
+
+
+@dataclass
+class Interactions:
+    """E distinct (query, item) interactions.
+
+    queries, items: (E,) int64 ids in [0, n_queries) and [0, n_items).
+    times: (E,) float64 timestamps or None (leave-one-out then holds out a random item).
+    item_texts: (n_items,) str or None; query_texts: (n_queries,) str or None.
+    same_space: queries and items are the same entities (a paper is both), so i -> j and j -> i link one pair.
+    """
+
+    queries: np.ndarray
+    items: np.ndarray
+    n_queries: int
+    n_items: int
+    name: str
+    times: np.ndarray | None = None
+    item_texts: np.ndarray | None = None
+    query_texts: np.ndarray | None = None
+    same_space: bool = False
+
+
+@dataclass
+class Split:
+    """Leave-one-out: ``train`` (E,) bool marks the training interactions; each test query has one held-out item."""
+
+    train: np.ndarray
+    test_queries: np.ndarray
+    test_items: np.ndarray
+
+
+def _dedupe(q: np.ndarray, i: np.ndarray, t: np.ndarray | None, n_items: int):
+    """Drop repeated (query, item) pairs, keeping the earliest."""
+    key = q.astype(np.int64) * n_items + i
+    order = np.lexsort((t if t is not None else np.zeros(len(q)), key))
+    _, first = np.unique(key[order], return_index=True)
+    keep = np.sort(order[first])
+    return q[keep], i[keep], None if t is None else t[keep]
+
+
+def citation_interactions(text, edge_index, *, name: str = "citations") -> Interactions:
+    """A citation graph as interactions: edge ``(s, d)`` is query s citing item d (self-citations dropped)."""
+    from ..paired.data import check_texts
+    from ..paired.graph import check_edges
+
+    texts = check_texts(text)[:, 0]
+    n = len(texts)
+    e = check_edges(edge_index, n).astype(np.int64)
+    keep = e[0] != e[1]
+    q, i, _ = _dedupe(e[0][keep], e[1][keep], None, n)
+    if len(q) == 0:
+        raise UserError("the citation graph has no edges between distinct papers: nothing to recommend")
+    return Interactions(queries=q, items=i, n_queries=n, n_items=n, name=name, item_texts=texts, query_texts=texts,
+                        same_space=True)
+
+
+def _read_movies(folder: Path) -> dict[str, str] | None:
+    """movie id -> 'title genre genre ...' from movies.dat (``id::title::A|B``) or movies.csv, if present."""
+    pd = require("pandas", "recommend", "MovieLens files")
+    dat, csv = folder / "movies.dat", folder / "movies.csv"
+    if dat.exists():
+        rows = [line.split("::") for line in dat.read_text(encoding="latin-1").splitlines() if line.strip()]
+        frame = pd.DataFrame([r[:3] for r in rows if len(r) >= 3], columns=["movieId", "title", "genres"])
+    elif csv.exists():
+        frame = pd.read_csv(csv, dtype=str)
+        if not {"movieId", "title"} <= set(frame.columns):
+            return None
+    else:
+        return None
+    genres = frame["genres"].fillna("") if "genres" in frame else ""
+    text = frame["title"].fillna("") + " " + genres.str.replace("|", " ", regex=False)
+    return dict(zip(frame["movieId"].astype(str).str.strip(), text.str.strip()))
+
+
+def read_ratings(path: str | Path, *, min_rating: float = 0.0) -> Interactions:
+    """A MovieLens-format ratings file as interactions (user = query, movie = item); ratings below
+    ``min_rating`` are left out. Users and movies are renumbered 0..n-1 in order of first appearance."""
+    pd = require("pandas", "recommend", "MovieLens ratings files")
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"ratings file {str(path)!r} does not exist: pass an existing ratings.dat or ratings.csv")
+    first = path.read_text(encoding="latin-1").lstrip().split("\n", 1)[0]
+    try:
+        if "::" in first:
+            frame = pd.read_csv(path, sep="::", engine="python", header=None, encoding="latin-1",
+                                names=["userId", "movieId", "rating", "timestamp"], dtype=str)
+        else:
+            frame = pd.read_csv(path, dtype=str)
+    except (pd.errors.ParserError, ValueError) as e:
+        raise UserError(f"cannot read {path.name} as ratings: {e}") from None
+    need = {"userId", "movieId", "rating"}
+    if not need <= set(frame.columns):
+        raise UserError(f"{path.name} is not a MovieLens ratings file: expected lines 'user::item::rating::timestamp' "
+                        f"or a CSV header 'userId,movieId,rating,timestamp', got columns {list(frame.columns)}")
+    frame = frame.dropna(subset=["userId", "movieId", "rating"])
+    try:
+        rating = frame["rating"].astype(float).to_numpy()
+        times = frame["timestamp"].astype(float).to_numpy() if "timestamp" in frame else None
+    except ValueError:
+        raise UserError(f"{path.name}: ratings and timestamps must be numbers") from None
+    frame = frame[rating >= min_rating]
+    times = None if times is None else times[rating >= min_rating]
+    if len(frame) == 0:
+        raise UserError(f"{path.name} has no ratings of at least {min_rating}: lower data.min_rating")
+    users, q = np.unique(frame["userId"].str.strip().to_numpy(), return_inverse=True)
+    movies, i = np.unique(frame["movieId"].str.strip().to_numpy(), return_inverse=True)
+    q, i, times = _dedupe(q.astype(np.int64), i.astype(np.int64), times, len(movies))
+    titles = _read_movies(path.parent)
+    texts = None
+    if titles is not None:
+        texts = np.array([titles.get(m, "") or "unknown" for m in movies.astype(str)])
+    return Interactions(queries=q, items=i, n_queries=len(users), n_items=len(movies), name=path.stem, times=times,
+                        item_texts=texts)
+
+
+def load_interactions(source: str, *, min_rating: float = 0.0) -> Interactions:
+    """Interactions from a citation-graph .npz (``text``, ``edge_index``) or a MovieLens ratings file."""
+    path = Path(source)
+    if path.suffix == ".npz":
+        if not path.exists():
+            raise UserError(f"interaction data {source!r} does not exist: pass an existing file")
+        with np.load(path, allow_pickle=False) as z:
+            if "edge_index" not in z.files or "text" not in z.files:
+                raise UserError(f"{path.name} needs 'text' and 'edge_index' (a citation graph); it holds "
+                                f"{', '.join(z.files)}")
+            return citation_interactions(z["text"], z["edge_index"], name=path.stem)
+    return read_ratings(path, min_rating=min_rating)
+
+
+def leave_one_out(inter: Interactions, *, seed: int = 0, min_count: int = 2) -> Split:
+    """Hold out one item of every query with at least ``min_count`` interactions: its latest (with times) or a
+    random one. The held-out pair never reaches training; with ``same_space`` its reverse (item -> query)
+    is left out of training too, since it links the same two entities."""
+    if min_count < 2:
+        raise UserError("leave-one-out needs min_count >= 2 so that every test query keeps a training item")
+    rng = np.random.default_rng(seed)
+    e = len(inter.queries)
+    noise = rng.random(e)
+    key = inter.times if inter.times is not None else noise
+    order = np.lexsort((noise, key, inter.queries))  # by query, then time (latest last), random tie-break
+    q_sorted = inter.queries[order]
+    last = np.r_[q_sorted[1:] != q_sorted[:-1], True]
+    counts = np.bincount(inter.queries, minlength=inter.n_queries)
+    pick = order[last & (counts[q_sorted] >= min_count)]
+    if len(pick) == 0:
+        raise UserError(f"no query has {min_count} or more interactions: nothing to hold out")
+    train = np.ones(e, bool)
+    train[pick] = False
+    if inter.same_space:
+        n = inter.n_items
+        held = set((inter.items[pick] * n + inter.queries[pick]).tolist())
+        train &= ~np.isin(inter.queries * n + inter.items, list(held))
+    return Split(train=train, test_queries=inter.queries[pick], test_items=inter.items[pick])
+
+
+def text_features(texts: np.ndarray, *, vocab_size: int = 3000, min_df: int = 2):
+    """(n, V) float32 CSR TF-IDF rows (sublinear tf, English stop words dropped, l2-normalised) and the terms."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(max_features=vocab_size, min_df=min(min_df, len(texts)), stop_words="english",
+                          sublinear_tf=True, dtype=np.float32)
+    try:
+        x = vec.fit_transform([str(t) for t in texts])
+    except ValueError:
+        raise UserError("the item texts hold no usable words: give items a text (title, abstract, genres)") from None
+    return x.tocsr(), np.asarray(vec.get_feature_names_out())
