@@ -47,9 +47,10 @@ class JJEPA(nn.Module):
         return self.loss(batch)
 
     def loss(self, batch: dict) -> dict:
-        x, tv = batch["x"], batch["target_valid"]
-        if "keep" not in batch:
+        x = batch["x"]
+        if "keep" not in batch:  # a batch of jets alone: draw the subjet masks here
             batch = {**batch, **self.masker(x)}
+        tv = batch["target_valid"]
         with torch.no_grad():
             h = subjet_means(self.target(x), batch["labels"], batch["targets"])   # (B, M, D)
         z, valid = self.backbone.context(x, batch["keep"])                      # (B, L, D)
