@@ -120,3 +120,11 @@ def test_supervised_reference_refuses_continuous_targets():
     x, _ = _stripes(8, 0)
     with pytest.raises(UserError, match="integer class labels"):
         supervised_reference(None, x, np.linspace(0, 1, 8), x, np.linspace(0, 1, 8))
+
+
+def test_linear_probe_counts_test_samples_of_classes_the_training_part_lacks():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    assert "unseen_test_fraction" not in linear_probe(x, y, x[:10], y[:10])
+    r = linear_probe(x, y, x[:10], np.r_[y[:6], [2, 2, 2, 2]])     # 4 of 10 test samples in a class never seen
+    assert r["unseen_test_fraction"] == 0.4 and r["accuracy"] <= 0.6

@@ -648,6 +648,11 @@ def format_table(summary: dict) -> str:
         k = summary.get("probe", {}).get("knn", {}).get("k", "k")
         lines.append(f"(test-split accuracy of logistic regression (linear) and {k}-nearest neighbours (kNN) on frozen "
                      f"features; pretraining pays where its row beats the untrained encoder and the raw input)")
+        unseen = summary.get("probe", {}).get("linear", {}).get("unseen_test_fraction")
+        if unseen:
+            lines.append(f"warning: {unseen:.0%} of the test samples have a class that no training sample has, so no "
+                         f"probe can get them right: hold out fewer groups (data.test_groups) or use data with "
+                         f"every class on both sides")
     verdict = _verdict(summary)
     if verdict:
         lines.append(verdict)

@@ -67,7 +67,11 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
             scores = {c: fit(a_x, a_y, c).score(v_x, v_y) for c in (0.01, 0.1, 1.0, 10.0)}
             chosen = max(scores, key=scores.get)
     model = fit(train_x, train_y, float(chosen))
-    return {"accuracy": float(model.score(test_x, test_y)), "C": float(chosen)}
+    out = {"accuracy": float(model.score(test_x, test_y)), "C": float(chosen)}
+    unseen = ~np.isin(test_y, train_y)
+    if unseen.any():      # classes only in the test part: no probe can get these samples right
+        out["unseen_test_fraction"] = float(unseen.mean())
+    return out
 
 
 def _neighbours(a: np.ndarray, b: np.ndarray, k: int):
