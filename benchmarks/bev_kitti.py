@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("overrides", nargs="*", default=[], help="recipe overrides, e.g. method.embed_from=online")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     seeds = [int(v) for v in args.seeds.split(",")]
     t0 = time.time()
     if args.jobs > 1:
