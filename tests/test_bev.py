@@ -135,13 +135,13 @@ def test_adl_jepa_loss_against_a_loop_over_cells():
                 elif s.target_empty[b, i, j]:
                     e.append(c)
 
-    def hinge(x):
-        return sum(max(0.0, 1 / 16 - (x[b, d].flatten().var().item() + 1e-4) ** 0.5) for b in range(2)
+    def hinge(x, cells):
+        return sum(max(0.0, 1 / 16 - (x[b, d][cells[b]].var().item() + 1e-4) ** 0.5) for b in range(2)
                    for d in range(4)) / 8
 
     small = 0.01 * context                                                 # spread below 1/16: the hinge is active
-    ref = 0.75 * np.mean(ne) + 0.25 * np.mean(e) + hinge(context) + hinge(pred)
+    ref = 0.75 * np.mean(ne) + 0.25 * np.mean(e) + hinge(context, s.context) + hinge(pred, s.target)
     assert out["loss"].item() == pytest.approx(ref, rel=1e-5)
     out2 = adl_jepa_loss(pred, target, small, s)
-    assert out2["var_context"].item() == pytest.approx(hinge(small), rel=1e-5) and out2["var_context"] > 0
+    assert out2["var_context"].item() == pytest.approx(hinge(small, s.context), rel=1e-5) and out2["var_context"] > 0
     assert adl_jepa_loss(target, target, context, s)["nonempty"].item() == pytest.approx(0.0, abs=1e-6)

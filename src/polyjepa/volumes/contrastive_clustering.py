@@ -63,7 +63,8 @@ class ContrastiveClustering(nn.Module):
 
 def train_contrastive_clustering(model: ContrastiveClustering, x: np.ndarray, augment: VolumeAugment, *,
                                  steps: int, batch_size: int, lr: float = 1e-3, seed: int = 0,
-                                 entropy_weight: float = 1.0, log=None) -> ContrastiveClustering:
+                                 entropy_weight: float = 1.0, instance_temperature: float = 0.5,
+                                 cluster_temperature: float = 1.0, log=None) -> ContrastiveClustering:
     """AdamW with warm-up and cosine decay on random batches of ``x`` (N, 1, D, H, W); labels are never read."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -78,7 +79,8 @@ def train_contrastive_clustering(model: ContrastiveClustering, x: np.ndarray, au
         batch = data[torch.randint(0, len(data), (batch_size,), generator=gen)]
         z, p = model(torch.cat([augment(batch, gen), augment(batch, gen)]))
         out = contrastive_clustering_loss(z[:batch_size], z[batch_size:], p[:batch_size], p[batch_size:],
-                                          entropy_weight=entropy_weight)
+                                          entropy_weight=entropy_weight, instance_temperature=instance_temperature,
+                                          cluster_temperature=cluster_temperature)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
