@@ -8,7 +8,6 @@ the cluster head. (Li et al., "Contrastive Clustering", AAAI 2021.)
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..objectives.infonce import nt_xent_loss
+from ..train.schedules import set_lr, warmup_cosine_factor
 from .augment import VolumeAugment
 from .metrics import clustering_scores, kmeans_labels
 
@@ -70,12 +70,9 @@ def train_contrastive_clustering(model: ContrastiveClustering, x: np.ndarray, au
     gen = torch.Generator().manual_seed(seed)
     data = torch.as_tensor(x)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    warm = max(1, steps // 10)
     model.train()
     for step in range(steps):
-        f = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-        for g in opt.param_groups:
-            g["lr"] = lr * f
+        set_lr(opt, lr * warmup_cosine_factor(step, steps, steps // 10))
         batch = data[torch.randint(0, len(data), (batch_size,), generator=gen)]
         z, p = model(torch.cat([augment(batch, gen), augment(batch, gen)]))
         out = contrastive_clustering_loss(z[:batch_size], z[batch_size:], p[:batch_size], p[batch_size:],
