@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded
+from ..data.sources import Loaded, read_numpy
 from ..errors import UserError
 from .kinematics import check_particles
 
@@ -57,7 +57,7 @@ def read_cms_pfnano(path: str | Path, *, jets: str = "ak8", max_particles: int =
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist: pass the path of cms_pfnano_10events_jets.npz")
-    with np.load(path, allow_pickle=False) as z:
+    with read_numpy(path) as z:
         need = {f"{jets}_jets", f"{jets}_const", f"{jets}_const_ptr"}
         if not need <= set(z.files):
             raise UserError(f"{path} lacks {', '.join(sorted(need - set(z.files)))}: it is not a CMS PFNano jets file")
@@ -112,7 +112,7 @@ def read_jet_file(path: str | Path, *, max_particles: int = 128, jets: str = "ak
     if not path.exists():
         raise UserError(f"jet data {str(path)!r} does not exist: pass a .npz written by "
                         f"`python -m polyjepa.jets.generate` (or save_jets), or data.source=toy")
-    with np.load(path, allow_pickle=False) as z:
+    with read_numpy(path) as z:
         files = set(z.files)
         if "ak8_const" in files or "ak4_const" in files:
             return read_cms_pfnano(path, jets=jets, max_particles=max_particles, puppi=puppi)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.sources import read_numpy
 from ..errors import UserError, require
 
 
@@ -135,7 +136,7 @@ def load_interactions(source: str, *, min_rating: float = 0.0) -> Interactions:
     if path.suffix == ".npz":
         if not path.exists():
             raise UserError(f"interaction data {source!r} does not exist: pass an existing file")
-        with np.load(path, allow_pickle=False) as z:
+        with read_numpy(path) as z:
             if "edge_index" not in z.files or "text" not in z.files:
                 raise UserError(f"{path.name} needs 'text' and 'edge_index' (a citation graph); it holds "
                                 f"{', '.join(z.files)}")

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..data.sources import read_numpy
 from ..errors import UserError
 
 # (train images, train labels, test images, test labels) key names of the layouts we read
@@ -57,11 +58,8 @@ def load_volumes(path: str | Path, *, max_train: int | None = None, factor: int 
     if not path.is_file():
         raise UserError(f"volume file {path} not found: pass an .npz such as modelnet10_vox32.npz or "
                         f"adrenalmnist3d_28.npz")
-    try:
-        z = np.load(path)
-        keys = set(z.files)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path} as .npz: {e}") from None
+    z = read_numpy(path)
+    keys = set(z.files)
     layout = next((lay for lay in LAYOUTS if set(lay) <= keys), None)
     if layout is None:
         raise UserError(f"{path} holds {sorted(keys)}: expected X_train, y_train, X_test, y_test (voxel grids) or "
