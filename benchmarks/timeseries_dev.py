@@ -4,6 +4,11 @@
         [--methods ours,raw,rawlog,rocket,minirocket] [--probe ridge|logistic] [--seed 0] [--json OUT.json]
         [--name timeseries-dev] [--embedder key=value ...]
 
+A recipe's encoder against its random init and the raw series (e.g. TS-JEPA):
+
+    python benchmarks/timeseries_dev.py --methods learned,init,raw,rawlog --embedder recipe=tsjepa budget=recipe \
+        --name timeseries-dev-tsjepa
+
 The collection is the 18 UCR sets of ``../shared/data/ucr_dev/`` (not bundled in aeon, never used to
 build the embedder's defaults before this benchmark existed) plus the five univariate UCR sets bundled
 in aeon (GunPoint, ArrowHead, ItalyPowerDemand, OSULeaf, ACSF1); official train/test splits.
@@ -33,7 +38,8 @@ from pathlib import Path
 
 DEV_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucr_dev"
 BUNDLED = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1"]
-NAMES = {"ours": "TimeSeriesEmbedder()", "learned": "learned part only", "kernels": "kernel part only",
+NAMES = {"ours": "TimeSeriesEmbedder()", "learned": "learned part only", "init": "learned part at random init",
+         "kernels": "kernel part only",
          "raw": "raw + probe", "rawlog": "raw + logistic", "rocket": "ROCKET (aeon)", "minirocket": "MiniRocket (aeon)"}
 
 
@@ -100,7 +106,8 @@ def run_method(m: str, data, seed: int, kw: dict, kind: str = "ridge") -> dict:
     else:
         from polyjepa import TimeSeriesEmbedder
 
-        extra = {"learned": {"kernels": 0}, "kernels": {"max_steps": 0, "learned": False}}.get(m, {})
+        extra = {"learned": {"kernels": 0}, "init": {"kernels": 0, "max_steps": 0},
+                 "kernels": {"max_steps": 0, "learned": False}}.get(m, {})
         emb = TimeSeriesEmbedder(**{"random_state": seed, "threads": 1, **kw, **extra}).fit(x)
         f, ft = emb.transform(x), emb.transform(xt)
         info = {"steps": int(emb.train_record_.get("steps", 0)),
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default=None, help="comma-separated set names (default: all 23)")
     ap.add_argument("--max-sets", type=int, default=None, help="only the first N of the chosen sets")
     ap.add_argument("--methods", default="ours,raw,rawlog,rocket,minirocket",
-                    help="of ours, learned, kernels, raw, rawlog, rocket, minirocket")
+                    help="of ours, learned, init, kernels, raw, rawlog, rocket, minirocket")
     ap.add_argument("--probe", default="ridge", choices=["ridge", "logistic"], help="the probe every arm gets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--embedder", nargs="*", default=[], help="TimeSeriesEmbedder arguments, key=value")
