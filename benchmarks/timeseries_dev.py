@@ -29,6 +29,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# One thread for numba too (aeon's transforms), and OpenMP workers that sleep rather than spin when idle: with
+# numba's default pool, idle threads left over from ROCKET kept spinning through the next method and billed it
+# 15-20x its CPU time on a loaded machine.
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
@@ -155,7 +160,13 @@ def report(results: dict, methods: list[str], args, built: dict, wall: float, fi
     if getattr(args, "merge", None):
         notes.append(f"joined from {len(args.merge)} shard runs (--shard I/{len(args.merge)}), run side by side; "
                      f"seconds = the sum of the shards' wall times")
-    save_result(args.name, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
+    command = None
+    if getattr(args, "merge", None):
+        n = len(args.merge)
+        command = (f"for i in $(seq 0 {n - 1}); do OMP_NUM_THREADS=1 python benchmarks/timeseries_dev.py --shard $i/{n} "
+                   f"--json s$i.json --name shard$i & done; wait; python benchmarks/timeseries_dev.py --merge "
+                   + " ".join(f"s{i}.json" for i in range(n)))
+    save_result(args.name, command=command, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
                                  "and MiniRocket", columns=columns, rows=rows, seconds=wall, notes=notes,
                 extra={"seed": args.seed, "embedder": built, "per_set": results})
 
