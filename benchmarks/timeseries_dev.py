@@ -1,20 +1,27 @@
 """The time-series development collection: TimeSeriesEmbedder() next to ROCKET and MiniRocket on 23 UCR sets.
 
     OMP_NUM_THREADS=1 python benchmarks/timeseries_dev.py [--sets Adiac,Car,...] [--max-sets N]
-        [--methods ours,raw,rocket,minirocket] [--seed 0] [--json OUT.json] [--name timeseries-dev]
-        [--embedder key=value ...]
+        [--methods ours,raw,rawlog,rocket,minirocket] [--probe ridge|logistic] [--seed 0] [--json OUT.json]
+        [--name timeseries-dev] [--embedder key=value ...]
+
+A recipe's encoder against its random init and the raw series (e.g. TS-JEPA):
+
+    python benchmarks/timeseries_dev.py --methods learned,init,raw,rawlog --embedder recipe=tsjepa budget=recipe \
+        --name timeseries-dev-tsjepa
 
 The collection is the 18 UCR sets of ``../shared/data/ucr_dev/`` (not bundled in aeon, never used to
 build the embedder's defaults before this benchmark existed) plus the five univariate UCR sets bundled
 in aeon (GunPoint, ArrowHead, ItalyPowerDemand, OSULeaf, ACSF1); official train/test splits.
 
-Protocol (TS2Vec's, with the project's linear probe): ``TimeSeriesEmbedder()`` with its defaults is
-fitted on the training series without labels, both splits are embedded, and logistic regression on
-standardised features (``polyjepa.eval.probes.linear_probe``, C from a validation split of the train
-set) is scored on the test split. The raw series get the same probe. ROCKET (10,000 kernels) and
-MiniRocket are aeon's classifiers with their own ridge classifiers. Every method runs in this process
+Protocol: ``TimeSeriesEmbedder()`` with its defaults is fitted on the training series without labels and
+both splits are embedded; ROCKET (10,000 kernels) and MiniRocket are aeon's transforms, fitted the same way;
+the raw series are used as they are. Every arm then gets the same probe, ROCKET's own classifier: a ridge
+classifier on standardised features with alpha from ten values in [1e-3, 1e3] by leave-one-out on the train
+set (``polyjepa.eval.ridge_classifier_probe``; aeon's RocketClassifier is this transform + probe). The
+``rawlog`` arm adds the raw series under logistic regression (``linear_probe``, C from a validation split),
+the stronger of the two probes on raw series, as a second baseline. Every method runs in this process
 with one thread, and the methods alternate per set so that machine load falls on all of them alike.
-Seconds are the process's CPU time of fit + embed + probe (for aeon: fit + predict), one thread, so
+Seconds are the process's CPU time of fit + transform + probe, one thread, so
 they measure each method's cost even when other jobs share the machine; wall time is kept in the JSON.
 """
 from __future__ import annotations
@@ -22,6 +29,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# One thread for numba too (aeon's transforms), and OpenMP workers that sleep rather than spin when idle: with
+# numba's default pool, idle threads left over from ROCKET kept spinning through the next method and billed it
+# 15-20x its CPU time on a loaded machine.
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
@@ -31,8 +43,9 @@ from pathlib import Path
 
 DEV_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucr_dev"
 BUNDLED = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1"]
-NAMES = {"ours": "TimeSeriesEmbedder()", "learned": "learned part only", "kernels": "kernel part only",
-         "raw": "raw + probe", "rocket": "ROCKET (aeon)", "minirocket": "MiniRocket (aeon)"}
+NAMES = {"ours": "TimeSeriesEmbedder()", "learned": "learned part only", "init": "learned part at random init",
+         "kernels": "kernel part only",
+         "raw": "raw + probe", "rawlog": "raw + logistic", "rocket": "ROCKET (aeon)", "minirocket": "MiniRocket (aeon)"}
 
 
 def dev_sets() -> list[str]:
@@ -71,36 +84,44 @@ def embedder_kwargs(pairs: list[str]) -> dict:
     return out
 
 
-def run_method(m: str, data, seed: int, kw: dict) -> dict:
-    import numpy as np
+def probe(f, y, ft, yt, kind: str, seed: int) -> dict:
+    """The probe every arm shares: ``ridge`` (ROCKET's classifier) or ``logistic`` (``linear_probe``)."""
+    from polyjepa.eval.probes import linear_probe, ridge_classifier_probe
 
-    from polyjepa.eval.probes import linear_probe
+    if kind == "ridge":
+        return ridge_classifier_probe(f, y, ft, yt)
+    return linear_probe(f, y, ft, yt, seed=seed)
+
+
+def run_method(m: str, data, seed: int, kw: dict, kind: str = "ridge") -> dict:
+    """Features of one arm on both splits, then the shared probe; seconds cover features and probe."""
+    import numpy as np
 
     x, y, xt, yt = data
     t0, c0 = time.perf_counter(), time.process_time()
     info = {}
     if m in ("rocket", "minirocket"):
-        from aeon.classification.convolution_based import MiniRocketClassifier, RocketClassifier
+        from aeon.transformations.collection.convolution_based import MiniRocket, Rocket
 
-        clf = (RocketClassifier(n_kernels=10000, random_state=seed, n_jobs=1) if m == "rocket"
-               else MiniRocketClassifier(random_state=seed, n_jobs=1))
-        acc = float(clf.fit(np.nan_to_num(x), y).score(np.nan_to_num(xt), yt))
-    elif m == "raw":
-        acc = linear_probe(np.nan_to_num(x.reshape(len(x), -1)), y, np.nan_to_num(xt.reshape(len(xt), -1)), yt,
-                           seed=seed)["accuracy"]
+        tf = (Rocket(n_kernels=10000, random_state=seed, n_jobs=1) if m == "rocket"
+              else MiniRocket(random_state=seed, n_jobs=1)).fit(np.nan_to_num(x))
+        f, ft = tf.transform(np.nan_to_num(x)), tf.transform(np.nan_to_num(xt))
+    elif m in ("raw", "rawlog"):
+        f, ft = np.nan_to_num(x.reshape(len(x), -1)), np.nan_to_num(xt.reshape(len(xt), -1))
     else:
         from polyjepa import TimeSeriesEmbedder
 
-        extra = {"learned": {"kernels": 0}, "kernels": {"max_steps": 0, "learned": False}}.get(m, {})
+        extra = {"learned": {"kernels": 0}, "init": {"kernels": 0, "max_steps": 0},
+                 "kernels": {"max_steps": 0, "learned": False}}.get(m, {})
         emb = TimeSeriesEmbedder(**{"random_state": seed, "threads": 1, **kw, **extra}).fit(x)
         f, ft = emb.transform(x), emb.transform(xt)
-        acc = linear_probe(f, y, ft, yt, seed=seed)["accuracy"]
-        info = {"dim": int(f.shape[1]), "steps": int(emb.train_record_.get("steps", 0)),
+        info = {"steps": int(emb.train_record_.get("steps", 0)),
                 "stopped_early": bool(emb.train_record_.get("stopped_early", False)),
                 "train_seconds": float(emb.train_record_.get("train_seconds", 0.0)),
                 "budget": emb.train_record_.get("budget")}
-    return {"accuracy": float(acc), "seconds": time.process_time() - c0, "wall_seconds": time.perf_counter() - t0,
-            **info}
+    out = probe(f, y, ft, yt, "logistic" if m == "rawlog" else kind, seed)
+    return {"accuracy": float(out["accuracy"]), "seconds": time.process_time() - c0,
+            "wall_seconds": time.perf_counter() - t0, "dim": int(f.shape[1]), **info}
 
 
 def report(results: dict, methods: list[str], args, built: dict, wall: float, final: bool) -> None:
@@ -114,10 +135,11 @@ def report(results: dict, methods: list[str], args, built: dict, wall: float, fi
                      + " | ".join(f"{r[m]['accuracy']:.3f}" for m in methods) + " |")
     means = [np.mean([r[m]["accuracy"] for r in results.values()]) for m in methods]
     lines.append(f"| **mean ({len(results)} sets)** | | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
-    if "raw" in methods:
-        wins = [sum(r[m]["accuracy"] > r["raw"]["accuracy"] for r in results.values()) for m in methods]
-        lines.append("| sets above raw | | " + " | ".join("-" if m == "raw" else f"{w}/{len(results)}"
-                                                         for m, w in zip(methods, wins)) + " |")
+    for base, label in (("raw", "sets above raw"), ("rawlog", "sets above raw + logistic")):
+        if base in methods:
+            wins = [sum(r[m]["accuracy"] > r[base]["accuracy"] for r in results.values()) for m in methods]
+            lines.append(f"| {label} | | " + " | ".join("-" if m in ("raw", "rawlog") else f"{w}/{len(results)}"
+                                                        for m, w in zip(methods, wins)) + " |")
     secs = [sum(r[m]["seconds"] for r in results.values()) for m in methods]
     lines.append("| CPU seconds (all sets) | | " + " | ".join(f"{s:.0f}" for s in secs) + " |")
     if "rocket" in methods:
@@ -130,13 +152,21 @@ def report(results: dict, methods: list[str], args, built: dict, wall: float, fi
 
     columns, rows = parse_markdown_table("\n".join(lines))
     notes = ([] if final else [f"partial run: {len(results)} sets"]) + [
-        f"official UCR splits; linear probe (logistic regression, C from a validation split) for the embedder "
-        f"and raw series; aeon's own classifiers for ROCKET/MiniRocket; seed {args.seed}; one thread each, "
-        f"methods alternating per set", f"TimeSeriesEmbedder parameters: {built}"]
+        f"official UCR splits; every arm gets the same probe: "
+        + ("ridge classifier on standardised features, alpha in logspace(-3, 3, 10) by leave-one-out (ROCKET's)"
+           if args.probe == "ridge" else "logistic regression, C from a validation split")
+        + "; raw + logistic: the raw series under logistic regression (C from a validation split)"
+        + f"; seed {args.seed}; one thread each, methods alternating per set", f"TimeSeriesEmbedder parameters: {built}"]
     if getattr(args, "merge", None):
         notes.append(f"joined from {len(args.merge)} shard runs (--shard I/{len(args.merge)}), run side by side; "
                      f"seconds = the sum of the shards' wall times")
-    save_result(args.name, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
+    command = None
+    if getattr(args, "merge", None):
+        n = len(args.merge)
+        command = (f"for i in $(seq 0 {n - 1}); do OMP_NUM_THREADS=1 python benchmarks/timeseries_dev.py --shard $i/{n} "
+                   f"--json s$i.json --name shard$i & done; wait; python benchmarks/timeseries_dev.py --merge "
+                   + " ".join(f"s{i}.json" for i in range(n)))
+    save_result(args.name, command=command, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
                                  "and MiniRocket", columns=columns, rows=rows, seconds=wall, notes=notes,
                 extra={"seed": args.seed, "embedder": built, "per_set": results})
 
@@ -145,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=None, help="comma-separated set names (default: all 23)")
     ap.add_argument("--max-sets", type=int, default=None, help="only the first N of the chosen sets")
-    ap.add_argument("--methods", default="ours,raw,rocket,minirocket",
-                    help="of ours, learned, kernels, raw, rocket, minirocket")
+    ap.add_argument("--methods", default="ours,raw,rawlog,rocket,minirocket",
+                    help="of ours, learned, init, kernels, raw, rawlog, rocket, minirocket")
+    ap.add_argument("--probe", default="ridge", choices=["ridge", "logistic"], help="the probe every arm gets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--embedder", nargs="*", default=[], help="TimeSeriesEmbedder arguments, key=value")
     ap.add_argument("--name", default="timeseries-dev", help="results/<name>.json")
@@ -188,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         r = {"n_train": len(data[0]), "n_test": len(data[2]), "shape": list(data[0].shape[1:])}
         order = methods if i % 2 == 0 else methods[::-1]  # alternate who runs first on a set
         for m in order:
-            r[m] = run_method(m, data, args.seed, kw)
+            r[m] = run_method(m, data, args.seed, kw, args.probe)
             extra = f" steps {r[m]['steps']} dim {r[m]['dim']}" if "steps" in r[m] else ""
             print(f"  {name:<30} {m:<10} {r[m]['accuracy']:.4f} {r[m]['seconds']:7.1f}s cpu "
                   f"{r[m]['wall_seconds']:7.1f}s wall{extra}", file=sys.stderr, flush=True)

@@ -128,3 +128,34 @@ def test_linear_probe_counts_test_samples_of_classes_the_training_part_lacks():
     assert "unseen_test_fraction" not in linear_probe(x, y, x[:10], y[:10])
     r = linear_probe(x, y, x[:10], np.r_[y[:6], [2, 2, 2, 2]])     # 4 of 10 test samples in a class never seen
     assert r["unseen_test_fraction"] == 0.4 and r["accuracy"] <= 0.6
+
+
+def test_ridge_classifier_probe_equals_closed_form_ridge_with_leave_one_out_alpha():
+    from polyjepa.eval import ridge_classifier_probe
+
+    x, y = blobs(90, d=6, seed=4)
+    x = x + np.random.default_rng(5).normal(0, 4, x.shape)            # overlapping classes: alpha matters
+    tr_x, tr_y, te_x, te_y = x[:40].astype(np.float64), y[:40], x[40:].astype(np.float64), y[40:]
+    alphas = np.logspace(-3, 3, 10)
+    mu, sd = tr_x.mean(0), tr_x.std(0)
+    a, b = (tr_x - mu) / sd, (te_x - mu) / sd
+    targets = np.where(tr_y[:, None] == np.arange(3)[None], 1.0, -1.0)
+
+    def fit(rows, alpha):  # ridge with an unpenalised intercept, solved directly
+        xa, ya = a[rows], targets[rows]
+        xm, ym = xa.mean(0), ya.mean(0)
+        w = np.linalg.solve((xa - xm).T @ (xa - xm) + alpha * np.eye(a.shape[1]), (xa - xm).T @ (ya - ym))
+        return lambda q: (q - xm) @ w + ym
+
+    def loo_error(alpha):  # leave-one-out squared error by refitting without each row
+        return sum(((fit(np.delete(np.arange(40), i), alpha)(a[i:i + 1]) - targets[i]) ** 2).sum() for i in range(40))
+
+    best = min(alphas, key=loo_error)
+    want = float((fit(np.arange(40), best)(b).argmax(1) == te_y).mean())
+    out = ridge_classifier_probe(tr_x, tr_y, te_x, te_y)
+    assert out["alpha"] == pytest.approx(best) and out["accuracy"] == pytest.approx(want)
+    assert 0.4 < want < 1.0                                           # neither trivial nor perfect
+    xb, yb = blobs()
+    noise = np.random.default_rng(1).normal(size=xb.shape)
+    assert ridge_classifier_probe(xb[:200], yb[:200], xb[200:], yb[200:])["accuracy"] > 0.95
+    assert ridge_classifier_probe(noise[:200], yb[:200], noise[200:], yb[200:])["accuracy"] < 0.6

@@ -66,12 +66,15 @@ def test_kernel_weights_and_dilations():
     assert dilations(5, 10) == ([1], [10])                        # shorter than one kernel: dilation 1 only
 
 
-def reference_ppv(series: np.ndarray, weights: np.ndarray, dilation: int, bias: float) -> float:
-    """Independent loop: zero-padded dilated correlation at each step, fraction above the bias."""
-    length = len(series)
+def reference_conv(series: np.ndarray, weights: np.ndarray, dilation: int) -> np.ndarray:
+    """Independent loop: zero-padded dilated correlation at each step of the series."""
     padded = np.concatenate([np.zeros(4 * dilation), series, np.zeros(4 * dilation)])
-    out = [sum(weights[j] * padded[t + j * dilation] for j in range(9)) for t in range(length)]
-    return float(np.mean(np.asarray(out) > bias))
+    return np.asarray([sum(weights[j] * padded[t + j * dilation] for j in range(9)) for t in range(len(series))])
+
+
+def reference_ppv(series: np.ndarray, weights: np.ndarray, dilation: int, bias: float) -> float:
+    """Fraction of the steps where the convolution exceeds the bias."""
+    return float(np.mean(reference_conv(series, weights, dilation) > bias))
 
 
 def test_random_kernel_features_equal_a_direct_computation_and_ignore_padding():
@@ -96,6 +99,28 @@ def test_random_kernel_features_equal_a_direct_computation_and_ignore_padding():
     assert np.array_equal(again.numpy(), f)                       # the seed fixes the transform
 
 
+def test_kernel_extremes_are_the_max_and_min_of_the_series_and_its_difference():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 1, 50)).astype(np.float32)
+    plain = RandomKernelFeatures(n_features=84 * 3, seed=1).fit(torch.from_numpy(x))
+    rkf = RandomKernelFeatures(n_features=84 * 3, seed=1, extremes=True).fit(torch.from_numpy(x))
+    f = rkf.transform(torch.from_numpy(x)).numpy()
+    n_dil = len(rkf.dilations_)
+    assert rkf.dim == 84 * 3 + 4 * 84 * n_dil == f.shape[1]
+    assert np.array_equal(f[:, :84 * 3], plain.transform(torch.from_numpy(x)).numpy())   # PPV part unchanged
+    w = kernel_weights().numpy()
+    series = x[1, 0].astype(np.float64)
+    for i, d in enumerate(rkf.dilations_):
+        block = f[1, 84 * 3 + 4 * 84 * i: 84 * 3 + 4 * 84 * (i + 1)].reshape(4, 84)
+        for kern in (0, 50, 83):
+            conv, dconv = reference_conv(series, w[kern], d), reference_conv(np.diff(series), w[kern], d)
+            assert block[:, kern] == pytest.approx([conv.max(), conv.min(), dconv.max(), dconv.min()], abs=1e-4)
+    # padding: a NaN-padded series gives the features of the series cut at its end, extremes included
+    short = np.concatenate([x[:2, :, :35], np.full((2, 1, 15), np.nan, np.float32)], axis=2)
+    assert np.allclose(rkf.transform(torch.from_numpy(short)).numpy(),
+                       rkf.transform(torch.from_numpy(np.ascontiguousarray(x[:2, :, :35]))).numpy(), atol=1e-5)
+
+
 def test_downsample_is_a_nan_aware_window_mean():
     x = np.arange(10, dtype=np.float32).reshape(1, 1, 10)
     x[0, 0, 7:] = np.nan
@@ -114,7 +139,8 @@ def test_long_and_variable_length_series_embed():
     emb = TimeSeriesEmbedder(max_steps=1, kernels=168, overrides=("encoder.hidden=8",), random_state=0).fit(x)
     assert emb.stride_ == 12 and emb.encoder_.dim == 128      # downsampled to 250 steps, the budget's width
     z = emb.transform(x)
-    assert z.shape == (6, 128 + 168) and np.isfinite(z).all() and z.dtype == np.float32
+    extremes = 4 * 84 * len(emb.kernels_.dilations_)                # max and min of series and difference
+    assert z.shape == (6, 128 + 168 + extremes) and np.isfinite(z).all() and z.dtype == np.float32
     one = emb.transform(x[1:2])
     assert np.allclose(one, z[1:2], atol=1e-5)                  # a series' row ignores the batch around it
     assert emb.train_record_["budget"]["length"] == 250
@@ -132,5 +158,7 @@ def test_bad_embedder_arguments_give_one_user_error(kw, needle):
 
 def test_kernel_features_alone_need_no_training():
     x = np.random.default_rng(0).normal(size=(6, 40)).astype(np.float32)
-    emb = TimeSeriesEmbedder(learned=False, kernels=168).fit(x)
+    emb = TimeSeriesEmbedder(learned=False, kernels=168, extremes=False).fit(x)
     assert emb.encoder_ is None and emb.train_record_["steps"] == 0 and emb.transform(x).shape == (6, 168)
+    both = TimeSeriesEmbedder(learned=False, kernels=168).fit(x)
+    assert both.transform(x).shape == (6, 168 + 4 * 84 * len(both.kernels_.dilations_))

@@ -35,6 +35,24 @@ def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
     return {**_regression_scores(model.predict(test_x), test_y), "alpha": float(model[-1].alpha_)}
 
 
+def ridge_classifier_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
+                           alphas: np.ndarray | None = None) -> dict[str, float]:
+    """Accuracy of a ridge classifier on standardised features, alpha by leave-one-out on the train set.
+
+    The classifier of ROCKET and MiniRocket (Dempster et al.): one-vs-rest ridge regression onto +-1
+    targets, the class with the largest output wins, alpha from ``alphas`` (default
+    ``logspace(-3, 3, 10)``) by the train set's leave-one-out error, computed in closed form. Fast on
+    wide features (the cost grows with the number of rows, not of columns, when columns outnumber rows).
+    """
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    alphas = np.logspace(-3, 3, 10) if alphas is None else np.asarray(alphas, dtype=np.float64)
+    model = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=alphas)).fit(train_x, train_y)
+    return {"accuracy": float(model.score(test_x, test_y)), "alpha": float(model[-1].alpha_)}
+
+
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
                  C: float | str = "auto", max_iter: int = 200, seed: int = 0) -> dict[str, float]:
     """Accuracy of logistic regression on standardised features (float targets: ``ridge_probe``).

@@ -29,9 +29,11 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
     """Self-supervised series embeddings: ``fit(X)`` pretrains a recipe on X (no labels),
     ``transform(X)`` returns one row per series.
 
-    With the defaults a row is the learned encoder's features followed by 9,996 random-kernel
-    features (``RandomKernelFeatures``, MiniRocket's transform, fitted on X without labels); on the
-    development sets measured so far the kernel features carry most of the accuracy (docs/timeseries.md). The
+    With the defaults a row is the learned encoder's features followed by random-kernel features
+    (``RandomKernelFeatures``, fitted on X without labels): 4,998 PPV features (MiniRocket's
+    transform) and the max and min of each kernel and dilation on the series and on its first
+    difference (ROCKET's max pooling); on the development collection the kernel features carry most
+    of the accuracy (docs/timeseries.md). The
     training budget follows the data (``series_budget``): steps grow with the number of series,
     long series are averaged down to at most 256 steps for the encoder, the encoder's depth fits
     the series length, and training stops early once the loss stops improving.
@@ -49,8 +51,10 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
             win over the budget rule's choices.
         threads: torch threads while fitting (None: torch's default).
         random_state: seed of initialisation, batches, masks and random kernels.
-        kernels: random-kernel features appended to the learned ones (None: 9,996 with the default
+        kernels: random-kernel PPV features appended to the learned ones (None: 4,998 with the default
             recipe ``tsvicreg``, 0 with the others; 0 turns them off; at least 84 otherwise).
+        extremes: with kernels, also the max and min of each kernel and dilation on the series and
+            its first difference (4 x 84 x the number of dilations, at most 10,752 features).
         budget: ``"auto"`` (the data-scaled rule above) or ``"recipe"`` (the recipe's steps, batch and
             encoder, every series at full length, no early stop).
         early_stop: with ``budget="auto"``, stop when the loss plateaus (``loss_plateaued`` over a
@@ -64,7 +68,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
     def __init__(self, recipe: str = "tsvicreg", *, max_steps: int | None = None, batch_size: int | None = None,
                  pool: str | None = None, patch_size: int | None = None, overrides: tuple = (),
                  threads: int | None = None, random_state: int = 0, kernels: int | None = None,
-                 budget: str = "auto", early_stop: bool = True, learned: bool = True):
+                 budget: str = "auto", early_stop: bool = True, learned: bool = True, extremes: bool = True):
         self.recipe = recipe
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -77,6 +81,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
         self.budget = budget
         self.early_stop = early_stop
         self.learned = learned
+        self.extremes = extremes
 
     def _config(self, auto: tuple = ()):
         from ..config import load_recipe
@@ -117,11 +122,11 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
         x = self._standardise(x)
         self.n_channels_, self.length_ = int(x.shape[1]), int(x.shape[2])
         self.n_features_in_ = self.n_channels_ * self.length_  # = columns of an (n, length) X
-        n_kernels = (9996 if self.recipe == "tsvicreg" else 0) if k is None else int(k)
+        n_kernels = (4998 if self.recipe == "tsvicreg" else 0) if k is None else int(k)
         self.kernels_ = None
         t0 = time.perf_counter()
         if n_kernels:
-            self.kernels_ = RandomKernelFeatures(n_features=n_kernels, seed=seed).fit(torch.from_numpy(x))
+            self.kernels_ = RandomKernelFeatures(n_features=n_kernels, extremes=bool(self.extremes), seed=seed).fit(torch.from_numpy(x))
         record = {"steps": 0, "stopped_early": False, "losses": []}
         self.encoder_, self.stride_ = None, 1
         if self.learned:

@@ -38,31 +38,39 @@ def dilations(length: int, per_kernel: int, max_dilations: int = 32) -> tuple[li
 
 
 class RandomKernelFeatures:
-    """The proportion of positive values (PPV) of random dilated convolutions, per bias.
+    """Random dilated convolutions of series, pooled: PPV per bias, and optionally max and min.
 
-    Follows MiniRocket (Dempster et al., 2021): the 84 kernels of ``kernel_weights``, dilations
-    spread exponentially up to the series length, and for each kernel and dilation biases drawn as
-    quantiles of that convolution's output on a random training series; one feature = the fraction
-    of steps where the convolution exceeds its bias. With several channels each dilation reads the
-    sum of a random subset of them. Padding-aware: NaN steps at the end are not counted, and the
-    convolution sees zeros past a series' end, so a padded series gives the unpadded one's features.
+    The PPV part follows MiniRocket (Dempster et al., 2021): the 84 kernels of ``kernel_weights``,
+    dilations spread exponentially up to the series length, and for each kernel and dilation biases
+    drawn as quantiles of that convolution's output on a random training series; one feature = the
+    fraction of steps where the convolution exceeds its bias. ``extremes`` adds, for each kernel and
+    dilation, the maximum and the minimum of the convolution over the series (ROCKET's max pooling;
+    the minimum is the maximum of the negated kernel, which is not among the 84) and of the same
+    convolution of the series' first difference (as MultiRocket reads the difference): 4 features per
+    kernel and dilation. PPV is blind to the amplitude of a pattern once it crosses the bias; the
+    extremes keep it. With several channels each dilation reads the sum of a random subset of them.
+    Padding-aware: NaN steps at the end are not counted, and the convolution sees zeros past a
+    series' end, so a padded series gives the unpadded one's features.
 
     Args:
-        n_features: about this many features (rounded down to a multiple of 84).
+        n_features: about this many PPV features (rounded down to a multiple of 84).
         max_dilations: at most this many distinct dilations.
+        extremes: also the max and min of each kernel and dilation on the series and its difference.
         seed: the random state of bias quantiles, training series and channel subsets.
     Shapes:
-        fit(x (n, C, L)) -> self; transform(x (n, C, L)) -> (n, F) float32.
+        fit(x (n, C, L)) -> self; transform(x (n, C, L)) -> (n, F) float32: the PPV features, then
+        (with ``extremes``) per dilation [max, min] of the series and [max, min] of its difference.
     """
 
-    def __init__(self, *, n_features: int = 10_000, max_dilations: int = 32, seed: int = 0):
+    def __init__(self, *, n_features: int = 10_000, max_dilations: int = 32, extremes: bool = False, seed: int = 0):
         if n_features < 84:
             raise ValueError(f"n_features must be >= 84 (one per kernel), got {n_features}")
         self.n_features, self.max_dilations, self.seed = int(n_features), int(max_dilations), int(seed)
+        self.extremes = bool(extremes)
 
     @property
     def dim(self) -> int:
-        return 84 * sum(self.counts_)
+        return 84 * sum(self.counts_) + (4 * 84 * len(self.dilations_) if self.extremes else 0)
 
     def fit(self, x: torch.Tensor) -> RandomKernelFeatures:
         x = torch.as_tensor(x, dtype=torch.float32)
@@ -108,10 +116,25 @@ class RandomKernelFeatures:
             xb = x[a:a + chunk]
             real = self._real_length(xb)
             outside = (steps[None] >= real[:, None])[:, None]                               # (B, 1, L)
-            feats = []
+            feats, extremes = [], []
+            dx = xb.diff(dim=-1) if self.extremes else None                                 # NaN past the end stays NaN
             for d, mix, bias in zip(self.dilations_, self.mixes_, self.biases_):
-                conv = self._conv(xb, mix, d).masked_fill(outside, float("-inf"))          # padding: below every bias
+                conv = self._conv(xb, mix, d)
+                if self.extremes:
+                    extremes += self._extremes(conv, outside)
+                conv = conv.masked_fill(outside, float("-inf"))                             # padding: below every bias
                 above = (conv[:, :, None] > bias[None, :, :, None]).sum(-1)                 # (B, 84, k)
                 feats.append((above.to(torch.float32) / real[:, None, None]).flatten(1))
-            out.append(torch.cat(feats, 1))
+                if self.extremes:
+                    extremes += self._extremes(self._conv(dx, mix, d), outside[..., 1:])
+            out.append(torch.cat(feats + extremes, 1))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    @staticmethod
+    def _extremes(conv: torch.Tensor, outside: torch.Tensor) -> list[torch.Tensor]:
+        """[max, min] over the real steps of (B, 84, L') convolutions; (B, 84) each, 0 with no real step."""
+        outside = outside[..., :conv.shape[-1]]
+        empty = outside.all(-1)                                                             # (B, 1)
+        top = conv.masked_fill(outside, float("-inf")).amax(-1).masked_fill(empty, 0.0)
+        low = conv.masked_fill(outside, float("inf")).amin(-1).masked_fill(empty, 0.0)
+        return [top, low]
