@@ -43,6 +43,7 @@ from pathlib import Path
 
 DEV_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucr_dev"
 BUNDLED = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1"]
+DEFAULT_METHODS = "ours,raw,rawlog,rocket,minirocket"
 NAMES = {"ours": "TimeSeriesEmbedder()", "learned": "learned part only", "init": "learned part at random init",
          "kernels": "kernel part only",
          "raw": "raw + probe", "rawlog": "raw + logistic", "rocket": "ROCKET (aeon)", "minirocket": "MiniRocket (aeon)"}
@@ -163,19 +164,41 @@ def report(results: dict, methods: list[str], args, built: dict, wall: float, fi
     command = None
     if getattr(args, "merge", None):
         n = len(args.merge)
-        command = (f"for i in $(seq 0 {n - 1}); do OMP_NUM_THREADS=1 python benchmarks/timeseries_dev.py --shard $i/{n} "
-                   f"--json s$i.json --name shard$i & done; wait; python benchmarks/timeseries_dev.py --merge "
-                   + " ".join(f"s{i}.json" for i in range(n)))
-    save_result(args.name, command=command, title="Time-series development collection (23 UCR sets): TimeSeriesEmbedder() vs ROCKET "
-                                 "and MiniRocket", columns=columns, rows=rows, seconds=wall, notes=notes,
+        opts = run_options(args)
+        command = (f"for i in $(seq 0 {n - 1}); do OMP_NUM_THREADS=1 python benchmarks/timeseries_dev.py --shard $i/{n}"
+                   f"{opts} --json s$i.json --name shard$i & done; wait; python benchmarks/timeseries_dev.py --merge "
+                   + " ".join(f"s{i}.json" for i in range(n)) + opts
+                   + ("" if args.name == "timeseries-dev" else f" --name {args.name}"))
+    peers = [m for m in ("rocket", "minirocket") if m in methods]
+    title = ("Time-series development collection (23 UCR sets): TimeSeriesEmbedder("
+             + ", ".join(args.embedder or []) + ")"
+             + (f" vs {' and '.join({'rocket': 'ROCKET', 'minirocket': 'MiniRocket'}[m] for m in peers)}" if peers
+                else " vs its random init and the raw series"))
+    save_result(args.name, command=command, title=title, columns=columns, rows=rows, seconds=wall, notes=notes,
                 extra={"seed": args.seed, "embedder": built, "per_set": results})
+
+
+def run_options(args) -> str:
+    """The options that chose what was run (not where it was written), as a command line fragment."""
+    parts = []
+    if args.sets:
+        parts.append(f"--sets {args.sets}")
+    if args.methods != DEFAULT_METHODS:
+        parts.append(f"--methods {args.methods}")
+    if args.probe != "ridge":
+        parts.append(f"--probe {args.probe}")
+    if args.seed:
+        parts.append(f"--seed {args.seed}")
+    if args.embedder:
+        parts.append("--embedder " + " ".join(args.embedder))
+    return "".join(" " + p for p in parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=None, help="comma-separated set names (default: all 23)")
     ap.add_argument("--max-sets", type=int, default=None, help="only the first N of the chosen sets")
-    ap.add_argument("--methods", default="ours,raw,rawlog,rocket,minirocket",
+    ap.add_argument("--methods", default=DEFAULT_METHODS,
                     help="of ours, learned, init, kernels, raw, rawlog, rocket, minirocket")
     ap.add_argument("--probe", default="ridge", choices=["ridge", "logistic"], help="the probe every arm gets")
     ap.add_argument("--seed", type=int, default=0)
