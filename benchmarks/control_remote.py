@@ -4,9 +4,9 @@
 
 Runs the bundled recipe ``tsjepa-remote-cartpole``: a sensor sends, every step, a message of a fixed
 number of bits over a bit-flip channel, and a controller cloned from the LQR expert on received
-messages acts on it. Three sensors at the same budgets, same channel, same controller network and
+messages acts on it. Four sensors at the same budgets, same channel, same controller network and
 training: the TS-JEPA embedding of the last observations (window JEPA trained on logged episodes,
-no labels), a random-init encoder of the same shape, and the quantised raw observation. Each cell is
+no labels), a random-init encoder of the same shape, PCA of the same window, and the quantised raw observation. Each cell is
 the mean return over the same seeded episodes for several training seeds. Then the TS-JEPA sensor
 alone at other embedding widths (``--dims``), and the TS-JEPA sensor against the raw state in other
 regimes (``--regimes``; by default without observation noise), both on a perfect channel. Prints the tables and the configuration built, and saves

@@ -213,3 +213,11 @@ def test_pca_window_keeps_the_top_eigen_directions_of_the_window_covariance():
     np.testing.assert_allclose(z.var(0), evals[:2], rtol=1e-4)
     C = pca.components.double().numpy()
     np.testing.assert_allclose(C.T @ C, np.eye(2), atol=1e-5)
+
+
+def test_more_bits_per_value_than_the_codes_hold_is_one_clear_error():
+    assert check_bits(32) == 32
+    with pytest.raises(UserError, match="more than 32 bits for one value"):
+        check_bits(64)
+    with pytest.raises(UserError, match="more than 32 bits"):
+        UniformQuantizer(bits=33)

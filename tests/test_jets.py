@@ -286,3 +286,13 @@ def test_generator_selects_jets_in_the_window():
     assert sorted(d["labels"].tolist()) == [0, 0, 1, 1] and (m.sum(1) == torch.from_numpy(d["n_constituents"]).clamp(max=128)).all()
     again = generate(4, seed=3, max_particles=128, echo=lambda *_: None)
     assert np.array_equal(d["particles"], again["particles"])
+
+
+def test_a_single_npy_array_and_an_interrupted_save_are_handled(tmp_path):
+    d = toy_jets(6, max_particles=8)
+    np.save(tmp_path / "p.npy", d["particles"])
+    with pytest.raises(UserError, match="single .npy array"):
+        load_jets(str(tmp_path / "p.npy"))
+    out = save_jets(tmp_path / "set", d["particles"], d["mask"], d["labels"])      # .npz appended, then renamed
+    assert out == tmp_path / "set.npz" and sorted(p.name for p in tmp_path.iterdir()) == ["p.npy", "set.npz"]
+    assert np.array_equal(load_jets(str(out)).y, d["labels"])

@@ -104,14 +104,19 @@ def test_the_objective_trains_inside_the_two_tower_method():
     for name, p in m.named_parameters():
         if p.requires_grad:
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    # with a fixed reference the tower-space anchors learn, but no gradient reaches the towers through h
-    m.zero_grad()
-    h_a = m.tower_a(batch["a"])
-    h_a.retain_grad()
-    fixed = structure_loss(h_a.detach(), m.head_a(h_a.detach()), crit.anchors["h_a"], crit.anchors["z_a"])
-    fixed.backward()
-    assert crit.anchors["h_a"].grad.abs().sum() > 0 and crit.anchors["z_a"].grad.abs().sum() > 0
-    assert h_a.grad is None and all(p.grad is None for p in m.tower_a.parameters())
+    # detach_towers: the tower-space side is a fixed reference (its anchors learn, no gradient reaches h);
+    # without it the structure term trains the towers through h as well
+    for detach in (True, False):
+        crit.detach_towers = detach
+        m.zero_grad()
+        h_a, h_b = (torch.randn(32, crit.anchors[k].shape[-1], requires_grad=True) for k in ("h_a", "h_b"))
+        z_a, z_b = (torch.nn.functional.normalize(torch.randn(32, 16), dim=-1) for _ in range(2))
+        crit(z_a, z_b, h_a=h_a, h_b=h_b)["loss"].backward()          # InfoNCE + the structure term
+        assert crit.anchors["h_a"].grad.abs().sum() > 0 and crit.anchors["z_a"].grad.abs().sum() > 0
+        if detach:
+            assert h_a.grad is None and h_b.grad is None
+        else:
+            assert h_a.grad is not None and h_a.grad.abs().sum() > 0
 
 
 def test_knn_overlap_against_brute_force_sets():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.sources import Loaded
-from ..data.sources import read_numpy
+from ..data.sources import read_npz
 from ..errors import UserError
 from .augment import augment_cloud
 from .grid import BEVGrid, bev_features
@@ -39,7 +39,7 @@ def read_sweeps(source: str | Path, *, split: str = "all", layout: str | None = 
         return [read_lidar_bin(path, layout=bin_layout(path))], [path.name]
     if path.suffix != ".npz":
         raise UserError(f"cannot read LiDAR data {source!r}: use a .npz, a .bin sweep or a folder of .bin sweeps")
-    with read_numpy(path) as z:
+    with read_npz(path) as z:
         keys = set(z.files)
         if "points" in keys and "frame_ptr" not in keys:
             return [check_cloud(z["points"], str(path))], [path.stem]

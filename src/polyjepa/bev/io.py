@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import read_numpy
+from ..data.sources import read_npz
 from ..errors import UserError
 
 RECORD_FIELDS = {"kitti": 4, "nuscenes": 5}
@@ -51,7 +51,7 @@ def load_kitti_frames(path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"KITTI frames file {path} not found: pass kitti_velodyne_12frames.npz")
-    z = read_numpy(path)
+    z = read_npz(path)
     missing = {"xyz_mm", "intensity_x100", "frame_ptr"} - set(z.files)
     if missing:
         raise UserError(f"{path} lacks {sorted(missing)}: expected the KITTI frames layout (xyz_mm, intensity_x100, "

@@ -31,7 +31,18 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class ACTJEPA(nn.Module):
+class EMATeacher:
+    """The control models' teacher: ``target`` follows ``encoder`` by EMA, its momentum rising over
+    ``self.momentum`` (start, end) through training."""
+
+    @torch.no_grad()
+    def update_target(self, step: int, total_steps: int) -> float:
+        m = momentum_at(step, total_steps, *self.momentum)
+        ema_update(list(self.target.parameters()), list(self.encoder.parameters()), m)
+        return m
+
+
+class ACTJEPA(EMATeacher, nn.Module):
     """Policy with an action-chunk head and a latent-future (JEPA) head.
 
     Args:
@@ -92,12 +103,6 @@ class ACTJEPA(nn.Module):
             loss = loss + self.jepa_weight * l_jepa
         out["loss"] = loss
         return out
-
-    @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
-        m = momentum_at(step, total_steps, *self.momentum)
-        ema_update(list(self.target.parameters()), list(self.encoder.parameters()), m)
-        return m
 
 
 def windows(obs: np.ndarray, history: int) -> np.ndarray:

@@ -14,6 +14,9 @@ import numpy as np
 from ..errors import UserError
 
 
+MAX_BITS = 32   # per quantised value: int64 codes, and cells far finer than any sensor's noise
+
+
 def check_bits(bits, what: str = "channel.bits") -> int:
     """A bit count as an int >= 1, or a one-line UserError."""
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) and not (
@@ -21,6 +24,9 @@ def check_bits(bits, what: str = "channel.bits") -> int:
         raise UserError(f"{what}={bits!r} must be a whole number of bits >= 1 (e.g. 8, 16, 32)")
     if int(bits) < 1:
         raise UserError(f"{what}={bits!r} must be a whole number of bits >= 1: a message of no bits carries nothing")
+    if int(bits) > MAX_BITS:
+        raise UserError(f"{what}={bits!r} is more than {MAX_BITS} bits for one value: a float64 range cannot be cut "
+                        f"finer; give fewer bits per dimension")
     return int(bits)
 
 

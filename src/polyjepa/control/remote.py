@@ -19,13 +19,12 @@ from torch import nn
 
 from ..errors import UserError
 from ..objectives.vcr import vcr_loss
-from ..targets.ema import ema_update, momentum_at
-from .actjepa import mlp, windows
+from .actjepa import EMATeacher, mlp, windows
 from .channel import BitFlipChannel, UniformQuantizer
 from .rollout import Episode
 
 
-class WindowJEPA(nn.Module):
+class WindowJEPA(EMATeacher, nn.Module):
     """Time-series JEPA on windows of a state series: the sensor's encoder.
 
     Args:
@@ -75,12 +74,6 @@ class WindowJEPA(nn.Module):
         pred = ((p - h).square().mean(-1) * m).sum() / m.sum().clamp_min(1)
         reg = vcr_loss(z, var_weight=self.var_weight, cov_weight=self.cov_weight)
         return {"loss": pred + reg["loss"], "prediction": pred.detach(), "regularizer": reg["loss"].detach()}
-
-    @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
-        m = momentum_at(step, total_steps, *self.momentum)
-        ema_update(list(self.target.parameters()), list(self.encoder.parameters()), m)
-        return m
 
 
 def window_dataset(episodes: list[Episode], *, window: int, horizon: int, mean: np.ndarray,

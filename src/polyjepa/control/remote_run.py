@@ -1,7 +1,7 @@
 """The remote-control recipe end to end: log episodes, train the sensor JEPA, clone the expert on received
 messages at each bit budget and bit-error rate, run every loop in the simulator, print and save the table.
 
-``polyjepa pretrain tsjepa-remote-cartpole`` compares three sensors that send the same number of bits per
+``polyjepa pretrain tsjepa-remote-cartpole`` compares four sensors that send the same number of bits per
 message over the same channel to the same controller network trained the same way: the TS-JEPA window
 embedding, a random-init encoder of the same shape (what training the encoder adds), the top principal
 components of the same window (the classical linear transform code of the same width), and the quantised

@@ -16,12 +16,11 @@ from torch import nn
 
 from ..errors import UserError
 from ..objectives.vicreg import vicreg_loss
-from ..targets.ema import ema_update, momentum_at
-from .actjepa import mlp
+from .actjepa import EMATeacher, mlp
 from .rollout import Episode
 
 
-class LatentDynamics(nn.Module):
+class LatentDynamics(EMATeacher, nn.Module):
     """z = encoder(o); z' = z + dynamics([z, u]); planning happens in z.
 
     Args:
@@ -70,12 +69,6 @@ class LatentDynamics(nn.Module):
         reg = vicreg_loss(self.encode(obs[:, 0]), self.encode(obs[:, -1]), sim_weight=0.0,
                           var_weight=self.var_weight, cov_weight=self.cov_weight)
         return {"loss": pred + reg["loss"], "prediction": pred.detach(), "regularizer": reg["loss"].detach()}
-
-    @torch.no_grad()
-    def update_target(self, step: int, total_steps: int) -> float:
-        m = momentum_at(step, total_steps, *self.momentum)
-        ema_update(list(self.target.parameters()), list(self.encoder.parameters()), m)
-        return m
 
 
 def transition_dataset(episodes: list[Episode], *, rollout: int, mean: np.ndarray, std: np.ndarray):

@@ -163,6 +163,16 @@ def read_numpy(path: Path):
                         f"numpy.savez{hint}") from None
 
 
+def read_npz(path: Path, what: str = "these data"):
+    """:func:`read_numpy` for data that live in an .npz archive of named arrays: a single .npy array is one
+    clear line instead of an error on its first key."""
+    z = read_numpy(path)
+    if isinstance(z, np.ndarray):
+        raise UserError(f"{path} is a single .npy array but {what} need an .npz archive of named arrays: write them "
+                        f"with numpy.savez")
+    return z
+
+
 def _load_npz(path: Path) -> Loaded:
     z = read_numpy(path)
     with z:

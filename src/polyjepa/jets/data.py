@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import Loaded, read_numpy
+from ..data.sources import Loaded, read_npz
 from ..errors import UserError
 from .kinematics import check_particles
 
@@ -31,12 +31,19 @@ def pad_jets(jets: list[np.ndarray], max_particles: int) -> tuple[np.ndarray, np
 
 def save_jets(path: str | Path, particles: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
               **extra: np.ndarray) -> Path:
-    """Write a jet set in the format above (compressed, no pickle)."""
+    """Write a jet set in the format above (compressed, no pickle) to ``path`` (``.npz`` appended when missing),
+    through a temporary file, so an interrupted write leaves no partial set."""
+    import os
+
     arrays = {"particles": np.asarray(particles, np.float32), "mask": np.asarray(mask, bool), **extra}
     if labels is not None:
         arrays["labels"] = np.asarray(labels, np.int64)
-    np.savez_compressed(path, **arrays)
-    return Path(path)
+    path = Path(path)
+    path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
 
 
 def read_cms_pfnano(path: str | Path, *, jets: str = "ak8", max_particles: int = 128,
@@ -57,7 +64,7 @@ def read_cms_pfnano(path: str | Path, *, jets: str = "ak8", max_particles: int =
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist: pass the path of cms_pfnano_10events_jets.npz")
-    with read_numpy(path) as z:
+    with read_npz(path) as z:
         need = {f"{jets}_jets", f"{jets}_const", f"{jets}_const_ptr"}
         if not need <= set(z.files):
             raise UserError(f"{path} lacks {', '.join(sorted(need - set(z.files)))}: it is not a CMS PFNano jets file")
@@ -112,7 +119,7 @@ def read_jet_file(path: str | Path, *, max_particles: int = 128, jets: str = "ak
     if not path.exists():
         raise UserError(f"jet data {str(path)!r} does not exist: pass a .npz written by "
                         f"`python -m polyjepa.jets.generate` (or save_jets), or data.source=toy")
-    with read_numpy(path) as z:
+    with read_npz(path) as z:
         files = set(z.files)
         if "ak8_const" in files or "ak4_const" in files:
             return read_cms_pfnano(path, jets=jets, max_particles=max_particles, puppi=puppi)

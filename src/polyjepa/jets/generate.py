@@ -113,7 +113,7 @@ def generate(n: int, *, seed: int = 0, max_particles: int = 128, out: str | Path
     d = {"particles": particles[order], "mask": mask[order], "labels": labels[order],
          "n_constituents": np.array([len(j) for j in top + qcd], np.int64)[order]}
     if out is not None:
-        save_jets(out, **d)
+        out = save_jets(out, **d)
         echo(f"wrote {out}: {n} jets, {max_particles} particles max, {time.perf_counter() - t0:.0f} s")
     return d
 

@@ -64,7 +64,10 @@ def implicit_package_als(r: sparse.csr_matrix, *, factors: int = 64, reg: float 
         from implicit.cpu.als import AlternatingLeastSquares
     except ImportError:
         return None
-    model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=iterations,
+    # implicit takes alpha * value as an observed pair's confidence; ours is 1 + alpha * value: hand it those
+    conf = sparse.csr_matrix(r, dtype=np.float32)
+    conf.data = 1.0 + alpha * conf.data
+    model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=1.0, iterations=iterations,
                                     random_state=seed, num_threads=1)
-    model.fit(sparse.csr_matrix(r, dtype=np.float32), show_progress=False)
+    model.fit(conf, show_progress=False)
     return np.asarray(model.user_factors), np.asarray(model.item_factors)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sources import read_numpy
+from ..data.sources import read_npz
 from ..errors import UserError, require
 
 
@@ -91,12 +91,14 @@ def _read_movies(folder: Path) -> dict[str, str] | None:
 
 def read_ratings(path: str | Path, *, min_rating: float = 0.0) -> Interactions:
     """A MovieLens-format ratings file as interactions (user = query, movie = item); ratings below
-    ``min_rating`` are left out. Users and movies are renumbered 0..n-1 in order of first appearance."""
+    ``min_rating`` are left out. Users and movies are renumbered 0..n-1 in the sorted order of their ids."""
     pd = require("pandas", "recommend", "MovieLens ratings files")
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"ratings file {str(path)!r} does not exist: pass an existing ratings.dat or ratings.csv")
-    first = path.read_text(encoding="latin-1").lstrip().split("\n", 1)[0]
+    if not path.is_file():
+        raise UserError(f"ratings file {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}: pass "
+                        f"an existing ratings.dat or ratings.csv")
+    with open(path, encoding="latin-1") as f:
+        first = next((line for line in f if line.strip()), "").strip()
     try:
         if "::" in first:
             frame = pd.read_csv(path, sep="::", engine="python", header=None, encoding="latin-1",
@@ -136,7 +138,7 @@ def load_interactions(source: str, *, min_rating: float = 0.0) -> Interactions:
     if path.suffix == ".npz":
         if not path.exists():
             raise UserError(f"interaction data {source!r} does not exist: pass an existing file")
-        with read_numpy(path) as z:
+        with read_npz(path) as z:
             if "edge_index" not in z.files or "text" not in z.files:
                 raise UserError(f"{path.name} needs 'text' and 'edge_index' (a citation graph); it holds "
                                 f"{', '.join(z.files)}")

@@ -99,6 +99,8 @@ def train_model(model: TwoTowerRec, data: RecData, *, epochs: int = 40, batch_si
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     steps, t0, last = 0, time.time(), {}
+    if max_steps is not None:           # max_steps overrides the epochs, as in every other run
+        epochs = -(-max_steps // max(1, n // batch_size))
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=g)
         for k in range(0, n - batch_size + 1, batch_size):

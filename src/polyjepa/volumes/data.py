@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..data.sources import read_numpy
+from ..data.sources import read_npz
 from ..errors import UserError
 
 # (train images, train labels, test images, test labels) key names of the layouts we read
@@ -58,7 +58,7 @@ def load_volumes(path: str | Path, *, max_train: int | None = None, factor: int 
     if not path.is_file():
         raise UserError(f"volume file {path} not found: pass an .npz such as modelnet10_vox32.npz or "
                         f"adrenalmnist3d_28.npz")
-    z = read_numpy(path)
+    z = read_npz(path)
     keys = set(z.files)
     layout = next((lay for lay in LAYOUTS if set(lay) <= keys), None)
     if layout is None:

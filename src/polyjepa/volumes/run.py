@@ -80,7 +80,8 @@ def run_volume_clustering(cfg, *, out: str | None = None, seed: int = 0, echo=pr
                "scores": [{key: r[key] for key in ("method", "acc", "nmi", "ari", "clusters_used")} for r in rows]}
     run_dir = new_run_dir(out, str(cfg.get("name", "clustering")))
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, run_dir / "model.safetensors")
+    save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, run_dir / ".model.tmp")
+    (run_dir / ".model.tmp").replace(run_dir / "model.safetensors")
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     lines = ["| method | ACC | NMI | ARI | clusters used |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['method']} | {r['acc']:.4f} | {r['nmi']:.4f} | {r['ari']:.4f} | {r['clusters_used']} |" for r in rows]
