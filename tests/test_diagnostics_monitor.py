@@ -64,3 +64,37 @@ def test_spectrum_file_rows_and_resume(tmp_path):
     assert [s for s, _ in read_spectrum(tmp_path)] == [0, 5]
     lines = (tmp_path / "spectrum.jsonl").read_text().splitlines()
     assert all(json.loads(line)["step"] in (0, 5) for line in lines)
+
+
+class OffsetEncoder(nn.Module):
+    """Features with one dominant direction from the start: a large shared offset on every sample."""
+
+    def __init__(self, enc, offset):
+        super().__init__()
+        self.enc, self.offset = enc, offset
+
+    def embed(self, x, *, pool="mean", layers=1):
+        return self.enc.embed(x) + self.offset
+
+
+class Offset(Method):
+    def __init__(self, scale, offset):
+        super().__init__(scale)
+        self.wrapped = OffsetEncoder(self.enc, offset)
+
+    def encoder(self):
+        return self.wrapped
+
+
+def test_an_encoder_that_starts_below_the_floor_is_judged_by_its_fall():
+    from polyjepa.diagnostics.spectrum import rankme_floor
+
+    assert rankme_floor(None) == 2.0 and rankme_floor(30.0) == 2.0 and rankme_floor(1.6) == 0.8
+    x, y = data()
+    mon = Monitor(x, y, samples=128, lidar_samples=0)
+    start = mon(Offset(1.0, 1000.0), step=0)
+    assert start["rankme"] < 2.0 and start["collapse"] == 0.0 and not mon.alarms   # where training began
+    assert mon(Offset(0.0, 1000.0), step=10)["collapse"] == 1.0                      # all samples at one point
+    rows = [{"step": "0", "collapse": "0", "rankme": str(start["rankme"]), "embedding_std": "1"}]
+    assert collapse_statement(rows, {"rankme": start["rankme"]}).startswith("No collapse")
+    assert collapse_statement(rows, {"rankme": 0.4 * start["rankme"]}).startswith("**COLLAPSE ALARM**")

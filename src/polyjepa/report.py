@@ -88,8 +88,12 @@ def write_report(run_dir: Path, summary: dict, figures: list[tuple[str, str]] = 
 
 def collapse_statement(rows: list[dict], summary: dict, *, min_rankme: float = 2.0) -> str:
     """One plain sentence on whether the embeddings collapsed during training or at the end."""
+    from .diagnostics.spectrum import rankme_floor
+
     flagged = [r for r in rows if r.get("collapse") not in (None, "") and float(r["collapse"]) > 0]
     final = summary.get("rankme")
+    first = next((float(r["rankme"]) for r in rows if r.get("rankme") not in (None, "")), None)
+    min_rankme = rankme_floor(first, min_rankme)
     if flagged:
         steps = ", ".join(str(int(float(r["step"]))) for r in flagged[:8]) + (" ..." if len(flagged) > 8 else "")
         last = flagged[-1]

@@ -27,6 +27,15 @@ def spectrum_summary(eigenvalues: torch.Tensor, *, rel_floor: float = 1e-3) -> d
             "top_share": top / total if total > 0 else 1.0}
 
 
+def rankme_floor(initial: float | None, min_rankme: float = 2.0) -> float:
+    """The RankMe below which the collapse alarm fires: ``min_rankme``, or half the untrained encoder's own RankMe
+    when that already starts below ``min_rankme`` (some encoders' pooled features have one dominant direction
+    from the start; the alarm is for a fall during training, not for where training began)."""
+    if initial is None or initial >= min_rankme:
+        return min_rankme
+    return 0.5 * initial
+
+
 def collapse_alarm(rankme: float, embedding_std: float, *, min_rankme: float = 2.0,
                    min_std: float = 1e-3) -> str | None:
     """A plain sentence when embeddings have collapsed (RankMe below ``min_rankme`` or the mean per-feature

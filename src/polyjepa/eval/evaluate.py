@@ -141,10 +141,11 @@ class Monitor:
         self.lidar_samples, self.lidar_views = lidar_samples, lidar_views
         self.min_rankme, self.min_std = min_rankme, min_std
         self.alarms: list[str] = []
+        self.initial_rankme: float | None = None     # the first reading (the untrained encoder, at step 0)
         self._spectrum_opened = False
 
     def __call__(self, method, *, step: int | None = None, run_dir=None) -> dict[str, float]:
-        from ..diagnostics.spectrum import collapse_alarm, covariance_spectrum, spectrum_summary
+        from ..diagnostics.spectrum import collapse_alarm, covariance_spectrum, rankme_floor, spectrum_summary
 
         enc = method.encoder()
         bank = embed_array(enc, self.bank_x, pool=self.pool, layers=self.layers)
@@ -159,7 +160,10 @@ class Monitor:
         if self.bank_y is not None and len(self.query_x):
             q = embed_array(enc, self.query_x, pool=self.pool, layers=self.layers)
             out["monitor_knn"] = probe_score(knn_probe(bank, self.bank_y, q, self.query_y, k=self.k))
-        alarm = collapse_alarm(out["rankme"], out["embedding_std"], min_rankme=self.min_rankme, min_std=self.min_std)
+        if self.initial_rankme is None:
+            self.initial_rankme = out["rankme"]
+        floor = rankme_floor(self.initial_rankme, self.min_rankme)
+        alarm = collapse_alarm(out["rankme"], out["embedding_std"], min_rankme=floor, min_std=self.min_std)
         out["collapse"] = float(alarm is not None)
         if alarm:
             message = f"polyjepa: {alarm} at step {step}" if step is not None else f"polyjepa: {alarm}"
