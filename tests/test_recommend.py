@@ -223,6 +223,13 @@ def test_a_file_that_is_not_ratings_is_one_clear_error(tmp_path):
         read_ratings(bad)
     with pytest.raises(UserError, match="does not exist"):
         read_ratings(tmp_path / "none.csv")
+    with pytest.raises(UserError, match="is a folder"):
+        read_ratings(tmp_path)
+    from polyjepa.recommend.run import prepare_interactions
+
+    for key, value in (("groups", 0), ("vocab_size", 0)):
+        with pytest.raises(UserError, match=f"data.{key}=0"):
+            prepare_interactions(str(bad), **{key: value})
 
 
 # ---------------------------------------------------------------- model and run

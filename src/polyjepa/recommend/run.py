@@ -49,6 +49,10 @@ def prepare_interactions(source: str, *, min_rating: float = 0.0, vocab_size: in
     """Read interactions (see :func:`~polyjepa.recommend.data.load_interactions`), hold out one item per query
     with at least ``min_count`` items, cut the item texts into TF-IDF terms and group the terms into ``groups``
     fields by their mutual information."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise UserError(f"data.groups={groups!r} must be a whole number of feature fields >= 1 (the recipe uses 16)")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+        raise UserError(f"data.vocab_size={vocab_size!r} must be a whole number of terms >= 1 (the recipe uses 3000)")
     inter = load_interactions(source, min_rating=min_rating)
     split = leave_one_out(inter, seed=split_seed, min_count=min_count)
     item_x = query_x = item_group = query_group = gmi = item_sp = query_sp = None
