@@ -120,6 +120,13 @@ def test_points_in_a_rotated_box_and_their_cells():
     rect = np.array([[0.0, 0.5, 11.9], [0.9, 0.5, 10.0], [0.0, 0.5, 12.1], [1.1, 0.5, 10.0], [0.0, -0.6, 10.0],
                      [0.0, 1.2, 10.0]])
     assert points_in_boxes(rect, box).tolist() == [True, True, False, False, False, False]
+    # rotation_y = pi/6: the heading in camera coordinates is (cos ry, 0, -sin ry) (KITTI's convention); a point
+    # 1.9 along it is inside, its mirror (1.9 along (cos ry, 0, +sin ry)) is not, so the sign of ry is tested
+    ry = np.pi / 6
+    tilted = np.array([[1.5, 2.0, 4.0, 0.0, 1.0, 10.0, ry]])
+    head, mirror = np.array([np.cos(ry), 0.0, -np.sin(ry)]), np.array([np.cos(ry), 0.0, np.sin(ry)])
+    pts = np.array([0.0, 0.5, 10.0]) + 1.9 * np.stack([head, mirror])
+    assert points_in_boxes(pts, tilted).tolist() == [True, False]
     grid = BEVGrid(x_range=(0.0, 4.0), y_range=(0.0, 4.0), z_range=(0.0, 1.0), cell=1.0)
     pts = np.array([[0.5, 0.5, 0.5], [3.5, 3.5, 0.5], [1.5, 0.5, 0.5]], np.float32)
     occ, pos = cell_labels(pts, np.array([True, False, False]), grid, stride=2)
