@@ -115,12 +115,13 @@ def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
         torch.manual_seed(seed + k)
         untrained = WindowJEPA(obs_dim=spec.obs_dim, action_dim=spec.action_dim, **sensor_kwargs)
         data = window_dataset(episodes, window=jepa.window, horizon=jepa.horizon, mean=mean, std=std)
-        losses = train_minibatch(jepa, data, seed=seed + k, **train) if SENSORS[0] in sensors else [float("nan")]
-        jepa.eval()
-        models[f"sensor_seed{seed + k}"] = jepa
         built["sensor"] = {"window": jepa.window, "dims": jepa.dims, "horizon": jepa.horizon,
-                           "condition": jepa.condition, "parameters": sum(p.numel() for p in jepa.encoder.parameters()),
-                           "first_loss": losses[0], "last_loss": float(np.mean(losses[-50:]))}
+                           "condition": jepa.condition, "parameters": sum(p.numel() for p in jepa.encoder.parameters())}
+        if SENSORS[0] in sensors:           # only a trained sensor is saved, with its losses
+            losses = train_minibatch(jepa, data, seed=seed + k, **train)
+            models[f"sensor_seed{seed + k}"] = jepa
+            built["sensor"].update(first_loss=losses[0], last_loss=float(np.mean(losses[-50:])))
+        jepa.eval()
         arms = {SENSORS[0]: Sensor(jepa, mean, std, window=jepa.window),
                 SENSORS[1]: Sensor(untrained, mean, std, window=jepa.window),
                 SENSORS[2]: Sensor(PCAWindow(window=jepa.window, obs_dim=spec.obs_dim, dims=jepa.dims).fit(
