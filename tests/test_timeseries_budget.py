@@ -121,6 +121,29 @@ def test_kernel_extremes_are_the_max_and_min_of_the_series_and_its_difference():
                        rkf.transform(torch.from_numpy(np.ascontiguousarray(x[:2, :, :35]))).numpy(), atol=1e-5)
 
 
+def test_kernel_mpv_is_the_mean_excess_over_each_bias_and_leaves_ppv_alone():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 1, 40)).astype(np.float32)
+    plain = RandomKernelFeatures(n_features=84 * 2, seed=2, extremes=True).fit(torch.from_numpy(x))
+    rkf = RandomKernelFeatures(n_features=84 * 2, seed=2, extremes=True, mpv=True).fit(torch.from_numpy(x))
+    f, g = rkf.transform(torch.from_numpy(x)).numpy(), plain.transform(torch.from_numpy(x)).numpy()
+    n_ppv = 84 * sum(rkf.counts_)
+    assert rkf.dim == f.shape[1] == g.shape[1] + n_ppv
+    assert np.array_equal(f[:, :n_ppv], g[:, :n_ppv]) and np.array_equal(f[:, 2 * n_ppv:], g[:, n_ppv:])
+    w = kernel_weights().numpy()
+    series, col = x[2, 0].astype(np.float64), 0
+    for d, k, bias in zip(rkf.dilations_, rkf.counts_, rkf.biases_):
+        for kern in (0, 41, 83):
+            conv = reference_conv(series, w[kern], d)
+            for j in range(k):
+                b = float(bias[kern, j])
+                over = conv[conv > b] - b
+                want = over.mean() if len(over) else 0.0
+                assert f[2, n_ppv + col + kern * k + j] == pytest.approx(want, abs=1e-4)
+                assert f[2, col + kern * k + j] == pytest.approx(len(over) / len(series), abs=1e-6)
+        col += 84 * k
+
+
 def test_downsample_is_a_nan_aware_window_mean():
     x = np.arange(10, dtype=np.float32).reshape(1, 1, 10)
     x[0, 0, 7:] = np.nan
@@ -140,7 +163,8 @@ def test_long_and_variable_length_series_embed():
     assert emb.stride_ == 12 and emb.encoder_.dim == 128      # downsampled to 250 steps, the budget's width
     z = emb.transform(x)
     extremes = 4 * 84 * len(emb.kernels_.dilations_)                # max and min of series and difference
-    assert z.shape == (6, 128 + 168 + extremes) and np.isfinite(z).all() and z.dtype == np.float32
+    assert z.shape == (6, 128 + 2 * 168 + extremes)   # learned, PPV, MPV, extremes
+    assert np.isfinite(z).all() and z.dtype == np.float32
     one = emb.transform(x[1:2])
     assert np.allclose(one, z[1:2], atol=1e-5)                  # a series' row ignores the batch around it
     assert emb.train_record_["budget"]["length"] == 250
@@ -158,7 +182,7 @@ def test_bad_embedder_arguments_give_one_user_error(kw, needle):
 
 def test_kernel_features_alone_need_no_training():
     x = np.random.default_rng(0).normal(size=(6, 40)).astype(np.float32)
-    emb = TimeSeriesEmbedder(learned=False, kernels=168, extremes=False).fit(x)
+    emb = TimeSeriesEmbedder(learned=False, kernels=168, extremes=False, mpv=False).fit(x)
     assert emb.encoder_ is None and emb.train_record_["steps"] == 0 and emb.transform(x).shape == (6, 168)
     both = TimeSeriesEmbedder(learned=False, kernels=168).fit(x)
-    assert both.transform(x).shape == (6, 168 + 4 * 84 * len(both.kernels_.dilations_))
+    assert both.transform(x).shape == (6, 2 * 168 + 4 * 84 * len(both.kernels_.dilations_))   # PPV, MPV, extremes

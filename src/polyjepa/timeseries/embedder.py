@@ -31,8 +31,8 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
 
     With the defaults a row is the learned encoder's features followed by random-kernel features
     (``RandomKernelFeatures``, fitted on X without labels): 4,998 PPV features (MiniRocket's
-    transform) and the max and min of each kernel and dilation on the series and on its first
-    difference (ROCKET's max pooling); on the development collection the kernel features carry most
+    transform), the mean positive value behind each of them (MultiRocket's MPV), and the max and min of
+    each kernel and dilation on the series and on its first difference (ROCKET's max pooling); on the development collection the kernel features carry most
     of the accuracy (docs/timeseries.md). The
     training budget follows the data (``series_budget``): steps grow with the number of series,
     long series are averaged down to at most 256 steps for the encoder, the encoder's depth fits
@@ -55,6 +55,8 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
             recipe ``tsvicreg``, 0 with the others; 0 turns them off; at least 84 otherwise).
         extremes: with kernels, also the max and min of each kernel and dilation on the series and
             its first difference (4 x 84 x the number of dilations, at most 10,752 features).
+        mpv: with kernels, also the mean positive value (the mean excess over the bias where the
+            convolution exceeds it) behind each PPV feature: as many features again as ``kernels``.
         budget: ``"auto"`` (the data-scaled rule above) or ``"recipe"`` (the recipe's steps, batch and
             encoder, every series at full length, no early stop).
         early_stop: with ``budget="auto"``, stop when the loss plateaus (``loss_plateaued`` over a
@@ -68,7 +70,8 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
     def __init__(self, recipe: str = "tsvicreg", *, max_steps: int | None = None, batch_size: int | None = None,
                  pool: str | None = None, patch_size: int | None = None, overrides: tuple = (),
                  threads: int | None = None, random_state: int = 0, kernels: int | None = None,
-                 budget: str = "auto", early_stop: bool = True, learned: bool = True, extremes: bool = True):
+                 budget: str = "auto", early_stop: bool = True, learned: bool = True, extremes: bool = True,
+                 mpv: bool = True):
         self.recipe = recipe
         self.max_steps = max_steps
         self.batch_size = batch_size
@@ -82,6 +85,7 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
         self.early_stop = early_stop
         self.learned = learned
         self.extremes = extremes
+        self.mpv = mpv
 
     def _config(self, auto: tuple = ()):
         from ..config import load_recipe
@@ -126,7 +130,8 @@ class TimeSeriesEmbedder(TransformerMixin, BaseEstimator):
         self.kernels_ = None
         t0 = time.perf_counter()
         if n_kernels:
-            self.kernels_ = RandomKernelFeatures(n_features=n_kernels, extremes=bool(self.extremes), seed=seed).fit(torch.from_numpy(x))
+            self.kernels_ = RandomKernelFeatures(n_features=n_kernels, extremes=bool(self.extremes), mpv=bool(self.mpv),
+                                                 seed=seed).fit(torch.from_numpy(x))
         record = {"steps": 0, "stopped_early": False, "losses": []}
         self.encoder_, self.stride_ = None, 1
         if self.learned:

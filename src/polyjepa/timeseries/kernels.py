@@ -38,7 +38,7 @@ def dilations(length: int, per_kernel: int, max_dilations: int = 32) -> tuple[li
 
 
 class RandomKernelFeatures:
-    """Random dilated convolutions of series, pooled: PPV per bias, and optionally max and min.
+    """Random dilated convolutions of series, pooled: PPV per bias, optionally MPV, max and min.
 
     The PPV part follows MiniRocket (Dempster et al., 2021): the 84 kernels of ``kernel_weights``,
     dilations spread exponentially up to the series length, and for each kernel and dilation biases
@@ -47,7 +47,8 @@ class RandomKernelFeatures:
     dilation, the maximum and the minimum of the convolution over the series (ROCKET's max pooling;
     the minimum is the maximum of the negated kernel, which is not among the 84) and of the same
     convolution of the series' first difference (as MultiRocket reads the difference): 4 features per
-    kernel and dilation. PPV is blind to the amplitude of a pattern once it crosses the bias; the
+    kernel and dilation. ``mpv`` adds, for each PPV feature, the mean of the convolution's excess over
+    its bias at the steps where it exceeds it (MultiRocket's MPV; 0 where it never does). PPV is blind to the amplitude of a pattern once it crosses the bias; the
     extremes keep it. With several channels each dilation reads the sum of a random subset of them.
     Padding-aware: NaN steps at the end are not counted, and the convolution sees zeros past a
     series' end, so a padded series gives the unpadded one's features.
@@ -56,21 +57,24 @@ class RandomKernelFeatures:
         n_features: about this many PPV features (rounded down to a multiple of 84).
         max_dilations: at most this many distinct dilations.
         extremes: also the max and min of each kernel and dilation on the series and its difference.
+        mpv: also the mean positive value per PPV feature.
         seed: the random state of bias quantiles, training series and channel subsets.
     Shapes:
-        fit(x (n, C, L)) -> self; transform(x (n, C, L)) -> (n, F) float32: the PPV features, then
-        (with ``extremes``) per dilation [max, min] of the series and [max, min] of its difference.
+        fit(x (n, C, L)) -> self; transform(x (n, C, L)) -> (n, F) float32: the PPV features, then (with
+        ``mpv``) the MPV features in the same order, then (with ``extremes``) per dilation [max, min] of the
+        series and [max, min] of its difference.
     """
 
-    def __init__(self, *, n_features: int = 10_000, max_dilations: int = 32, extremes: bool = False, seed: int = 0):
+    def __init__(self, *, n_features: int = 10_000, max_dilations: int = 32, extremes: bool = False,
+                 mpv: bool = False, seed: int = 0):
         if n_features < 84:
             raise ValueError(f"n_features must be >= 84 (one per kernel), got {n_features}")
         self.n_features, self.max_dilations, self.seed = int(n_features), int(max_dilations), int(seed)
-        self.extremes = bool(extremes)
+        self.extremes, self.mpv = bool(extremes), bool(mpv)
 
     @property
     def dim(self) -> int:
-        return 84 * sum(self.counts_) + (4 * 84 * len(self.dilations_) if self.extremes else 0)
+        return 84 * sum(self.counts_) * (2 if self.mpv else 1) + (4 * 84 * len(self.dilations_) if self.extremes else 0)
 
     def fit(self, x: torch.Tensor) -> RandomKernelFeatures:
         x = torch.as_tensor(x, dtype=torch.float32)
@@ -116,18 +120,25 @@ class RandomKernelFeatures:
             xb = x[a:a + chunk]
             real = self._real_length(xb)
             outside = (steps[None] >= real[:, None])[:, None]                               # (B, 1, L)
-            feats, extremes = [], []
+            feats, means, extremes = [], [], []
             dx = xb.diff(dim=-1) if self.extremes else None                                 # NaN past the end stays NaN
             for d, mix, bias in zip(self.dilations_, self.mixes_, self.biases_):
                 conv = self._conv(xb, mix, d)
                 if self.extremes:
                     extremes += self._extremes(conv, outside)
                 conv = conv.masked_fill(outside, float("-inf"))                             # padding: below every bias
-                above = (conv[:, :, None] > bias[None, :, :, None]).sum(-1)                 # (B, 84, k)
+                if self.mpv:
+                    excess = conv[:, :, None] - bias[None, :, :, None]                      # (B, 84, k, L)
+                    hit = excess > 0
+                    above = hit.sum(-1)                                                     # (B, 84, k)
+                    total = torch.where(hit, excess, torch.zeros((), dtype=excess.dtype)).sum(-1)
+                    means.append((total / above.clamp(min=1)).flatten(1))
+                else:
+                    above = (conv[:, :, None] > bias[None, :, :, None]).sum(-1)             # (B, 84, k)
                 feats.append((above.to(torch.float32) / real[:, None, None]).flatten(1))
                 if self.extremes:
                     extremes += self._extremes(self._conv(dx, mix, d), outside[..., 1:])
-            out.append(torch.cat(feats + extremes, 1))
+            out.append(torch.cat(feats + means + extremes, 1))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
     @staticmethod
