@@ -153,7 +153,7 @@ def report(results: dict, methods: list[str], args, built: dict, wall: float, fi
 
     columns, rows = parse_markdown_table("\n".join(lines))
     notes = ([] if final else [f"partial run: {len(results)} sets"]) + [
-        f"official UCR splits; every arm gets the same probe: "
+        "official UCR splits; every arm gets the same probe: "
         + ("ridge classifier on standardised features, alpha in logspace(-3, 3, 10) by leave-one-out (ROCKET's)"
            if args.probe == "ridge" else "logistic regression, C from a validation split")
         + "; raw + logistic: the raw series under logistic regression (C from a validation split)"

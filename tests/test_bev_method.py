@@ -1,7 +1,6 @@
 """AD-L-JEPA as a method: gradients reach the context encoder, predictor and tokens but not the EMA target; each
 encoder sees only its own cells' points; the LiDAR loader refuses bad sweeps in one line; boxes and augmentations
 match direct computations; the recipe runs end to end."""
-from pathlib import Path
 
 import numpy as np
 import pytest

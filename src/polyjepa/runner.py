@@ -61,6 +61,27 @@ def new_run_dir(out: str | None, name: str) -> Path:
     return run_dir
 
 
+def write_run(out: str | None, name: str, cfg, summary: dict, models: dict, report: str | None = None) -> Path:
+    """Keep a run that trains in one go (the recipes with their own runner): a new run directory with
+    config.yaml, summary.json (with its creation time), ``<key>.safetensors`` per model and report.md;
+    every file is written to a temporary name and renamed."""
+    from safetensors.torch import save_file
+
+    from .config import to_yaml
+    from .train.checkpoint import atomic_write_text
+
+    run_dir = new_run_dir(out, name)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    atomic_write_text(run_dir / "summary.json", json.dumps(
+        {**summary, "created": datetime.now().isoformat(timespec="seconds")}, indent=1))
+    for key, model in models.items():
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / f".{key}.tmp")
+        (run_dir / f".{key}.tmp").replace(run_dir / f"{key}.safetensors")
+    if report is not None:
+        atomic_write_text(run_dir / "report.md", report)
+    return run_dir
+
+
 def _clear_run(run_dir: Path) -> None:
     """Remove what a run writes (a run directory with no checkpoint has nothing else worth keeping)."""
     import shutil

@@ -7,10 +7,8 @@ latent world model on logged transitions and balances with CEM in its embedding.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -90,35 +88,15 @@ def _stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     return obs.mean(0), obs.std(0) + 1e-6
 
 
-def _write_run(out: str | None, name: str, cfg, summary: dict, models: dict[str, torch.nn.Module]) -> Path:
-    from datetime import datetime
-
-    from safetensors.torch import save_file
-
-    from ..config import to_yaml
-    from ..runner import new_run_dir
-    from ..train.checkpoint import atomic_write_text
-
-    run_dir = new_run_dir(out, name)
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    atomic_write_text(run_dir / "summary.json", json.dumps({**summary, "created": datetime.now().isoformat(
-        timespec="seconds")}, indent=1))
-    for key, model in models.items():
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / f"{key}.safetensors")
-    return run_dir
-
-
 def _finish(out: str | None, name: str, cfg, summary: dict, models: dict[str, torch.nn.Module], write: bool,
             echo, table: str | None = None) -> dict:
     """Print the run's table (``table``, or one row per controller) and, with ``write``, keep the run: its
     directory (config, summary, weights) and report.md; returns the summary (with ``run_dir`` when written)."""
     table = format_control_table(summary) if table is None else table
     if write:
-        from ..train.checkpoint import atomic_write_text
+        from ..runner import write_run
 
-        run_dir = _write_run(out, name, cfg, summary, models)
-        summary["run_dir"] = str(run_dir)
-        atomic_write_text(run_dir / "report.md", table + "\n")
+        summary["run_dir"] = str(write_run(out, name, cfg, summary, models, table + "\n"))
     echo(table)
     return summary
 

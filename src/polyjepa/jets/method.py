@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..targets.ema import EMATarget
-from .model import POOLS, JetBackbone, SubjetMasker, SubjetPredictor, masked_pool
+from .model import POOLS, JetBackbone, SubjetMasker, SubjetPredictor
 from .kinematics import particle_mask
 
 

@@ -3,10 +3,8 @@ groups), train the towers, rank every item for each test query, and compare with
 factorisation and TF-IDF similarity, overall and by how often the held-out item was seen in training."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import torch
@@ -257,19 +255,10 @@ def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, wri
                "results": results}
     table = format_table(results)
     if write:
-        from safetensors.torch import save_file
+        from ..runner import write_run
 
-        from ..config import to_yaml
-        from ..runner import new_run_dir
-        from ..train.checkpoint import atomic_write_text
-
-        run_dir = new_run_dir(out, str(cfg.get("name", "two-tower-rec")))
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-        atomic_write_text(run_dir / "summary.json", json.dumps(
-            {**summary, "created": datetime.now().isoformat(timespec="seconds")}, indent=1))
-        model = next(iter(models.values()))
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / "model.safetensors")
-        (run_dir / "report.md").write_text(f"# {cfg.get('name', 'two-tower-rec')}\n\n```\n{table}\n```\n")
-        summary["run_dir"] = str(run_dir)
+        name = str(cfg.get("name", "two-tower-rec"))
+        summary["run_dir"] = str(write_run(out, name, cfg, summary, {"model": next(iter(models.values()))},
+                                           f"# {name}\n\n```\n{table}\n```\n"))
     echo(table)
     return summary

@@ -9,7 +9,6 @@ held-out trajectories (mean squared error over the targets' variance; 1.0 is pre
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 
@@ -238,21 +237,10 @@ def run_lie_ssl(cfg, *, out: str | None = None, seed: int = 0, echo=print, write
     encoders = summary.pop("encoders")
     table = format_table(summary)
     if write:
-        from datetime import datetime
+        from ..runner import write_run
 
-        from safetensors.torch import save_file
-
-        from ..config import to_yaml
-        from ..runner import new_run_dir
-        from ..train.checkpoint import atomic_write_text
-
-        run_dir = new_run_dir(out, str(cfg.get("name", "lie-ssl")))
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-        atomic_write_text(run_dir / "summary.json", json.dumps(
-            {**summary, "created": datetime.now().isoformat(timespec="seconds")}, indent=1))
-        enc = next(iter(encoders.values()))
-        save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, run_dir / "encoder.safetensors")
-        (run_dir / "report.md").write_text(f"# {cfg.get('name', 'lie-ssl')}\n\n{table}\n")
-        summary["run_dir"] = str(run_dir)
+        name = str(cfg.get("name", "lie-ssl"))
+        summary["run_dir"] = str(write_run(out, name, cfg, summary, {"encoder": next(iter(encoders.values()))},
+                                           f"# {name}\n\n{table}\n"))
     echo(table)
     return summary
