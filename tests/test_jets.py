@@ -271,7 +271,7 @@ def test_recipe_pretrains_on_toy_jets(tmp_path):
              "train.checkpoint_every=2", "eval.monitor_samples=32", "train.threads=1"]
     s = pj.pretrain("jjepa-jets", out=str(tmp_path / "run"), overrides=small, progress=False, echo=lambda *_: None)
     assert s["steps"] == 4 and np.isfinite(s["final_loss"]) and s["embedding"]["dim"] == 16
-    assert s["embedding"]["encoder"] == "target" and 0 <= s["probe"]["linear"]["accuracy"] <= 1
+    assert s["embedding"]["encoder"] == "target" and s["probe"]["linear"]["accuracy"] > 0.5   # 3 prong counts: chance 1/3
 
 
 def test_generator_selects_jets_in_the_window():

@@ -104,6 +104,11 @@ def test_the_objective_inside_the_two_tower_method():
     assert torch.equal(m.embed(x, side="a", alpha=0.0), m.embed(x, side="a"))       # alpha 0: the pairing head
     z1 = m.embed(x, side="a", alpha=1.0)
     assert torch.allclose(z1, torch.nn.functional.normalize(crit.sup_a(m.tower_a(x)), dim=-1), atol=1e-6)
+    # in between: the normalised sum of the two unit vectors, weighted (1 - alpha) and alpha
+    norm = torch.nn.functional.normalize
+    pair, sup = norm(m.head_a(m.tower_a(x)), dim=-1), norm(crit.sup_a(m.tower_a(x)), dim=-1)
+    assert torch.allclose(m.embed(x, side="a", alpha=0.25), norm(0.75 * pair + 0.25 * sup, dim=-1), atol=1e-6)
+    assert not torch.allclose(m.embed(x, side="a", alpha=0.25), m.embed(x, side="a"), atol=1e-3)
     with pytest.raises(ValueError, match="labelled"):
         TwoTower(tower_a=MLPTower(input_shape=(3,)), tower_b=MLPTower(input_shape=(3,)),
                  criterion=SemiSupervisedContrastive()).attach(np.zeros((4, 3)), np.zeros((4, 1, 3)), np.arange(4))
