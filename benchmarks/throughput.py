@@ -12,6 +12,13 @@ is what ``train.precision=bf16-mixed`` does through Fabric. The precisions alter
 of ``--steps`` steps after a warm-up, and each is timed in process CPU time (robust to other jobs on a shared
 machine; wall time is reported too). Model FLOPs are counted analytically from the token counts the masker
 produced, and compared with the best fp32 and bf16 GEMM (2048^3) measured in the same run.
+
+``--meta-ref DIR`` adds Meta's reference I-JEPA (a clone of github.com/facebookresearch/ijepa; it is not a
+package and never a dependency) to the same rounds, at each precision: its ``vit_tiny`` encoder and
+``vit_predictor`` at the same sizes, its ``apply_masks`` / ``repeat_interleave_batch``, and its training step
+as its ``train.py`` runs it (target forward under no_grad with layer_norm, smooth-L1, AdamW with its weight-decay
+groups, no gradient clipping, per-parameter EMA update), fed the very masks polyjepa's masker made for the same
+batch. What was built is read back from both models.
 """
 from __future__ import annotations
 
@@ -112,6 +119,88 @@ class Trainer:
             self.last_batch = batch
 
 
+class MetaTrainer:
+    """Meta's reference I-JEPA step (from a clone at ``ref``) on the same batches as ``twin`` (a Trainer)."""
+
+    def __init__(self, ref: str, twin: Trainer, precision: str):
+        import sys
+
+        if ref not in sys.path:
+            sys.path.insert(0, ref)
+        try:
+            from src.masks.utils import apply_masks
+            from src.models.vision_transformer import vit_predictor, vit_tiny
+            from src.utils.tensors import repeat_interleave_batch
+        except ImportError as e:
+            raise SystemExit(f"--meta-ref {ref}: not a clone of facebookresearch/ijepa ({e})") from None
+        self.apply_masks, self.repeat = apply_masks, repeat_interleave_batch
+        m = twin.method
+        enc, tok, pred = m.backbone.encoder, m.backbone.tokenizer, m.predictor
+        if (enc.dim, len(enc.blocks), enc.heads) != (192, 12, 3):
+            raise SystemExit(f"--meta-ref compares at ViT-Tiny (192 x 12, 3 heads); polyjepa's encoder was built "
+                             f"{enc.dim} x {len(enc.blocks)}, {enc.heads} heads: drop the encoder overrides")
+        torch.manual_seed(0)
+        self.encoder = vit_tiny(patch_size=tok.patch_size, img_size=[tok.image_size[0]], in_chans=tok.in_channels)
+        self.predictor = vit_predictor(num_patches=tok.num_tokens, embed_dim=self.encoder.embed_dim,
+                                       predictor_embed_dim=pred.embed.out_features, depth=len(pred.blocks),
+                                       num_heads=pred.blocks[0].attn.heads)
+        import copy
+
+        self.target = copy.deepcopy(self.encoder)
+        for p in self.target.parameters():
+            p.requires_grad = False
+        groups = []
+        for mod in (self.encoder, self.predictor):
+            named = list(mod.named_parameters())
+            groups.append({"params": [p for n, p in named if "bias" not in n and p.ndim != 1]})
+            groups.append({"params": [p for n, p in named if "bias" in n or p.ndim == 1], "weight_decay": 0})
+        self.opt = torch.optim.AdamW(groups, lr=1e-3)
+        self.twin, self.dtype, self.total, self.step = twin, DTYPES[precision], twin.total, 0
+        self.cpu = self.wall = self.flops = 0.0
+        self.samples = 0
+
+    def built(self) -> str:
+        e, p = self.encoder, self.predictor
+        return (f"encoder {e.embed_dim} wide x {len(e.blocks)} deep, {e.num_heads} heads; patch "
+                f"{e.patch_embed.patch_size} ({e.patch_embed.num_patches} tokens); predictor "
+                f"{p.predictor_embed.out_features} wide x {len(p.predictor_blocks)} deep")
+
+    def run(self, steps: int, timed: bool = True) -> None:
+        import torch.nn.functional as F
+
+        for _ in range(steps):
+            t, c = time.perf_counter(), time.process_time()
+            batch = self.twin.batches[self.step]
+            imgs = batch["x"]
+            masks_enc = [batch["context_idx"]]
+            masks_pred = list(batch["target_idx"].unbind(1))
+            for g in self.opt.param_groups:
+                g["lr"] = warmup_cosine(self.step, self.total, start=1e-4, peak=1e-3, final=1e-6, warmup_steps=2)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+                with torch.no_grad():
+                    h = self.target(imgs)
+                    h = F.layer_norm(h, (h.size(-1),))
+                    B = len(h)
+                    h = self.apply_masks(h, masks_pred)
+                    h = self.repeat(h, B, repeat=len(masks_enc))
+                z = self.encoder(imgs, masks_enc)
+                z = self.predictor(z, masks_enc, masks_pred)
+                loss = F.smooth_l1_loss(z, h)
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            m = 0.996 + (1.0 - 0.996) * self.step / self.total
+            with torch.no_grad():
+                for q, k in zip(self.encoder.parameters(), self.target.parameters()):
+                    k.data.mul_(m).add_((1.0 - m) * q.detach().data)
+            self.step += 1
+            if timed:
+                self.cpu += time.process_time() - c
+                self.wall += time.perf_counter() - t
+                self.flops += step_flops(self.twin.method, batch)
+                self.samples += len(imgs)
+
+
 def main(argv: list[str] | None = None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=6)
@@ -122,6 +211,8 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--precisions", default="32-true,bf16-mixed")
     ap.add_argument("--name", default="throughput", help="result file stem under results/")
+    ap.add_argument("--meta-ref", default=None, metavar="DIR",
+                    help="a clone of facebookresearch/ijepa: its step joins the same rounds at each precision")
     ap.add_argument("overrides", nargs="*", help="more recipe overrides, e.g. encoder.size=small")
     args = ap.parse_args(argv)
     if args.threads:
@@ -134,6 +225,12 @@ def main(argv: list[str] | None = None):
     trainers = {p: Trainer(cfg, shape, args.batch, p, total) for p in precisions}
     config = built_config(next(iter(trainers.values())).method, args.batch)
     print(config, flush=True)
+    meta_config = None
+    if args.meta_ref:
+        for p in precisions:
+            trainers[f"Meta reference, {p}"] = MetaTrainer(args.meta_ref, trainers[p], p)
+        meta_config = trainers[f"Meta reference, {precisions[0]}"].built()
+        print(f"Meta reference: {meta_config}", flush=True)
     for t in trainers.values():
         t.run(args.warmup, timed=False)
     for r in range(args.rounds):
@@ -143,16 +240,25 @@ def main(argv: list[str] | None = None):
             f"{p} {t.samples / t.cpu:.1f} samples/s (CPU time)" for p, t in trainers.items()), flush=True)
     peaks = {p: matmul_peak(DTYPES[p]) for p in precisions}
 
-    cols = ["precision", "samples/s (CPU time)", "samples/s (wall)", "step (ms)", "model GFLOP/s",
+    cols = ["step", "samples/s (CPU time)", "samples/s (wall)", "step (ms)", "model GFLOP/s",
             "GEMM peak GFLOP/s (same dtype)", "share of peak", "speed-up vs fp32"]
+    if args.meta_ref:
+        cols.append("vs Meta fp32")
     rows = []
     base = trainers["32-true"].samples / trainers["32-true"].cpu if "32-true" in trainers else None
+    meta = trainers.get("Meta reference, 32-true")
+    meta_base = meta.samples / meta.cpu if meta is not None else None
     for p, t in trainers.items():
         sps = t.samples / t.cpu
         achieved = t.flops / t.cpu / 1e9
-        rows.append([p, round(sps, 1), round(t.samples / t.wall, 1), round(t.cpu / (t.samples / args.batch) * 1000),
-                     round(achieved, 1), round(peaks[p], 1), f"{achieved / peaks[p]:.0%}",
-                     round(sps / base, 2) if base else None])
+        peak = peaks[p.split(", ")[-1]]
+        label = p if p.startswith("Meta") else f"polyjepa, {p}"
+        base_p = meta_base if p.startswith("Meta") else base
+        rows.append([label, round(sps, 1), round(t.samples / t.wall, 1),
+                     round(t.cpu / (t.samples / args.batch) * 1000), round(achieved, 1), round(peak, 1),
+                     f"{achieved / peak:.0%}", round(sps / base_p, 2) if base_p else None])
+        if args.meta_ref:
+            rows[-1].append(round(sps / meta_base, 2) if meta_base else None)
     b = trainers[precisions[0]].last_batch
     ctx, tgt = b["context_idx"].shape[1], b["target_idx"].shape
     print(f"\nbuilt: {config}; {torch.get_num_threads()} thread(s)\n")
@@ -161,13 +267,14 @@ def main(argv: list[str] | None = None):
         print("| " + " | ".join("" if v is None else str(v) for v in r) + " |")
     from polyjepa.results import save_result
 
-    notes = [f"built: {config}", f"last batch: context {ctx} tokens, targets {tgt[1]} x {tgt[2]}; "
+    notes = [f"built: {config}"] + ([f"Meta reference built: {meta_config}"] if meta_config else []) + [
+             f"last batch: context {ctx} tokens, targets {tgt[1]} x {tgt[2]}; "
              f"{torch.get_num_threads()} thread(s); {args.rounds} interleaved rounds of {args.steps} steps each",
              f"load average {os.getloadavg()[0]:.0f} on {os.cpu_count()} cores at the end (other jobs lower the wall "
              f"column; the precisions are compared in CPU time)"]
     path = save_result(args.name, title="I-JEPA training step at ViT-Tiny (192 x 12), fp32 and bf16 autocast",
                        columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
-                       extra={"config": config, "overrides": args.overrides})
+                       extra={"config": config, "meta_config": meta_config, "overrides": args.overrides})
     print(f"wrote {path}")
 
 

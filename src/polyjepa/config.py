@@ -49,6 +49,8 @@ class TrainConfig:
     grad_clip: float | None = 1.0         # max gradient norm (None: no clipping)
     accumulate: int = 1                   # micro-batches per step: each process's share of batch_size is split
                                           # into this many, one backward each, one optimizer step (less memory)
+    grad_checkpoint: bool = False         # recompute each encoder/predictor block in the backward pass instead of
+                                          # keeping its activations: less memory, about a third more compute
     accelerator: str = "auto"             # Fabric: cpu, cuda, mps, auto
     devices: int = 1                      # processes (DDP when > 1; gloo on CPU)
     num_nodes: int = 1                    # machines; set from the launch under a multi-node torchrun

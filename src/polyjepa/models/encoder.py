@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transformer import Block, gather_tokens, init_weights, require_positive
+from .transformer import Block, gather_tokens, init_weights, require_positive, run_block
 
 
 class TransformerEncoder(nn.Module):
@@ -12,14 +12,20 @@ class TransformerEncoder(nn.Module):
 
     Args:
         dim: width D; depth: blocks; heads: attention heads; mlp_ratio: MLP hidden / D.
+        grad_checkpoint: keep only each block's input during a training forward and recompute the block in the
+            backward pass (activation checkpointing): the activation memory of a step falls to about one
+            block's worth plus the block inputs, for about a third more compute. Values and gradients are
+            those of the plain forward. Without gradients (evaluation, an EMA target) it changes nothing.
     Shapes:
         forward(tokens (B, N, D), keep_idx (B, Nk) | None) -> (B, Nk, D) (Nk = N without keep_idx).
     """
 
-    def __init__(self, *, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True):
+    def __init__(self, *, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 grad_checkpoint: bool = False):
         super().__init__()
         require_positive(dim=dim, depth=depth, heads=heads)
         self.dim, self.depth, self.heads = dim, depth, heads
+        self.grad_checkpoint = bool(grad_checkpoint)
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio, qkv_bias) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_weights(self, self.blocks)
@@ -30,7 +36,7 @@ class TransformerEncoder(nn.Module):
         x = tokens if keep_idx is None else gather_tokens(tokens, keep_idx)
         outs = []
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = run_block(block, x, recompute=self.grad_checkpoint)
             if i >= self.depth - layers:
                 outs.append(self.norm(x))
         return outs[0] if layers == 1 else torch.stack(outs).mean(0)
@@ -120,12 +126,14 @@ SIZES = {
 
 
 def vit_encoder(size: str = "tiny", *, dim: int | None = None, depth: int | None = None, heads: int | None = None,
-                mlp_ratio: float = 4.0, qkv_bias: bool = True) -> TransformerEncoder:
-    """A ViT encoder of a named size (micro, nano, tiny, small, base, large); dim/depth/heads override it."""
+                mlp_ratio: float = 4.0, qkv_bias: bool = True, grad_checkpoint: bool = False) -> TransformerEncoder:
+    """A ViT encoder of a named size (micro, nano, tiny, small, base, large); dim/depth/heads override it.
+    ``grad_checkpoint`` recomputes each block in the backward pass instead of storing its activations."""
     if size not in SIZES:
         raise ValueError(f"unknown encoder size {size!r}: choose one of {', '.join(SIZES)}")
     given = {k: v for k, v in dict(dim=dim, depth=depth, heads=heads).items() if v is not None}
-    return TransformerEncoder(**{**SIZES[size], **given}, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
+    return TransformerEncoder(**{**SIZES[size], **given}, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                              grad_checkpoint=grad_checkpoint)
 
 
 def vit_tiny(**overrides) -> TransformerEncoder:

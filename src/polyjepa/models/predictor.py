@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transformer import Block, init_weights, require_positive
+from .transformer import Block, init_weights, require_positive, run_block
 
 
 def block_attention_mask(n_context: int, n_blocks: int, block_len: int, device=None) -> torch.Tensor:
@@ -27,14 +27,17 @@ class MaskTokenPredictor(nn.Module):
         pos_embed: (N, Dp) fixed positions of the tokenizer's grid at width Dp.
         isolate_targets: give each target block its own attention group (see block_attention_mask);
             False lets all mask tokens attend to each other (cheaper, unmasked attention).
+        grad_checkpoint: recompute each block in the backward pass instead of keeping its activations
+            (see :class:`~polyjepa.models.encoder.TransformerEncoder`).
     Shapes:
         forward(z (B, Nc, D), context_idx (B, Nc), target_idx (B, M, Nt)) -> (B, M, Nt, D).
     """
 
     def __init__(self, *, in_dim: int, dim: int, depth: int, heads: int, pos_embed: torch.Tensor,
-                 mlp_ratio: float = 4.0, isolate_targets: bool = True):
+                 mlp_ratio: float = 4.0, isolate_targets: bool = True, grad_checkpoint: bool = False):
         super().__init__()
         require_positive(dim=dim, depth=depth, heads=heads)   # depth 0 could not read the context at all
+        self.grad_checkpoint = bool(grad_checkpoint)
         self.embed = nn.Linear(in_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
@@ -54,7 +57,7 @@ class MaskTokenPredictor(nn.Module):
         x = torch.cat([x, q], dim=1)
         mask = block_attention_mask(Nc, M, Nt, z.device) if self.isolate_targets and M > 1 else None
         for block in self.blocks:
-            x = block(x, mask)
+            x = run_block(block, x, mask, recompute=self.grad_checkpoint)
         out = self.proj(self.norm(x[:, Nc:]))                                 # (B, M*Nt, D)
         return out.view(B, M, Nt, -1)
 

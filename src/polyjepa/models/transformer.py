@@ -30,8 +30,23 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, h, L, hs)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)  # (B, h, L, hs)
+        out = attention(qkv[0], qkv[1], qkv[2], attn_mask)                                  # (B, h, L, hs)
         return self.proj(out.transpose(1, 2).reshape(B, L, D))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs)) v over the last two dims; ``attn_mask`` bool, True = may attend.
+
+    PyTorch's fused kernel everywhere except in bf16/fp16 on a CPU: there its backward pass is 4-6x slower than
+    the two matrix products it replaces at these sequence lengths (64 tokens, 32-64 per head), so the scores are
+    computed explicitly, with the softmax in fp32.
+    """
+    if q.device.type != "cpu" or q.dtype == torch.float32 or q.dtype == torch.float64:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return scores.float().softmax(-1).to(v.dtype) @ v
 
 
 class Block(nn.Module):
@@ -48,6 +63,25 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), attn_mask)
         return x + self.mlp(self.norm2(x))
+
+
+def run_block(block: nn.Module, x: torch.Tensor, *args, recompute: bool = False) -> torch.Tensor:
+    """``block(x, *args)``; with ``recompute`` (and gradients on) through activation checkpointing: only the
+    block's inputs are kept for the backward pass, which runs the block again to get its gradients."""
+    if recompute and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(block, x, *args, use_reentrant=False)
+    return block(x, *args)
+
+
+def set_grad_checkpoint(module: nn.Module, on: bool = True) -> int:
+    """Switch activation checkpointing on (or off) in every part of ``module`` that offers it (encoders,
+    predictors: a ``grad_checkpoint`` attribute); returns how many parts were switched."""
+    parts = [m for m in module.modules() if hasattr(m, "grad_checkpoint")]
+    for m in parts:
+        m.grad_checkpoint = bool(on)
+    return len(parts)
 
 
 def init_weights(module: nn.Module, blocks: nn.ModuleList) -> None:

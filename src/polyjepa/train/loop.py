@@ -13,6 +13,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import UserError
+from ..models.transformer import set_grad_checkpoint
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
 from .precision import resolve_precision
@@ -122,6 +123,9 @@ def _worker(fabric, job: TrainJob) -> dict:
         torch.set_num_threads(tc.threads)
     rank0 = fabric.global_rank == 0
     method = job.build()
+    if tc.grad_checkpoint and not set_grad_checkpoint(method, True):
+        raise UserError("train.grad_checkpoint=true, but no part of this method can recompute its blocks (the "
+                        "transformer encoders and predictors can): drop the option")
     fit_targets = getattr(method, "fit_targets", None)
     if fit_targets is not None and not job.resume:
         # targets fitted to the training data once (e.g. a quantiser's codebooks); a resume restores them instead
