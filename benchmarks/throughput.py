@@ -14,11 +14,11 @@ machine; wall time is reported too). Model FLOPs are counted analytically from t
 produced, and compared with the best fp32 and bf16 GEMM (2048^3) measured in the same run.
 
 ``--meta-ref DIR`` adds Meta's reference I-JEPA (a clone of github.com/facebookresearch/ijepa; it is not a
-package and never a dependency) to the same rounds, at each precision: its ``vit_tiny`` encoder and
-``vit_predictor`` at the same sizes, its ``apply_masks`` / ``repeat_interleave_batch``, and its training step
-as its ``train.py`` runs it (target forward under no_grad with layer_norm, smooth-L1, AdamW with its weight-decay
-groups, no gradient clipping, per-parameter EMA update), fed the very masks polyjepa's masker made for the same
-batch. What was built is read back from both models.
+package and never a dependency) to the same rounds, at each precision: its ``VisionTransformer`` encoder (built
+as its ``vit_tiny`` builds it, at polyjepa's sizes), its ``vit_predictor``, ``apply_masks`` and
+``repeat_interleave_batch``, and its training step as its ``train.py`` runs it (target forward under no_grad
+with layer_norm, smooth-L1, AdamW with its weight-decay groups, no gradient clipping, per-parameter EMA update),
+fed the very masks polyjepa's masker made for the same batch. What was built is read back from both models.
 """
 from __future__ import annotations
 
@@ -124,23 +124,25 @@ class MetaTrainer:
 
     def __init__(self, ref: str, twin: Trainer, precision: str):
         import sys
+        from functools import partial
 
         if ref not in sys.path:
             sys.path.insert(0, ref)
         try:
             from src.masks.utils import apply_masks
-            from src.models.vision_transformer import vit_predictor, vit_tiny
+            from src.models.vision_transformer import VisionTransformer, vit_predictor
             from src.utils.tensors import repeat_interleave_batch
         except ImportError as e:
             raise SystemExit(f"--meta-ref {ref}: not a clone of facebookresearch/ijepa ({e})") from None
         self.apply_masks, self.repeat = apply_masks, repeat_interleave_batch
         m = twin.method
         enc, tok, pred = m.backbone.encoder, m.backbone.tokenizer, m.predictor
-        if (enc.dim, len(enc.blocks), enc.heads) != (192, 12, 3):
-            raise SystemExit(f"--meta-ref compares at ViT-Tiny (192 x 12, 3 heads); polyjepa's encoder was built "
-                             f"{enc.dim} x {len(enc.blocks)}, {enc.heads} heads: drop the encoder overrides")
         torch.manual_seed(0)
-        self.encoder = vit_tiny(patch_size=tok.patch_size, img_size=[tok.image_size[0]], in_chans=tok.in_channels)
+        # vit_tiny is VisionTransformer at 192 x 12 x 3 heads; other sizes are built the way its factories build them
+        self.encoder = VisionTransformer(patch_size=tok.patch_size, img_size=[tok.image_size[0]],
+                                         in_chans=tok.in_channels, embed_dim=enc.dim, depth=len(enc.blocks),
+                                         num_heads=enc.heads, mlp_ratio=4, qkv_bias=True,
+                                         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
         self.predictor = vit_predictor(num_patches=tok.num_tokens, embed_dim=self.encoder.embed_dim,
                                        predictor_embed_dim=pred.embed.out_features, depth=len(pred.blocks),
                                        num_heads=pred.blocks[0].attn.heads)
