@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from polyjepa.cli import main
 
@@ -29,10 +30,10 @@ TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or sh
 needs_torchrun = pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
 
 
-def _torchrun(run: Path) -> subprocess.CompletedProcess:
+def _torchrun(run: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "polyjepa", "pretrain", "ijepa-digits",
-                           "--out", str(run), *TINY, "--no-progress"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           "--out", str(run), *TINY, *extra, "--no-progress"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @needs_torchrun
@@ -99,11 +100,59 @@ def test_a_multi_node_setting_without_a_launcher_is_one_clear_error(tmp_path, ca
     assert not (tmp_path / "r").exists()
 
 
-def test_fsdp_on_the_cpu_and_an_unknown_strategy_are_one_clear_line(tmp_path, capsys):
+def test_fsdp_with_accumulation_and_an_unknown_strategy_are_one_clear_line(tmp_path, capsys):
     assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / "f"), *TINY, "train.devices=2",
-                 "train.strategy=fsdp", "--no-progress"]) == 2
-    assert "use train.strategy=ddp" in capsys.readouterr().err and not (tmp_path / "f").exists()
+                 "train.strategy=fsdp", "train.accumulate=2", "--no-progress"]) == 2
+    assert "shard the model or accumulate" in capsys.readouterr().err and not (tmp_path / "f").exists()
     assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / "b"), *TINY, "train.strategy=bogus",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "train.strategy=bogus" in err and "Traceback" not in err
+
+
+def _final_weights(run: Path) -> dict:
+    from polyjepa.train.checkpoint import load_latest_checkpoint
+
+    return load_latest_checkpoint(run / "checkpoints")[1]
+
+
+@needs_torchrun
+def test_fsdp_over_two_cpu_processes_trains_as_ddp(tmp_path):
+    """train.strategy=fsdp shards every transformer block over the ranks (FSDP2 through Fabric, gloo here): the
+    same losses, final weights (gathered whole into the checkpoint) and EMA target as DDP on the same batches."""
+    proc = _torchrun(tmp_path / "fsdp", "train.strategy=fsdp")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("pretrained encoder") == 1
+    ddp = tmp_path / "ddp"
+    assert main(["pretrain", "ijepa-digits", "--out", str(ddp), *TINY, "train.devices=2", "--no-progress"]) == 0
+    sharded, plain = _losses(tmp_path / "fsdp"), _losses(ddp)
+    assert len(sharded) == len(plain) == 6
+    assert all(abs(a - b) <= 1e-5 * abs(b) for a, b in zip(sharded, plain)), (sharded, plain)
+    a, b = _final_weights(tmp_path / "fsdp"), _final_weights(ddp)
+    assert a.keys() == b.keys() and any(k.startswith("target.") for k in a)
+    for k in a:
+        assert a[k].shape == b[k].shape and torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+@pytest.mark.slow
+@needs_torchrun
+def test_an_fsdp_run_resumes_with_its_optimizer_state(tmp_path):
+    """Cut a finished 6-step FSDP run back to its step-4 checkpoint and resume it: the optimizer state gathered
+    into the checkpoint goes back into the shards, so steps 5-6 and the final weights are those of the run."""
+    whole = tmp_path / "whole"
+    assert _torchrun(whole, "train.strategy=fsdp").returncode == 0
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "checkpoints" / "step-0000006")
+    (cut / "checkpoints" / "latest.json").unlink()
+    (cut / "summary.json").unlink()
+    resumed = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "polyjepa", "pretrain",
+                              "--resume", str(cut), "--no-progress"], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = _losses(whole), _losses(cut)
+    assert len(a) == len(b) == 6
+    assert all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)), (a, b)
+    w, c = _final_weights(whole), _final_weights(cut)
+    for k in w:
+        assert torch.allclose(w[k], c[k], atol=1e-6), k

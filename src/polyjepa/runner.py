@@ -437,6 +437,8 @@ def wait_for_run_dir(out: str, since: float, timeout: float = 600.0):
 class _Same:
     """A picklable 'build' that hands back the given module (trained in place when single-process)."""
 
+    shares_module = True   # the training loop copies it before sharding it
+
     def __init__(self, module):
         self.module = module
 
@@ -468,7 +470,7 @@ def train_method(method, x: np.ndarray, *, train: TrainConfig | None = None, run
     train = train or TrainConfig()
     record = fit(TrainJob(build=_Same(method), x_train=x, train=train, run_dir=str(run_dir), seed=seed,
                           augment=augment, monitor=monitor, progress=progress))
-    if record["world_size"] > 1:  # spawned processes trained copies: take their final weights
+    if record["world_size"] > 1:  # other processes (or a sharded copy) trained: take the final weights
         method.load_state_dict(load_latest_checkpoint(run_dir / "checkpoints")[1])
     return record
 

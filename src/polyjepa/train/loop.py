@@ -81,22 +81,86 @@ def fit(job: TrainJob) -> dict:
     if tc.devices > 1 and strategy == "auto":
         strategy = "ddp_spawn"  # a function launcher: works from a CLI, a notebook or a test alike
     precision = resolve_precision(tc.precision, tc.accelerator, job.build, job.model_width)
+    if str(strategy).startswith("fsdp"):
+        strategy = fsdp_strategy(tc)
     fabric = make_fabric(tc, strategy, precision)
     return {**fabric.launch(_worker, job), "precision": precision}
 
 
+def shard_blocks(model: torch.nn.Module, mesh) -> torch.nn.Module:
+    """FSDP2 (``fully_shard``) over the data-parallel ranks: each transformer block is its own unit (its
+    parameters are gathered just before it runs and freed after), the rest of the model one more unit."""
+    from torch.distributed.fsdp import fully_shard
+
+    from ..models.transformer import Block
+
+    dp = mesh["data_parallel"]
+    for module in model.modules():
+        if isinstance(module, Block):
+            fully_shard(module, mesh=dp)
+    fully_shard(model, mesh=dp)
+    return model
+
+
+def fsdp_strategy(tc: TrainConfig):
+    """``train.strategy=fsdp``: Lightning Fabric's ModelParallelStrategy with data parallelism only, sharding by
+    :func:`shard_blocks`; on GPUs (nccl) and on CPUs (gloo) alike."""
+    from lightning_fabric.strategies import ModelParallelStrategy
+
+    return ModelParallelStrategy(shard_blocks, data_parallel_size=tc.devices * tc.num_nodes, tensor_parallel_size=1)
+
+
+def full_state(model: torch.nn.Module, optimizer) -> tuple[dict, dict]:
+    """The whole (unsharded) model and optimizer state of a sharded model, on the CPU, in the layout of a plain
+    ``state_dict()`` (the optimizer's parameters numbered in group order), on rank 0 (the other ranks get
+    empty dicts). Every rank must call it."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True, flatten_optimizer_state_dict=False)
+    model_state = get_model_state_dict(model, options=opts)
+    named = get_optimizer_state_dict(model, optimizer, options=opts)
+    if "param_groups" not in named:   # gathered onto rank 0 only (cpu_offload): the other ranks get nothing
+        return model_state, {}
+    index, groups = {}, []
+    for group in named["param_groups"]:
+        ids = []
+        for fqn in group["params"]:
+            index[fqn] = len(index)
+            ids.append(index[fqn])
+        groups.append({**group, "params": ids})
+    return model_state, {"state": {index[f]: v for f, v in named["state"].items()}, "param_groups": groups}
+
+
+def load_full_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None:
+    """Load a plain-layout optimizer state (as :func:`full_state` or an unsharded run writes it) into the
+    optimizer of a sharded model. Every rank must call it."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
+                                                         set_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True, flatten_optimizer_state_dict=False)
+    layout = get_optimizer_state_dict(model, optimizer, options=opts)["param_groups"]
+    fqns = [fqn for group in layout for fqn in group["params"]]
+    if len(fqns) != sum(len(g["params"]) for g in state["param_groups"]):
+        raise UserError("the checkpoint's optimizer state belongs to a different model: resume with the recipe "
+                        "and overrides the run was started with")
+    named = {"state": {fqns[int(i)]: v for i, v in state["state"].items()},
+             "param_groups": [{**g, "params": fqns[sum(len(h["params"]) for h in state["param_groups"][:k]):][
+                 :len(g["params"])]} for k, g in enumerate(state["param_groups"])]}
+    set_optimizer_state_dict(model, optimizer, named, options=opts)
+
+
 def check_launch(tc: TrainConfig) -> None:
-    """UserError for settings this launch cannot run: several nodes without a launcher on each, or Lightning
-    Fabric's FSDP (which shards over GPUs only) on the CPU."""
+    """UserError for settings this launch cannot run: several nodes without a launcher on each, or sharding
+    combined with gradient accumulation."""
     from ..runner import launch_rank
-    from .precision import uses_gpu
 
     if tc.num_nodes > 1 and launch_rank() is None:
         raise UserError("train.num_nodes > 1: a run over several machines is started by a launcher on each "
                         "(torchrun --nnodes=N ... -m polyjepa pretrain; see docs/scale.md)")
-    if str(tc.strategy).startswith("fsdp") and not uses_gpu(tc.accelerator):
-        raise UserError(f"train.strategy={tc.strategy} shards the model over GPUs and this run trains on the CPU: "
-                        f"use train.strategy=ddp (or auto) here, and fsdp with train.accelerator=cuda")
+    if str(tc.strategy).startswith("fsdp") and tc.accumulate > 1:
+        raise UserError(f"train.strategy={tc.strategy} does not combine with train.accumulate={tc.accumulate}: "
+                        f"shard the model or accumulate, not both (train.accumulate=1)")
 
 
 def make_fabric(tc: TrainConfig, strategy: str, precision: str):
@@ -130,7 +194,15 @@ def _worker(fabric, job: TrainJob) -> dict:
     if fit_targets is not None and not job.resume:
         # targets fitted to the training data once (e.g. a quantiser's codebooks); a resume restores them instead
         fit_targets(job.x_train, seed=job.seed)
-    optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
+    # A sharded model's optimizer is made after the sharding, over the sharded parameters.
+    sharded = type(fabric.strategy).__name__ == "ModelParallelStrategy"
+    if sharded and getattr(job.build, "shares_module", False):
+        import copy
+
+        method = copy.deepcopy(method)   # sharding changes a module in place: leave the caller's one whole
+    new_optimizer = lambda: torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr,  # noqa: E731
+                                              betas=tc.betas)
+    optimizer = None if sharded else new_optimizer()
 
     check_accumulate(method, tc.accumulate)
     make_batch = getattr(method, "make_batch", None)
@@ -146,7 +218,7 @@ def _worker(fabric, job: TrainJob) -> dict:
             raise UserError(f"no checkpoint in {ckpt_dir} to resume from: start a new run instead")
         path, model_state, optim_state, meta = found
         load_model_state(method, model_state, path)
-        if optim_state is not None:
+        if optim_state is not None and not sharded:
             optimizer.load_state_dict(optim_state)
         state.update({k: meta[k] for k in state if k in meta})
         if job.replan:  # a resume that changed the length: the new one replaces the checkpoint's
@@ -159,24 +231,38 @@ def _worker(fabric, job: TrainJob) -> dict:
     metrics = MetricsCSV(run_dir / "metrics.csv", resume_step=resume_step, also=also) if rank0 else None
 
     inner = method
-    method, optimizer = fabric.setup(method, optimizer)
+    if sharded:
+        method = fabric.setup_module(method)
+        optimizer = fabric.setup_optimizers(new_optimizer())
+        if job.resume and optim_state is not None:
+            load_full_optimizer_state(inner, optimizer, optim_state)
+    else:
+        method, optimizer = fabric.setup(method, optimizer)
     budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
     start_step, seconds_before = state["step"], state["train_seconds"]
 
     def checkpoint():
         # Never store weights that a step has already broken: a finite loss can precede inf weights.
-        if not all(torch.isfinite(p).all() for p in inner.parameters()):
+        finite = all(torch.isfinite(getattr(p, "to_local", lambda: p)()).all() for p in inner.parameters())
+        if sharded:   # each rank holds a shard: all must be finite
+            finite = bool(fabric.all_reduce(torch.tensor(float(finite)), reduce_op="min") > 0)
+        if not finite:
             raise TrainingDiverged(f"weights became non-finite by step {state['step']}; the last good checkpoint is "
                                    f"{latest_checkpoint(ckpt_dir)}: resume it with a lower train.lr (or a higher "
                                    f"train.warmup, a lower train.grad_clip), e.g. --resume RUN_DIR train.lr=1e-4",
                                    step=state["step"])
+        if sharded:   # every rank takes part in gathering the shards; rank 0 writes them
+            model_state, optim_state = full_state(inner, optimizer)
         if rank0:
-            save_checkpoint(ckpt_dir, state["step"], inner.state_dict(), optimizer.state_dict(),
-                            {**state, "seed": job.seed}, keep=tc.keep_checkpoints)
+            if not sharded:
+                model_state, optim_state = inner.state_dict(), optimizer.state_dict()
+            save_checkpoint(ckpt_dir, state["step"], model_state, optim_state, {**state, "seed": job.seed},
+                            keep=tc.keep_checkpoints)
         fabric.barrier()
 
     def run_monitor():
-        if rank0 and job.monitor is not None:
+        # A sharded model runs forward only with every rank: the monitor (rank 0's) is off while training.
+        if rank0 and job.monitor is not None and not sharded:
             # A monitor that keeps a record in the run directory (the spectrum) is told where and when.
             extra = {"step": state["step"], "run_dir": run_dir} if getattr(job.monitor, "uses_step", False) else {}
             values = job.monitor(inner, **extra)
