@@ -141,6 +141,8 @@ class ADLJEPA(nn.Module):
         pred = F.normalize(self.predictor(context), dim=1)
         with torch.no_grad():
             h = self.target(self._keep(x, s.target))
+        # The target's empty cells take the same learnable token, with its gradient (the authors' code does not
+        # detach it either): the token is pulled toward what the predictor says about empty cells.
         h = F.normalize(torch.where(s.target_empty.unsqueeze(1), empty_token, h), dim=1)
         return adl_jepa_loss(pred, h, context, s, **self.weights)
 
