@@ -135,3 +135,56 @@ def test_knn_overlap_against_brute_force_sets():
     assert got == pytest.approx(want)
     assert 0.0 <= got < 0.5
     assert math.isclose(knn_overlap(x, x, k=29), 1.0)
+
+
+def _ddp_worker(rank, world, store, out_dir, state, za, zb, ha, hb):
+    import os
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    crit = MultiSinkhornContrastive(anchors=6, weight=1.0, detach_towers=False)
+    crit.bind(ha.shape[1], hb.shape[1], za.shape[1])
+    crit.load_state_dict(state)
+    n = len(za) // world
+    part = [x[rank * n:(rank + 1) * n].clone().requires_grad_() for x in (za, zb, ha, hb)]
+    out = crit(part[0], part[1], h_a=part[2], h_b=part[3])
+    out["loss"].backward()
+    torch.save({"loss": out["loss"].detach(), "structure": out["structure"],
+                "grads": [p.grad / world for p in part],                   # DDP averages over the ranks
+                "anchors": {k: v.grad.clone() for k, v in crit.anchors.items()}},
+               os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+    os._exit(0)
+
+
+def test_ddp_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path):
+    """The Sinkhorn assignment runs over the gathered batch: value and gradients match one process."""
+    import torch.multiprocessing as mp
+
+    world, n = 2, 12
+    g = torch.Generator().manual_seed(3)
+    za, zb, ha, hb = (torch.randn(n, d, generator=g) for d in (5, 5, 7, 4))
+    torch.manual_seed(0)
+    crit = MultiSinkhornContrastive(anchors=6, weight=1.0, detach_towers=False)
+    crit.bind(7, 4, 5)
+    state = {k: v.clone() for k, v in crit.state_dict().items()}
+    mp.spawn(_ddp_worker, args=(world, str(tmp_path / "store"), str(tmp_path), state, za, zb, ha, hb),
+             nprocs=world, join=True)
+    full = [x.clone().requires_grad_() for x in (za, zb, ha, hb)]
+    out = crit(full[0], full[1], h_a=full[2], h_b=full[3])
+    out["loss"].backward()
+    # per-process halves give another structure value: the check below can tell the two apart
+    halves = [crit(za[i:i + n // 2], zb[i:i + n // 2], h_a=ha[i:i + n // 2], h_b=hb[i:i + n // 2])["structure"]
+              for i in (0, n // 2)]
+    assert abs(float(sum(halves)) / 2 - float(out["structure"])) > 1e-4
+    for r in range(world):
+        res = torch.load(tmp_path / f"rank{r}.pt")
+        assert res["loss"].item() == pytest.approx(out["loss"].item(), rel=1e-6)
+        assert res["structure"].item() == pytest.approx(out["structure"].item(), rel=1e-6)
+        for got, x in zip(res["grads"], full):
+            assert torch.allclose(got, x.grad[r * n // 2:(r + 1) * n // 2], atol=1e-6)
+        for k, v in crit.anchors.items():
+            assert torch.allclose(res["anchors"][k], v.grad, atol=1e-6), k

@@ -206,6 +206,17 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         replan = "train.max_epochs" in keys or "train.max_steps" in keys
         if changes:
             cfg = validate(apply_overrides(cfg, changes))
+        run = method_runner(cfg)
+        if run is not None:  # a method with its own runner that keeps checkpoints (e.g. two-tower recommendation)
+            if not getattr(run, "resumable", False):
+                raise UserError(f"{run_dir} is a run of a method that trains in one go and keeps no checkpoint to "
+                                f"resume: start it again with polyjepa pretrain RECIPE")
+            if changes:
+                info.setdefault("resumes", []).append({"time": datetime.now().isoformat(timespec="seconds"),
+                                                       "overrides": changes})
+                atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+                atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+            return run(cfg, out=str(run_dir), seed=seed, echo=echo, resume=True)
         stats = run_stats(info)
     else:
         if recipe is None:

@@ -31,7 +31,8 @@ class RawFeatures:
 
 
 def raw_features(pairs: Pairs, *, dim: int = 128, seed: int = 0) -> RawFeatures:
-    """Side a: raw features -> truncated SVD; side b: TF-IDF (fitted on the training texts) -> truncated SVD."""
+    """Side a: raw features -> truncated SVD; side b: TF-IDF (fitted on the training texts) -> truncated SVD, or
+    for a side b that is not text (spectrograms) its flattened values -> truncated SVD."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -39,6 +40,13 @@ def raw_features(pairs: Pairs, *, dim: int = 128, seed: int = 0) -> RawFeatures:
     raw_a = raw_side_a(pairs)
     svd_a = TruncatedSVD(max(1, min(dim, raw_a.shape[1] - 1, int(train.sum()) - 1)), random_state=seed)
     a_train = svd_a.fit_transform(raw_a[train])
+    if pairs.side_b != "text":  # e.g. spectrograms: flattened values -> truncated SVD
+        raw_b = pairs.b.reshape(len(pairs.b) * pairs.b.shape[1], -1).astype(np.float64)
+        k = pairs.b.shape[1]
+        rows = np.repeat(train, k)
+        svd_b = TruncatedSVD(max(1, min(dim, raw_b.shape[1] - 1, int(rows.sum()) - 1)), random_state=seed)
+        b_all = svd_b.fit(raw_b[rows]).transform(raw_b).reshape(len(pairs.b), k, -1)
+        return RawFeatures(a_train, svd_a.transform(raw_a[test]), b_all[train], b_all[test])
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2 if train.sum() > 50 else 1).fit(pairs.texts[train].ravel())
     t_train = tfidf.transform(pairs.texts[train].ravel())
     svd_b = TruncatedSVD(max(1, min(dim, t_train.shape[1] - 1, t_train.shape[0] - 1)), random_state=seed)

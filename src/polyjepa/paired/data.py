@@ -27,18 +27,21 @@ DIGIT_TEMPLATES = ("a handwritten {}", "the digit {}", "a drawing of the number 
 class Pairs:
     """n aligned pairs: ``a[i]`` goes with the texts ``texts[i]`` (one or several per item).
 
-    a: (n, ...) side-a inputs: float32 images (n, C, H, W), float32 vectors (n, F), or int64 node ids (n,).
-    b: (n, K, L) int64 token ids of K texts per item (0 = padding).
-    texts: (n, K) the raw strings (for the TF-IDF baseline).
+    a: (n, ...) side-a inputs: float32 images (n, C, H, W), clips (n, C, T, H, W), vectors (n, F), or int64
+        node ids (n,).
+    b: (n, K, L) int64 token ids of K texts per item (0 = padding); or, when ``side_b`` is 'audio', (n, 1, ...)
+        float32 inputs of the other tower (a spectrogram (1, n_mels, F) per item).
+    texts: (n, K) the raw strings (for the TF-IDF baseline); None when side b is not text.
     y: optional (n,) int64 labels; test: (n,) bool, the held-out pairs.
-    side_a: 'image', 'vector' or 'graph'; graph: {"n_nodes", "edge_index"} when side a is a graph's nodes.
+    side_a: 'image', 'video', 'vector' or 'graph'; side_b: 'text' or 'audio';
+    graph: {"n_nodes", "edge_index"} when side a is a graph's nodes.
     meta: the tokenizer (JSON), max_len, vocab_size and the label prompt, stored with a run.
     class_names: the name of each label (for zero-shot classification through label prompts), or None.
     """
 
     a: np.ndarray
     b: np.ndarray
-    texts: np.ndarray
+    texts: np.ndarray | None
     y: np.ndarray | None
     test: np.ndarray
     name: str
@@ -46,6 +49,7 @@ class Pairs:
     graph: dict | None = None
     meta: dict = field(default_factory=dict)
     class_names: list[str] | None = None
+    side_b: str = "text"
 
     @property
     def n_train(self) -> int:

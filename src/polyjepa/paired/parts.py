@@ -11,7 +11,8 @@ from .objectives import PairedContrastive
 from .semisup import SemiSupervisedContrastive
 from .sinkhorn import MultiSinkhornContrastive
 from .text import TextTransformer
-from .towers import ImageTower, MLPTower
+from .clips import load_av_pairs
+from .towers import AudioTower, ImageTower, MLPTower, VideoTower
 
 
 def congrat_objective(*, alpha: float = 0.1, weights: str = "identity", init_log_scale: float = math.log(1 / 0.07),
@@ -54,6 +55,8 @@ TOWERS = {
     "mlp": (MLPTower, {"input_shape"}),
     "text_transformer": (TextTransformer, {"vocab_size", "max_len"}),
     "gcn": (GCNTower, {"graph"}),
+    "video_vit": (VideoTower, {"input_shape"}),
+    "audio_vit": (AudioTower, {"input_shape"}),
 }
 
 PARTS = {
@@ -62,7 +65,7 @@ PARTS = {
     "tower_b": dict(TOWERS),
     "objective": {"clip": (clip_objective, set()), "congrat": (congrat_objective, set()),
                   "sinkhorn": (sinkhorn_objective, set()), "semisup": (semisup_objective, set())},
-    "data": {"paired": (load_pairs, {"source"})},
+    "data": {"paired": (load_pairs, {"source"}), "av_clips": (load_av_pairs, {"source"})},
 }
 
 

@@ -39,9 +39,9 @@ def load_run_pairs(cfg: DictConfig, fitted: dict | None = None) -> Pairs:
 
 def facts_of(pairs: Pairs, need_graph_sim: bool) -> dict:
     """What the assembler injects into the towers and the method."""
-    facts = {"input_shape": tuple(pairs.a.shape[1:]), "vocab_size": pairs.meta["vocab_size"],
-             "max_len": pairs.meta["max_len"], "graph": pairs.graph, "graph_sim": None,
-             "labelled": pairs.y is not None}
+    facts = {"input_shape": tuple(pairs.a.shape[1:]), "input_shape_b": tuple(pairs.b.shape[2:]),
+             "vocab_size": pairs.meta.get("vocab_size"), "max_len": pairs.meta.get("max_len"), "graph": pairs.graph,
+             "graph_sim": None, "labelled": pairs.y is not None, "side_b": pairs.side_b}
     if need_graph_sim and pairs.graph is not None:
         from .objectives import mutual_similarity
 
@@ -62,16 +62,22 @@ def assemble(cfg: dict, facts: dict) -> TwoTower:
     towers = {}
     for side in ("tower_a", "tower_b"):
         name = cfg[side].get("name")
-        if side == "tower_b" and name != "text_transformer":
+        side_b = facts.get("side_b", "text")
+        if side == "tower_b" and side_b == "text" and name != "text_transformer":
             raise UserError(f"side b of paired data is text: set tower_b.name=text_transformer, not {name!r}")
+        if side == "tower_b" and side_b == "audio" and name not in ("audio_vit", "mlp"):
+            raise UserError(f"side b of these pairs is audio (log-mel spectrograms): set tower_b.name=audio_vit "
+                            f"(or mlp), not {name!r}")
         if side == "tower_a" and name == "text_transformer":
-            raise UserError("side a of paired data is images, vectors or graph nodes: choose tower_a.name=vit, mlp "
-                            "or gcn")
+            raise UserError("side a of paired data is images, clips, vectors or graph nodes: choose tower_a.name=vit, "
+                            "video_vit, mlp or gcn")
         if side == "tower_a" and (name == "gcn") != (facts["graph"] is not None):
             raise UserError("tower_a.name=gcn reads graph nodes: use it exactly when the paired data have a graph "
                             "(edge_index); choose vit for images, mlp for vectors" if facts["graph"] is None else
                             "the paired data are a graph's nodes: set tower_a.name=gcn")
-        towers[side] = build_part(side, cfg, part_kwargs(cfg, side), **inject(side, cfg, facts))
+        side_facts = dict(facts, input_shape=facts["input_shape_b"]) if side == "tower_b" and "input_shape_b" in facts \
+            else facts
+        towers[side] = build_part(side, cfg, part_kwargs(cfg, side), **inject(side, cfg, side_facts))
     criterion = build_part("objective", cfg, part_kwargs(cfg, "objective"))
     if criterion is None or not hasattr(criterion, "uses_graph"):
         raise UserError("a two_tower recipe needs objective.name=clip, congrat, sinkhorn or semisup")
@@ -127,15 +133,16 @@ def evaluate_pairs(method: TwoTower, random_method: TwoTower, pairs: Pairs, *, b
     from .retrieval import retrieval_metrics
 
     train, test = ~pairs.test, pairs.test
-    n_te, k, length = pairs.b[test].shape
+    n_te, k = pairs.b[test].shape[:2]
+    item_b = pairs.b.shape[2:]                                     # one text's tokens, or one spectrogram
     owner = np.repeat(np.arange(n_te), k)
     rows = {}
     models = {"trained": method, "random_init": random_method} if baselines else {"trained": method}
     for name, m in models.items():
         za = embed_side(m, pairs.a[test], "a")
-        zb = embed_side(m, pairs.b[test].reshape(-1, length), "b")
+        zb = embed_side(m, pairs.b[test].reshape(-1, *item_b), "b")
         row = retrieval_metrics(za @ zb.T, owner)
-        if pairs.class_names is not None:
+        if pairs.class_names is not None and pairs.side_b == "text":
             row["zero_shot"] = zero_shot_accuracy(m, pairs)
         if pairs.y is not None:
             for side, x in (("a", pairs.a), ("b", pairs.b[:, 0])):
@@ -183,7 +190,7 @@ def format_paired_table(summary: dict) -> str:
     if zero:
         head += f" {'0-shot':>8}"
     lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test "
-             f"pairs (side a: {summary['side_a']}, side b: text)"]
+             f"pairs (side a: {summary['side_a']}, side b: {summary.get('side_b', 'text')})"]
     if "steps" in summary:
         lines.append(f"trained {summary['steps']} steps in {summary['train_seconds'] / 60:.1f} min; whole run "
                      f"{summary['seconds'] / 60:.1f} min")
@@ -195,7 +202,7 @@ def format_paired_table(summary: dict) -> str:
         if zero:
             cells += f" {r['zero_shot']:>8.3f}" if "zero_shot" in r else f" {'-':>8}"
         lines.append(f"{ROW_NAMES.get(key, key):<22} {cells}")
-    note = ("(test pairs: a2b = side a queries the texts, b2a = a text queries side a; r@k = recall at k, medr = "
+    note = ("(test pairs: a2b = side a queries side b, b2a = side b queries side a; r@k = recall at k, medr = "
             "median rank; probe = test accuracy of logistic regression on each tower's features")
     lines.append(note + ("; 0-shot = accuracy of the nearest label prompt)" if zero else ")"))
     return "\n".join(lines)
@@ -230,9 +237,10 @@ def pretrain_paired(cfg: DictConfig, *, out: str | None = None, seed: int = 0, p
             "meta": pairs.meta, "paired": True, "created": datetime.now().isoformat(timespec="seconds")}
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    side_b = (f"texts of {pairs.meta['max_len']} tokens, vocabulary {pairs.meta['vocab_size']}"
+              if pairs.side_b == "text" else f"side b {pairs.side_b} {tuple(pairs.b.shape[2:])}")
     echo(f"polyjepa: {cfg.name} on {pairs.name} ({pairs.n_train} train / {int(pairs.test.sum())} test pairs, "
-         f"side a {pairs.side_a} {tuple(pairs.a.shape[1:])}, texts of {pairs.meta['max_len']} tokens, vocabulary "
-         f"{pairs.meta['vocab_size']}) -> {run_dir}")
+         f"side a {pairs.side_a} {tuple(pairs.a.shape[1:])}, {side_b}) -> {run_dir}")
     x_train = np.arange(pairs.n_train, dtype=np.float32)[:, None]  # row indices: the method holds the pairs
     record = fit(TrainJob(build=build, x_train=x_train, train=train_cfg, run_dir=str(run_dir), seed=seed,
                           progress=progress))
@@ -242,7 +250,8 @@ def pretrain_paired(cfg: DictConfig, *, out: str | None = None, seed: int = 0, p
     results = evaluate_pairs(trained, PairedBuild(cfg_dict, facts, seed)(), pairs, baselines=eval_cfg.baselines,
                              seed=seed)
     summary = {"schema": SCHEMA, "recipe": cfg.name, "data": str(cfg.data.source), "seed": seed,
-               "side_a": pairs.side_a, "n_train": pairs.n_train, "n_test": int(pairs.test.sum()),
+               "side_a": pairs.side_a, "side_b": pairs.side_b, "n_train": pairs.n_train,
+               "n_test": int(pairs.test.sum()),
                "seconds": time.time() - t_start, "train_seconds": record["train_seconds"], "steps": record["steps"],
                "samples_per_second": record["samples_per_second"], "stop_reason": record["stop_reason"],
                "world_size": record["world_size"], "scale": float(trained.criterion.log_scale.detach().exp()),

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..objectives.distributed import gather_batch
 from .objectives import PairedContrastive
 
 
@@ -101,8 +102,10 @@ class MultiSinkhornContrastive(PairedContrastive):
             the term is a fixed reference (no gradient reaches the towers through it; the shared-space side
             still trains heads and towers).
     The method calls :meth:`bind` with the widths of the towers and of the shared space, and passes the
-    tower features ``h_a``, ``h_b`` to ``forward``. Under DDP the InfoNCE batch is gathered from every
-    process; the structure term balances anchors within each process's batch.
+    tower features ``h_a``, ``h_b`` to ``forward``. Under DDP both terms see the batch gathered from every
+    process (with gradients): the InfoNCE negatives and the Sinkhorn assignment, which balances the anchors
+    over the whole global batch, so N processes give the single-process loss and gradient of the
+    concatenated batch.
     """
 
     uses_towers = True
@@ -129,6 +132,8 @@ class MultiSinkhornContrastive(PairedContrastive):
             raise ValueError("the structure term needs the tower features h_a, h_b and bound anchors")
         if self.detach_towers:
             h_a, h_b = h_a.detach(), h_b.detach()
+        # one assignment over the global batch: every process computes the same term on the gathered rows
+        h_a, h_b, z_a, z_b = gather_batch(h_a), gather_batch(h_b), gather_batch(z_a), gather_batch(z_b)
         a = structure_loss(h_a, z_a, self.anchors["h_a"], self.anchors["z_a"], temperature=self.temperature, **self.sk)
         b = structure_loss(h_b, z_b, self.anchors["h_b"], self.anchors["z_b"], temperature=self.temperature, **self.sk)
         structure = (a + b) / 2

@@ -69,3 +69,70 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class VideoTower(nn.Module):
+    """The library's video backbone (tubelet tokenizer + ViT encoder) on (B, C, T, H, W) clips, mean-pooled
+    over the tokens -> (B, dim).
+
+    Args:
+        input_shape: (C, T, H, W) of one clip (injected); patch_size, tubelet_size: of a tubelet token;
+        size: named ViT size; dim/depth/heads override it.
+    """
+
+    def __init__(self, *, input_shape: tuple[int, ...], patch_size: int = 8, tubelet_size: int = 2,
+                 size: str = "tiny", dim: int | None = None, depth: int | None = None, heads: int | None = None):
+        super().__init__()
+        from ..video.backbone import VideoBackbone
+        from ..video.tubelet import TubeletEmbed
+
+        if len(input_shape) != 4:
+            raise UserError(f"the video tower reads (C, T, H, W) clips, got per-sample shape {tuple(input_shape)}: "
+                            f"choose a tower for this side's data")
+        encoder = vit_encoder(size, dim=dim, depth=depth, heads=heads)
+        try:
+            tokenizer = TubeletEmbed(input_shape=tuple(input_shape), patch_size=patch_size,
+                                     tubelet_size=tubelet_size, dim=encoder.dim)
+        except ValueError as e:
+            raise UserError(f"video tower: {e}") from None
+        self.backbone = VideoBackbone(tokenizer, encoder)
+        self.dim = encoder.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x).mean(1)
+
+
+class AudioTower(nn.Module):
+    """The library's audio backbone (spectrogram patch tokenizer + ViT encoder) on (B, 1, n_mels, F) log-mel
+    spectrograms, mean-pooled -> (B, dim). Frames past the last whole patch are left out.
+
+    Args:
+        input_shape: (1, n_mels, F) of one spectrogram (injected); patch_size: (mels, frames) of a patch
+        (n_mels must be a multiple of the first); size: named ViT size; dim/depth/heads override it.
+    """
+
+    def __init__(self, *, input_shape: tuple[int, ...], patch_size: tuple[int, int] | list = (8, 4),
+                 size: str = "tiny", dim: int | None = None, depth: int | None = None, heads: int | None = None):
+        super().__init__()
+        from ..audio.tokenizer import SpectrogramPatchEmbed
+
+        if len(input_shape) != 3:
+            raise UserError(f"the audio tower reads (1, n_mels, frames) spectrograms, got per-sample shape "
+                            f"{tuple(input_shape)}: choose a tower for this side's data")
+        pf, pt = (int(patch_size), int(patch_size)) if isinstance(patch_size, int) else map(int, patch_size)
+        c, mels, frames = (int(s) for s in input_shape)
+        self.frames = frames - frames % pt
+        if self.frames < pt:
+            raise UserError(f"spectrograms of {frames} frames are shorter than one patch ({pt} frames): use longer "
+                            f"clips (data.frames) or a smaller tower_b.patch_size")
+        encoder = vit_encoder(size, dim=dim, depth=depth, heads=heads)
+        try:
+            tokenizer = SpectrogramPatchEmbed(image_size=(mels, self.frames), in_channels=c, dim=encoder.dim,
+                                              patch_size=(pf, pt))
+        except ValueError as e:
+            raise UserError(f"audio tower: {e}") from None
+        self.backbone = Backbone(tokenizer, encoder)
+        self.dim = encoder.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x[..., :self.frames]).mean(1)
