@@ -20,18 +20,24 @@ from .camera import Cameras
 from .render import depth_image, patch_group_weights, render_points, visible_patches
 
 
-def cross_modal_loss(pred: torch.Tensor, weights: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def cross_modal_loss(pred: torch.Tensor, weights: torch.Tensor, target: torch.Tensor, *,
+                     center: bool = False) -> torch.Tensor:
     """Mean over the image patches that see a point of 1 - cos(pooled point prediction, patch embedding).
 
     Shapes: pred (B, N, E) per point token, weights (B, R, N) visible points of each token per patch,
-    target (B, R, E) the frozen image encoder's patch embeddings -> scalar.
+    target (B, R, E) the frozen image encoder's patch embeddings -> scalar. With ``center`` the targets
+    of those patches have their batch mean (per channel) removed first, so the loss asks for what tells
+    patches apart rather than what they share.
     """
     total = weights.sum(-1)                                                     # (B, R)
     pooled = (weights.to(pred) @ pred) / total.clamp(min=1).unsqueeze(-1)      # (B, R, E)
     hit = total > 0
     if not hit.any():
         return pred.sum() * 0                                                   # no patch sees a kept point
-    return (1 - F.cosine_similarity(pooled[hit], target[hit].to(pred), dim=-1)).mean()
+    y = target[hit].to(pred)
+    if center:
+        y = y - y.mean(0, keepdim=True)
+    return (1 - F.cosine_similarity(pooled[hit], y, dim=-1)).mean()
 
 
 def cluster_loss(student: torch.Tensor, teacher: torch.Tensor, *, student_temp: float, teacher_temp: float,
@@ -82,6 +88,8 @@ class Concerto(nn.Module):
             (world units) for a point to count as visible; depth_range: (near, far) mapped to (1, 0) in
             the rendered depth images.
         cross_hidden: hidden width of the cross-modal head (0: a linear map).
+        center_targets: remove the batch mean of the 2-D patch embeddings before the cosine (see
+            :func:`cross_modal_loss`).
         embed_from: 'target' (the 3-D EMA teacher, evaluated and exported) or 'online'.
     """
 
@@ -91,7 +99,7 @@ class Concerto(nn.Module):
                  momentum: tuple[float, float] = (0.994, 1.0), mask_ratio: float = 0.5,
                  scale: tuple[float, float] = (0.8, 1.2), translate: float = 0.1, jitter: float = 0.01,
                  splat: int = 1, tolerance: float = 0.1, depth_range: tuple[float, float] = (1.5, 4.5),
-                 cross_hidden: int = 128, embed_from: str = "target"):
+                 cross_hidden: int = 128, center_targets: bool = False, embed_from: str = "target"):
         super().__init__()
         if not 0 <= image_share < 1:
             raise ValueError(f"image_share is a fraction of the steps in [0, 1), got {image_share}")
@@ -120,7 +128,7 @@ class Concerto(nn.Module):
         self.view = PointAugment(scale=tuple(scale) if scale is not None else None, rotate=False, translate=translate)
         self.jitter, self.splat, self.tolerance = float(jitter), int(splat), float(tolerance)
         self.depth_range = (float(depth_range[0]), float(depth_range[1]))
-        self.embed_from = embed_from
+        self.embed_from, self.center_targets = embed_from, bool(center_targets)
         self.masker = image.masker                       # the 2-D stage's masks (drawn in make_batch)
         # Training progress, identical on every process; saved with the weights so that a resume keeps the stage.
         self.register_buffer("progress", torch.zeros(()))
@@ -200,7 +208,7 @@ class Concerto(nn.Module):
         if self.cross_weight:
             y = self.image_targets(batch["images"])                             # (B, R, E), no gradient
             w = batch["weights"].gather(2, keep.unsqueeze(1).expand(-1, batch["weights"].shape[1], -1))  # (B, R, Nk)
-            cross = cross_modal_loss(self.cross_head(z), w, y)
+            cross = cross_modal_loss(self.cross_head(z), w, y, center=self.center_targets)
             total = total + self.cross_weight * cross
         return {"loss": total, "image_jepa": zero, "sd": sd.detach(), "cross": cross.detach(),
                 "sd_entropy": entropy}
