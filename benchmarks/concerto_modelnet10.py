@@ -45,7 +45,8 @@ def describe(method) -> str:
             f"2-D: {cams.count} {cams.kind} cameras, {cams.size[0]}x{cams.size[1]} renders ({img.tokenizer.in_channels} "
             f"channel), ViT {img.dim} x {len(img.encoder.blocks)} on {img.tokenizer.grid[0]}x{img.tokenizer.grid[1]} "
             f"patches; image_share {method.image_share}, sd_weight {method.sd_weight}, cross_weight "
-            f"{method.cross_weight}, prototypes {method.sd_head.out_dim}, mask_ratio {method.mask_ratio}")
+            f"{method.cross_weight}, prototypes {method.sd_head.out_dim}, mask_ratio {method.mask_ratio}, "
+            f"center_targets {method.center_targets}")
 
 
 def main() -> None:
@@ -56,7 +57,8 @@ def main() -> None:
     ap.add_argument("--variants", default="concerto,sd-only,cross-only")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every variant")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-save", action="store_true", help="do not write results/concerto-modelnet10.json")
+    ap.add_argument("--name", default="concerto-modelnet10", help="the result file: results/NAME.json")
+    ap.add_argument("--no-save", action="store_true", help="do not write the result file")
     args = ap.parse_args()
 
     import torch
@@ -132,8 +134,8 @@ def main() -> None:
     def num(r, key, digits):
         return round(r[key], digits) if key in r else None
 
-    save_result("concerto-modelnet10", title=f"Concerto on ModelNet10, official split ({len(d.x):,} / {len(d.x_test)} "
-                f"clouds), {args.minutes:g} training minutes per variant",
+    save_result(args.name, title=f"Concerto on ModelNet10, official split ({len(d.x):,} / {len(d.x_test)} "
+                f"clouds), {args.minutes:g} training minutes per variant, seed {args.seed}",
                 columns=["representation", "logistic", "linear SVM", "kNN", "RankMe", "steps", "train min"],
                 rows=[[k, num(r, "linear", 4), num(r, "svm", 4), num(r, "knn", 4), num(r, "rankme", 1),
                        r.get("steps"), num(r, "minutes", 1)] for k, r in rows.items()],
