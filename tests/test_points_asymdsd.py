@@ -74,9 +74,14 @@ def test_inverse_block_mask_keeps_blocks_visible():
     c = torch.rand(3, 40, 3)
     vis, msk = inverse_block_mask(c, torch.Generator().manual_seed(1), ratio=0.7, block_ratio=0.1)
     assert vis.shape == (3, 12) and msk.shape == (3, 28)
-    # with 3 seeds (blocks of 4) every visible patch is nearer some seed than any masked patch is to every seed
-    for b in range(3):
-        assert not set(vis[b].tolist()) & set(msk[b].tolist())
+    for b in range(3):                                                      # disjoint, together every patch
+        assert sorted(vis[b].tolist() + msk[b].tolist()) == list(range(40))
+    # the visible patches gather in a few blocks: closer together than as many random patches
+    d = torch.cdist(c, c)
+    spread_vis = torch.stack([d[b][vis[b]][:, vis[b]].mean() for b in range(3)])
+    rand = torch.randperm(40, generator=torch.Generator().manual_seed(2))[:12]
+    spread_rand = torch.stack([d[b][rand][:, rand].mean() for b in range(3)])
+    assert (spread_vis < spread_rand).all()
     with pytest.raises(ValueError):
         inverse_block_mask(c, torch.Generator(), ratio=1.0)
 
