@@ -8,6 +8,7 @@ from ..config import part_kwargs
 from ..errors import UserError
 from ..methods.invariance import Invariance
 from ..registry import build_part
+from .asymdsd import AsymDSD, CrossAttentionPredictor
 from .augment import PointAugment
 from .backbone import PointBackbone
 from .data import load_points
@@ -31,10 +32,11 @@ def point_invariance(*, in_dim: int, weight: float = 1.0, scale: tuple[float, fl
                       sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight, first=first)
 
 PARTS = {
-    "method": {"point_jepa": (PointJEPA, METHOD_PARTS)},
+    "method": {"point_jepa": (PointJEPA, METHOD_PARTS), "asymdsd": (AsymDSD, {"backbone", "predictor"})},
     "tokenizer": {"point_groups": (PointGroupTokenizer, {"dim"})},
     "predictor": {"point_mask_token": (PointPredictor, {"in_dim"}),
-                  "point_context_injected": (ContextInjectedPredictor, {"in_dim"})},
+                  "point_context_injected": (ContextInjectedPredictor, {"in_dim"}),
+                  "point_cross_attention": (CrossAttentionPredictor, {"in_dim"})},
     "masker": {"sequence_blocks": (SequenceBlockMasker, {"grid"}),
                "spatial_blocks": (SpatialBlockMasker, {"grid"})},
     "augment": {"point_augment": (PointAugment, set())},
@@ -46,7 +48,7 @@ PARTS = {
 def build_point_backbone(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict | None = None) -> PointBackbone:
     """Point-group tokenizer + the recipe's encoder, for clouds of per-sample shape (points, 3)."""
     if len(input_shape) != 2 or input_shape[1] != 3:
-        raise UserError(f"method point_jepa needs point clouds (points, 3) per sample, got {tuple(input_shape)}: "
+        raise UserError(f"the point-cloud methods need point clouds (points, 3) per sample, got {tuple(input_shape)}: "
                         f"use data.loader=points")
     encoder = build_part("encoder", cfg, part_kwargs(cfg, "encoder"))
     facts = data_facts(input_shape, meta, dim=encoder.dim)
@@ -67,4 +69,11 @@ def assemble_point_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dic
     return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, **parts)
 
 
-ASSEMBLERS = {"point_jepa": assemble_point_jepa}
+def assemble_asymdsd(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) -> AsymDSD:
+    """Point tokenizer + encoder (student; the teacher is its EMA copy) + cross-attention predictor -> AsymDSD."""
+    backbone = build_point_backbone(cfg, input_shape, meta)
+    predictor = build_part("predictor", cfg, part_kwargs(cfg, "predictor"), in_dim=backbone.dim)
+    return build_part("method", cfg, part_kwargs(cfg, "method"), backbone=backbone, predictor=predictor)
+
+
+ASSEMBLERS = {"point_jepa": assemble_point_jepa, "asymdsd": assemble_asymdsd}
