@@ -145,3 +145,20 @@ def test_adl_jepa_loss_against_a_loop_over_cells():
     out2 = adl_jepa_loss(pred, target, small, s)
     assert out2["var_context"].item() == pytest.approx(hinge(small, s.context), rel=1e-5) and out2["var_context"] > 0
     assert adl_jepa_loss(target, target, context, s)["nonempty"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.skipif(not (DATA / "nuscenes_lidar_top_1frame.npz").exists(),
+                    reason="../shared/data nuScenes sweep absent")
+def test_adljepa_pretrains_on_the_nuscenes_sweep(tmp_path):
+    """The recipe takes a nuScenes sweep (which faces y) through the same loader and trains on it."""
+    import json
+
+    from polyjepa.cli import main
+
+    run = tmp_path / "nus"
+    assert main(["pretrain", "adljepa-kitti", "--data", str(DATA / "nuscenes_lidar_top_1frame.npz"), "--out",
+                 str(run), "data.x_range=[-40,40]", "data.y_range=[0,70.4]", "data.copies=2", "train.max_steps=2",
+                 "train.batch_size=2", "train.monitor_every=0", "eval.baselines=false", "--no-progress"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["n_train"] == 2
+    assert np.isfinite(summary["final_loss"])
