@@ -11,6 +11,7 @@ from .objectives import PairedContrastive
 from .semisup import SemiSupervisedContrastive
 from .sinkhorn import MultiSinkhornContrastive
 from .text import TextTransformer
+from .tijepa_run import cross_attention_fusion, ijepa_image_encoder, mlm_text_encoder, run_tijepa, tijepa_options
 from .towers import ImageTower, MLPTower
 
 
@@ -57,7 +58,11 @@ TOWERS = {
 }
 
 PARTS = {
-    "method": {"two_tower": (TwoTower, {"tower_a", "tower_b", "criterion", "graph_sim"})},
+    "method": {"two_tower": (TwoTower, {"tower_a", "tower_b", "criterion", "graph_sim"}),
+               "tijepa": (tijepa_options, set())},
+    "image_encoder": {"ijepa_vit": (ijepa_image_encoder, set())},
+    "text_encoder": {"mlm_transformer": (mlm_text_encoder, set())},
+    "fusion": {"cross_attention": (cross_attention_fusion, {"dim", "text_dim"})},
     "tower_a": dict(TOWERS),
     "tower_b": dict(TOWERS),
     "objective": {"clip": (clip_objective, set()), "congrat": (congrat_objective, set()),
@@ -74,3 +79,4 @@ def assemble_two_tower(cfg, input_shape, meta):
 
 
 ASSEMBLERS = {"two_tower": assemble_two_tower}
+RUNNERS = {"tijepa": run_tijepa}  # pretrain the encoders, train the fusion, score every test pair
