@@ -240,8 +240,8 @@ def test_tiny_recipe_runs_end_to_end_and_writes_its_run(tmp_path):
     s = pretrain("tijepa-flickr8k", data=str(data), out=str(tmp_path / "run"), overrides=TINY,
                  echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
     assert s["n_train"] == 40 and s["n_test"] == 12
-    keys = {"tijepa_energy", "tijepa_probe", "unfrozen_energy", "unfrozen_probe", "random_energy", "random_probe",
-            "frozen_cca", "raw_cca"}
+    keys = {f"{v}_{s}" for v in ("tijepa", "unfrozen", "random") for s in ("energy", "energy_centred", "probe")}
+    keys |= {"frozen_cca", "raw_cca"}
     assert set(s["results"]) == keys
     for row in s["results"].values():
         assert 0 <= row["match_auc"] <= 1 and 0 <= row["a2b_r1"] <= row["a2b_r5"] <= row["a2b_r10"] <= 1
@@ -281,3 +281,14 @@ def test_non_image_pairs_and_missing_data_are_refused(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="pass --data PATH"):
         pretrain("tijepa-flickr8k", out=str(tmp_path / "run2"), overrides=TINY, echo=lambda *a, **k: None)
+
+
+def test_double_centring_removes_image_and_caption_levels():
+    from polyjepa.paired.tijepa_run import double_centre
+
+    rng = np.random.default_rng(0)
+    additive = rng.normal(size=(5, 1)) + rng.normal(size=(1, 7))
+    assert np.allclose(double_centre(additive), 0)
+    inter = rng.normal(size=(5, 7))
+    c = double_centre(additive + inter)
+    assert np.allclose(c, double_centre(inter)) and np.allclose(c.mean(0), 0) and np.allclose(c.mean(1), 0)

@@ -298,7 +298,16 @@ def evaluate_tijepa(method: TIJEPA, pairs: Pairs, *, seed: int = 0, energy_masks
     diag = {"rankme_fused": rankme(fused), "rankme_image_encoder": rankme(pooled),
             "fused_std": float(fused.std(0).mean()), "image_std": float(pooled.std(0).mean()),
             "energy_matched": float(e_mat[matched].mean()), "energy_mismatched": float(e_mat[~matched].mean())}
-    return {"energy": scored(-e_mat, owner), "probe": scored(p_mat, owner)}, diag, {"pairs": int(matched.size)}
+    rows = {"energy": scored(-e_mat, owner), "energy_centred": scored(-double_centre(e_mat), owner),
+            "probe": scored(p_mat, owner)}
+    return rows, diag, {"pairs": int(matched.size)}
+
+
+def double_centre(m: np.ndarray) -> np.ndarray:
+    """m minus its row means and column means, plus its overall mean: what is left of each pair's score once
+    the image's and the caption's own levels (how hard the image is to predict, how unusual the caption is) are
+    removed; a score that is a sum of an image term and a caption term becomes 0 everywhere."""
+    return m - m.mean(1, keepdims=True) - m.mean(0, keepdims=True) + m.mean()
 
 
 def frozen_cca_row(image_encoder: Backbone, text_encoder: TextTransformer, pairs: Pairs) -> dict:
@@ -336,10 +345,13 @@ def raw_cca_row(pairs: Pairs, seed: int = 0) -> dict:
     return scored(cosine_similarity(a_c, b_c.reshape(-1, b_c.shape[-1])), owner)
 
 
-ROW_NAMES = {"tijepa_energy": "TI-JEPA, energy", "tijepa_probe": "TI-JEPA, fused-embedding probe",
+ROW_NAMES = {"tijepa_energy": "TI-JEPA, energy", "tijepa_energy_centred": "TI-JEPA, centred energy",
+             "tijepa_probe": "TI-JEPA, fused-embedding probe",
              "random_energy": "random-init cross-attention, energy",
+             "random_energy_centred": "random-init cross-attention, centred energy",
              "random_probe": "random-init cross-attention, probe",
              "unfrozen_energy": "TI-JEPA, encoders unfrozen, energy",
+             "unfrozen_energy_centred": "TI-JEPA, encoders unfrozen, centred energy",
              "unfrozen_probe": "TI-JEPA, encoders unfrozen, probe",
              "frozen_cca": "frozen encoders, CCA cosine", "raw_cca": "pixels + TF-IDF, CCA cosine"}
 COLS = ("match_auc", "a2b_r1", "a2b_r5", "a2b_r10", "a2b_medr", "b2a_r1", "b2a_r5", "b2a_r10", "b2a_medr")
