@@ -93,7 +93,6 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--shapes", action="store_true", help="also run on synthetic coloured squares")
     ap.add_argument("overrides", nargs="*")
-    # the 16x16 squares use 2x2 patches: the same 8x8 grid as 32x32 photos with 4x4 patches
     args = ap.parse_args()
     _args.data_file(args, DEFAULT_DATA, "Flickr8k file", "../shared/data/flickr8k_1000_32px_captions.npz")
     import torch
@@ -130,7 +129,7 @@ def main() -> None:
     extra = {"per_seed": found, "diagnostics": diags, "built": built}
     if args.shapes:
         with tempfile.TemporaryDirectory() as tmp:
-            path = shapes_npz(Path(tmp) / "shapes.npz")
+            path = shapes_npz(Path(tmp) / "shapes.npz")   # 2x2 patches: the 8x8 grid of the 32x32 photos
             s_found, s_diags, _ = run(str(path), seeds[:1], ["data.max_len=12", "image_encoder.patch_size=2",
                                                           *args.overrides])
         s_rows = table(s_found, ROW_NAMES)

@@ -2,9 +2,9 @@
 unimodal encoders (Vo et al., 2025).
 
 ```
-caption ids ─► text encoder (frozen) ─► t (B, L, Dt) ──────────────┬──────────────────────────┐
-image ─► image encoder (frozen) on context patches ─► z (B, Nc, D) ─► fusion X ─► predictor ─► p (B, M, Nt, D)
-image ─► image encoder (frozen) on all patches ─► h (B, N, D) ──────► fusion X~ (EMA of X) ─► LN ─► s[target_idx]
+caption -> text encoder (frozen) -> t (B, L, Dt)
+context patches -> image encoder (frozen) -> z (B, Nc, D) -> fusion X(z, t) -> predictor -> p (B, M, Nt, D)
+all patches -> image encoder (frozen) -> h (B, N, D) -> fusion X~(h, t) (EMA of X) -> LN -> s[target_idx]
 energy = mean over target tokens and channels of (p - s)^2
 ```
 """

@@ -16,7 +16,6 @@ from ..errors import UserError
 from ..masks.multiblock import MultiBlockMasker
 from ..models.encoder import Backbone, vit_encoder
 from ..models.predictor import MaskTokenPredictor
-from ..models.transformer import gather_tokens
 from ..objectives.latent import latent_regression
 from ..objectives.vcr import vcr_loss
 from ..targets.ema import EMATarget
@@ -409,17 +408,18 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
                                                                int(t.max_epochs))
     train_opts = dict(seed=seed, steps=steps, batch_size=int(t.batch_size), lr=float(t.lr),
                       weight_decay=float(t.weight_decay[0]), warmup=float(t.warmup))
-    variants = {"tijepa": True}
-    if opts["ablation"]:
+    variants = {"tijepa": opts["freeze_encoders"]}                       # name -> encoders frozen
+    if opts["ablation"] and opts["freeze_encoders"]:
         variants["unfrozen"] = False
     results, diagnostics, records, models = {}, {}, {}, {}
     build = functools.partial(build_tijepa, cfg, image_encoder, text_encoder, seed=seed, momentum=opts["momentum"],
                               loss=opts["loss"])
     for name, frozen in variants.items():
-        method = build(freeze_encoders=frozen if name != "tijepa" else opts["freeze_encoders"])
+        method = build(freeze_encoders=frozen)
         records[name] = train_tijepa(method, images, ids, **train_opts)
-        echo(f"  {ROW_NAMES[name + '_energy'].rsplit(',', 1)[0]} ({steps} steps): loss {records[name]['first_loss']:.4f}"
-             f" -> {records[name]['last_loss']:.4f}")
+        rec = records[name]
+        echo(f"  {ROW_NAMES[name + '_energy'].rsplit(',', 1)[0]} ({steps} steps): loss {rec['first_loss']:.4f} -> "
+             f"{rec['last_loss']:.4f}")
         rows, diagnostics[name], _ = evaluate_tijepa(method, pairs, seed=seed, energy_masks=opts["energy_masks"])
         results.update({f"{name}_{k}": v for k, v in rows.items()})
         diagnostics[name].update(final_loss=records[name]["last_loss"],
