@@ -2,13 +2,14 @@
 retrieval from the fused model, against random-init cross-attention, the frozen encoders with CCA, pixels +
 TF-IDF with CCA, and the committed CLIP two-tower numbers.
 
-    python benchmarks/paired_tijepa.py [DATA.npz] [--seeds 0] [--shapes] [KEY=VALUE ...]
+    python benchmarks/paired_tijepa.py [DATA.npz] [--seeds 0] [KEY=VALUE ...]      # -> results/paired-tijepa.json
+    python benchmarks/paired_tijepa.py --shapes [--seeds 0]                      # -> paired-tijepa-shapes.json
 
 Recipe tijepa-flickr8k: an I-JEPA ViT on the training images and a masked-token text transformer on the training
 captions, both then frozen; cross-attention fuses the caption into the patches, a narrow predictor regresses the
 fused target blocks (L2 energy). Every one of the 125 x 625 test (image, caption) pairs is scored by -energy and
-by a logistic probe on the fused embedding (trained on matched / mismatched training pairs). ``--shapes`` also
-runs the recipe on synthetic coloured squares whose captions name colour and corner (the text then says what the
+by a logistic probe on the fused embedding (trained on matched / mismatched training pairs). ``--shapes`` runs
+the recipe on synthetic coloured squares instead whose captions name colour and corner (the text then says what the
 masked blocks hold). One thread.
 """
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default=DEFAULT_DATA)
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--shapes", action="store_true", help="also run on synthetic coloured squares")
+    ap.add_argument("--shapes", action="store_true", help="run on synthetic coloured squares instead")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     _args.data_file(args, DEFAULT_DATA, "Flickr8k file", "../shared/data/flickr8k_1000_32px_captions.npz")
@@ -103,6 +104,9 @@ def main() -> None:
 
     t0 = time.time()
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.shapes:
+        shapes(seeds, args.overrides, t0)
+        return
     found, diags, first = run(args.data, seeds, args.overrides)
     built = first["built"]
     built_line = (f"image encoder: {built['image_encoder']}, I-JEPA {first['pretraining']['image']['steps']} steps; "
@@ -120,27 +124,41 @@ def main() -> None:
         row = next(r for r in c["rows"] if r[0].startswith("CLIP"))
         rows.append(["CLIP two towers (results/paired_flickr8k.json, 3 seeds)", None, *row[1:]])
     print_table(f"Flickr8k 32px, every test (image, caption) pair scored (mean over seeds {args.seeds})", rows)
-    notes = [built_line, f"masker: {built['masker']}"]
-    for key, ds in diags.items():
-        notes.append(f"{key}: " + ", ".join(f"{k} {np.mean([d[k] for d in ds]):.4g}" for k in DIAG if k in ds[0]))
-    per_seed = {k: [r["match_auc"] for r in v] for k, v in found.items()}
-    notes.append("match AUC per seed: " + "; ".join(f"{ROW_NAMES.get(k, k)} " + ", ".join(f"{a:.3f}" for a in v)
-                                                  for k, v in per_seed.items()))
-    extra = {"per_seed": found, "diagnostics": diags, "built": built}
-    if args.shapes:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = shapes_npz(Path(tmp) / "shapes.npz")   # 2x2 patches: the 8x8 grid of the 32x32 photos
-            s_found, s_diags, _ = run(str(path), seeds[:1], ["data.max_len=12", "image_encoder.patch_size=2",
-                                                          *args.overrides])
-        s_rows = table(s_found, ROW_NAMES)
-        print_table("Synthetic squares (600 train / 100 test, 16x16, two captions naming colour and corner)", s_rows)
-        extra["shapes"] = {"rows": s_rows, "diagnostics": s_diags}
-        notes.append("synthetic squares, match AUC: " + ", ".join(f"{r[0]} {r[1]:.3f}" for r in s_rows))
-    notes.append(f"seeds {args.seeds}, one thread")
     save_result("paired-tijepa", columns=HEADER, rows=rows, seconds=time.time() - t0,
                 title="Flickr8k 32px: TI-JEPA (energy, fused-embedding probe) vs random-init cross-attention, frozen "
-                      "encoders + CCA, pixels + TF-IDF CCA, CLIP", notes=notes, extra=extra)
+                      "encoders + CCA, pixels + TF-IDF CCA, CLIP",
+                notes=[built_line, f"masker: {built['masker']}", *diag_notes(found, diags),
+                       f"seeds {args.seeds}, one thread"],
+                extra={"per_seed": found, "diagnostics": diags, "built": built})
 
+
+def diag_notes(found: dict, diags: dict) -> list[str]:
+    from polyjepa.paired.tijepa_run import ROW_NAMES
+
+    notes = [f"{key}: " + ", ".join(f"{k} {np.mean([d[k] for d in ds]):.4g}" for k in DIAG if k in ds[0])
+             for key, ds in diags.items()]
+    notes.append("match AUC per seed: " + "; ".join(f"{ROW_NAMES.get(k, k)} " + ", ".join(f"{r['match_auc']:.3f}"
+                                                                                          for r in v)
+                                                  for k, v in found.items()))
+    return notes
+
+
+def shapes(seeds: list[int], overrides: list[str], t0: float) -> None:
+    """The recipe on synthetic squares, where the caption says what the masked blocks hold."""
+    from polyjepa.paired.tijepa_run import ROW_NAMES
+    from polyjepa.results import save_result
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = shapes_npz(Path(tmp) / "shapes.npz")   # 2x2 patches: the 8x8 grid of the 32x32 photos
+        found, diags, first = run(str(path), seeds, ["data.max_len=12", "image_encoder.patch_size=2", *overrides])
+    rows = table(found, ROW_NAMES)
+    title = "Synthetic squares (600 train / 100 test, 16x16, two captions naming colour and corner)"
+    print_table(title, rows)
+    save_result("paired-tijepa-shapes", columns=HEADER, rows=rows, seconds=time.time() - t0, title=title,
+                notes=[f"image encoder: {first['built']['image_encoder']}; fusion: {first['built']['fusion']}; "
+                       f"{first['n_train']} train / {first['n_test']} test images x 2 captions",
+                       *diag_notes(found, diags), f"seeds {','.join(map(str, seeds))}, one thread"],
+                extra={"per_seed": found, "diagnostics": diags})
 
 if __name__ == "__main__":
     main()

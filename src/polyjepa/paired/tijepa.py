@@ -115,9 +115,8 @@ class TIJEPA(nn.Module):
         self.target_fusion = copy.deepcopy(fusion).requires_grad_(False)
         self.momentum = (float(momentum[0]), float(momentum[1]))
         self.freeze_encoders, self.loss_kind = bool(freeze_encoders), loss
-        if self.freeze_encoders:
-            image_encoder.requires_grad_(False)
-            text_encoder.requires_grad_(False)
+        image_encoder.requires_grad_(not self.freeze_encoders)   # an EMA copy arrives with gradients off
+        text_encoder.requires_grad_(not self.freeze_encoders)
         self._images = self._ids = None
 
     def attach(self, images: np.ndarray, ids: np.ndarray) -> "TIJEPA":
