@@ -12,6 +12,7 @@ from .semisup import SemiSupervisedContrastive
 from .sinkhorn import MultiSinkhornContrastive
 from .text import TextTransformer
 from .clips import load_av_pairs
+from .tijepa_run import cross_attention_fusion, ijepa_image_encoder, mlm_text_encoder, run_tijepa, tijepa_options
 from .towers import AudioTower, ImageTower, MLPTower, VideoTower
 
 
@@ -60,7 +61,11 @@ TOWERS = {
 }
 
 PARTS = {
-    "method": {"two_tower": (TwoTower, {"tower_a", "tower_b", "criterion", "graph_sim"})},
+    "method": {"two_tower": (TwoTower, {"tower_a", "tower_b", "criterion", "graph_sim"}),
+               "tijepa": (tijepa_options, set())},
+    "image_encoder": {"ijepa_vit": (ijepa_image_encoder, set())},
+    "text_encoder": {"mlm_transformer": (mlm_text_encoder, set())},
+    "fusion": {"cross_attention": (cross_attention_fusion, {"dim", "text_dim"})},
     "tower_a": dict(TOWERS),
     "tower_b": dict(TOWERS),
     "objective": {"clip": (clip_objective, set()), "congrat": (congrat_objective, set()),
@@ -77,3 +82,4 @@ def assemble_two_tower(cfg, input_shape, meta):
 
 
 ASSEMBLERS = {"two_tower": assemble_two_tower}
+RUNNERS = {"tijepa": run_tijepa}  # pretrain the encoders, train the fusion, score every test pair

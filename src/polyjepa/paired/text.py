@@ -80,6 +80,13 @@ class TextTransformer(nn.Module):
         nn.init.trunc_normal_(self.pos, std=0.02)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x, keep = self.tokens(ids)
+        w = keep.unsqueeze(-1).to(x.dtype)
+        return (x * w).sum(1) / w.sum(1)                                    # (B, dim) mean over real tokens
+
+    def tokens(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, L) -> (token features (B, L, dim), keep (B, L) bool: the real tokens; an empty text keeps
+        its padding, so that every row has a token to read)."""
         if ids.shape[1] > self.max_len:
             raise ValueError(f"texts of {ids.shape[1]} tokens exceed the tower's max_len {self.max_len}")
         if int(ids.max()) >= self.vocab_size or int(ids.min()) < 0:
@@ -91,6 +98,4 @@ class TextTransformer(nn.Module):
         mask = keep[:, None, None, :]                                       # (B, 1, 1, L) True = may attend
         for block in self.blocks:
             x = block(x, mask)
-        x = self.norm(x)
-        w = keep.unsqueeze(-1).to(x.dtype)
-        return (x * w).sum(1) / w.sum(1)                                    # (B, dim) mean over real tokens
+        return self.norm(x), keep
