@@ -275,7 +275,7 @@ def test_assembler_rejects_non_point_data():
     from polyjepa.build import build_method
     from polyjepa.config import load_recipe
 
-    with pytest.raises(UserError, match="needs point clouds"):
+    with pytest.raises(UserError, match="need point clouds"):
         build_method(load_recipe("pointjepa"), (1, 8, 8))
     with pytest.raises(UserError, match="fewer than the tokenizer's 32"):
         build_method(load_recipe("pointjepa"), (20, 3))
