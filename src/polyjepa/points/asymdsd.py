@@ -30,28 +30,17 @@ from ..targets.ema import ema_update, momentum_at
 from .augment import PointAugment
 from .backbone import PointBackbone
 from .geometry import check_clouds, gather_points, knn, squared_distances
-from .predictor import _CentreQueries
+from .predictor import InjectBlock, _CentreQueries
 from .tokenizer import PointGroups, group_points
 
 
-class CrossBlock(nn.Module):
-    """A pre-norm block whose queries attend to the context only (no attention between queries).
+class CrossBlock(InjectBlock):
+    """A pre-norm block whose queries attend to the context only (no attention between queries): the
+    parts of 3D-JEPA's :class:`~polyjepa.points.predictor.InjectBlock`, with the queries left out of the keys.
 
     Shapes: forward(q (B, Lq, D), ctx (B, Lc, D)) -> (B, Lq, D); each query's output depends on that
     query and the context alone.
     """
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.norm_q, self.norm_ctx, self.norm2 = (nn.LayerNorm(dim, eps=1e-6) for _ in range(3))
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, q: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         B, Lq, D = q.shape
