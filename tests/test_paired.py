@@ -182,3 +182,41 @@ def test_cca_baseline_aligns_sides_that_share_a_latent():
                           max_len=4)
     a_s, b_s = cca_embeddings(raw_features(shuffled, dim=16), components=16)
     assert retrieval_metrics(cosine_similarity(a_s, b_s[:, 0]))["a2b_r5"] < 0.4   # no shared latent: near chance
+
+
+@needs_text
+def test_a_paired_run_cut_back_to_a_checkpoint_resumes_to_the_same_weights(tmp_path, capsys):
+    """``polyjepa pretrain --resume`` continues a two-tower run from its newest checkpoint: the same data order,
+    optimizer state and schedule, so steps 5-6 and the final weights are those of the run that never stopped."""
+    import csv
+    import shutil
+
+    from polyjepa.cli import main
+    from polyjepa.train.checkpoint import load_latest_checkpoint
+
+    whole = tmp_path / "whole"
+    assert main(["pretrain", "clip-digits", "--out", str(whole), "train.max_steps=6", "train.checkpoint_every=4",
+                 "train.log_every=1", "train.threads=1", "data.max_len=8", "eval.baselines=false",
+                 "--no-progress"]) in (None, 0)
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "checkpoints" / "step-0000006")
+    (cut / "checkpoints" / "latest.json").unlink()
+    (cut / "summary.json").unlink()
+    step4 = (cut / "checkpoints" / "step-0000004" / "state.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(cut), "--no-progress"]) in (None, 0)
+    assert "starting it over" not in capsys.readouterr().out
+    assert (cut / "checkpoints" / "step-0000004" / "state.json").stat().st_mtime_ns == step4   # not retrained
+    assert (cut / "summary.json").exists()
+
+    def losses(run):
+        with open(run / "metrics.csv", newline="") as f:
+            return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
+
+    a, b = losses(whole), losses(cut)
+    assert len(a) == len(b) == 6 and all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)), (a, b)
+    w, c = load_latest_checkpoint(whole / "checkpoints")[1], load_latest_checkpoint(cut / "checkpoints")[1]
+    assert w.keys() == c.keys()
+    for k in w:
+        assert torch.allclose(w[k], c[k], atol=1e-6), k

@@ -188,8 +188,6 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             raise UserError(f"{resume} is a run of a method that trains in one go and keeps no checkpoint to resume: "
                             f"start it again with polyjepa pretrain RECIPE")
         run_dir, cfg, info = open_run(resume)
-        if _is_paired(cfg):
-            raise UserError(f"{run_dir} is a paired (two-tower) run, which cannot be resumed: start a new run")
         if recipe is not None and recipe != cfg.name and Path(recipe).stem != cfg.name:
             raise UserError(f"{run_dir} is a run of recipe {cfg.name!r}, not {recipe!r}: drop the recipe or fix it")
         if seed is not None and seed != info["seed"]:
@@ -217,6 +215,15 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                 atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
                 atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
             return run(cfg, out=str(run_dir), seed=seed, echo=echo, resume=True)
+        if _is_paired(cfg):  # two towers: their own data and evaluation, the library's training loop
+            from .paired.run import pretrain_paired
+
+            if changes:
+                info.setdefault("resumes", []).append({"time": datetime.now().isoformat(timespec="seconds"),
+                                                       "overrides": changes})
+                atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+                atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+            return pretrain_paired(cfg, seed=seed, progress=progress, echo=echo, resume=run_dir, replan=replan)
         stats = run_stats(info)
     else:
         if recipe is None:

@@ -209,8 +209,10 @@ def format_paired_table(summary: dict) -> str:
 
 
 def pretrain_paired(cfg: DictConfig, *, out: str | None = None, seed: int = 0, progress: bool = True,
-                    echo=print) -> dict:
-    """Train a two_tower recipe on its paired data and evaluate it; writes a run directory; returns the summary."""
+                    echo=print, resume: Path | None = None, replan: bool = False) -> dict:
+    """Train a two_tower recipe on its paired data and evaluate it; writes a run directory; returns the summary.
+    ``resume`` (a run directory, whose config ``cfg`` is) continues that run from its newest checkpoint;
+    ``replan``: the resume changed the run's length."""
     from ..data.batches import check_batch
     from ..runner import launch_rank, new_run_dir, torchrun_train_config
     from ..train.checkpoint import atomic_write_text, load_latest_checkpoint, load_model_state
@@ -232,18 +234,27 @@ def pretrain_paired(cfg: DictConfig, *, out: str | None = None, seed: int = 0, p
     method = build()  # a bad recipe fails before anything is written
     check_batch(pairs.n_train, train_cfg.batch_size, max(1, int(train_cfg.devices or 1)))
     del method
-    run_dir = new_run_dir(out, cfg.name)
-    info = {"recipe": cfg.name, "seed": seed, "data": str(cfg.data.source), "input_shape": list(pairs.a.shape[1:]),
-            "meta": pairs.meta, "paired": True, "created": datetime.now().isoformat(timespec="seconds")}
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    if resume is not None:
+        from ..train.checkpoint import latest_checkpoint
+
+        run_dir = Path(resume)
+        if latest_checkpoint(run_dir / "checkpoints") is None:
+            echo(f"polyjepa: {run_dir} was stopped before its first checkpoint: starting it over")
+            resume = None
+    else:
+        run_dir = new_run_dir(out, cfg.name)
+        info = {"recipe": cfg.name, "seed": seed, "data": str(cfg.data.source),
+                "input_shape": list(pairs.a.shape[1:]), "meta": pairs.meta, "paired": True,
+                "created": datetime.now().isoformat(timespec="seconds")}
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+        atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
     side_b = (f"texts of {pairs.meta['max_len']} tokens, vocabulary {pairs.meta['vocab_size']}"
               if pairs.side_b == "text" else f"side b {pairs.side_b} {tuple(pairs.b.shape[2:])}")
     echo(f"polyjepa: {cfg.name} on {pairs.name} ({pairs.n_train} train / {int(pairs.test.sum())} test pairs, "
          f"side a {pairs.side_a} {tuple(pairs.a.shape[1:])}, {side_b}) -> {run_dir}")
     x_train = np.arange(pairs.n_train, dtype=np.float32)[:, None]  # row indices: the method holds the pairs
     record = fit(TrainJob(build=build, x_train=x_train, train=train_cfg, run_dir=str(run_dir), seed=seed,
-                          progress=progress))
+                          progress=progress, resume=resume is not None, replan=replan and resume is not None))
     trained = PairedBuild(cfg_dict, facts, seed)()
     path, state, _, _ = load_latest_checkpoint(run_dir / "checkpoints")
     load_model_state(trained, state, path)
