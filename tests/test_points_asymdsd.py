@@ -68,6 +68,16 @@ def test_student_never_sees_masked_patches():
     # a visible patch does change it
     noisy_p[rows[:, 0], v[:, 0]] += 1.0
     assert not torch.allclose(z, m.backbone(PointGroups(gc, noisy_p), keep_idx=v), atol=1e-4)
+    # and the method's loss feeds its student exactly the visible patches
+    seen, forward = [], m.backbone.forward
+
+    def recording(x, keep_idx=None, layers=1):
+        seen.append(keep_idx)
+        return forward(x, keep_idx=keep_idx, layers=layers)
+
+    m.backbone.forward = recording
+    m.loss(batch)
+    assert seen and seen[0] is not None and torch.equal(seen[0], v)
 
 
 def test_inverse_block_mask_keeps_blocks_visible():

@@ -65,21 +65,35 @@ def write_run(out: str | None, name: str, cfg, summary: dict, models: dict, repo
     """Keep a run that trains in one go (the recipes with their own runner): a new run directory with
     config.yaml, summary.json (with its creation time), ``<key>.safetensors`` per model and report.md;
     every file is written to a temporary name and renamed."""
-    from safetensors.torch import save_file
-
-    from .config import to_yaml
-    from .train.checkpoint import atomic_write_text
-
     run_dir = new_run_dir(out, name)
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    atomic_write_text(run_dir / "summary.json", json.dumps(
-        {**summary, "created": datetime.now().isoformat(timespec="seconds")}, indent=1))
+    write_run_files(run_dir, summary, models, report)
+    return run_dir
+
+
+def write_run_files(run_dir: Path, summary: dict, models: dict, report: str | None = None) -> None:
+    """A finished run's results in ``run_dir``: summary.json (with its creation time), ``<key>.safetensors`` per
+    model and report.md, each written to a temporary name and renamed."""
+    from safetensors.torch import save_file
+
     for key, model in models.items():
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / f".{key}.tmp")
         (run_dir / f".{key}.tmp").replace(run_dir / f"{key}.safetensors")
+    atomic_write_text(run_dir / "summary.json", json.dumps(
+        {**summary, "created": datetime.now().isoformat(timespec="seconds")}, indent=1))
     if report is not None:
         atomic_write_text(run_dir / "report.md", report)
-    return run_dir
+
+
+def record_resume(run_dir: Path, cfg, info: dict, changes: list[str], **extra) -> None:
+    """Write a resume's overrides into the run (the new config.yaml, and the change listed in run.json); nothing
+    when it changes nothing."""
+    if not changes:
+        return
+    info.setdefault("resumes", []).append({"time": datetime.now().isoformat(timespec="seconds"),
+                                           "overrides": changes, **extra})
+    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -209,20 +223,12 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             if not getattr(run, "resumable", False):
                 raise UserError(f"{run_dir} is a run of a method that trains in one go and keeps no checkpoint to "
                                 f"resume: start it again with polyjepa pretrain RECIPE")
-            if changes:
-                info.setdefault("resumes", []).append({"time": datetime.now().isoformat(timespec="seconds"),
-                                                       "overrides": changes})
-                atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-                atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+            record_resume(run_dir, cfg, info, changes)
             return run(cfg, out=str(run_dir), seed=seed, echo=echo, resume=True)
         if _is_paired(cfg):  # two towers: their own data and evaluation, the library's training loop
             from .paired.run import pretrain_paired
 
-            if changes:
-                info.setdefault("resumes", []).append({"time": datetime.now().isoformat(timespec="seconds"),
-                                                       "overrides": changes})
-                atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-                atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+            record_resume(run_dir, cfg, info, changes)
             return pretrain_paired(cfg, seed=seed, progress=progress, echo=echo, resume=run_dir, replan=replan)
         stats = run_stats(info)
     else:
@@ -306,12 +312,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         if not ckpts:
             echo(f"polyjepa: {run_dir} was stopped before its first checkpoint: starting it over")
             resume = None
-        if rank0 and changes:
-            resumes = info.setdefault("resumes", [])
-            resumes.append({"time": datetime.now().isoformat(timespec="seconds"), "overrides": changes,
-                            "from_checkpoint": ckpts[0].name if ckpts else None})
-            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-            atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+        if rank0:
+            record_resume(run_dir, cfg, info, changes, from_checkpoint=ckpts[0].name if ckpts else None)
     elif rank0:
         run_dir = new_run_dir(out, cfg.name)
         if frame is not None:

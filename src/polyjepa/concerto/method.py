@@ -17,7 +17,7 @@ from ..points.backbone import PointBackbone
 from ..points.tokenizer import PointGroups
 from ..targets.ema import ema_update, momentum_at
 from .camera import Cameras
-from .render import depth_image, patch_group_weights, render_points, visible_patches
+from .render import Render, depth_image, patch_group_weights, pool_patches, render_points, visible_patches
 
 
 def cross_modal_loss(pred: torch.Tensor, weights: torch.Tensor, target: torch.Tensor, *,
@@ -29,9 +29,7 @@ def cross_modal_loss(pred: torch.Tensor, weights: torch.Tensor, target: torch.Te
     of those patches have their batch mean (per channel) removed first, so the loss asks for what tells
     patches apart rather than what they share.
     """
-    total = weights.sum(-1)                                                     # (B, R)
-    pooled = (weights.to(pred) @ pred) / total.clamp(min=1).unsqueeze(-1)      # (B, R, E)
-    hit = total > 0
+    pooled, hit = pool_patches(pred, weights)                                   # (B, R, E), (B, R)
     if not hit.any():
         return pred.sum() * 0                                                   # no patch sees a kept point
     y = target[hit].to(pred)
@@ -138,9 +136,9 @@ class Concerto(nn.Module):
         return self.cameras._replace(rotation=self.camera_rotation, translation=self.camera_translation,
                                      intrinsics=self.camera_intrinsics)
 
-    def render(self, x: torch.Tensor) -> tuple[torch.Tensor, "Render"]:  # noqa: F821
+    def render(self, x: torch.Tensor, cams: Cameras | None = None) -> tuple[torch.Tensor, Render]:
         """(B, P, 3) clouds -> ((B, V, C, H, W) network input of the renders, the Render)."""
-        r = render_points(x, self.cams().to(x), splat=self.splat)
+        r = render_points(x, self.cams().to(x) if cams is None else cams, splat=self.splat)
         near, far = self.depth_range
         silhouette = self.image.backbone.tokenizer.in_channels == 2
         return depth_image(r.depth, near=near, far=far, silhouette=silhouette), r
@@ -162,10 +160,11 @@ class Concerto(nn.Module):
         (c1, p1, A1, t1), (c2, p2, _, _) = views
         n_keep = max(1, round((1 - self.mask_ratio) * G))
         keep_idx = torch.rand(B, G, generator=generator).argsort(1)[:, :n_keep].sort(1).values.to(x.device)
-        images, r = self.render(x @ A1.transpose(1, 2) + t1.unsqueeze(1))    # view 1 as a whole cloud
+        cams = self.cams().to(x)
+        images, r = self.render(x @ A1.transpose(1, 2) + t1.unsqueeze(1), cams)  # view 1 as a whole cloud
         pts = (c1.unsqueeze(2) + p1).reshape(B, G * K, 3)                       # every grouped point of view 1
         patch = self.image.backbone.tokenizer.patch_size
-        patch_idx = visible_patches(pts, r, self.cams().to(x), patch=patch, tolerance=self.tolerance)
+        patch_idx = visible_patches(pts, r, cams, patch=patch, tolerance=self.tolerance)
         group_idx = torch.arange(G, device=x.device).repeat_interleave(K)
         weights = patch_group_weights(patch_idx, group_idx, n_patches=self.image.backbone.tokenizer.num_tokens,
                                       n_groups=G)                               # (B, V * Np, G)
@@ -194,9 +193,7 @@ class Concerto(nn.Module):
             return {"loss": out["loss"], "image_jepa": out["loss"].detach(), "sd": zero, "cross": zero,
                     "sd_entropy": zero}
         keep = batch["keep_idx"]
-        kept = PointGroups(gather_tokens(batch["centres"], keep),
-                           gather_tokens(batch["patches"].flatten(2), keep).unflatten(-1, batch["patches"].shape[-2:]))
-        z = self.backbone(kept)                                                 # (B, Nk, D): kept tokens only
+        z = self.backbone(PointGroups(batch["centres"], batch["patches"]), keep_idx=keep)  # (B, Nk, D): kept only
         total, sd, cross, entropy = zero, zero, zero, zero
         if self.sd_weight:
             with torch.no_grad():
@@ -226,7 +223,7 @@ class Concerto(nn.Module):
             return self.image.update_target(step, start)
         m = momentum_at(step - start, total - start, *self.momentum, kind="cosine")
         for name, online in (("backbone", self.backbone), ("head", self.sd_head)):
-            ema_update(list(self.teacher[name].parameters()), [p.detach() for p in online.parameters()], m)
+            ema_update(list(self.teacher[name].parameters()), list(online.parameters()), m)
         return m
 
     def image_start(self, total_steps: int) -> int:

@@ -151,8 +151,9 @@ def _pairs_of_folder(path: Path) -> list[tuple[Path, Path | None]]:
 
 
 def _standardise(x: np.ndarray, train: np.ndarray, axes: tuple) -> np.ndarray:
-    mean = x[train].mean(axis=axes, keepdims=True)
-    std = x[train].std(axis=axes, keepdims=True) + 1e-6
+    xt = x[train]
+    mean = xt.mean(axis=axes, keepdims=True)
+    std = xt.std(axis=axes, keepdims=True) + 1e-6
     return ((x - mean) / std).astype(np.float32)
 
 

@@ -60,9 +60,9 @@ def assemble(cfg: dict, facts: dict) -> TwoTower:
             raise UserError(f"a two_tower recipe names both towers: add a {side} section (e.g. {side}.name=vit, "
                             f"text_transformer, gcn or mlp)")
     towers = {}
+    side_b = facts.get("side_b", "text")
     for side in ("tower_a", "tower_b"):
         name = cfg[side].get("name")
-        side_b = facts.get("side_b", "text")
         if side == "tower_b" and side_b == "text" and name != "text_transformer":
             raise UserError(f"side b of paired data is text: set tower_b.name=text_transformer, not {name!r}")
         if side == "tower_b" and side_b == "audio" and name not in ("audio_vit", "mlp"):

@@ -176,9 +176,3 @@ class TIJEPA(nn.Module):
         ci, ti = context_idx.expand(B, -1), target_idx.expand(B, -1, -1)
         p = self.predictor(self.fusion(z, t, keep), ci, ti)
         return (p - gather_tokens(s, ti)).pow(2).mean(dim=(1, 2, 3))
-
-    @torch.no_grad()
-    def fused_embedding(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """(B, D) the target-side fused features of all patches, averaged: the pair's joint embedding."""
-        t, keep = self.text_tokens(ids)
-        return self.targets(self.image_encoder(images), t, keep).mean(1)

@@ -247,10 +247,11 @@ class AsymDSD(nn.Module):
         with torch.no_grad():
             t_tokens = self.teacher["backbone"](flat)                       # (2B, G, D): full global crops
         z = self.backbone(flat, keep_idx=vis)                               # (2B, Nv, D): visible patches only
+        pooled = z.mean(1)                                                  # (2B, D)
         out: dict[str, torch.Tensor] = {}
         total = z.new_zeros(())
         if self.cls_weight:
-            feats = [z.mean(1).view(B, 2, -1).transpose(0, 1)]              # (2, B, D)
+            feats = [pooled.view(B, 2, -1).transpose(0, 1)]                 # (2, B, D)
             if "local_centres" in batch:
                 lc, lp = batch["local_centres"], batch["local_patches"]
                 zl = self.backbone(PointGroups(lc.flatten(0, 1), lp.flatten(0, 1)))
@@ -279,7 +280,7 @@ class AsymDSD(nn.Module):
             total = total + self.mpm_weight * mpm["loss"]
             out.update(mpm_loss=mpm["loss"].detach(), mpm_entropy=mpm["teacher_entropy"])
         with torch.no_grad():
-            out["feature_std"] = z.mean(1).float().std(0).mean()
+            out["feature_std"] = pooled.float().std(0).mean()
         return {"loss": total, **out}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -383,15 +383,11 @@ def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, wri
                "results": results}
     table = format_table(results)
     if run_dir is not None:
-        from safetensors.torch import save_file
+        from ..runner import write_run_files
 
         summary["run_dir"] = str(run_dir)
-        model = next(iter(models.values()))
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run_dir / ".model.tmp")
-        (run_dir / ".model.tmp").replace(run_dir / "model.safetensors")
-        atomic_write_text(run_dir / "summary.json", json.dumps(
-            {**summary, "created": datetime.now().isoformat(timespec="seconds")}, indent=1))
-        atomic_write_text(run_dir / "report.md", f"# {name}\n\n```\n{table}\n```\n")
+        write_run_files(run_dir, summary, {"model": next(iter(models.values()))},
+                        f"# {name}\n\n```\n{table}\n```\n")
     echo(table)
     return summary
 

@@ -122,32 +122,30 @@ def full_state(model: torch.nn.Module, optimizer) -> tuple[dict, dict]:
     named = get_optimizer_state_dict(model, optimizer, options=opts)
     if "param_groups" not in named:   # gathered onto rank 0 only (cpu_offload): the other ranks get nothing
         return model_state, {}
-    index, groups = {}, []
-    for group in named["param_groups"]:
-        ids = []
-        for fqn in group["params"]:
-            index[fqn] = len(index)
-            ids.append(index[fqn])
-        groups.append({**group, "params": ids})
+    index = {fqn: i for i, fqn in enumerate(_optimizer_fqns(model, optimizer))}
+    groups = [{**g, "params": [index[f] for f in g["params"]]} for g in named["param_groups"]]
     return model_state, {"state": {index[f]: v for f, v in named["state"].items()}, "param_groups": groups}
+
+
+def _optimizer_fqns(model: torch.nn.Module, optimizer) -> list[str]:
+    """The names of the optimizer's parameters in its group order: the numbering of a plain ``state_dict()``."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
 
 
 def load_full_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None:
     """Load a plain-layout optimizer state (as :func:`full_state` or an unsharded run writes it) into the
     optimizer of a sharded model. Every rank must call it."""
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
-                                                         set_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    opts = StateDictOptions(full_state_dict=True, flatten_optimizer_state_dict=False)
-    layout = get_optimizer_state_dict(model, optimizer, options=opts)["param_groups"]
-    fqns = [fqn for group in layout for fqn in group["params"]]
+    fqns = _optimizer_fqns(model, optimizer)
     if len(fqns) != sum(len(g["params"]) for g in state["param_groups"]):
         raise UserError("the checkpoint's optimizer state belongs to a different model: resume with the recipe "
                         "and overrides the run was started with")
     named = {"state": {fqns[int(i)]: v for i, v in state["state"].items()},
-             "param_groups": [{**g, "params": fqns[sum(len(h["params"]) for h in state["param_groups"][:k]):][
-                 :len(g["params"])]} for k, g in enumerate(state["param_groups"])]}
-    set_optimizer_state_dict(model, optimizer, named, options=opts)
+             "param_groups": [{**g, "params": [fqns[int(i)] for i in g["params"]]} for g in state["param_groups"]]}
+    set_optimizer_state_dict(model, optimizer, named,
+                             options=StateDictOptions(full_state_dict=True, flatten_optimizer_state_dict=False))
 
 
 def check_launch(tc: TrainConfig) -> None:
