@@ -135,8 +135,10 @@ def test_frozen_encoders_get_no_gradient_and_do_not_change(freeze):
     tgt = {k: v.clone() for k, v in method.target_fusion.named_parameters()}
     g = torch.Generator().manual_seed(0)
     method.attach(images, ids)
+    method.target_fusion.requires_grad_(True)    # would collect gradients if the target path kept a graph
     out = method.loss(method.make_batch(torch.arange(8)[:, None], g))
     out["loss"].backward()
+    method.target_fusion.requires_grad_(False)
     for m in (method.fusion, method.predictor):
         for name, p in m.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -101,6 +102,8 @@ def test_resume_rejects_a_changed_seed_and_continues_with_a_new_learning_rate(tm
     with pytest.raises(_Stop):
         pretrain("twotower-citeseer", data=data, out=str(run), overrides=[*TINY, "method.ablation=false"], **QUIET)
     monkeypatch.undo()
+    same = tmp_path / "same"
+    shutil.copytree(run, same)
     with pytest.raises(UserError, match="seed"):
         pretrain(resume=str(run), seed=3, **QUIET)
     with pytest.raises(UserError, match="cannot change method.dim"):
@@ -109,3 +112,7 @@ def test_resume_rejects_a_changed_seed_and_continues_with_a_new_learning_rate(tm
     assert s["steps"]["two_tower_ssl"] > 5
     info = json.loads((run / "run.json").read_text())
     assert info["resumes"][0]["overrides"] == ["train.lr=1e-3"]
+    # the new rate took effect: the same stopped run resumed at its own rate ends with other weights
+    assert pretrain(resume=str(same), **QUIET)["steps"] == s["steps"]
+    a, b = load_file(run / "model.safetensors"), load_file(same / "model.safetensors")
+    assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)
