@@ -5,7 +5,8 @@
 Runs ``polyjepa pretrain RECIPE --seed S`` for each seed (the README's quick start is seed 0), then
 prints one row per seed and representation: linear- and kNN-probe accuracy of the pretrained encoder,
 of a random-init encoder of the same architecture and of the raw pixels (same split, same probes), and
-the job's minutes (training and the whole run). Writes ``results/quickstart.json``.
+the job's minutes (training and the whole run) and the precision it trained in (``train.precision: auto``
+picks bf16 autocast on a CPU with bf16 units, fp32 elsewhere). Writes ``results/quickstart.json``.
 """
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in reps:
             rows.append([seed, name, r["linear"]["accuracy"], r["knn"]["accuracy"],
                          round(s["train_seconds"] / 60, 2) if name.startswith("pretrained") else None,
-                         round(s["seconds"] / 60, 2) if name.startswith("pretrained") else None])
+                         round(s["seconds"] / 60, 2) if name.startswith("pretrained") else None,
+                         s["precision"] if name.startswith("pretrained") else None])
         print(f"seed {seed}: linear {lin[0]:.4f} / random init {lin[1]:.4f} / raw {lin[2]:.4f}; "
-              f"{s['train_seconds'] / 60:.1f} min training, {s['seconds'] / 60:.1f} min in all", flush=True)
-    cols = ["seed", "representation", "linear", "kNN", "training min", "job min"]
+              f"{s['train_seconds'] / 60:.1f} min training ({s['precision']}), {s['seconds'] / 60:.1f} min in all", flush=True)
+    cols = ["seed", "representation", "linear", "kNN", "training min", "job min", "precision"]
     print(f"\n{args.recipe} ({s['data']}, {s['n_train']} train / {s['n_test']} test, "
           f"{s['steps']} steps of {s['samples_seen'] // max(s['steps'], 1)} samples; readout {s['embedding']['pool']}, "
           f"{s['embedding']['dim']} features)\n")

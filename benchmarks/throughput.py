@@ -6,7 +6,7 @@
 Configuration: ViT-Tiny encoder (192 wide, 12 deep, 3 heads) over 32x32 inputs in patches of 4 (8x8 = 64 tokens),
 batch 64, predictor 96 wide and 6 deep, I-JEPA multi-block masks (4 targets), built from the ``ijepa-digits``
 recipe with ``encoder.size=tiny`` (a size override sets width, depth and heads together). What was built is
-read back from the model and printed. The step is polyjepa's training step (masks made by the loader, AdamW,
+read back from the model and printed. The step is polyjepa's training step (masks made by the loader, fused AdamW,
 gradient clipping, fused EMA update); bf16 runs the forward pass under ``torch.autocast(bfloat16)``, which
 is what ``train.precision=bf16-mixed`` does through Fabric. The precisions alternate in ``--rounds`` rounds
 of ``--steps`` steps after a warm-up, and each is timed in process CPU time (robust to other jobs on a shared
@@ -31,7 +31,7 @@ import torch
 from polyjepa.build import build_method
 from polyjepa.config import TrainConfig, load_recipe
 from polyjepa.data import MaskedBatches
-from polyjepa.train.loop import param_groups
+from polyjepa.train.loop import adamw, param_groups
 from polyjepa.train.schedules import warmup_cosine
 
 CONFIG = ["encoder.size=tiny", "predictor.dim=96", "predictor.depth=6", "predictor.heads=3",
@@ -89,7 +89,7 @@ class Trainer:
 
     def __init__(self, cfg, shape, batch_size: int, precision: str, total: int):
         self.method = build_method(cfg, shape, seed=0)
-        self.opt = torch.optim.AdamW(param_groups(self.method.trainable_modules()), lr=1e-3)
+        self.opt = adamw(param_groups(self.method.trainable_modules()), lr=1e-3)
         x = torch.randn(batch_size * 8, *shape)
         self.batches = MaskedBatches(x, batch_size=batch_size, masker=self.method.masker, seed=0)
         self.dtype, self.total, self.step = DTYPES[precision], total, 0
@@ -274,7 +274,9 @@ def main(argv: list[str] | None = None):
              f"{torch.get_num_threads()} thread(s); {args.rounds} interleaved rounds of {args.steps} steps each",
              f"load average {os.getloadavg()[0]:.0f} on {os.cpu_count()} cores at the end (other jobs lower the wall "
              f"column; the precisions are compared in CPU time)"]
-    path = save_result(args.name, title="I-JEPA training step at ViT-Tiny (192 x 12), fp32 and bf16 autocast",
+    enc = next(iter(trainers.values())).method.backbone.encoder
+    path = save_result(args.name, title=f"I-JEPA training step at {enc.dim} wide x {len(enc.blocks)} deep, fp32 and "
+                                        f"bf16 autocast",
                        columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
                        extra={"config": config, "meta_config": meta_config, "overrides": args.overrides})
     print(f"wrote {path}")

@@ -55,10 +55,16 @@ def test_auto_picks_bf16_on_a_bf16_cpu_only_from_the_measured_width(bf16_cpu):
     assert P.auto_precision("mps", 1024) == "32-true"
 
 
-def test_auto_picks_bf16_on_a_gpu(monkeypatch):
+def test_auto_picks_bf16_on_a_gpu_with_bf16_and_fp32_on_an_older_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(
+        including_emulation) or True)
     assert P.auto_precision("auto", None) == "bf16-mixed"
     assert P.auto_precision("cuda", 64) == "bf16-mixed"
+    assert asked and not any(asked)   # emulated bf16 (pre-Ampere) does not count
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert P.auto_precision("cuda", 1024) == "32-true"
 
 
 def test_an_explicit_precision_is_kept(no_bf16_cpu):
@@ -68,10 +74,10 @@ def test_an_explicit_precision_is_kept(no_bf16_cpu):
 
 def test_width_is_read_from_the_built_model(bf16_cpu):
     tiny = load_recipe("ijepa-digits", ["encoder.size=tiny", "encoder.depth=1", "predictor.depth=1"])
-    nano = load_recipe("ijepa-digits", ["encoder.depth=1", "predictor.depth=1"])
+    micro = load_recipe("ijepa-digits", ["encoder.size=micro", "encoder.depth=1", "predictor.depth=1"])
     assert P.transformer_width(build_method(tiny, (1, 8, 8), seed=0)) == 192
     assert P.resolve_precision("auto", "cpu", lambda: build_method(tiny, (1, 8, 8), seed=0)) == "bf16-mixed"
-    assert P.resolve_precision("auto", "cpu", lambda: build_method(nano, (1, 8, 8), seed=0)) == "32-true"
+    assert P.resolve_precision("auto", "cpu", lambda: build_method(micro, (1, 8, 8), seed=0)) == "32-true"
     assert P.transformer_width(torch.nn.Linear(3, 3)) is None
     built = []
     assert P.resolve_precision("auto", "cpu", lambda: built.append(1), width=192) == "bf16-mixed"

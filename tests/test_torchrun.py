@@ -36,8 +36,23 @@ def _torchrun(run: Path, *extra: str) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.fixture(scope="module")
+def single_process_losses(tmp_path_factory) -> list[float]:
+    """The losses of the TINY run in one process, with the same global batch as the launched runs."""
+    run = tmp_path_factory.mktemp("single") / "run"
+    assert main(["pretrain", "ijepa-digits", "--out", str(run), *TINY, "--no-progress"]) == 0
+    return _losses(run)
+
+
+def _same_steps(ours: list[float], single: list[float]) -> None:
+    """Every rank drew the masks of the whole global batch and kept its rows, and DDP averaged the gradients:
+    the launched run takes the single process's steps, up to float summation order."""
+    assert len(ours) == len(single) == 6
+    assert all(abs(a - b) <= 1e-4 * abs(b) for a, b in zip(ours, single)), (ours, single)
+
+
 @needs_torchrun
-def test_torchrun_two_processes_write_one_run(tmp_path):
+def test_torchrun_two_processes_write_one_run_and_take_the_single_process_steps(tmp_path, single_process_losses):
     run = tmp_path / "ddp"
     proc = _torchrun(run)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -45,8 +60,7 @@ def test_torchrun_two_processes_write_one_run(tmp_path):
     assert summary["world_size"] == 2 and summary["steps"] == 6
     assert proc.stdout.count("pretrained encoder") == 1          # rank 0 alone evaluates and prints
     assert json.loads((run / "run.json").read_text())["launch"]  # the launch that wrote it (other ranks wait for it)
-    losses = _losses(run)
-    assert len(losses) == 6 and all(x == x for x in losses)
+    _same_steps(_losses(run), single_process_losses)
 
 
 @pytest.mark.slow
@@ -156,3 +170,48 @@ def test_an_fsdp_run_resumes_with_its_optimizer_state(tmp_path):
     w, c = _final_weights(whole), _final_weights(cut)
     for k in w:
         assert torch.allclose(w[k], c[k], atol=1e-6), k
+
+
+def test_srun_tasks_train_as_one_run(tmp_path, single_process_losses):
+    """Two processes started as SLURM's ``srun --ntasks-per-node=2`` starts them (its environment, faked here on
+    one machine): one run directory written by task 0, DDP over the two tasks through Fabric's SLURM
+    environment, and the losses of the single-process run with the same global batch."""
+    run, port = tmp_path / "srun", _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC", "MASTER_"))
+           and k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")}
+    env.update(OMP_NUM_THREADS="1", SLURM_JOB_ID="4242", SLURM_STEP_ID="0", SLURM_JOB_NAME="pretrain",
+               SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1", SLURM_NODEID="0",
+               SLURM_NODELIST="localhost", MASTER_PORT=str(port))
+    cmd = [sys.executable, "-m", "polyjepa", "pretrain", "ijepa-digits", "--out", str(run), *TINY, "--no-progress"]
+    tasks = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)}) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in tasks]
+    assert all(p.returncode == 0 for p in tasks), [e[-2000:] for _, e in outs]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 6
+    assert json.loads((run / "run.json").read_text())["launch"] == "slurm-4242.0"
+    assert sum(o.count("pretrained encoder") for o, _ in outs) == 1  # task 0 alone evaluates
+    _same_steps(_losses(run), single_process_losses)
+
+
+def test_srun_task_counts_that_do_not_fit_are_one_clear_line(monkeypatch):
+    from polyjepa.config import TrainConfig
+    from polyjepa.errors import UserError
+    from polyjepa.runner import launch_rank, torchrun_train_config
+
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_NNODES", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert launch_rank() == 3
+    cfg = torchrun_train_config(TrainConfig())
+    assert (cfg.devices, cfg.num_nodes, cfg.strategy) == (2, 2, "ddp")
+    with pytest.raises(UserError, match="train.devices=3 but srun started 2 processes per machine"):
+        torchrun_train_config(TrainConfig(devices=3))
+    monkeypatch.setenv("SLURM_NNODES", "3")
+    with pytest.raises(UserError, match="srun started 4 tasks on 3 nodes"):
+        torchrun_train_config(TrainConfig())
+    monkeypatch.setenv("SLURM_JOB_NAME", "interactive")   # an salloc shell: a plain command, as Fabric sees it
+    assert launch_rank() is None and torchrun_train_config(TrainConfig()).devices == 1

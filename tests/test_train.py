@@ -120,3 +120,28 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_overrid
     a, b = losses(tmp_path / "ref"), losses(run)
     assert sorted(a) == sorted(b)
     assert all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-7) for k in a)
+
+
+def test_the_fused_adamw_takes_the_steps_of_the_reference_loop_and_is_kept_off_other_tensors():
+    import torch
+
+    from polyjepa.train.loop import adamw, param_groups
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = adamw(param_groups([nets[0]]), lr=1e-2, betas=(0.9, 0.95))
+    plain = torch.optim.AdamW(param_groups([nets[1]]), lr=1e-2, betas=(0.9, 0.95), foreach=False)
+    assert fused.defaults["fused"] and not plain.defaults.get("fused")
+    for step in range(5):
+        x = torch.randn(8, 6, generator=torch.Generator().manual_seed(step))
+        for net, opt in zip(nets, (fused, plain)):
+            net(x).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a, torch.zeros_like(a))
+    # a device without the fused kernel keeps the per-parameter loop
+    elsewhere = torch.nn.Parameter(torch.empty(3, device="meta"))
+    assert not adamw([{"params": [elsewhere]}], lr=1e-3).defaults.get("fused")

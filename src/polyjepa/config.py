@@ -55,8 +55,8 @@ class TrainConfig:
     devices: int = 1                      # processes (DDP when > 1; gloo on CPU)
     num_nodes: int = 1                    # machines; set from the launch under a multi-node torchrun
     strategy: str = "auto"                # Fabric strategy: auto, ddp, ddp_spawn, fsdp
-    precision: str = "auto"               # auto: bf16-mixed on a GPU, and on a CPU with bf16 units for models
-                                          # >= 192 wide; 32-true elsewhere (train/precision.py)
+    precision: str = "auto"               # auto: bf16-mixed on a GPU with bf16, and on a CPU with bf16 units for
+                                          # transformers >= 96 wide; 32-true elsewhere (train/precision.py)
     num_workers: int = 0                  # data-loading processes (masks are built there)
     threads: int | None = None            # torch intra-op threads (None: torch's default)
     log_every: int = 10                   # steps between metric rows

@@ -263,7 +263,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     check_launch(dataclass_from(cfg, "train", TrainConfig))
     if launch_rank() is not None and out is None and not resume:
-        raise UserError("a multi-process launch (torchrun) needs --out: every process must find the one run directory")
+        raise UserError("a multi-process launch (torchrun, srun) needs --out: every process must find the one run directory")
     data_cfg: DataConfig = dataclass_from(cfg, "data", DataConfig)
     train_cfg: TrainConfig = torchrun_train_config(dataclass_from(cfg, "train", TrainConfig))
     eval_cfg: EvalConfig = dataclass_from(cfg, "eval", EvalConfig)
@@ -320,7 +320,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
             data_cfg.source = cfg.data.source = save_frame(frame, run_dir)
         info = {"recipe": cfg.name, "seed": seed, "data": data_cfg.source, "input_shape": list(input_shape),
                 "mean": prepared.mean, "std": prepared.std, "meta": prepared.meta, "created": datetime.now().isoformat(timespec="seconds")}
-        launch = os.environ.get("TORCHELASTIC_RUN_ID")
+        launch = launch_id()
         if launch is not None:
             info["launch"] = launch
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
@@ -407,32 +407,66 @@ def _silent(*_args, **_kwargs) -> None:
     pass
 
 
-def launch_rank() -> int | None:
-    """This process's rank in a launch that started the command once per process (torchrun, or Lightning's
-    subprocess launcher re-running it), from the environment they set; None for a plain command."""
+def _slurm_tasks() -> tuple[int, int, int] | None:
+    """(rank, tasks, nodes) of a process that ``srun`` started as one task of several; None otherwise (an
+    interactive allocation, job name ``bash`` or ``interactive``, is left to the other launchers as Fabric does)."""
     env = os.environ
-    if int(env.get("WORLD_SIZE", "1") or 1) <= 1 or not ("RANK" in env or "LOCAL_RANK" in env):
+    if "SLURM_PROCID" not in env or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return None
-    return int(env["RANK"]) if "RANK" in env else int(env["LOCAL_RANK"])
+    tasks = int(env.get("SLURM_NTASKS", "1") or 1)
+    if tasks <= 1:
+        return None
+    return int(env["SLURM_PROCID"]), tasks, int(env.get("SLURM_NNODES", env.get("SLURM_JOB_NUM_NODES", "1")) or 1)
+
+
+def launch_rank() -> int | None:
+    """This process's rank in a launch that started the command once per process (torchrun, SLURM's ``srun``,
+    or Lightning's subprocess launcher re-running it), from the environment they set; None for a plain command."""
+    env = os.environ
+    if int(env.get("WORLD_SIZE", "1") or 1) > 1 and ("RANK" in env or "LOCAL_RANK" in env):
+        return int(env["RANK"]) if "RANK" in env else int(env["LOCAL_RANK"])
+    slurm = _slurm_tasks()
+    return None if slurm is None else slurm[0]
+
+
+def launch_id() -> str | None:
+    """The identity of this launch, the same in all its processes (rank 0 records it in run.json so that the
+    others know the run directory is theirs); None outside torchrun and srun."""
+    env = os.environ
+    if "TORCHELASTIC_RUN_ID" in env:
+        return env["TORCHELASTIC_RUN_ID"]
+    if _slurm_tasks() is not None:
+        return f"slurm-{env.get('SLURM_JOB_ID', '')}.{env.get('SLURM_STEP_ID', '0')}"
+    return None
 
 
 def torchrun_train_config(train: TrainConfig) -> TrainConfig:
-    """Under torchrun, train with one process per launched process (DDP over the launch), not spawn more."""
+    """Under torchrun or srun, train with one process per launched process (DDP over the launch), not spawn
+    more: ``train.devices`` becomes the processes per machine, ``train.num_nodes`` the machines."""
     import dataclasses
 
-    if launch_rank() is None or "TORCHELASTIC_RUN_ID" not in os.environ:
+    env = os.environ
+    slurm = _slurm_tasks()
+    if launch_rank() is not None and "TORCHELASTIC_RUN_ID" in env:
+        launcher, world = "torchrun", int(env["WORLD_SIZE"])
+        local = int(env.get("LOCAL_WORLD_SIZE", world))
+        if world % local:
+            raise UserError(f"torchrun started {world} processes in all but {local} on this machine, which does not "
+                            f"divide them: launch the same --nproc_per_node on every node")
+    elif slurm is not None and not ("RANK" in env or "LOCAL_RANK" in env):
+        launcher, (_, world, nodes) = "srun", slurm
+        if world % nodes:
+            raise UserError(f"srun started {world} tasks on {nodes} nodes, which does not divide them: ask for the same "
+                            f"--ntasks-per-node on every node")
+        local = world // nodes
+    else:
         return train
-    world = int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    if world % local:
-        raise UserError(f"torchrun started {world} processes in all but {local} on this machine, which does not divide "
-                        f"them: launch the same --nproc_per_node on every node")
     if train.devices not in (1, local):
-        raise UserError(f"train.devices={train.devices} but torchrun started {local} processes: drop train.devices "
-                        f"or set it to {local}")
+        raise UserError(f"train.devices={train.devices} but {launcher} started {local} processes per machine: drop "
+                        f"train.devices or set it to {local}")
     nodes = world // local
     if train.num_nodes not in (1, nodes):
-        raise UserError(f"train.num_nodes={train.num_nodes} but torchrun launched {nodes} node(s): drop "
+        raise UserError(f"train.num_nodes={train.num_nodes} but {launcher} launched {nodes} node(s): drop "
                         f"train.num_nodes or set it to {nodes}")
     strategy = "ddp" if train.strategy in ("auto", "ddp_spawn") else train.strategy
     return dataclasses.replace(train, devices=local, num_nodes=nodes, strategy=strategy)
@@ -440,7 +474,7 @@ def torchrun_train_config(train: TrainConfig) -> TrainConfig:
 
 def wait_for_run_dir(out: str, since: float, timeout: float = 600.0):
     """(run_dir, config, run.json) once rank 0 of this launch has written the run directory ``out``."""
-    run_dir, launch = Path(out), os.environ.get("TORCHELASTIC_RUN_ID")
+    run_dir, launch = Path(out), launch_id()
     deadline = time.time() + timeout
     while time.time() < deadline:
         record = run_dir / "run.json"

@@ -30,7 +30,10 @@ class MaskedBatches(Dataset):
     """Training batch ``step`` (an index) -> {"x", "context_idx", "target_idx"} (or ``make_batch``'s dict).
 
     The order of samples is a permutation drawn from (seed, epoch); augmentation and masks are drawn
-    from (seed, step, rank). Each of ``world_size`` ranks takes an equal share of the global batch.
+    from (seed, step, rank). Each of ``world_size`` ranks takes an equal share of the global batch. Without
+    augmentation, and with a masker that does not look at the data, every rank draws the masks of the whole
+    global batch from (seed, step) and keeps its own rows, so that a run over several processes takes the
+    steps of one process with the same global batch.
     Use with ``DataLoader(batches, sampler=range(start, stop), batch_size=None, num_workers=k)``:
     the masks are built vectorised in the loader (in worker processes when k > 0), never in the step.
 
@@ -69,26 +72,40 @@ class MaskedBatches(Dataset):
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         epoch, i = divmod(step, self.steps_per_epoch)
         idx = self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size][self.rank::self.world_size]
-        g = step_generator(self.seed, step, self.rank)
+        progress = min(step / self.total_steps, 1.0) if self.total_steps else 0.0
         x = self.x[idx]
+        if self.world_size > 1 and self._global_masks():
+            # every rank draws the masks of the whole global batch, as one process would, and keeps its rows:
+            # the run takes the single process's steps (the same masks, the same equal-length cut)
+            context_idx, target_idx = draw_masks(self.masker, None, step_generator(self.seed, step), progress,
+                                                 size=self.batch_size)
+            keep = slice(self.rank, None, self.world_size)
+            return {"x": x, "context_idx": context_idx[keep], "target_idx": target_idx[keep]}
+        g = step_generator(self.seed, step, self.rank)
         if self.augment is not None:
             x = self.augment(x, g)
-        progress = min(step / self.total_steps, 1.0) if self.total_steps else 0.0
         if self.make_batch is not None:
             return self.make_batch(x, g, progress)
         context_idx, target_idx = draw_masks(self.masker, x, g, progress)
         return {"x": x, "context_idx": context_idx, "target_idx": target_idx}
 
+    def _global_masks(self) -> bool:
+        """Whether the masks can be drawn for the global batch on every rank: a masker that does not look at
+        the data, and no augmentation (which would draw from the same generator, per rank)."""
+        return self.masker is not None and self.augment is None and not getattr(self.masker, "uses_input", False)
 
-def draw_masks(masker, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0):
-    """``masker``'s (context_idx, target_idx) for the batch ``x``, passing ``progress`` and ``x`` to the
-    maskers that declare ``uses_progress`` / ``uses_input``."""
+
+def draw_masks(masker, x: torch.Tensor | None, generator: torch.Generator, progress: float = 0.0,
+               size: int | None = None):
+    """``masker``'s (context_idx, target_idx) for the batch ``x`` (or for ``size`` samples, for a masker that
+    does not look at them), passing ``progress`` and ``x`` to the maskers that declare ``uses_progress`` /
+    ``uses_input``."""
     kwargs = {}
     if getattr(masker, "uses_progress", False):
         kwargs["progress"] = progress
     if getattr(masker, "uses_input", False):
         kwargs["x"] = x
-    return masker(len(x), generator, **kwargs)
+    return masker(len(x) if size is None else size, generator, **kwargs)
 
 
 def check_accumulate(method, parts: int) -> None:

@@ -16,11 +16,11 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0, s
     "losses", "stopped_early"}.
     """
     from ..data.batches import MaskedBatches
-    from .loop import param_groups
+    from .loop import adamw, param_groups
     from .schedules import apply_schedules
 
     tc = train
-    optimizer = torch.optim.AdamW(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
+    optimizer = adamw(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
     make_batch = getattr(method, "make_batch", None)
     batches = MaskedBatches(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), batch_size=tc.batch_size,
                             masker=None if make_batch else method.masker, make_batch=make_batch, seed=seed)

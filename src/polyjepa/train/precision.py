@@ -9,12 +9,12 @@ import torch
 # BF16 extension on Arm. A CPU without them runs bf16 autocast through slow conversions.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
-# The narrowest transformer for which bf16 autocast paid on a CPU with bf16 units. Measured on an Intel Xeon
-# with AMX (1 thread, process CPU time, the precisions in alternating rounds, benchmarks/throughput.py): the
-# I-JEPA step of ViT-Tiny (192 wide x 12 deep, batch 64) runs 1.13x faster under bf16 autocast than in fp32,
-# the same step 128 wide x 6 deep (the quick start's encoder size) 0.82x: its matrix products are too small
-# for the bf16 units to pay back the casts and the element-wise work that autocast adds.
-BF16_MIN_WIDTH = 192
+# The narrowest transformer for which bf16 autocast pays on a CPU with bf16 units. Measured on an Intel Xeon
+# with AMX (1 thread, process CPU time, the precisions in alternating rounds, benchmarks/throughput.py) on the
+# I-JEPA step (batch 64, 64 tokens): bf16 / fp32 is 1.78x at 192 wide x 12 deep (ViT-Tiny), 1.36x at 128 x 6
+# (the quick start's encoder size), 1.25x at 96 x 6 and 0.96x at 64 x 4, where the matrix products are too
+# small for the bf16 units to pay back the casts that autocast adds.
+BF16_MIN_WIDTH = 96
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
@@ -58,6 +58,11 @@ def transformer_width(module: torch.nn.Module) -> int | None:
     return max(widths) if widths else None
 
 
+def gpu_has_bf16() -> bool:
+    """Whether the GPU computes in bf16 natively (compute capability 8.0 and later)."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def uses_gpu(accelerator: str) -> bool:
     return accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
 
@@ -65,12 +70,13 @@ def uses_gpu(accelerator: str) -> bool:
 def auto_precision(accelerator: str, width: int | None) -> str:
     """The Fabric precision of ``train.precision: auto``.
 
-    bf16 autocast on a GPU; on a CPU with native bf16 units when the model's transformer is at least
+    bf16 autocast on a GPU that computes in bf16 (fp32 on older ones, e.g. V100 or T4, where
+    ``train.precision=16-mixed`` is the fast choice to make explicitly); on a CPU with native bf16 units when the model's transformer is at least
     ``BF16_MIN_WIDTH`` wide (narrower ones trained slower in bf16 there); fp32 everywhere else (bf16
     autocast is many times slower on a CPU without bf16 units).
     """
     if uses_gpu(accelerator):
-        return "bf16-mixed"
+        return "bf16-mixed" if gpu_has_bf16() else "32-true"
     if accelerator in ("auto", "cpu") and width is not None and width >= BF16_MIN_WIDTH and cpu_has_native_bf16():
         return "bf16-mixed"
     return "32-true"
