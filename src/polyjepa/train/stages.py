@@ -151,8 +151,8 @@ class StageCheckpoints:
         for name, module in modules.items():
             if "." in name:
                 raise ValueError(f"module name {name!r} holds a '.': name checkpointed modules without dots")
-            if name in self.weights:
-                load_model_state(module, self.weights[name], self.path)
+            if name in self.weights:    # once: from then on the module holds the newer state
+                load_model_state(module, self.weights.pop(name), self.path)
             self.modules[name] = module
 
     def skip(self, stage: str, modules: dict[str, nn.Module]) -> dict | None:

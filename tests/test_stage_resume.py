@@ -1,0 +1,222 @@
+"""Runs of the methods with their own training loop resume: the shared stage checkpoints (train/stages.py) on a
+toy loop, then each converted runner stopped midway (a training call that raises, as a killed command) and
+resumed with ``pretrain(resume=RUN_DIR)``, ending with the weights and logged losses of a run that never stopped.
+
+Every loop here is deterministic on a CPU (same threads, seeded generators, weights and optimizer state saved
+bit for bit), so the comparisons are exact."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from polyjepa.errors import PolyjepaWarning, UserError
+from polyjepa.runner import pretrain
+from polyjepa.train.checkpoint import checkpoints_newest_first
+from polyjepa.train.stages import StageCheckpoints, generator_state, set_generator_state
+
+QUIET = dict(progress=False, echo=lambda *a, **k: None)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(monkeypatch, owner, name: str, call: int):
+    """Make ``owner.name`` raise at its ``call``-th call (a run killed there)."""
+    real, count = getattr(owner, name), [0]
+
+    def stopping(*args, **kwargs):
+        count[0] += 1
+        if count[0] == call:
+            raise _Stop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, stopping)
+
+
+def _newest_state(run: Path) -> dict:
+    return json.loads((checkpoints_newest_first(run / "checkpoints")[0] / "state.json").read_text())
+
+
+def _same_tensors(a: Path, b: Path) -> bool:
+    x, y = load_file(a), load_file(b)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def _no_seconds(o):
+    if isinstance(o, dict):
+        return {k: _no_seconds(v) for k, v in o.items() if "seconds" not in k and k not in ("run_dir", "created")}
+    if isinstance(o, list):
+        return [_no_seconds(v) for v in o]
+    return o
+
+
+# ---- the shared helper on a toy loop ------------------------------------------------------------------------
+
+
+def _toy_run(run_dir, *, every=3, steps=(7, 5), stop_after=None, lr=0.05):
+    """Two stages of SGD-with-momentum with random batches and dropout (torch's global generator): a linear
+    model, then a second one stacked on it, both trained; returns (weights of both, per-step losses).
+    ``stop_after`` raises after that many steps in all."""
+    ckpts = StageCheckpoints(run_dir, every=every, keep=2)
+    ckpts.load()
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 4), torch.randn(40, 1)
+    models, losses, done = {}, {}, [0]
+    for stage, total in zip(("first", "second"), steps):
+        torch.manual_seed(len(stage))
+        models[stage] = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(4 if stage == "first" else 1, 1))
+        record = ckpts.skip(stage, dict(models))
+        if record is not None:
+            losses[stage] = record["losses"]
+            continue
+        model = torch.nn.Sequential(*models.values())    # the second stage trains both models
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        g = torch.Generator().manual_seed(1)
+        pos = ckpts.begin(stage, dict(models), opt, generators={"batches": g}, state={"losses": []})
+        for _ in range(pos.step, total):
+            idx = torch.randint(0, 40, (8,), generator=g)
+            loss = (model(x[idx]) - y[idx]).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            pos.advance(losses=pos.state["losses"] + [loss.item()])
+            done[0] += 1
+            if stop_after is not None and done[0] == stop_after:
+                raise _Stop()
+        losses[stage] = pos.finish(losses=pos.state["losses"])["losses"]
+    return {k: m.state_dict() for k, m in models.items()}, losses
+
+
+def _equal_states(a, b):
+    return all(torch.equal(a[s][k], b[s][k]) for s in a for k in a[s])
+
+
+def test_generator_states_round_trip_as_text():
+    g = torch.Generator().manual_seed(5)
+    text = generator_state(g)
+    first = torch.rand(3, generator=g)
+    set_generator_state(g, text)
+    assert torch.equal(first, torch.rand(3, generator=g))
+    text = generator_state()
+    first = torch.rand(3)
+    set_generator_state(None, text)
+    assert torch.equal(first, torch.rand(3))
+    json.dumps({"state": text})           # plain text: goes into a checkpoint's JSON, no pickle
+
+
+def test_a_toy_run_stopped_in_either_stage_resumes_to_the_uninterrupted_result(tmp_path):
+    whole_w, whole_l = _toy_run(None)
+    assert len(whole_l["first"]) == 7 and len(whole_l["second"]) == 5
+    for stop in (4, 8, 11):               # inside stage 1, just past it, inside stage 2
+        run = tmp_path / f"stop{stop}"
+        with pytest.raises(_Stop):
+            _toy_run(run, stop_after=stop)
+        w, losses = _toy_run(run)
+        assert losses == whole_l, stop
+        assert _equal_states(w, whole_w), stop
+    # the checkpoint names count the steps of both stages in one sequence; the newest says which stage is in training
+    run = tmp_path / "names"
+    with pytest.raises(_Stop):
+        _toy_run(run, stop_after=11)
+    state = _newest_state(run)
+    assert state["step"] == 10 and state["stage"] == "second" and state["progress"]["steps"] == 3
+    assert set(state["finished"]) == {"first"} and state["finished"]["first"]["steps"] == 7
+
+
+def test_the_toy_run_without_a_directory_trains_the_same(tmp_path):
+    a, la = _toy_run(None)
+    b, lb = _toy_run(tmp_path / "written")
+    assert la == lb and _equal_states(a, b)
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    whole_w, whole_l = _toy_run(None)
+    run = tmp_path / "run"
+    with pytest.raises(_Stop):
+        _toy_run(run, stop_after=11)
+    newest, older = checkpoints_newest_first(run / "checkpoints")[:2]
+    assert (newest.name, older.name) == ("step-0000010", "step-0000007")
+    data = bytearray((newest / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (newest / "model.safetensors").write_bytes(bytes(data))
+    with pytest.warns(PolyjepaWarning, match="step-0000007"):
+        w, losses = _toy_run(run)
+    assert losses == whole_l and _equal_states(w, whole_w)
+
+
+def test_a_new_learning_rate_on_resume_takes_effect(tmp_path):
+    whole_w, _ = _toy_run(None)
+    run = tmp_path / "run"
+    with pytest.raises(_Stop):
+        _toy_run(run, stop_after=4)
+    w, _ = _toy_run(run, lr=0.01)
+    assert not torch.equal(w["first"]["1.weight"], whole_w["first"]["1.weight"])
+
+
+# ---- the JEPA audio codec (two stages) -----------------------------------------------------------------------
+
+CODEC = ["method.dim=16", "method.levels=[5,5,5]", "train.max_epochs=4", "train.batch_size=16",
+         "decoder_training.epochs=3", "data.frames=32", "data.n_mels=16", "train.checkpoint_every=5"]
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    from .test_audio_data import tone_clips, write_npz
+
+    clips, y = tone_clips(60)
+    return str(write_npz(tmp_path_factory.mktemp("tones") / "tones.npz", clips, y, take=np.arange(60) % 50))
+
+
+@pytest.fixture(scope="module")
+def codec_whole(tones, tmp_path_factory):
+    out = tmp_path_factory.mktemp("codec") / "whole"
+    return pretrain("codec-fsdd", data=tones, out=str(out), overrides=CODEC, **QUIET), out
+
+
+def test_a_codec_run_stopped_in_each_stage_resumes_to_the_uninterrupted_run(tones, codec_whole, tmp_path,
+                                                                           monkeypatch):
+    from polyjepa.audio.codec import JEPACodec
+
+    whole, whole_dir = codec_whole
+    run = tmp_path / "run"
+    _stop_at(monkeypatch, JEPACodec, "jepa_loss", 8)        # JEPA stage: 3 steps past its checkpoint at 5
+    with pytest.raises(_Stop):
+        pretrain("codec-fsdd", data=tones, out=str(run), overrides=CODEC, **QUIET)
+    state = _newest_state(run)
+    assert state["stage"] == "jepa" and state["progress"]["steps"] == 5
+    assert (run / "run.json").exists() and not (run / "summary.json").exists()
+    monkeypatch.undo()
+    _stop_at(monkeypatch, JEPACodec, "recon_loss", 7)       # resumed, then stopped in the decoder stage
+    with pytest.raises(_Stop):
+        pretrain(resume=str(run), **QUIET)
+    state = _newest_state(run)
+    assert state["stage"] == "decoder" and state["progress"]["steps"] == 5 and set(state["finished"]) == {"jepa"}
+    monkeypatch.undo()
+    resumed = pretrain(resume=str(run), **QUIET)
+    assert _no_seconds(resumed) == _no_seconds(whole)
+    assert _same_tensors(run / "codec.safetensors", whole_dir / "codec.safetensors")
+    assert (run / "metrics.csv").read_text() == (whole_dir / "metrics.csv").read_text()
+    assert json.loads((run / "codec.json").read_text()) == json.loads((whole_dir / "codec.json").read_text())
+
+
+def test_a_codec_run_stopped_before_its_first_checkpoint_starts_over(tones, codec_whole, tmp_path, monkeypatch):
+    from polyjepa.audio.codec import JEPACodec
+
+    whole, whole_dir = codec_whole
+    run = tmp_path / "run"
+    _stop_at(monkeypatch, JEPACodec, "jepa_loss", 3)
+    with pytest.raises(_Stop):
+        pretrain("codec-fsdd", data=tones, out=str(run), overrides=CODEC, **QUIET)
+    monkeypatch.undo()
+    said = []
+    resumed = pretrain(resume=str(run), progress=False, echo=said.append)
+    assert any("stopped before its first checkpoint: starting it over" in s for s in said)
+    assert _same_tensors(run / "codec.safetensors", whole_dir / "codec.safetensors")
+    assert _no_seconds(resumed) == _no_seconds(whole)
