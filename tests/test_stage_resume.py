@@ -220,3 +220,57 @@ def test_a_codec_run_stopped_before_its_first_checkpoint_starts_over(tones, code
     assert any("stopped before its first checkpoint: starting it over" in s for s in said)
     assert _same_tensors(run / "codec.safetensors", whole_dir / "codec.safetensors")
     assert _no_seconds(resumed) == _no_seconds(whole)
+
+
+# ---- Lie-symmetry SSL on PDE solutions (VICReg, its ablation, two supervised networks) ----------------------
+
+LIE = ["pde.n_train=32", "pde.n_test=16", "pde.few_labels=16", "pde.solve_grid=64", "train.max_steps=12",
+       "train.batch_size=8", "method.width=4", "method.dim=8", "method.projector=16", "method.ablation=true",
+       "train.checkpoint_every=5"]
+
+
+def test_a_lie_run_stopped_in_two_stages_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    import polyjepa.science.lie_ssl as lie
+
+    whole = pretrain("lie-burgers", out=str(tmp_path / "whole"), overrides=LIE, **QUIET)
+    run = tmp_path / "run"
+    # set_lr: once a step in every network's loop; 12 steps each
+    _stop_at(monkeypatch, lie, "set_lr", 12 + 8)           # the ablation's VICReg, 2 steps past its checkpoint at 5
+    with pytest.raises(_Stop):
+        pretrain("lie-burgers", out=str(run), overrides=LIE, **QUIET)
+    state = _newest_state(run)
+    assert state["stage"] == "vicreg_shifts" and state["progress"]["steps"] == 5 and set(state["finished"]) == {"vicreg"}
+    monkeypatch.undo()
+    _stop_at(monkeypatch, lie, "set_lr", 7 + 8)            # resumed, then stopped in the supervised network
+    with pytest.raises(_Stop):
+        pretrain(resume=str(run), **QUIET)
+    state = _newest_state(run)
+    assert state["stage"] == "supervised" and state["progress"]["steps"] == 5
+    monkeypatch.undo()
+    resumed = pretrain(resume=str(run), **QUIET)
+    assert _no_seconds(resumed) == _no_seconds(whole)
+    assert _same_tensors(run / "encoder.safetensors", tmp_path / "whole" / "encoder.safetensors")
+    final = [checkpoints_newest_first(d / "checkpoints")[0] / "model.safetensors" for d in (run, tmp_path / "whole")]
+    assert _same_tensors(*final)
+    assert {k.split(".")[0] for k in load_file(final[0])} == {
+        f"{s}_{m}" for s, ms in (("vicreg", ("encoder", "expander")), ("vicreg_shifts", ("encoder", "expander")),
+                                 ("supervised", ("encoder", "head")), ("supervised_few", ("encoder", "head")))
+        for m in ms}
+
+
+def test_a_lie_resume_takes_a_new_learning_rate_and_refuses_other_changes(tmp_path, monkeypatch):
+    import polyjepa.science.lie_ssl as lie
+
+    run = tmp_path / "run"
+    _stop_at(monkeypatch, lie, "set_lr", 8)
+    with pytest.raises(_Stop):
+        pretrain("lie-burgers", out=str(run), overrides=[*LIE, "method.ablation=false"], **QUIET)
+    monkeypatch.undo()
+    same = tmp_path / "same"
+    shutil.copytree(run, same)
+    with pytest.raises(UserError, match="cannot change method.dim"):
+        pretrain(resume=str(run), overrides=["method.dim=4"], **QUIET)
+    pretrain(resume=str(run), overrides=["train.lr=1e-2"], **QUIET)
+    assert json.loads((run / "run.json").read_text())["resumes"][0]["overrides"] == ["train.lr=1e-2"]
+    pretrain(resume=str(same), **QUIET)
+    assert not _same_tensors(run / "encoder.safetensors", same / "encoder.safetensors")
