@@ -274,3 +274,26 @@ def test_a_lie_resume_takes_a_new_learning_rate_and_refuses_other_changes(tmp_pa
     assert json.loads((run / "run.json").read_text())["resumes"][0]["overrides"] == ["train.lr=1e-2"]
     pretrain(resume=str(same), **QUIET)
     assert not _same_tensors(run / "encoder.safetensors", same / "encoder.safetensors")
+
+
+# ---- contrastive clustering of volumes ----------------------------------------------------------------------
+
+
+def test_a_clustering_run_stopped_midway_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    import polyjepa.volumes.contrastive_clustering as cc
+
+    from .test_volumes_recipe import SMALL, volume_npz
+
+    data = volume_npz(tmp_path / "vol.npz")
+    over = [*SMALL, "train.max_steps=8", "train.checkpoint_every=3"]
+    whole = pretrain("clustering-modelnet10", data=data, out=str(tmp_path / "whole"), overrides=over, **QUIET)
+    run = tmp_path / "run"
+    _stop_at(monkeypatch, cc, "set_lr", 6)                  # one step past the checkpoint at 3
+    with pytest.raises(_Stop):
+        pretrain("clustering-modelnet10", data=data, out=str(run), overrides=over, **QUIET)
+    state = _newest_state(run)
+    assert state["stage"] == "clustering" and state["progress"]["steps"] == 3
+    monkeypatch.undo()
+    resumed = pretrain(resume=str(run), **QUIET)
+    assert resumed["steps"] == 8 and _no_seconds(resumed) == _no_seconds(whole)
+    assert _same_tensors(run / "model.safetensors", tmp_path / "whole" / "model.safetensors")
