@@ -297,3 +297,67 @@ def test_a_clustering_run_stopped_midway_resumes_to_the_uninterrupted_run(tmp_pa
     resumed = pretrain(resume=str(run), **QUIET)
     assert resumed["steps"] == 8 and _no_seconds(resumed) == _no_seconds(whole)
     assert _same_tensors(run / "model.safetensors", tmp_path / "whole" / "model.safetensors")
+
+
+# ---- the control recipes (a stage per policy / world model / sensor / controller) -----------------------------
+
+
+def _stop_at_step(monkeypatch, call: int):
+    """Kill the run inside its ``call``-th training step, counted over every stage (the step's work is lost)."""
+    from polyjepa.train.stages import StagePosition
+
+    _stop_at(monkeypatch, StagePosition, "advance", call)
+
+
+def _control_resume(tmp_path, monkeypatch, recipe, over, stop, stage, at):
+    pytest.importorskip("gymnasium", reason="the control extra (gymnasium) is not installed")
+    whole = pretrain(recipe, out=str(tmp_path / "whole"), overrides=over, **QUIET)
+    run = tmp_path / "run"
+    _stop_at_step(monkeypatch, stop)
+    with pytest.raises(_Stop):
+        pretrain(recipe, out=str(run), overrides=over, **QUIET)
+    state = _newest_state(run)
+    assert (state["stage"], state["progress"]["steps"]) == (stage, at)
+    monkeypatch.undo()
+    resumed = pretrain(resume=str(run), **QUIET)
+    assert _no_seconds(resumed) == _no_seconds(whole)
+    files = sorted(p.name for p in (tmp_path / "whole").glob("*.safetensors"))
+    assert files and files == sorted(p.name for p in run.glob("*.safetensors"))
+    assert all(_same_tensors(run / f, tmp_path / "whole" / f) for f in files)
+    return whole, run
+
+
+CONTROL = ["rollouts.train_seeds=1", "rollouts.episodes=1", "train.checkpoint_every=8"]
+
+
+def test_an_actjepa_run_stopped_in_its_second_policy_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    over = [*CONTROL, "train.max_steps=20", "demos.episodes=1"]
+    _, run = _control_resume(tmp_path, monkeypatch, "actjepa-cartpole", over, 20 + 13, "bc_seed0", 8)
+    assert set(_newest_state(run)["finished"]) == {"actjepa_seed0", "bc_seed0"}
+    losses = _newest_state(run)["finished"]["bc_seed0"]["losses"]
+    assert len(losses) == 20 and all(np.isfinite(losses))
+
+
+def test_a_planner_run_stopped_midway_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    over = [*CONTROL, "train.max_steps=20", "transitions.random_episodes=3", "transitions.noisy_episodes=1",
+            "planner.samples=8", "planner.elites=2", "planner.horizon=3"]
+    _control_resume(tmp_path, monkeypatch, "planner-cartpole", over, 13, "world_model_seed0", 8)
+
+
+def test_a_remote_run_stopped_in_a_noisy_controller_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    # the sensor (20 steps), then controllers of 12 steps: 4 bits at BER 0 and 0.1, 8 bits at BER 0 and 0.1
+    over = [*CONTROL, "train.max_steps=20", "controller.steps=12", "demos.episodes=1", "channel.bits=[4,8]",
+            "channel.ber=[0.0,0.1]"]
+    _, run = _control_resume(tmp_path, monkeypatch, "tsjepa-remote-cartpole", over, 20 + 3 * 12 + 10,
+                             "controller_seed0_0_8_1", 8)
+    finished = _newest_state(run)["finished"]
+    # a judged controller keeps its return in the record, not its weights
+    assert {k for k in finished if k.startswith("controller_seed0_0_")} >= {"controller_seed0_0_4_0",
+                                                                             "controller_seed0_0_4_1"}
+    assert all("mean" in r for k, r in finished.items() if k.startswith("controller"))
+    # the finished run's newest checkpoint records every controller and keeps the sensor's weights alone
+    state = _newest_state(run)
+    assert state["stage"] is None and len([k for k in state["finished"] if k.startswith("controller")]) == len(
+        [c for r in json.loads((run / "summary.json").read_text())["rows"] for c in r["cells"] if c is not None])
+    weights = load_file(checkpoints_newest_first(run / "checkpoints")[0] / "model.safetensors")
+    assert {k.split(".")[0] for k in weights} == {"sensor_seed0"}

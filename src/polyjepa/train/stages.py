@@ -52,9 +52,11 @@ class StagePosition:
     """Where one stage stands: ``step`` steps done, ``state`` what its loop keeps (JSON), and the checkpoint
     it writes every ``every`` steps. ``resumed`` says the stage continues a checkpoint."""
 
-    def __init__(self, owner: "StageCheckpoints", stage: str, optimizer: torch.optim.Optimizer | None,
-                 generators: dict[str, torch.Generator], step: int, state: dict, seconds: float, resumed: bool):
+    def __init__(self, owner: "StageCheckpoints", stage: str, module_names: list[str],
+                 optimizer: torch.optim.Optimizer | None, generators: dict[str, torch.Generator], step: int,
+                 state: dict, seconds: float, resumed: bool):
         self.owner, self.stage, self.optimizer, self.generators = owner, stage, optimizer, generators
+        self.module_names = module_names
         self.step, self.state, self.resumed = step, state, resumed
         self._seconds_before, self._t0 = seconds, time.time()
 
@@ -76,13 +78,23 @@ class StagePosition:
         if every > 0 and self.step % every == 0:
             self.owner.save(dict(self.owner.modules), self.optimizer, self.progress(), self.stage)
 
-    def finish(self, **record) -> dict:
+    def finish(self, *, keep: bool = True, **record) -> dict:
         """The stage is trained: record it (steps, seconds, ``record``, the global generator's state now) and
-        write a checkpoint that holds its final weights. Returns the record."""
+        write a checkpoint that holds its final weights. Returns the record.
+
+        ``keep`` False: the stage's modules are not needed again (what the run wants of them goes into the
+        record), so they leave the checkpoints, and no checkpoint is written now: the next one records the
+        stage, with whatever the caller adds to its record (``owner.finished[stage]``) before then. A run
+        stopped before that trains the stage again from its last checkpoint."""
         done = {"steps": self.step, "seconds": self.seconds, **record, "torch_rng": generator_state()}
         self.owner.finished[self.stage] = done
         self.owner.current, self.owner.resume = None, None
-        self.owner.save(dict(self.owner.modules), None, None, None)
+        if keep:
+            self.owner.save(dict(self.owner.modules), None, None, None)
+        else:
+            for name in self.module_names:
+                self.owner.modules.pop(name, None)
+            self.owner.pending = True
         return done
 
 
@@ -107,6 +119,7 @@ class StageCheckpoints:
         self.current: str | None = None
         self.resume: dict | None = None
         self.path: Path | None = None
+        self.pending = False    # a stage finished without a checkpoint of its own (see StagePosition.finish)
 
     def load(self) -> bool:
         """Read the newest intact checkpoint (a corrupt newer one is skipped with a warning); False when there
@@ -139,11 +152,18 @@ class StageCheckpoints:
 
         if self.dir is None:
             return
+        self.pending = False
         state = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
         step = sum(int(r["steps"]) for r in self.finished.values()) + (int(progress["steps"]) if progress else 0)
         extra = {self.label: stage, "progress": progress, "finished": self.finished}
         save_checkpoint(self.dir, step, state, None if optimizer is None else optimizer.state_dict(), extra,
                         keep=self.keep)
+
+    def flush(self) -> None:
+        """Write a checkpoint between stages if a finished stage's record is not in one yet (call when the
+        training is over, so that the newest checkpoint records every stage)."""
+        if self.pending:
+            self.save(dict(self.modules), None, None, None)
 
     def _load_weights(self, modules: dict[str, nn.Module]) -> None:
         from .checkpoint import load_model_state
@@ -175,7 +195,7 @@ class StageCheckpoints:
         generators = dict(generators or {})
         if self.current != stage or self.resume is None:
             self._load_weights(modules)   # modules of earlier stages: as the newest checkpoint holds them
-            return StagePosition(self, stage, optimizer, generators, 0, dict(state or {}), 0.0, False)
+            return StagePosition(self, stage, list(modules), optimizer, generators, 0, dict(state or {}), 0.0, False)
         self._load_weights(modules)
         progress = self.resume["progress"]
         if optimizer is not None:
@@ -198,7 +218,8 @@ class StageCheckpoints:
         if "torch_rng" in progress:
             set_generator_state(None, progress["torch_rng"])
         keep = {k: v for k, v in progress.items() if k not in ("steps", "seconds", "torch_rng", "generators")}
-        pos = StagePosition(self, stage, optimizer, generators, int(progress["steps"]), {**(state or {}), **keep},
+        pos = StagePosition(self, stage, list(modules), optimizer, generators, int(progress["steps"]),
+                            {**(state or {}), **keep},
                             float(progress.get("seconds", 0.0)), True)
         self.current, self.resume = None, None
         return pos
