@@ -239,7 +239,7 @@ def train_controller(controller: MessageController, feats: np.ndarray, first: np
         losses.append(float(loss.detach()))
         pos.advance(losses=losses, channel=flips.state)
     controller.eval()
-    pos.finish(keep=False, losses=losses)
+    pos.finish(keep=False)      # a run trains many controllers: their losses stay out of its checkpoints
     return losses
 
 
