@@ -245,7 +245,7 @@ def test_a_lie_run_stopped_in_two_stages_resumes_to_the_uninterrupted_run(tmp_pa
     with pytest.raises(_Stop):
         pretrain("lie-burgers", out=str(run), overrides=LIE, **QUIET)
     state = _newest_state(run)
-    assert state["stage"] == "vicreg_shifts" and state["progress"]["steps"] == 5 and set(state["finished"]) == {"vicreg"}
+    assert (state["stage"], state["progress"]["steps"], set(state["finished"])) == ("vicreg_shifts", 5, {"vicreg"})
     monkeypatch.undo()
     _stop_at(monkeypatch, lie, "set_lr", 7 + 8)            # resumed, then stopped in the supervised network
     with pytest.raises(_Stop):

@@ -3,12 +3,8 @@ groups), train the towers, rank every item for each test query, and compare with
 factorisation and TF-IDF similarity, overall and by how often the held-out item was seen in training."""
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import torch

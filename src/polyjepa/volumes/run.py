@@ -83,8 +83,9 @@ def run_volume_clustering(cfg, *, out: str | None = None, seed: int = 0, echo=pr
     lines = ["| method | ACC | NMI | ARI | clusters used |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['method']} | {r['acc']:.4f} | {r['nmi']:.4f} | {r['ari']:.4f} | {r['clusters_used']} |" for r in rows]
     summary["run_dir"] = str(run_dir)
-    write_run_files(run_dir, summary, {"model": model}, f"# {cfg.get('name', 'clustering')}\n\n" + "\n".join(lines) + "\n")
-    echo("\n".join(lines))
+    table = "\n".join(lines)
+    write_run_files(run_dir, summary, {"model": model}, f"# {cfg.get('name', 'clustering')}\n\n{table}\n")
+    echo(table)
     return summary
 
 
