@@ -265,6 +265,13 @@ def test_pretrain_runs_the_control_recipes_end_to_end(tmp_path, capsys):
                  "rollouts.train_seeds=1", "rollouts.episodes=1", "transitions.random_episodes=3",
                  "transitions.noisy_episodes=1", "planner.samples=8", "planner.elites=2", "planner.horizon=3"]) == 0
     assert "CEM in the learned latent model" in capsys.readouterr().out
+    # a finished run resumes to the same table: its policies come from the checkpoints, nothing is trained again
+    assert main(["pretrain", "--resume", str(tmp_path / "a")]) == 0
+    again = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert again["rows"] == summary["rows"]
+    capsys.readouterr()
+    # a run of a method that keeps no checkpoint (no run.json) is refused in one line
+    (tmp_path / "a" / "run.json").unlink()
     assert main(["pretrain", "--resume", str(tmp_path / "a")]) == 2
     assert "start it again" in _one_line(capsys)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import time
@@ -19,6 +20,7 @@ import torch
 
 from ..errors import UserError
 from ..train.schedules import set_lr, warmup_cosine_factor
+from ..train.stages import StageCheckpoints, generator_state, open_stage_run, set_generator_state
 from .codec import JEPACodec
 
 MEL_KEYS = ("n_mels", "win_ms", "hop_ms", "n_fft", "f_min", "f_max", "window")
@@ -37,51 +39,84 @@ class DecoderTraining:
             raise ValueError(f"decoder_training needs epochs >= 1 and lr > 0, got {self.epochs}, {self.lr}")
 
 
-def _loop(params, loss_fn, x, valid, *, epochs, batch_size, lr, seed, log, stage, after_step=None):
-    """Minibatch AdamW with warm-up + cosine over ``epochs`` of (x, valid); returns the last logged row."""
+def _loop(params, loss_fn, x, valid, *, epochs, batch_size, lr, seed, log, stage, after_step=None,
+          ckpts: StageCheckpoints | None = None, modules: dict | None = None) -> tuple[dict, list[dict]]:
+    """Minibatch AdamW with warm-up + cosine over ``epochs`` of (x, valid); returns the last logged row and
+    every row logged in the stage. With ``ckpts`` the stage ``stage`` of ``modules`` is checkpointed and a
+    stopped run continues from its checkpoint (the epoch's order drawn again from its saved generator state)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
     n = len(x)
     per_epoch = max(1, n // batch_size)
     total = epochs * per_epoch
-    step, row = 0, {}
-    for _ in range(epochs):
+    pos = (ckpts or StageCheckpoints(None)).begin(stage, modules or {}, opt, generators={"data": g},
+                                                  state={"rows": []})
+    step, rows = pos.step, list(pos.state["rows"])
+    order, epoch_state = None, pos.state.get("epoch_generator")
+    if step % per_epoch:                           # resumed inside an epoch: its order again
+        now = generator_state(g)
+        set_generator_state(g, epoch_state)
         order = torch.randperm(n, generator=g)
-        for b in range(per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            set_lr(opt, lr * warmup_cosine_factor(step, total, int(0.05 * total)))
-            out = loss_fn(x[idx], valid[idx], g)
-            if not torch.isfinite(out["loss"]):
-                raise UserError(f"the codec's {stage} loss became {float(out['loss'])} at step {step}: lower its lr")
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            if after_step is not None:
-                after_step(step, total)
-            step += 1
-            if step % 20 == 0 or step == total:
-                row = {"stage": stage, "step": step, **{k: float(v.detach()) for k, v in out.items()}}
-                log(row)
-    return row
+        set_generator_state(g, now)
+    while step < total:
+        if step % per_epoch == 0:
+            epoch_state = generator_state(g)
+            order = torch.randperm(n, generator=g)
+        b = step % per_epoch
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        set_lr(opt, lr * warmup_cosine_factor(step, total, int(0.05 * total)))
+        out = loss_fn(x[idx], valid[idx], g)
+        if not torch.isfinite(out["loss"]):
+            raise UserError(f"the codec's {stage} loss became {float(out['loss'])} at step {step}: lower its lr")
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if after_step is not None:
+            after_step(step, total)
+        step += 1
+        if step % 20 == 0 or step == total:
+            rows.append({"stage": stage, "step": step, **{k: float(v.detach()) for k, v in out.items()}})
+            log(rows[-1])
+        pos.advance(rows=rows, epoch_generator=epoch_state)
+    pos.finish(rows=rows)
+    return (rows[-1] if rows else {}), rows
 
 
 def train_codec(codec: JEPACodec, x: torch.Tensor, valid: torch.Tensor, *, jepa_epochs: int, decoder_epochs: int,
-                batch_size: int = 32, lr: float = 1e-3, decoder_lr: float = 2e-3, seed: int = 0, log=lambda row: None) -> dict:
+                batch_size: int = 32, lr: float = 1e-3, decoder_lr: float = 2e-3, seed: int = 0, log=lambda row: None,
+                ckpts: StageCheckpoints | None = None, history: list | None = None) -> dict:
     """Stage 1 (JEPA, ``jepa_epochs``; 0 leaves the encoder at its random initialisation), then stage 2
-    (encoder frozen, FSQ + decoder trained for reconstruction). x (n, n_mels, T) normalised log-mels, valid (n, T)."""
+    (encoder frozen, FSQ + decoder trained for reconstruction). x (n, n_mels, T) normalised log-mels, valid (n, T).
+
+    Returns each stage's last logged row; ``log`` sees each row as it is logged, ``history`` (a list) receives
+    every row of the run, those logged before a resume included. With ``ckpts`` both stages are checkpointed
+    (stages ``jepa`` and ``decoder`` of the module ``codec``) and a stopped run continues where it stopped."""
     if x.shape[-1] % codec.stride:
         raise UserError(f"data.frames ({x.shape[-1]}) must be a multiple of method.stride ({codec.stride})")
+    ckpts = ckpts or StageCheckpoints(None)
+    modules = {"codec": codec}
+    history = [] if history is None else history
     codec.train()
     rows = {}
-    if jepa_epochs > 0:
-        rows["jepa"] = _loop(codec.jepa_parameters(), codec.jepa_loss, x, valid, epochs=jepa_epochs,
-                             batch_size=batch_size, lr=lr, seed=seed, log=log, stage="jepa",
-                             after_step=codec.update_target)
-    codec.encoder.requires_grad_(False)
-    rows["decoder"] = _loop(codec.decoder_parameters(), lambda xb, vb, g: codec.recon_loss(xb, vb), x, valid,
-                            epochs=decoder_epochs, batch_size=batch_size, lr=decoder_lr, seed=seed + 1, log=log,
-                            stage="decoder")
+    for stage, epochs in (("jepa", jepa_epochs), ("decoder", decoder_epochs)):
+        if stage == "decoder":
+            codec.encoder.requires_grad_(False)
+        if stage == "jepa" and epochs <= 0:
+            continue
+        done = ckpts.skip(stage, modules)
+        if done is not None:
+            stage_rows = done["rows"]
+        elif stage == "jepa":
+            _, stage_rows = _loop(codec.jepa_parameters(), codec.jepa_loss, x, valid, epochs=epochs,
+                                  batch_size=batch_size, lr=lr, seed=seed, log=log, stage=stage,
+                                  after_step=codec.update_target, ckpts=ckpts, modules=modules)
+        else:
+            _, stage_rows = _loop(codec.decoder_parameters(), lambda xb, vb, g: codec.recon_loss(xb, vb), x, valid,
+                                  epochs=epochs, batch_size=batch_size, lr=decoder_lr, seed=seed + 1, log=log,
+                                  stage=stage, ckpts=ckpts, modules=modules)
+        rows[stage] = stage_rows[-1] if stage_rows else {}
+        history.extend(stage_rows)
     codec.eval()
     return rows
 
@@ -150,13 +185,18 @@ def _resynthesised(x: torch.Tensor, valid: torch.Tensor, meta: dict, iters: int,
     return out
 
 
-def run_codec(cfg, *, out: str | None = None, seed: int = 0, echo=print) -> dict:
-    """``polyjepa pretrain`` for a ``jepa_codec`` recipe: train both stages, evaluate, write the run directory."""
+def run_codec(cfg, *, out: str | None = None, seed: int = 0, echo=print, resume: bool = False) -> dict:
+    """``polyjepa pretrain`` for a ``jepa_codec`` recipe: train both stages, evaluate, write the run directory.
+
+    The run directory is made before training (config.yaml, run.json) and both stages are checkpointed every
+    ``train.checkpoint_every`` steps; ``resume`` (``polyjepa pretrain --resume RUN_DIR``, ``out`` the run
+    directory) continues from the newest checkpoint to the weights and metrics of a run that never stopped.
+    """
     from safetensors.torch import save_file
 
-    from ..config import TrainConfig, dataclass_from, part_kwargs, to_yaml
+    from ..config import TrainConfig, dataclass_from, part_kwargs
     from ..registry import build_part
-    from ..runner import new_run_dir
+    from ..runner import write_run_files
     from ..train.checkpoint import atomic_write_text
     from .data import load_audio
 
@@ -182,11 +222,13 @@ def run_codec(cfg, *, out: str | None = None, seed: int = 0, echo=print) -> dict
         codec = build_part("method", cfg, part_kwargs(cfg, "method"), n_mels=xtr.shape[1])
     dec = build_part("decoder_training", cfg, part_kwargs(cfg, "decoder_training")) \
         if cfg.get("decoder_training") is not None else DecoderTraining()
+    run_dir, ckpts = open_stage_run(cfg, out=out, name=str(cfg.get("name", "codec")), seed=seed, resume=resume,
+                                    echo=echo, info={"data": str(source)})
     rows: list[dict] = []
-    log = lambda row: (rows.append(row), echo(f"  {row['stage']} step {row['step']}: loss {row['loss']:.4f}"))  # noqa: E731
+    log = lambda row: echo(f"  {row['stage']} step {row['step']}: loss {row['loss']:.4f}")  # noqa: E731
     epochs = tc.max_epochs if tc.max_steps is None else max(1, tc.max_steps * tc.batch_size // len(xtr))
     train_codec(codec, xtr, vtr, jepa_epochs=epochs, decoder_epochs=dec.epochs, batch_size=tc.batch_size,
-                lr=tc.lr, decoder_lr=dec.lr, seed=seed, log=log)
+                lr=tc.lr, decoder_lr=dec.lr, seed=seed, log=log, ckpts=ckpts, history=rows)
     train_s = time.time() - t0
     meta = {"sample_rate": loaded.meta["sample_rate"], "mean": loaded.meta["mean"], "std": loaded.meta["std"],
             "mel": {k: opts.get(k, d) for k, d in (("n_mels", 40), ("win_ms", 25.0), ("hop_ms", 10.0), ("n_fft", None),
@@ -198,23 +240,25 @@ def run_codec(cfg, *, out: str | None = None, seed: int = 0, echo=print) -> dict
                "tokens_per_second": frame_rate / codec.stride, "bits_per_token": codec.fsq.bits,
                "bits_per_second": codec.bits_per_second(frame_rate), "jepa_epochs": epochs,
                "decoder_epochs": dec.epochs, "train_seconds": train_s, **quality, "seconds": time.time() - t0}
-    run_dir = new_run_dir(out, str(cfg.get("name", "codec")))
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, run_dir / "codec.safetensors")
+    save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, run_dir / ".codec.tmp")
+    (run_dir / ".codec.tmp").replace(run_dir / "codec.safetensors")
     codec_info = {"meta": meta, "method": part_kwargs(cfg, "method"), "n_mels": codec.n_mels,
                   "sha256": _sha256(run_dir / "codec.safetensors")}
     atomic_write_text(run_dir / "codec.json", json.dumps(codec_info, indent=1))
-    with open(run_dir / "metrics.csv", "w", newline="") as f:
-        keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("stage", "step"), k))
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    table = io.StringIO()
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("stage", "step"), k))
+    w = csv.DictWriter(table, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(run_dir / "metrics.csv", table.getvalue())
     report = format_codec_summary(summary)
-    atomic_write_text(run_dir / "report.md", report + "\n")
-    echo(report)
     summary["run_dir"] = str(run_dir)
+    write_run_files(run_dir, summary, {}, report + "\n")
+    echo(report)
     return summary
+
+
+run_codec.resumable = True   # polyjepa pretrain --resume hands its run directories back to this runner
 
 
 def format_codec_summary(s: dict) -> str:

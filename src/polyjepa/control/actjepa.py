@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..targets.ema import ema_update, momentum_at
+from ..train.stages import StageCheckpoints
 from .rollout import Episode
 
 
@@ -135,16 +136,26 @@ def chunk_dataset(episodes: list[Episode], *, history: int, chunk: int, mean: np
 
 
 def train_minibatch(model: nn.Module, data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 64,
-                    lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+                    lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0, ckpts: StageCheckpoints | None = None,
+                    stage: str = "model") -> list[float]:
     """Train ``model`` (``loss(batch)`` and ``update_target(step, total)``) on seeded minibatches of the
     equal-length tensors in ``data``: AdamW with a cosine learning rate over ``steps``, the EMA target
-    following each step. Returns the losses."""
+    following each step. Returns the losses.
+
+    With ``ckpts`` the training is stage ``stage`` of the run's checkpoints (a module of that name): finished
+    before a stop, its weights and losses are loaded; stopped midway, it continues from its checkpoint."""
     n = len(next(iter(data.values())))
     g = torch.Generator().manual_seed(seed)
+    ckpts = ckpts or StageCheckpoints(None)
+    done = ckpts.skip(stage, {stage: model})
+    if done is not None:
+        model.eval()
+        return list(done["losses"])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
-    losses = []
     model.train()
-    for step in range(steps):
+    pos = ckpts.begin(stage, {stage: model}, opt, generators={"batches": g}, state={"losses": []})
+    losses = list(pos.state["losses"])
+    for step in range(pos.step, steps):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
         idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
@@ -154,14 +165,18 @@ def train_minibatch(model: nn.Module, data: dict[str, torch.Tensor], *, steps: i
         opt.step()
         model.update_target(step + 1, steps)
         losses.append(float(out["loss"].detach()))
+        pos.advance(losses=losses)
     model.eval()
+    pos.finish(losses=losses)
     return losses
 
 
 def train_policy(model: ACTJEPA, data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 64,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+                 lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0, ckpts: StageCheckpoints | None = None,
+                 stage: str = "policy") -> list[float]:
     """Train an ACT-JEPA policy on its demonstration windows (see :func:`train_minibatch`)."""
-    return train_minibatch(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
+    return train_minibatch(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                           ckpts=ckpts, stage=stage)
 
 
 class ChunkController:

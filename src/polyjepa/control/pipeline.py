@@ -88,17 +88,25 @@ def _stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     return obs.mean(0), obs.std(0) + 1e-6
 
 
-def _finish(out: str | None, name: str, cfg, summary: dict, models: dict[str, torch.nn.Module], write: bool,
-            echo, table: str | None = None) -> dict:
-    """Print the run's table (``table``, or one row per controller) and, with ``write``, keep the run: its
-    directory (config, summary, weights) and report.md; returns the summary (with ``run_dir`` when written)."""
+def _finish(run_dir, summary: dict, models: dict[str, torch.nn.Module], echo, table: str | None = None) -> dict:
+    """Print the run's table (``table``, or one row per controller) and, with a ``run_dir`` (made by
+    :func:`_open_run`), keep the run's results there: summary, weights and report.md; returns the summary (with
+    ``run_dir`` when written)."""
     table = format_control_table(summary) if table is None else table
-    if write:
-        from ..runner import write_run
+    if run_dir is not None:
+        from ..runner import write_run_files
 
-        summary["run_dir"] = str(write_run(out, name, cfg, summary, models, table + "\n"))
+        summary["run_dir"] = str(run_dir)
+        write_run_files(run_dir, summary, models, table + "\n")
     echo(table)
     return summary
+
+
+def _open_run(cfg, out, name: str, seed: int, resume: bool, write: bool, echo):
+    """(run directory or None, checkpoints) of a control run: see :func:`polyjepa.train.stages.open_stage_run`."""
+    from ..train.stages import open_stage_run
+
+    return open_stage_run(cfg, out=out, name=name, seed=seed, resume=resume, write=write, echo=echo)
 
 
 def format_control_table(summary: dict) -> str:
@@ -118,8 +126,13 @@ def _row(name: str, stats_list, full: int) -> dict:
             "per_seed": means if len(means) > 1 else [], "success": float(np.mean([s.success(full) for s in stats_list]))}
 
 
-def run_actjepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True) -> dict:
-    """ACT-JEPA vs behaviour cloning vs the expert, on the recipe's task; returns the summary."""
+def run_actjepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True,
+                resume: bool = False) -> dict:
+    """ACT-JEPA vs behaviour cloning vs the expert, on the recipe's task; returns the summary.
+
+    With ``write`` the run directory is made before training and each policy's training is checkpointed (a
+    stage per policy and training seed); ``resume`` continues a stopped run (``out``) from its newest checkpoint:
+    trained policies are loaded and judged again, the one in training continues from its step."""
     from ..config import part_kwargs
     from .actjepa import ACTJEPA, ChunkController, chunk_dataset, train_policy
     from .rollout import ExpertController, record_demonstrations, run_episodes
@@ -143,16 +156,18 @@ def run_actjepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write
     eval_seeds = list(range(judge.seed, judge.seed + judge.episodes))
     expert = run_episodes(make, ExpertController(env), eval_seeds)
     env.close()
+    run_dir, ckpts = _open_run(cfg, out, str(cfg.get("name", "actjepa")), seed, resume, write, echo)
     results, models, built = {"ACT-JEPA": [], "BC": []}, {}, {}
     for k in range(judge.train_seeds):
         for label, w in (("ACT-JEPA", weight), ("BC", 0.0)):
             torch.manual_seed(seed + k)
             model = ACTJEPA(obs_dim=spec.obs_dim, action_dim=spec.action_dim, jepa_weight=w, **method_kwargs)
             data = chunk_dataset(episodes, history=model.history, chunk=model.chunk, mean=mean, std=std)
-            train_policy(model, data, seed=seed + k, **train)
+            key = f"{'actjepa' if w > 0 else 'bc'}_seed{seed + k}"
+            train_policy(model, data, seed=seed + k, ckpts=ckpts, stage=key, **train)
             stats = run_episodes(make, ChunkController(model, mean, std, ensemble=judge.ensemble), eval_seeds)
             results[label].append(stats)
-            models[f"{'actjepa' if w > 0 else 'bc'}_seed{seed + k}"] = model
+            models[key] = model
             built[label] = {"history": model.history, "chunk": model.chunk, "latent": model.latent,
                             "jepa_weight": model.jepa_weight, "parameters": sum(p.numel() for p in model.parameters()
                                                                                 if p.requires_grad)}
@@ -167,7 +182,7 @@ def run_actjepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write
     summary = {"schema": "polyjepa-control/1", "recipe": cfg.get("name"), "task": task, "title": title, "rows": rows,
                "built": built, "demonstration_steps": n_obs, "train": train, "demos": asdict(demos),
                "rollouts": asdict(judge), "seconds": time.time() - t0}
-    return _finish(out, str(cfg.get("name", "actjepa")), cfg, summary, models, write, echo)
+    return _finish(run_dir, summary, models, echo)
 
 
 def collect_transitions(make, spec: Transitions, action_dim: int):
@@ -182,8 +197,11 @@ def collect_transitions(make, spec: Transitions, action_dim: int):
     return rnd + noisy
 
 
-def run_planner(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True) -> dict:
-    """Train the latent world model on logged transitions and control with CEM toward the goal embedding."""
+def run_planner(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True,
+                resume: bool = False) -> dict:
+    """Train the latent world model on logged transitions and control with CEM toward the goal embedding.
+
+    Checkpoints and ``resume``: as :func:`run_actjepa` (a stage per training seed's world model)."""
     from ..config import part_kwargs
     from .planner import CEMPlanner
     from .rollout import ExpertController, run_episodes
@@ -207,11 +225,12 @@ def run_planner(cfg, *, out: str | None = None, seed: int = 0, echo=print, write
     expert = run_episodes(make, ExpertController(env), eval_seeds)
     goal = np.zeros(spec.obs_dim, dtype=np.float32) if task == "cartpole" else np.array([1.0, 0.0, 0.0], np.float32)
     env.close()
+    run_dir, ckpts = _open_run(cfg, out, str(cfg.get("name", "planner")), seed, resume, write, echo)
     runs, models, built = [], {}, {}
     for k in range(judge.train_seeds):
         torch.manual_seed(seed + k)
         model = LatentDynamics(obs_dim=spec.obs_dim, action_dim=spec.action_dim, **method_kwargs)
-        train_world_model(model, data, seed=seed + k, **train)
+        train_world_model(model, data, seed=seed + k, ckpts=ckpts, stage=f"world_model_seed{seed + k}", **train)
         planner = CEMPlanner(action_dim=spec.action_dim, seed=seed + k, **planner_kwargs)
         stats = run_episodes(make, PlanningController(model, planner, goal, mean, std, discrete=spec.discrete), eval_seeds)
         runs.append(stats)
@@ -231,4 +250,8 @@ def run_planner(cfg, *, out: str | None = None, seed: int = 0, echo=print, write
     summary = {"schema": "polyjepa-control/1", "recipe": cfg.get("name"), "task": task, "title": title, "rows": rows,
                "built": built, "train": train, "transitions": asdict(logged), "rollouts": asdict(judge),
                "seconds": time.time() - t0}
-    return _finish(out, str(cfg.get("name", "planner")), cfg, summary, models, write, echo)
+    return _finish(run_dir, summary, models, echo)
+
+
+run_actjepa.resumable = True   # polyjepa pretrain --resume hands their run directories back to these runners
+run_planner.resumable = True

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..objectives.vcr import vcr_loss
+from ..train.stages import StageCheckpoints
 from .actjepa import EMATeacher, mlp, windows
 from .channel import BitFlipChannel, UniformQuantizer
 from .rollout import Episode
@@ -200,18 +201,28 @@ class Link:
 
 def train_controller(controller: MessageController, feats: np.ndarray, first: np.ndarray, labels: np.ndarray,
                      link: Link, *, steps: int, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4,
-                     seed: int = 0) -> list[float]:
+                     seed: int = 0, ckpts: StageCheckpoints | None = None, stage: str = "controller") -> list[float]:
     """Behaviour cloning on received messages: every batch is quantised and sent through the link's channel
-    afresh (new bit flips), and the controller regresses the expert's commands (L1). Returns the losses."""
+    afresh (new bit flips), and the controller regresses the expert's commands (L1). Returns the losses.
+
+    With ``ckpts`` the training is stage ``stage`` of the run's checkpoints: stopped midway, it continues from
+    its checkpoint (weights, optimizer, batch generator and the channel's bit-flip generator as they were).
+    Its weights leave the checkpoints once it is trained: the caller adds what it needs of the controller to
+    the stage's record (``ckpts.finished[stage]``) and skips a finished stage itself."""
     rows = history_index(first, controller.history)
     codes = link.quantizer.encode(feats) if link.quantizer is not None else None
     unq = torch.from_numpy(link.reference.unit_float(feats)).float() if codes is None else None
     y = torch.from_numpy(np.asarray(labels, np.float32))
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(controller.parameters(), lr=lr, weight_decay=weight_decay)
-    losses = []
+    flips = link.channel.rng.bit_generator
+    pos = (ckpts or StageCheckpoints(None)).begin(stage, {stage: controller}, opt, generators={"batches": g},
+                                                  state={"losses": [], "channel": flips.state})
+    if pos.resumed:
+        flips.state = pos.state["channel"]
+    losses = list(pos.state["losses"])
     controller.train()
-    for step in range(steps):
+    for step in range(pos.step, steps):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
         idx = torch.randint(0, len(rows), (min(batch_size, len(rows)),), generator=g).numpy()
@@ -226,7 +237,9 @@ def train_controller(controller: MessageController, feats: np.ndarray, first: np
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        pos.advance(losses=losses, channel=flips.state)
     controller.eval()
+    pos.finish(keep=False)      # a run trains many controllers: their losses stay out of its checkpoints
     return losses
 
 

@@ -69,12 +69,16 @@ def format_remote_table(summary: dict) -> str:
 
 
 def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True,
-               sensors: tuple[str, ...] = SENSORS) -> dict:
+               sensors: tuple[str, ...] = SENSORS, resume: bool = False) -> dict:
     """TS-JEPA sensor vs random-init encoder vs raw observation at equal bits per message; returns the summary.
 
-    ``sensors`` picks some of :data:`SENSORS` (all by default)."""
+    ``sensors`` picks some of :data:`SENSORS` (all by default). With ``write`` the run directory is made before
+    training and every training (the sensor per training seed, each controller) is a checkpointed stage;
+    ``resume`` continues a stopped run (``out``) from its newest checkpoint: trained sensors are loaded, judged
+    controllers keep their recorded return, the one in training continues from its step."""
     from ..config import part_kwargs
-    from .pipeline import Demos, Rollouts, _env_factory, _finish, _positive, _section, _stats, _train_settings
+    from .pipeline import (Demos, Rollouts, _env_factory, _finish, _open_run, _positive, _section, _stats,
+                           _train_settings)
     from .remote import (Link, MessageController, PCAWindow, RemoteLoopController, Sensor, WindowJEPA,
                          train_controller, window_dataset)
     from .actjepa import train_minibatch
@@ -104,6 +108,7 @@ def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
     eval_seeds = list(range(judge.seed, judge.seed + judge.episodes))
     expert = run_episodes(make, ExpertController(env), eval_seeds)
     env.close()
+    run_dir, ckpts = _open_run(cfg, out, str(cfg.get("name", "tsjepa-remote")), seed, resume, write, echo)
 
     budgets = [*chan.bits, None]  # None: unquantised floats over a perfect link (the reference)
     results: dict[tuple, list[float]] = {}
@@ -118,7 +123,7 @@ def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
         built["sensor"] = {"window": jepa.window, "dims": jepa.dims, "horizon": jepa.horizon,
                            "condition": jepa.condition, "parameters": sum(p.numel() for p in jepa.encoder.parameters())}
         if SENSORS[0] in sensors:           # only a trained sensor is saved, with its losses
-            losses = train_minibatch(jepa, data, seed=seed + k, **train)
+            losses = train_minibatch(jepa, data, seed=seed + k, ckpts=ckpts, stage=f"sensor_seed{seed + k}", **train)
             models[f"sensor_seed{seed + k}"] = jepa
             built["sensor"].update(first_loss=losses[0], last_loss=float(np.mean(losses[-50:])))
         jepa.eval()
@@ -136,21 +141,27 @@ def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
                     continue
                 reference = UniformQuantizer(8, clip=chan.clip).fit(feats)
                 quant = None if budget is None else UniformQuantizer(per_dim, clip=chan.clip).fit(feats)
-                for ber in (chan.ber if budget is not None else (0.0,)):
-                    torch.manual_seed(seed + k)
-                    controller = MessageController(dims=sensor.dims, action_dim=spec.action_dim,
-                                                   history=ctrl.history, hidden=ctrl.hidden)
-                    train_controller(controller, feats, first, labels, Link(quant, ber, seed=seed + k,
-                                     reference=reference), steps=ctrl.steps, batch_size=ctrl.batch_size,
-                                     lr=ctrl.lr, seed=seed + k)
-                    link = Link(quant, ber, seed=10_000 + seed + k, reference=reference)
-                    stats = run_episodes(make, RemoteLoopController(sensor, link, controller), eval_seeds)
-                    results.setdefault((name, budget, ber), []).append(stats.mean)
+                for b, ber in enumerate(chan.ber if budget is not None else (0.0,)):
+                    stage = f"controller_seed{seed + k}_{SENSORS.index(name)}_{budget or 'float'}_{b}"
+                    done = ckpts.skip(stage, {})        # judged before a stop: its return is recorded
+                    if done is None:
+                        torch.manual_seed(seed + k)
+                        controller = MessageController(dims=sensor.dims, action_dim=spec.action_dim,
+                                                       history=ctrl.history, hidden=ctrl.hidden)
+                        train_controller(controller, feats, first, labels, Link(quant, ber, seed=seed + k,
+                                         reference=reference), steps=ctrl.steps, batch_size=ctrl.batch_size,
+                                         lr=ctrl.lr, seed=seed + k, ckpts=ckpts, stage=stage)
+                        link = Link(quant, ber, seed=10_000 + seed + k, reference=reference)
+                        stats = run_episodes(make, RemoteLoopController(sensor, link, controller), eval_seeds)
+                        done = ckpts.finished[stage]
+                        done["mean"] = stats.mean
+                    results.setdefault((name, budget, ber), []).append(done["mean"])
                     built.setdefault("layouts", {})[f"{name} / {budget}"] = (
                         "float" if quant is None else f"{quant.dims} x {quant.bits} = {quant.message_bits()}")
             echo(f"polyjepa: training seed {seed + k}, {name}: " + ", ".join(
                 f"{b if b is not None else 'float'} bits {np.mean(results[(name, b, chan.ber[0] if b else 0.0)][-1:]):.0f}"
                 for b in budgets if (name, b, chan.ber[0] if b else 0.0) in results))
+    ckpts.flush()       # the last controllers' records
     rows = []
     for name in sensors:
         for budget in budgets:
@@ -174,5 +185,7 @@ def run_remote(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
                "ber": list(chan.ber), "expert": expert.mean, "built": built, "train": train, "demos": asdict(logs),
                "rollouts": asdict(judge), "channel": asdict(chan), "controller": asdict(ctrl),
                "seconds": time.time() - t0}
-    return _finish(out, str(cfg.get("name", "tsjepa-remote")), cfg, summary, models, write, echo,
-                   table=format_remote_table(summary))
+    return _finish(run_dir, summary, models, echo, table=format_remote_table(summary))
+
+
+run_remote.resumable = True   # polyjepa pretrain --resume hands its run directories back to this runner

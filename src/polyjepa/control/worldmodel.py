@@ -89,11 +89,14 @@ def transition_dataset(episodes: list[Episode], *, rollout: int, mean: np.ndarra
 
 
 def train_world_model(model: LatentDynamics, data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 128,
-                      lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
-    """Train the latent dynamics on logged rollouts (AdamW, cosine learning rate, EMA target). Returns the losses."""
+                      lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0, ckpts=None,
+                      stage: str = "world_model") -> list[float]:
+    """Train the latent dynamics on logged rollouts (AdamW, cosine learning rate, EMA target). Returns the losses.
+    ``ckpts``, ``stage``: see :func:`~polyjepa.control.actjepa.train_minibatch`."""
     from .actjepa import train_minibatch
 
-    return train_minibatch(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
+    return train_minibatch(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                           ckpts=ckpts, stage=stage)
 
 
 class PlanningController:

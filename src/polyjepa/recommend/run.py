@@ -3,18 +3,14 @@ groups), train the towers, rank every item for each test query, and compare with
 factorisation and TF-IDF similarity, overall and by how often the held-out item was seen in training."""
 from __future__ import annotations
 
-import base64
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from ..train.stages import StageCheckpoints, generator_state, open_stage_run, set_generator_state
 from .data import Interactions, Split, leave_one_out, load_interactions, text_features
 from .masking import binary_mutual_information, group_by_mutual_information, group_mutual_information
 from .method import TwoTowerRec
@@ -92,27 +88,17 @@ def build_model(data: RecData, seed: int, **options) -> TwoTowerRec:
             raise UserError(f"cannot build the two-tower model: {e}") from None
 
 
-def _generator_state(g: torch.Generator) -> str:
-    return base64.b64encode(g.get_state().numpy().tobytes()).decode("ascii")
-
-
-def _set_generator_state(g: torch.Generator, text: str) -> None:
-    g.set_state(torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy()))
-
-
 def train_model(model: TwoTowerRec, data: RecData, *, epochs: int = 40, batch_size: int = 256, lr: float = 2e-3,
                 weight_decay: float = 1e-5, seed: int = 0, max_steps: int | None = None, echo=None,
-                checkpoint: Callable[[torch.optim.Optimizer, dict], None] | None = None, checkpoint_every: int = 0,
-                resume: dict | None = None) -> dict:
+                ckpts: StageCheckpoints | None = None, stage: str = "two_tower") -> dict:
     """Adam over shuffled training pairs; each step also draws ``batch_size`` distinct items uniformly from
     the corpus for the SSL term. Returns {"steps", "seconds", "last": the last step's losses}.
 
-    Every ``checkpoint_every`` steps ``checkpoint(optimizer, progress)`` is called; ``progress`` (JSON) holds
-    the epoch, the next batch's offset, the random generator's state at the epoch's start and now, the step
-    count and the last losses. ``resume`` = {"optimizer": state, "progress": progress} continues such a
-    point exactly: the epoch's permutation is drawn again from its saved state, then the generator is set to
-    where the checkpoint left it, so the resumed run takes the same steps as one that never stopped (the
-    model's weights are loaded by the caller).
+    With ``ckpts`` the model is trained as stage ``stage`` of the run's checkpoints (a module of that name):
+    every ``ckpts.every`` steps a checkpoint keeps the epoch, the next batch's offset, the random generator's
+    state at the epoch's start and now, and the last losses; a run stopped midway continues from there
+    exactly (the epoch's permutation is drawn again from its saved state, then the generator is set to where
+    the checkpoint left it), so it takes the same steps as one that never stopped.
     """
     g = torch.Generator().manual_seed(seed)
     q_all = torch.as_tensor(data.train_queries)
@@ -123,28 +109,25 @@ def train_model(model: TwoTowerRec, data: RecData, *, epochs: int = 40, batch_si
     batch_size = min(batch_size, n)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
-    steps, t0, last, start_epoch, seconds_before = 0, time.time(), {}, 0, 0.0
-    progress = None
-    if resume is not None:
-        opt.load_state_dict(resume["optimizer"])
-        for group in opt.param_groups:       # a resume may change the learning rate (train.lr)
-            group["lr"], group["weight_decay"] = lr, weight_decay
-        progress = resume["progress"]
-        steps, last, start_epoch = int(progress["steps"]), dict(progress["last"]), int(progress["epoch"])
-        seconds_before = float(progress.get("seconds", 0.0))
+    pos = (ckpts or StageCheckpoints(None)).begin(stage, {stage: model}, opt, generators={"generator": g},
+                                                  state={"epoch": 0, "next": 0, "last": {}})
+    if pos.resumed and echo is not None:
+        echo(f"polyjepa: {stage} continues from step {pos.step}")
+    steps, last, start_epoch = pos.step, dict(pos.state["last"]), int(pos.state["epoch"])
     if max_steps is not None:           # max_steps overrides the epochs, as in every other run
         epochs = -(-max_steps // max(1, n // batch_size))
     for epoch in range(start_epoch, epochs):
         if max_steps is not None and steps >= max_steps:
             break
-        first = 0
-        if progress is not None and epoch == start_epoch:
-            _set_generator_state(g, progress["generator_epoch"])
-        epoch_state = _generator_state(g)
+        first, now = 0, None
+        if pos.resumed and epoch == start_epoch:
+            now = generator_state(g)
+            set_generator_state(g, pos.state["generator_epoch"])
+        epoch_state = generator_state(g)
         perm = torch.randperm(n, generator=g)
-        if progress is not None and epoch == start_epoch:
-            _set_generator_state(g, progress["generator"])
-            first = int(progress["next"])
+        if now is not None:
+            set_generator_state(g, now)
+            first = int(pos.state["next"])
         for k in range(first, n - batch_size + 1, batch_size):
             idx = perm[k:k + batch_size]
             ssl_ids = torch.randperm(data.inter.n_items, generator=g)[:batch_size] if model.ssl_weight > 0 else None
@@ -154,10 +137,7 @@ def train_model(model: TwoTowerRec, data: RecData, *, epochs: int = 40, batch_si
             opt.step()
             steps += 1
             last = {k2: float(v.detach()) for k2, v in out.items()}
-            if checkpoint is not None and checkpoint_every > 0 and steps % checkpoint_every == 0:
-                checkpoint(opt, {"epoch": epoch, "next": k + batch_size, "generator_epoch": epoch_state,
-                                 "generator": _generator_state(g), "steps": steps, "last": last,
-                                 "seconds": seconds_before + time.time() - t0})
+            pos.advance(epoch=epoch, next=k + batch_size, generator_epoch=epoch_state, last=last)
             if max_steps is not None and steps >= max_steps:
                 break
         if echo is not None and (epoch + 1) % 10 == 0:
@@ -165,7 +145,8 @@ def train_model(model: TwoTowerRec, data: RecData, *, epochs: int = 40, batch_si
         if max_steps is not None and steps >= max_steps:
             break
     model.eval()
-    return {"steps": steps, "seconds": seconds_before + time.time() - t0, "last": last}
+    done = pos.finish(last=last)
+    return {"steps": done["steps"], "seconds": done["seconds"], "last": last}
 
 
 def exclusions(data: RecData) -> list[np.ndarray]:
@@ -259,46 +240,6 @@ def two_tower_rec(*, use_ids: bool = True, field_dim: int = 32, hidden: int = 25
                 feature_dropout=feature_dropout, ablation=ablation)
 
 
-class _Checkpoints:
-    """The run's checkpoints (``run_dir/checkpoints/step-*``, the library's safetensors + JSON format): one
-    sequence over the variants trained one after the other. A checkpoint holds the weights of every variant
-    trained so far (``<variant>.<name>``), the optimizer of the one in training and, in its JSON state, the
-    finished variants' records and the training position of the current one."""
-
-    def __init__(self, run_dir: Path, keep: int):
-        self.dir, self.keep = run_dir / "checkpoints", keep
-        self.finished: dict[str, dict] = {}
-        self.weights: dict[str, dict] = {}
-        self.current: str | None = None
-        self.resume: dict | None = None
-
-    def load(self) -> bool:
-        """Read the newest intact checkpoint; False when there is none."""
-        from ..train.checkpoint import load_latest_checkpoint
-
-        found = load_latest_checkpoint(self.dir)
-        if found is None:
-            return False
-        path, state, optim, meta = found
-        for key, value in state.items():
-            variant, name = key.split(".", 1)
-            self.weights.setdefault(variant, {})[name] = value
-        self.finished = dict(meta.get("finished", {}))
-        self.current = meta.get("variant")
-        if self.current is not None:
-            self.resume = {"optimizer": optim, "progress": meta["progress"], "path": path}
-        return True
-
-    def save(self, models: dict, optimizer, progress: dict | None, variant: str | None) -> None:
-        from ..train.checkpoint import save_checkpoint
-
-        state = {f"{name}.{k}": v for name, m in models.items() for k, v in m.state_dict().items()}
-        step = sum(r["steps"] for r in self.finished.values()) + (progress["steps"] if progress else 0)
-        extra = {"variant": variant, "progress": progress, "finished": self.finished}
-        save_checkpoint(self.dir, step, state, None if optimizer is None else optimizer.state_dict(), extra,
-                        keep=self.keep)
-
-
 def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True,
                   resume: bool = False) -> dict:
     """``polyjepa pretrain`` for a two-tower recommendation recipe: split, train, rank, compare; returns the summary.
@@ -308,8 +249,7 @@ def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, wri
     directory) continues from its newest checkpoint: finished variants are loaded, the one in training
     continues from its step, and the run ends with the weights and metrics of a run that never stopped.
     """
-    from ..config import DataConfig, EvalConfig, TrainConfig, dataclass_from, part_kwargs, to_yaml
-    from ..train.checkpoint import atomic_write_text, load_model_state
+    from ..config import DataConfig, EvalConfig, TrainConfig, dataclass_from, part_kwargs
 
     t_start = time.time()
     data_cfg = dataclass_from(cfg, "data", DataConfig)
@@ -323,22 +263,8 @@ def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, wri
         torch.set_num_threads(int(t.threads))
     data = prepare_interactions(data_cfg.source, split_seed=data_cfg.split_seed, **part_kwargs(cfg, "data"))
     name = str(cfg.get("name", "two-tower-rec"))
-    ckpts = run_dir = None
-    if write:
-        from ..runner import new_run_dir
-
-        if resume:
-            run_dir = Path(out)
-            ckpts = _Checkpoints(run_dir, int(t.keep_checkpoints))
-            if not ckpts.load():
-                echo(f"polyjepa: {run_dir} was stopped before its first checkpoint: starting it over")
-        else:
-            run_dir = new_run_dir(out, name)
-            ckpts = _Checkpoints(run_dir, int(t.keep_checkpoints))
-            info = {"recipe": name, "seed": seed, "data": str(data_cfg.source), "input_shape": [],
-                    "recommend": True, "created": datetime.now().isoformat(timespec="seconds")}
-            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-            atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    run_dir, ckpts = open_stage_run(cfg, out=out, name=name, seed=seed, resume=resume, write=write, echo=echo,
+                                    info={"data": str(data_cfg.source), "recommend": True}, label="variant")
     echo(f"polyjepa: {cfg.get('name', 'two-tower')} on {data.inter.name}: {data.inter.n_queries} queries, "
          f"{data.inter.n_items} items, {int(data.split.train.sum())} training interactions, "
          f"{len(data.split.test_queries)} held out" + (f" -> {run_dir}" if run_dir is not None else ""))
@@ -351,26 +277,12 @@ def run_recommend(cfg, *, out: str | None = None, seed: int = 0, echo=print, wri
     results, models, record = {}, {}, {}
     for key, opts in variants.items():
         model = build_model(data, seed, **opts)
-        if ckpts is not None and key in ckpts.weights:
-            load_model_state(model, ckpts.weights[key], ckpts.dir)
-        if ckpts is not None and key in ckpts.finished:
-            record[key] = ckpts.finished[key]
+        done = ckpts.skip(key, {key: model})
+        if done is not None:                      # trained before the stop
+            record[key] = {"steps": done["steps"], "seconds": done["seconds"], "last": done["last"]}
             model.eval()
         else:
-            hooks = {}
-            if ckpts is not None:
-                done = dict(models)
-                hooks = {"checkpoint_every": int(t.checkpoint_every),
-                         "checkpoint": lambda opt, progress, m=model, k=key, d=done:
-                         ckpts.save({**d, k: m}, opt, progress, k)}
-                if ckpts.current == key and ckpts.resume is not None:
-                    hooks["resume"] = ckpts.resume
-                    echo(f"polyjepa: {key} continues from {ckpts.resume['path'].name} "
-                         f"(step {ckpts.resume['progress']['steps']})")
-            record[key] = train_model(model, data, echo=echo, **train_opts, **hooks)
-            if ckpts is not None:
-                ckpts.finished[key] = record[key]
-                ckpts.save({**models, key: model}, None, None, None)
+            record[key] = train_model(model, data, echo=echo, **train_opts, ckpts=ckpts, stage=key)
         models[key] = model
         results[key] = evaluate_scores(model_scores(model, data), data, excluded)
     if dataclass_from(cfg, "eval", EvalConfig).baselines:

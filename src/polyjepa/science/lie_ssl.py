@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..train.schedules import set_lr, warmup_cosine_factor
+from ..train.stages import StageCheckpoints, open_stage_run
 from ..objectives.vicreg import vicreg_loss
 from .lie_augment import LieAugment
 from .pde_data import PDEData, generate
@@ -72,15 +73,24 @@ class _Inputs:
 
 
 def train_vicreg(inputs: _Inputs, method: LieVICReg, augment: LieAugment, *, steps: int, batch_size: int,
-                 lr: float, seed: int, warmup: float = 0.1, log=None) -> FieldEncoder:
-    """VICReg between two independent symmetry views of each trajectory; returns the trained encoder."""
+                 lr: float, seed: int, warmup: float = 0.1, log=None, ckpts: StageCheckpoints | None = None,
+                 stage: str = "vicreg") -> FieldEncoder:
+    """VICReg between two independent symmetry views of each trajectory; returns the trained encoder.
+
+    With ``ckpts`` the training is stage ``stage`` of the run's checkpoints (modules ``<stage>_encoder`` and
+    ``<stage>_expander``): finished before a stop, it is loaded; stopped midway, it continues from its checkpoint."""
     torch.manual_seed(seed)
     encoder, expander = method.encoder(), method.expander()
+    ckpts = ckpts or StageCheckpoints(None)
+    modules = {f"{stage}_encoder": encoder, f"{stage}_expander": expander}
+    if ckpts.skip(stage, modules) is not None:
+        return encoder.eval()
     params = list(encoder.parameters()) + list(expander.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     n, eq = len(inputs.u), inputs.spec.equation
-    for step in range(steps):
+    pos = ckpts.begin(stage, modules, opt, generators={"views": gen})
+    for step in range(pos.step, steps):
         set_lr(opt, lr * warmup_cosine_factor(step, steps, int(warmup * steps)))
         idx = torch.randint(0, n, (batch_size,), generator=gen)
         field = inputs.field(idx)
@@ -97,21 +107,30 @@ def train_vicreg(inputs: _Inputs, method: LieVICReg, augment: LieAugment, *, ste
         if log is not None and (step % 200 == 0 or step == steps - 1):
             log(f"vicreg step {step}: loss {out['loss'].item():.3f} (inv {out['invariance'].item():.3f}, "
                 f"var {out['variance'].item():.3f}, cov {out['covariance'].item():.3f})")
+        pos.advance()
+    pos.finish()
     return encoder.eval()
 
 
 def train_supervised(inputs: _Inputs, y: np.ndarray, method: LieVICReg, *, crop: int, steps: int,
-                     batch_size: int, lr: float, seed: int, warmup: float = 0.1) -> tuple[FieldEncoder, nn.Linear]:
+                     batch_size: int, lr: float, seed: int, warmup: float = 0.1, ckpts: StageCheckpoints | None = None,
+                     stage: str = "supervised") -> tuple[FieldEncoder, nn.Linear]:
     """The same encoder with a linear head, trained with MSE on standardised targets from random windows and
-    space shifts (the views that leave every target unchanged)."""
+    space shifts (the views that leave every target unchanged). ``ckpts``, ``stage``: as for :func:`train_vicreg`
+    (modules ``<stage>_encoder``, ``<stage>_head``)."""
     torch.manual_seed(seed)
     encoder, head = method.encoder(), nn.Linear(method.dim, y.shape[1])
+    ckpts = ckpts or StageCheckpoints(None)
+    modules = {f"{stage}_encoder": encoder, f"{stage}_head": head}
+    if ckpts.skip(stage, modules) is not None:
+        return encoder.eval(), head.eval()
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     yt = torch.as_tensor(y, dtype=torch.float32)
     view = LieAugment(crop=crop, space_shift=True, galilean=0.0, scale=0.0)
-    for step in range(steps):
+    pos = ckpts.begin(stage, modules, opt, generators={"views": gen})
+    for step in range(pos.step, steps):
         set_lr(opt, lr * warmup_cosine_factor(step, steps, int(warmup * steps)))
         idx = torch.randint(0, len(yt), (batch_size,), generator=gen)
         x = inputs.channels(view(inputs.field(idx), inputs.spec.equation, gen))
@@ -120,6 +139,8 @@ def train_supervised(inputs: _Inputs, y: np.ndarray, method: LieVICReg, *, crop:
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        pos.advance()
+    pos.finish()
     return encoder.eval(), head.eval()
 
 
@@ -155,9 +176,14 @@ def fourier_magnitudes(u: np.ndarray) -> np.ndarray:
 
 
 def lie_ssl_benchmark(spec: PDEData, method: LieVICReg, augment: LieAugment, *, steps: int, batch_size: int,
-                      lr: float, seed: int = 0, ablation: bool = False, log=None) -> dict:
-    """Everything the comparison needs: data, the four representations, the supervised network; returns rows."""
+                      lr: float, seed: int = 0, ablation: bool = False, log=None,
+                      ckpts: StageCheckpoints | None = None) -> dict:
+    """Everything the comparison needs: data, the four representations, the supervised network; returns rows.
+
+    With ``ckpts`` the networks are trained as the stages ``vicreg``, ``vicreg_shifts`` (the ablation),
+    ``supervised`` and ``supervised_few`` of the run's checkpoints, so a stopped run continues where it stopped."""
     t0 = time.time()
+    ckpts = ckpts or StageCheckpoints(None)
     augment.check(spec.equation, spec.steps)
     data = generate(spec)
     u_scale = float(data["u_train"].std())
@@ -181,25 +207,24 @@ def lie_ssl_benchmark(spec: PDEData, method: LieVICReg, augment: LieAugment, *, 
     torch.manual_seed(seed)
     rand = method.encoder().eval()
     probe("random-init encoder (ridge)", window_features(rand, tr, crop), window_features(rand, te, crop))
-    variants = [("VICReg + Lie symmetries (ridge)", augment)]
+    variants = [("VICReg + Lie symmetries (ridge)", augment, "vicreg")]
     if ablation:
         variants.append(("VICReg, crops + shifts only (ridge)", LieAugment(crop=crop, space_shift=True,
-                                                                          galilean=0.0, scale=0.0)))
+                                                                          galilean=0.0, scale=0.0), "vicreg_shifts"))
     encoders = {}
-    for name, aug in variants:
-        s = time.time()
-        enc = train_vicreg(tr, method, aug, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
-        probe(name, window_features(enc, tr, crop), window_features(enc, te, crop), time.time() - s)
+    for name, aug, stage in variants:
+        enc = train_vicreg(tr, method, aug, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log,
+                           ckpts=ckpts, stage=stage)
+        probe(name, window_features(enc, tr, crop), window_features(enc, te, crop), ckpts.finished[stage]["seconds"])
         encoders[name] = enc
     sup = {"representation": "supervised, same network (its own head)", "dim": method.dim}
-    for key, n_lab in (("nmse", spec.n_train), ("nmse_few", few)):
-        s = time.time()
+    for key, n_lab, stage in (("nmse", spec.n_train, "supervised"), ("nmse_few", few, "supervised_few")):
         lab = _Inputs(data["u_train"][:n_lab], spec, u_scale)
         enc, head = train_supervised(lab, ytr[:n_lab], method, crop=crop, steps=steps, batch_size=batch_size,
-                                     lr=lr, seed=seed)
+                                     lr=lr, seed=seed, ckpts=ckpts, stage=stage)
         with torch.no_grad():
             sup[key] = nmse(head(torch.as_tensor(window_features(enc, te, crop))).numpy(), yte)
-        sup["train_seconds"] = sup.get("train_seconds", 0.0) + time.time() - s
+        sup["train_seconds"] = sup.get("train_seconds", 0.0) + ckpts.finished[stage]["seconds"]
     rows.append(sup)
     if log:
         log(f"supervised: NMSE {sup['nmse']:.4f} ({spec.n_train} labels), {sup['nmse_few']:.4f} ({few})")
@@ -221,26 +246,37 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_lie_ssl(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True) -> dict:
-    """``polyjepa pretrain`` for a Lie-symmetry recipe: solve, pretrain, regress, compare; returns the summary."""
+def run_lie_ssl(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True,
+                resume: bool = False) -> dict:
+    """``polyjepa pretrain`` for a Lie-symmetry recipe: solve, pretrain, regress, compare; returns the summary.
+
+    With ``write`` the run directory is made before training (config.yaml, run.json) and every network's
+    training is checkpointed every ``train.checkpoint_every`` steps; ``resume`` (``polyjepa pretrain --resume
+    RUN_DIR``, ``out`` the run directory) continues from the newest checkpoint to the weights and table of a
+    run that never stopped."""
     from ..config import TrainConfig, dataclass_from, part_kwargs
 
     spec = PDEData(**part_kwargs(cfg, "pde"))
     augment = LieAugment(**part_kwargs(cfg, "symmetries"))
     method = LieVICReg(**part_kwargs(cfg, "method"))
+    augment.check(spec.equation, spec.steps)
     t = dataclass_from(cfg, "train", TrainConfig)
     steps = int(t.max_steps) if t.max_steps is not None else 1000
     if t.threads:
         torch.set_num_threads(int(t.threads))
+    name = str(cfg.get("name", "lie-ssl"))
+    run_dir, ckpts = open_stage_run(cfg, out=out, name=name, seed=seed, resume=resume, write=write, echo=echo)
     summary = lie_ssl_benchmark(spec, method, augment, steps=steps, batch_size=t.batch_size, lr=t.lr, seed=seed,
-                                ablation=method.ablation, log=echo)
+                                ablation=method.ablation, log=echo, ckpts=ckpts)
     encoders = summary.pop("encoders")
     table = format_table(summary)
-    if write:
-        from ..runner import write_run
+    if run_dir is not None:
+        from ..runner import write_run_files
 
-        name = str(cfg.get("name", "lie-ssl"))
-        summary["run_dir"] = str(write_run(out, name, cfg, summary, {"encoder": next(iter(encoders.values()))},
-                                           f"# {name}\n\n{table}\n"))
+        summary["run_dir"] = str(run_dir)
+        write_run_files(run_dir, summary, {"encoder": next(iter(encoders.values()))}, f"# {name}\n\n{table}\n")
     echo(table)
     return summary
+
+
+run_lie_ssl.resumable = True   # polyjepa pretrain --resume hands its run directories back to this runner

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..objectives.infonce import nt_xent_loss
 from ..train.schedules import set_lr, warmup_cosine_factor
+from ..train.stages import StageCheckpoints
 from .augment import VolumeAugment
 from .metrics import clustering_scores, kmeans_labels
 
@@ -64,14 +65,22 @@ class ContrastiveClustering(nn.Module):
 def train_contrastive_clustering(model: ContrastiveClustering, x: np.ndarray, augment: VolumeAugment, *,
                                  steps: int, batch_size: int, lr: float = 1e-3, seed: int = 0,
                                  entropy_weight: float = 1.0, instance_temperature: float = 0.5,
-                                 cluster_temperature: float = 1.0, log=None) -> ContrastiveClustering:
-    """AdamW with warm-up and cosine decay on random batches of ``x`` (N, 1, D, H, W); labels are never read."""
+                                 cluster_temperature: float = 1.0, log=None,
+                                 ckpts: StageCheckpoints | None = None) -> ContrastiveClustering:
+    """AdamW with warm-up and cosine decay on random batches of ``x`` (N, 1, D, H, W); labels are never read.
+
+    With ``ckpts`` the training is the stage ``clustering`` of the run's checkpoints (module ``model``), and a
+    stopped run continues from its checkpoint."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     data = torch.as_tensor(x)
+    ckpts = ckpts or StageCheckpoints(None)
+    if ckpts.skip("clustering", {"model": model}) is not None:
+        return model.eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     model.train()
-    for step in range(steps):
+    pos = ckpts.begin("clustering", {"model": model}, opt, generators={"views": gen})
+    for step in range(pos.step, steps):
         set_lr(opt, lr * warmup_cosine_factor(step, steps, steps // 10))
         batch = data[torch.randint(0, len(data), (batch_size,), generator=gen)]
         z, p = model(torch.cat([augment(batch, gen), augment(batch, gen)]))
@@ -85,6 +94,8 @@ def train_contrastive_clustering(model: ContrastiveClustering, x: np.ndarray, au
         if log is not None and (step % 100 == 0 or step == steps - 1):
             log(f"step {step}: loss {out['loss'].item():.3f} (instance {out['instance'].item():.3f}, cluster "
                 f"{out['cluster'].item():.3f}, entropy {out['entropy'].item():.3f})")
+        pos.advance()
+    pos.finish()
     return model.eval()
 
 

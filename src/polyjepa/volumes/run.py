@@ -3,7 +3,6 @@ official test split against k-means baselines, write the run directory."""
 from __future__ import annotations
 
 import copy
-import json
 import time
 
 import numpy as np
@@ -37,14 +36,16 @@ def clustering_model(*, input_shape: tuple[int, ...], clusters: int, patch_size:
     return ContrastiveClustering(backbone, clusters=clusters, projection=projection, hidden=hidden)
 
 
-def run_volume_clustering(cfg, *, out: str | None = None, seed: int = 0, echo=print) -> dict:
+def run_volume_clustering(cfg, *, out: str | None = None, seed: int = 0, echo=print, resume: bool = False) -> dict:
     """Train contrastive clustering on the train split (labels unread), then score on the test split: ACC / NMI /
-    ARI of the cluster head and of k-means on the learnt features, on random-init features and on raw voxels."""
-    from safetensors.torch import save_file
+    ARI of the cluster head and of k-means on the learnt features, on random-init features and on raw voxels.
 
-    from ..config import TrainConfig, dataclass_from, missing_data_message, part_kwargs, to_yaml
-    from ..runner import new_run_dir
-    from ..train.checkpoint import atomic_write_text
+    The run directory is made before training (config.yaml, run.json) and training is checkpointed every
+    ``train.checkpoint_every`` steps; ``resume`` (``polyjepa pretrain --resume RUN_DIR``, ``out`` the run
+    directory) continues from the newest checkpoint to the weights and scores of a run that never stopped."""
+    from ..config import TrainConfig, dataclass_from, missing_data_message, part_kwargs
+    from ..runner import write_run_files
+    from ..train.stages import open_stage_run
 
     t0 = time.time()
     data_opts = part_kwargs(cfg, "data")
@@ -69,21 +70,23 @@ def run_volume_clustering(cfg, *, out: str | None = None, seed: int = 0, echo=pr
     steps = tc.max_steps if tc.max_steps is not None else max(1, tc.max_epochs * len(loaded.x) // tc.batch_size)
     echo(f"polyjepa: {cfg.get('name')} on {source}: {len(loaded.x)} train / {len(loaded.x_test)} test volumes "
          f"{tuple(loaded.x.shape[1:])}, {k} clusters, {steps} steps of batch {tc.batch_size} x 2 views")
-    t = time.time()
+    run_dir, ckpts = open_stage_run(cfg, out=out, name=str(cfg.get("name", "clustering")), seed=seed, resume=resume,
+                                    echo=echo, info={"data": str(source)})
     train_contrastive_clustering(model, loaded.x, augment, steps=steps, batch_size=tc.batch_size, lr=tc.lr, seed=seed,
-                                 log=echo, **losses)
-    train_s = time.time() - t
+                                 log=echo, ckpts=ckpts, **losses)
+    train_s = ckpts.finished["clustering"]["seconds"]
     rows = clustering_table(loaded.x_test, loaded.y_test, random_backbone=random_backbone, model=model, k=k, seed=seed)
     summary = {"schema": "polyjepa-clustering/1", "recipe": cfg.get("name"), "data": str(source), "seed": seed,
                "n_train": len(loaded.x), "n_test": len(loaded.x_test), "clusters": k, "steps": steps,
                "train_seconds": train_s, "seconds": time.time() - t0,
                "scores": [{key: r[key] for key in ("method", "acc", "nmi", "ari", "clusters_used")} for r in rows]}
-    run_dir = new_run_dir(out, str(cfg.get("name", "clustering")))
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, run_dir / ".model.tmp")
-    (run_dir / ".model.tmp").replace(run_dir / "model.safetensors")
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     lines = ["| method | ACC | NMI | ARI | clusters used |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['method']} | {r['acc']:.4f} | {r['nmi']:.4f} | {r['ari']:.4f} | {r['clusters_used']} |" for r in rows]
-    echo("\n".join(lines))
+    summary["run_dir"] = str(run_dir)
+    table = "\n".join(lines)
+    write_run_files(run_dir, summary, {"model": model}, f"# {cfg.get('name', 'clustering')}\n\n{table}\n")
+    echo(table)
     return summary
+
+
+run_volume_clustering.resumable = True   # polyjepa pretrain --resume hands its run directories back to this runner
