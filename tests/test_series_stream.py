@@ -170,3 +170,21 @@ def test_streaming_options_the_lazy_form_lacks_is_one_clear_error(edf_folder, tm
         prepare(DataConfig(source=str(edf_folder), loader="edf_epochs", stream=True), options={"window": 3})
     with pytest.raises(UserError, match="data.loader=wfdb_beats reads its data into memory"):
         prepare(DataConfig(source=str(edf_folder), loader="wfdb_beats", stream=True))
+
+
+def test_chunked_channel_statistics_equal_the_whole_array_ones():
+    from polyjepa.data.prepare import channel_stats
+    from polyjepa.timeseries.stream import chunked_channel_stats
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 3, 40)) * np.array([1.0, 1e3, 1e-3])[:, None] + np.array([5.0, -2e4, 0.0])[:, None]
+    x[7, :, 30:] = np.nan  # padding
+    want = channel_stats(x)
+    for chunk in (1, 7, 50):
+        got = chunked_channel_stats(x[i:i + chunk] for i in range(0, 50, chunk))
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-10)
+    with pytest.raises(UserError, match=r"channel\(s\) \[1\]"):
+        bad = x.copy()
+        bad[:, 1] = np.nan
+        chunked_channel_stats([bad[:20], bad[20:]])

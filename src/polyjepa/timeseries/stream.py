@@ -58,13 +58,43 @@ class _Windows(LazySource):
         self.mean = np.asarray(mean, np.float32).reshape(-1, 1)
         self.std = np.asarray(std, np.float32).reshape(-1, 1)
 
-    def channel_stats(self, n: int = 2000, seed: int = 0) -> tuple[list[float], list[float]]:
+    def channel_stats(self, n: int = 2000, seed: int = 0, chunk: int = 64) -> tuple[list[float], list[float]]:
         """Per-channel mean and std (NaN padding ignored) of ``n`` samples drawn at random, before normalisation;
-        all of them, in order, when there are at most ``n``."""
-        from ..data.prepare import channel_stats
-
+        all of them, in order, when there are at most ``n``. The samples are read ``chunk`` at a time and
+        their statistics combined, so memory holds one chunk."""
         pick = np.arange(len(self)) if len(self) <= n else np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
-        return channel_stats(self._read(self._rows[pick]))
+        return chunked_channel_stats(self._read(self._rows[pick[i:i + chunk]]) for i in range(0, len(pick), chunk))
+
+
+def chunked_channel_stats(chunks) -> tuple[list[float], list[float]]:
+    """:func:`polyjepa.data.prepare.channel_stats` of the concatenation of (k, C, ...) ``chunks``, one chunk in
+    memory at a time: per-chunk counts, means and sums of squared deviations in float64, combined pairwise
+    (Chan, Golub and LeVeque 1979), NaN ignored."""
+    count = mean = m2 = None
+    for a in chunks:
+        a = np.asarray(a, np.float64)
+        axes = (0,) + tuple(range(2, a.ndim))
+        finite = np.isfinite(a)
+        k = finite.sum(axis=axes).astype(np.float64)
+        z = np.where(finite, a, 0.0)
+        mu = z.sum(axis=axes) / np.maximum(k, 1)
+        shape = (1, -1) + (1,) * (a.ndim - 2)
+        d2 = (np.where(finite, a - mu.reshape(shape), 0.0) ** 2).sum(axis=axes)
+        if count is None:
+            count, mean, m2 = k, mu, d2
+            continue
+        total = count + k
+        delta = mu - mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(total > 0, k / np.maximum(total, 1), 0.0)
+        mean = mean + delta * w
+        m2 = m2 + d2 + delta ** 2 * count * w
+        count = total
+    if count is None or not (count > 0).all():
+        bad = [] if count is None else [int(c) for c in np.flatnonzero(count == 0)]
+        raise UserError(f"the training data have no finite values in channel(s) {bad[:5]}: every value there is "
+                        f"NaN or inf; drop those channels or fill them")
+    return mean.tolist(), np.maximum(np.sqrt(m2 / count), 1e-6).tolist()
 
 
 class NpySeries(_Windows):
