@@ -174,7 +174,7 @@ def test_streaming_options_the_lazy_form_lacks_is_one_clear_error(edf_folder, tm
 
 def test_chunked_channel_statistics_equal_the_whole_array_ones():
     from polyjepa.data.prepare import channel_stats
-    from polyjepa.timeseries.stream import chunked_channel_stats
+    from polyjepa.data.lazy import chunked_channel_stats
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(50, 3, 40)) * np.array([1.0, 1e3, 1e-3])[:, None] + np.array([5.0, -2e4, 0.0])[:, None]
