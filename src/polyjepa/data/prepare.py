@@ -210,7 +210,8 @@ def _split_indices(n: int, y, cfg: DataConfig, what: str, train_rows: int | None
 # ``meta``, and ``set_normalisation`` / ``channel_stats`` (per-channel standardisation)
 STREAM_OPENERS = {"series": "polyjepa.timeseries.stream:open_series",
                   "edf_epochs": "polyjepa.timeseries.stream:open_edf_epochs",
-                  "audio": "polyjepa.audio.stream:open_audio"}
+                  "audio": "polyjepa.audio.stream:open_audio",
+                  "clips": "polyjepa.video.stream:open_clips"}
 
 
 def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -> Prepared:
@@ -229,7 +230,7 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     if cfg.loader in STREAM_OPENERS:
         return _prepare_opened(cfg, stats, options)
     if cfg.loader != "images":
-        raise UserError(f"data.stream=true streams images, tables, series, EDF epochs and audio; data.loader="
+        raise UserError(f"data.stream=true streams images, tables, series, EDF epochs, audio and videos; data.loader="
                         f"{cfg.loader} reads its data into memory: drop data.stream")
     unknown = sorted(set(options) - {"size"})
     if unknown:
