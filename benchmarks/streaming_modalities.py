@@ -9,7 +9,8 @@ folder of 16-bit mono WAV clips (``--clips`` of ``--clip-seconds`` s at 22,050 H
 sub-folders). Then, each in a fresh process with 1 torch thread and no DataLoader workers (so that one process
 holds everything a path reads), prepares the data as ``polyjepa pretrain RECIPE --data FOLDER`` does, with and
 without ``data.stream=true`` (recipes eegjepa and ajepa), reads ``--reads`` random batches, and trains the
-recipe's model for ``--steps`` steps. Reports the time to get ready (index + statistics, or load + normalise),
+recipe's model for ``--steps`` steps. The lazy audio path runs twice: its first opening decodes the clips into
+the spectrogram cache (under ``--folder``), the second reuses it. Reports the time to get ready (index + statistics, or load + normalise),
 batch reads per second, training samples/s, and the process's peak resident memory.
 """
 from __future__ import annotations
@@ -128,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     tmp = None
+    import os
+
     if args.folder is None:
         tmp = tempfile.TemporaryDirectory(prefix="streaming-modalities-")
         args.folder = tmp.name
     base = Path(args.folder)
     folders = {"edf": base / f"edf-{args.edf_files}x{args.edf_hours}h", "audio": base / f"wav-{args.clips}x{args.clip_seconds}s"}
+    os.environ["POLYJEPA_CACHE"] = str(base / f"cache-{time.time_ns()}")  # a fresh cache: the first opening decodes
     sizes = {}
     for kind in args.modes.split(","):
         folder = folders[kind]
@@ -144,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         sizes[kind] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
     results = []
     for kind in args.modes.split(","):
-        for mode in ("lazy", "memory"):
+        # audio's lazy path decodes the clips into a cache when first opened: a second run shows the cache reused
+        for mode in (("lazy", "lazy", "memory") if kind == "audio" else ("lazy", "memory")):
             out = subprocess.run([sys.executable, __file__, "--child", kind, mode, "--folder", str(folders[kind]),
                                   "--steps", str(args.steps), "--reads", str(args.reads)], capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"the {kind} {mode} run failed")
             r = json.loads(out.stdout.strip().splitlines()[-1])
+            r["again"] = any(q["kind"] == kind and q["mode"] == mode for q in results)
             results.append(r)
             print(f"{kind} {mode}: ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch reads/s, "
                   f"{r['samples_per_second']:.1f} training samples/s, peak RSS {r['peak_rss_mb']:.0f} MB "
@@ -159,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["data", "path", "on disk (MB)", "train samples", "ready (s)", "batch reads/s", "training samples/s",
             "RSS when ready (MB)", "peak RSS (MB)"]
     what = {"edf": "EEG, EDF+ (eegjepa)", "audio": "audio, WAV (ajepa)"}
-    rows = [[what[r["kind"]], f"{'lazy (data.stream=true)' if r['mode'] == 'lazy' else 'in memory'}: {r['type']}",
+    rows = [[what[r["kind"]], f"{'lazy (data.stream=true)' if r['mode'] == 'lazy' else 'in memory'}: {r['type']}"
+             f"{', cache reused' if r['again'] else ''}",
              round(sizes[r["kind"]]), r["n_train"], round(r["ready_seconds"], 1), round(r["reads_per_second"], 1),
              round(r["samples_per_second"], 1), round(r["rss_ready_mb"]), round(r["peak_rss_mb"])] for r in results]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
              f"at every annotation; audio: {args.clips} WAV clips of {args.clip_seconds} s at {CLIP_RATE} Hz",
              f"each path in a fresh process, 1 torch thread, no DataLoader workers, fp32; {args.reads} random "
              f"batches read, then {args.steps} training steps of the recipe's model (batch 32)"]
-    by = {(r["kind"], r["mode"]): r for r in results}
+    by = {(r["kind"], r["mode"]): r for r in results if not r["again"]}
     for kind in ("edf", "audio"):
         if (kind, "lazy") in by and (kind, "memory") in by:
             lz, mem = by[(kind, "lazy")], by[(kind, "memory")]

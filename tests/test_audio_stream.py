@@ -26,8 +26,9 @@ OPTS = {"n_mels": 16, "frames": 32}
 
 
 @pytest.fixture
-def clips_folder(tmp_path):
+def clips_folder(tmp_path, monkeypatch):
     """24 tone clips of 0.2-0.9 s at 8 kHz, one sub-folder per pitch, as .wav (16-bit) and .flac."""
+    monkeypatch.setenv("POLYJEPA_CACHE", str(tmp_path / "cache"))
     clips, y = tone_clips(24)
     root = tmp_path / "clips"
     for i, (c, label) in enumerate(zip(clips, y)):
@@ -37,7 +38,7 @@ def clips_folder(tmp_path):
 
 
 @pytest.mark.parametrize("crop", ["center", "stretch"])
-def test_lazy_spectrograms_equal_the_in_memory_loader(clips_folder, crop):
+def test_lazy_spectrograms_equal_the_in_memory_loader(clips_folder, crop, monkeypatch):
     eager = load_audio(str(clips_folder), crop=crop, **OPTS)
     lazy = AudioFolderStream(clips_folder, crop=crop, **OPTS)
     assert lazy.shape == eager.x.shape == (24, 1, 16, 32)
@@ -54,6 +55,12 @@ def test_lazy_spectrograms_equal_the_in_memory_loader(clips_folder, crop):
     # standardisation from a sample of clips when there are more than stats_clips
     sampled = AudioFolderStream(clips_folder, crop=crop, stats_clips=10, **OPTS)
     assert sampled.mean != lazy.mean and abs(sampled.mean - lazy.mean) < 0.5 * lazy.std
+    # the clips were decoded once, into the cache: a second opening decodes nothing
+    assert lazy.cache_file.exists() and lazy.cache_file.stat().st_size < 24 * 17 * 32 * 4 + 1000
+    import polyjepa.audio.stream as stream
+
+    monkeypatch.setattr(stream, "read_audio", lambda *a, **k: pytest.fail("decoded again"))
+    np.testing.assert_array_equal(AudioFolderStream(clips_folder, crop=crop, **OPTS)[rows].numpy(), eager.x[rows])
 
 
 def test_ranks_and_workers_cover_every_clip_once_per_epoch(clips_folder):
@@ -76,7 +83,7 @@ def test_ranks_and_workers_cover_every_clip_once_per_epoch(clips_folder):
     assert rows(2, 0, 0) == rows(2, 2, 0)
 
 
-def test_an_unreadable_audio_file_is_skipped_with_a_warning_naming_it(clips_folder):
+def test_an_unreadable_audio_file_is_skipped_and_an_interrupted_cache_is_not_kept(clips_folder, tmp_path, monkeypatch):
     (clips_folder / "p1" / "99.wav").write_bytes(b"RIFF not really a wav file")
     with pytest.warns(Warning, match="99.wav"):
         lazy = AudioFolderStream(clips_folder, **OPTS)
@@ -85,6 +92,20 @@ def test_an_unreadable_audio_file_is_skipped_with_a_warning_naming_it(clips_fold
         load_audio(str(clips_folder), **OPTS)  # the in-memory loader stops at it
     with pytest.raises(UserError, match="reads a folder of audio files"):
         AudioFolderStream(clips_folder / "p1" / "01.wav", **OPTS)
+    import polyjepa.audio.stream as stream
+
+    real, calls = stream.read_audio, {"n": 0}
+
+    def failing(path):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise UserError(f"cannot read audio file {path}: damaged")
+        return real(path)
+
+    monkeypatch.setattr(stream, "read_audio", failing)
+    with pytest.raises(UserError, match="damaged"), pytest.warns(Warning, match="99.wav"):
+        AudioFolderStream(clips_folder, cache=tmp_path / "c2", **OPTS)
+    assert list((tmp_path / "c2").iterdir()) == []  # no half-written cache is left to be read back
 
 
 def test_prepare_splits_streamed_clips_as_in_memory(clips_folder):

@@ -1,8 +1,12 @@
-"""A folder of audio files read lazily: each access reads and decodes the clips of one batch and turns them into
-the ``audio`` loader's log-mel spectrograms, so memory holds a batch of clips, never the waveform set."""
+"""A folder of audio files read lazily: each clip is decoded once, one at a time, into the ``audio`` loader's
+log-mel spectrogram, written into a memory-mapped cache; each access reads the rows of one batch, so memory never
+holds the waveform set."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +17,35 @@ from ..errors import UserError, warn
 from .io import AUDIO_SUFFIXES, read_audio
 
 STATS_CLIPS = 2000  # clips whose real frames give the standardisation (all of them when there are fewer)
+CACHE_CLIPS = 64    # clips decoded and written to the cache per chunk
+CACHE_VERSION = 1
 
 
 class AudioFolderStream(LazySource):
-    """The clips of a folder of .wav/.flac files as (k, 1, n_mels, frames) log-mels, decoded on access.
+    """The clips of a folder of .wav/.flac files as (k, 1, n_mels, frames) log-mels, read from a cache on access.
 
     The spectrograms are :func:`polyjepa.audio.data.load_audio`'s for a folder, sample for sample: resampled
     to one rate, Kaldi-style log-mels, cut or padded to ``frames`` (``crop``), standardised with one mean and
-    std over the real frames, padding set to 0. The mean and std come from ``fitted`` (a trained run's meta)
-    or from the real frames of ``stats_clips`` clips drawn at random (all of them, as the in-memory loader
-    takes them, when there are no more). Opening reads each file's header only (length and rate); a file
-    whose header cannot be read is skipped with a warning naming it and listed in ``skipped``. Labels are the
-    class sub-folders, as the in-memory loader gives them.
+    std over the real frames, padding set to 0. Opening reads each file's header (rate); a file whose header
+    cannot be read is skipped with a warning naming it and listed in ``skipped``. The clips are then decoded
+    one at a time into their spectrograms and real-frame masks, written into one memory-mapped array under
+    ``cache`` (default: the user cache's ``audio`` folder), keyed by every file's path, size and modification
+    time and the options, under a temporary name renamed when complete; a second opening reuses it. A clip
+    that cannot be decoded then is an error naming it. The mean and std come from ``fitted`` (a trained run's
+    meta) or from the real frames of ``stats_clips`` clips drawn at random (all of them, as the in-memory
+    loader takes them, when there are no more). Labels are the class sub-folders, as in memory.
 
     Args:
         root: the folder (clips directly in it, or one sub-folder per class).
         sample_rate, n_mels, frames, win_ms, hop_ms, n_fft, f_min, f_max, window, crop: as ``load_audio``.
         fitted: a trained run's meta (its sample rate, mean and std are reused).
+        cache: the folder of the spectrogram cache.
     """
 
     def __init__(self, root: str | Path, *, sample_rate: int | None = None, n_mels: int = 40, frames: int = 64,
                  win_ms: float = 25.0, hop_ms: float = 10.0, n_fft: int | None = None, f_min: float = 20.0,
                  f_max: float | None = None, window: str = "povey", crop: str = "center", fitted: dict | None = None,
-                 stats_clips: int = STATS_CLIPS, seed: int = 0):
+                 stats_clips: int = STATS_CLIPS, seed: int = 0, cache: str | os.PathLike | None = None):
         from .crop import CROPS
         from .data import _common_rate
 
@@ -73,6 +83,8 @@ class AudioFolderStream(LazySource):
                       "f_max": f_max, "window": window}
         self.sample_shape = (1, int(n_mels), self.frames)
         self.mean = self.std = self.channel_norm = None
+        self._rows = np.arange(len(self.files), dtype=np.int64)
+        self.cache_file = self._build_cache(cache)
         if fitted.get("mean") is not None:
             self.mean, self.std = float(fitted["mean"]), float(fitted["std"])
             self.valid_fraction = fitted.get("valid_fraction")
@@ -87,13 +99,56 @@ class AudioFolderStream(LazySource):
         self.mean, self.std = float(vals.mean()), float(max(vals.std(), 1e-6))
         self.valid_fraction = float(valid.mean())
 
-    def _spectrograms(self, rows) -> tuple[np.ndarray, np.ndarray]:
-        """(specs (k, n_mels, frames), valid (k, frames)) of clips ``rows``, read one file at a time."""
+    def _decode(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """(specs (k, n_mels, frames), valid (k, frames)) of files ``rows``, decoded one file at a time."""
         from .data import _spectrograms
 
         clips = (read_audio(self.files[int(i)])[0] for i in rows)  # a generator: one waveform in memory at a time
         return _spectrograms(clips, self.rates[rows].tolist(), [str(self.files[int(i)]) for i in rows],
                              rate=self.rate, frames=self.frames, crop=self.crop, **self.fbank)
+
+    def _build_cache(self, cache) -> Path:
+        """The .npy of (n, n_mels + 1, frames) float32: each clip's spectrogram and, last, its real-frame mask."""
+        from ..eval.cache import cache_dir
+
+        folder = Path(cache) if cache is not None else cache_dir() / "audio"
+        files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
+        key = json.dumps({"files": files, "rate": self.rate, "frames": self.frames, "crop": self.crop,
+                          "fbank": self.fbank, "version": CACHE_VERSION}, sort_keys=True, default=str)
+        out = folder / f"{self.root.name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+        if out.exists():
+            return out
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        n_mels = self.sample_shape[1]
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(self.files), n_mels + 1, self.frames))
+        try:
+            for i in range(0, len(self.files), CACHE_CLIPS):
+                specs, valid = self._decode(np.arange(i, min(i + CACHE_CLIPS, len(self.files))))
+                mm[i:i + len(specs), :n_mels] = specs
+                mm[i:i + len(specs), n_mels] = valid
+            mm.flush()
+            del mm
+            tmp.replace(out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return out
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_map", None)  # each DataLoader worker maps the cache itself
+        return state
+
+    def _spectrograms(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """(specs (k, n_mels, frames), valid (k, frames)) of clips ``rows`` (of this source), from the cache."""
+        if getattr(self, "_map", None) is None:
+            self._map = np.load(self.cache_file, mmap_mode="r")
+        at = self._rows[np.asarray(rows, dtype=np.int64)]
+        order = np.argsort(at, kind="stable")  # read the file forwards, then restore the batch's order
+        block = np.empty((len(at), *self._map.shape[1:]), np.float32)
+        block[order] = self._map[at[order]]
+        return block[:, :-1], block[:, -1] > 0.5
 
     def fitted_meta(self) -> dict:
         """What the in-memory loader's meta holds, so a run reuses the rate and the standardisation."""
@@ -101,7 +156,7 @@ class AudioFolderStream(LazySource):
                 "frames": self.frames, "valid_fraction": self.valid_fraction}
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self._rows)
 
     def __getitem__(self, idx) -> torch.Tensor:
         """(k, 1, n_mels, frames) float32 for an index array, tensor, list or slice; (1, n_mels, frames) for one."""
@@ -140,8 +195,7 @@ class AudioFolderStream(LazySource):
         """The clips at ``indices`` (in that order) as a source of their own, standardised as this one."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         out = copy.copy(self)
-        out.files = [self.files[int(i)] for i in idx]
-        out.rates = self.rates[idx]
+        out._rows = self._rows[idx]
         out.labels = None if self.labels is None else self.labels[idx]
         return out
 
