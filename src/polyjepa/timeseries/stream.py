@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from ..data.lazy import IndexedSource
 from ..errors import UserError, warn
 from .edf import ANNOTATION_LABEL, parse_tal
@@ -55,8 +56,9 @@ class NpySeries(IndexedSource):
         a = np.asarray(self._map[rows[order]], dtype=np.float32).reshape(len(rows), self.sample_shape[0], self.steps)
         out = np.full((len(rows), *self.sample_shape), np.nan, np.float32)
         out[order, :, :self.steps] = a
-        if np.isinf(a).any():
-            raise UserError(f"{self.path} contains inf in series {sorted(set(rows[order][np.isinf(a).any((1, 2))].tolist()))[:5]}: "
+        bad = np.isinf(a).any(axis=(1, 2))
+        if bad.any():
+            raise UserError(f"{self.path} contains inf in series {sorted(set(rows[order][bad].tolist()))[:5]}: "
                             f"remove or clip them")
         return out
 
