@@ -130,6 +130,7 @@ def _losses(run):
         return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
 
 
+@pytest.mark.slow  # two pretrain runs; the EDF one in tests/test_series_stream.py runs by default
 def test_pretrain_streams_a_folder_of_clips_and_trains_as_the_in_memory_run(clips_folder, tmp_path):
     common = ["pretrain", "ajepa", "--data", str(clips_folder), "data.n_mels=16", "data.frames=32",
               "tokenizer.patch_size=[4,4]", "encoder.depth=1", "predictor.dim=32", "predictor.depth=1",

@@ -102,6 +102,7 @@ def _losses(run):
         return [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
 
 
+@pytest.mark.slow  # two pretrain runs; the EDF one in tests/test_series_stream.py runs by default
 def test_pretrain_streams_a_folder_of_videos_and_trains_as_the_in_memory_run(videos, tmp_path):
     recipe = tmp_path / "vjepa-videos.yaml"
     recipe.write_text("name: vjepa-videos\nmethod: {name: vjepa, embed_from: target}\n"
