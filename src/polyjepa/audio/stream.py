@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.lazy import stats_sample
 from ..data.stream import LazySource
 from ..errors import UserError, warn
 from .io import AUDIO_SUFFIXES, read_audio
@@ -52,7 +53,8 @@ class AudioFolderStream(LazySource):
         if crop not in CROPS:
             raise UserError(f"unknown data.crop {crop!r}: use one of {', '.join(CROPS)}")
         if sample_rate is not None and not sample_rate > 0:
-            raise UserError(f"data.sample_rate must be a positive rate in Hz (or null for the data's own), got {sample_rate}")
+            raise UserError(f"data.sample_rate must be a positive rate in Hz (or null for the data's own), got "
+                            f"{sample_rate}")
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError(f"data.stream=true reads a folder of audio files ({', '.join(sorted(AUDIO_SUFFIXES))}), "
@@ -93,7 +95,7 @@ class AudioFolderStream(LazySource):
 
     def _fit_stats(self, n: int, seed: int) -> None:
         """Mean and std of the real frames of ``n`` clips (all, in order, when there are at most ``n``)."""
-        pick = np.arange(len(self)) if len(self) <= n else np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        pick = stats_sample(len(self), n, seed)
         specs, valid = self._spectrograms(pick)
         vals = specs.transpose(0, 2, 1)[valid]                   # (frames_real, n_mels)
         self.mean, self.std = float(vals.mean()), float(max(vals.std(), 1e-6))
@@ -121,7 +123,8 @@ class AudioFolderStream(LazySource):
         folder.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         n_mels = self.sample_shape[1]
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(self.files), n_mels + 1, self.frames))
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                       shape=(len(self.files), n_mels + 1, self.frames))
         try:
             for i in range(0, len(self.files), CACHE_CLIPS):
                 specs, valid = self._decode(np.arange(i, min(i + CACHE_CLIPS, len(self.files))))
@@ -178,13 +181,14 @@ class AudioFolderStream(LazySource):
 
     def set_normalisation(self, mean, std) -> None:
         """Standardise the (already standardised) spectrograms once more per channel (data.normalize=channel)."""
-        self.channel_norm = (np.asarray(mean, np.float32).reshape(-1, 1, 1), np.asarray(std, np.float32).reshape(-1, 1, 1))
+        self.channel_norm = (np.asarray(mean, np.float32).reshape(-1, 1, 1),
+                             np.asarray(std, np.float32).reshape(-1, 1, 1))
 
     def channel_stats(self, n: int = 2000, seed: int = 0) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of ``n`` clips' spectrograms drawn at random (all when there are no more)."""
         from ..data.prepare import channel_stats
 
-        pick = np.arange(len(self)) if len(self) <= n else np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        pick = stats_sample(len(self), n, seed)
         norm, self.channel_norm = self.channel_norm, None
         try:
             return channel_stats(self[pick].numpy())

@@ -59,8 +59,15 @@ class IndexedSource(LazySource):
         """Per-channel mean and std (NaN padding ignored) of ``n`` samples drawn at random, before normalisation;
         all of them, in order, when there are at most ``n``. The samples are read ``chunk`` at a time and
         their statistics combined, so memory holds one chunk."""
-        pick = np.arange(len(self)) if len(self) <= n else np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        pick = stats_sample(len(self), n, seed)
         return chunked_channel_stats(self._read(self._rows[pick[i:i + chunk]]) for i in range(0, len(pick), chunk))
+
+
+def stats_sample(total: int, n: int, seed: int = 0) -> np.ndarray:
+    """The sorted indices of ``n`` of ``total`` samples drawn at random with ``seed``; all of them when ``total <= n``."""
+    if total <= n:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
 
 
 def chunked_channel_stats(chunks) -> tuple[list[float], list[float]]:

@@ -279,8 +279,8 @@ def _split_lazy(cfg: DataConfig, stats: dict | None, stream, what: str, name: st
     else:
         mean, std = stats["mean"], stats["std"]
         if len(mean) != stream.sample_shape[0]:
-            raise UserError(f"the {what} have {stream.sample_shape[0]} channels but the run was trained on {len(mean)}: "
-                            f"use {what} with {len(mean)} channels, as in training")
+            raise UserError(f"the {what} have {stream.sample_shape[0]} channels but the run was trained on "
+                            f"{len(mean)}: use {what} with {len(mean)} channels, as in training")
     for part in (x_train, x_test):
         if mean is not None and not isinstance(part, np.ndarray):
             part.set_normalisation(mean, std)

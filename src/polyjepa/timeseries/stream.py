@@ -97,7 +97,8 @@ def edf_layout(path: Path) -> dict:
         n_records = (size - header) // (2 * per_record)
     if size < header + 2 * n_records * per_record:
         raise UserError(f"{path} is truncated: its header gives {n_records} data records of {2 * per_record} bytes "
-                        f"but the file holds {max(size - header, 0)} bytes after the header: re-download or re-export it")
+                        f"but the file holds {max(size - header, 0)} bytes after the header: re-download or "
+                        f"re-export it")
     sig = [i for i in range(ns) if labels[i] != ANNOTATION_LABEL]
     if not sig:
         raise UserError(f"{path} holds annotations only, no signals: pass the EDF file with the recordings")
@@ -109,7 +110,8 @@ def edf_layout(path: Path) -> dict:
     scale = np.array([(float(pmax[i]) - float(pmin[i])) / (float(dmax[i]) - float(dmin[i])) for i in sig])
     return {"header": header, "per_record": per_record, "n_records": n_records, "spr": spr, "fs": spr / record_s,
             "labels": [labels[i] for i in sig], "columns": starts[sig][:, None] + np.arange(spr)[None],
-            "annotation_columns": [(int(starts[i]), int(starts[i + 1])) for i in range(ns) if labels[i] == ANNOTATION_LABEL],
+            "annotation_columns": [(int(starts[i]), int(starts[i + 1])) for i in range(ns)
+                                   if labels[i] == ANNOTATION_LABEL],
             "dmin": np.array([float(dmin[i]) for i in sig], np.float32)[:, None],
             "pmin": np.array([float(pmin[i]) for i in sig], np.float32)[:, None],
             "scale": scale.astype(np.float32)[:, None]}

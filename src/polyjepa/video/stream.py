@@ -96,10 +96,13 @@ class VideoFolderStream(IndexedSource):
             self.decoded.append(npy)
             del v
         if not rows:
+            if not self.files:
+                raise UserError(f"no video in {source} can be read")
             raise UserError(f"the videos in {source} are shorter than one clip of {frames} frames every {frame_step}: "
-                            f"lower data.frames or data.frame_step" if self.files else f"no video in {source} can be read")
+                            f"lower data.frames or data.frame_step")
         if len(shapes) > 1:
-            raise UserError(f"videos in {source} have different frame sizes {sorted(shapes)[:3]}: set data.size to resize")
+            raise UserError(f"videos in {source} have different frame sizes {sorted(shapes)[:3]}: set data.size to "
+                            f"resize")
         h, w, c = shapes.pop()
         if self.frames < 2:
             raise UserError(f"{source} gives {self.frames} frame(s) per clip: video methods need at least 2 frames; "
@@ -126,7 +129,8 @@ class VideoFolderStream(IndexedSource):
         return out
 
     def __repr__(self) -> str:
-        return f"VideoFolderStream({str(self.root)!r}, {len(self)} clips of {self.sample_shape} from {len(self.files)} videos)"
+        return (f"VideoFolderStream({str(self.root)!r}, {len(self)} clips of {self.sample_shape} from "
+                f"{len(self.files)} videos)")
 
 
 def open_clips(source, *, frames: int | None = None, frame_step: int = 1, size: int | None = None,
