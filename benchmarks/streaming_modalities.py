@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="streaming-modalities-")
         args.folder = tmp.name
     base = Path(args.folder)
-    folders = {"edf": base / f"edf-{args.edf_files}x{args.edf_hours}h", "audio": base / f"wav-{args.clips}x{args.clip_seconds}s"}
+    folders = {"edf": base / f"edf-{args.edf_files}x{args.edf_hours}h",
+               "audio": base / f"wav-{args.clips}x{args.clip_seconds}s"}
     os.environ["POLYJEPA_CACHE"] = str(base / f"cache-{time.time_ns()}")  # a fresh cache: the first opening decodes
     sizes = {}
     for kind in args.modes.split(","):
@@ -155,16 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.modes.split(","):
             # audio's lazy path decodes the clips into a cache when first opened; later runs reuse the cache
             for mode in (("lazy-first", "lazy", "memory") if kind == "audio" and rep == 0 else ("lazy", "memory")):
-                out = subprocess.run([sys.executable, __file__, "--child", kind, mode.removesuffix("-first"), "--folder",
-                                      str(folders[kind]), "--steps", str(args.steps), "--reads", str(args.reads)],
-                                     capture_output=True, text=True)
+                out = subprocess.run([sys.executable, __file__, "--child", kind, mode.removesuffix("-first"),
+                                      "--folder", str(folders[kind]), "--steps", str(args.steps), "--reads",
+                                      str(args.reads)], capture_output=True, text=True)
                 if out.returncode:
                     print(out.stderr[-3000:], file=sys.stderr)
                     raise SystemExit(f"the {kind} {mode} run failed")
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 runs.setdefault((kind, mode), []).append(r)
-                print(f"{kind} {mode} (run {rep + 1}): ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} "
-                      f"batch reads/s, {r['samples_per_second']:.1f} training samples/s, peak RSS "
+                print(f"{kind} {mode} (run {rep + 1}): ready in {r['ready_seconds']:.1f} s, "
+                      f"{r['reads_per_second']:.1f} batch reads/s, {r['samples_per_second']:.1f} training samples/s, "
+                      f"peak RSS "
                       f"{r['peak_rss_mb']:.0f} MB ({r['type']}, {r['n_train']} train samples of {r['sample_shape']})",
                       flush=True)
     results = []
