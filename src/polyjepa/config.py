@@ -29,7 +29,8 @@ class DataConfig:
     split_seed: int = 0             # the stratified train/test split
     max_samples: int | None = None  # use a stratified subset of this many samples (None: all)
     stream: bool = False            # read lazily while training: a folder of images or of tar shards (loader
-                                    # images), a Parquet table (loader table); probes on eval.max_samples
+                                    # images), a Parquet table (table), an .npy (series), EDF files
+                                    # (edf_epochs), a folder of audio files (audio); probes on eval.max_samples
 
 
 @dataclass

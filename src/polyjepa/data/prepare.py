@@ -205,21 +205,33 @@ def _split_indices(n: int, y, cfg: DataConfig, what: str, train_rows: int | None
     return (idx, idx[:0]) if y is None else _holdout(idx, y, cfg, what)
 
 
+# loaders with a lazy form of their own: data.loader -> "module:opener"; an opener takes the source, the loader's
+# options, ``fitted`` (a trained run's meta) and ``seed``, and returns a lazy source with ``labels``, ``subset``,
+# ``meta``, and ``set_normalisation`` / ``channel_stats`` (per-channel standardisation)
+STREAM_OPENERS = {"series": "polyjepa.timeseries.stream:open_series",
+                  "edf_epochs": "polyjepa.timeseries.stream:open_edf_epochs",
+                  "audio": "polyjepa.audio.stream:open_audio",
+                  "clips": "polyjepa.video.stream:open_clips"}
+
+
 def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -> Prepared:
-    """A folder of images split and normalised as :func:`prepare` does, without decoding it: the train and
-    test parts are lazy sources (``ImageFolderStream``) over the split's files; labels come from the class
-    sub-folders; the channel statistics are estimated from ``STREAM_STATS_SAMPLES`` training images."""
+    """Data split and normalised as :func:`prepare` does, without reading them into memory: the train and
+    test parts are lazy sources over the split's samples. A folder of images (``ImageFolderStream``; labels
+    from the class sub-folders), a Parquet table, or a loader of ``STREAM_OPENERS``; the channel statistics
+    are estimated from ``STREAM_STATS_SAMPLES`` training samples."""
     from pathlib import Path
 
     from .sources import _check_size
-    from .stream import ImageFolderStream, open_stream
+    from .stream import open_stream
 
     options = dict(options or {})
     if cfg.loader == "table":
         return _prepare_table_stream(cfg, stats, options)
+    if cfg.loader in STREAM_OPENERS:
+        return _prepare_opened(cfg, stats, options)
     if cfg.loader != "images":
-        raise UserError(f"data.stream=true streams a folder of images; data.loader={cfg.loader} reads its data into "
-                        f"memory: drop data.stream")
+        raise UserError(f"data.stream=true streams images, tables, series, EDF epochs, audio and videos; data.loader="
+                        f"{cfg.loader} reads its data into memory: drop data.stream")
     unknown = sorted(set(options) - {"size"})
     if unknown:
         raise UserError(f"data.stream=true takes the images loader's data.size only, not {', '.join(unknown)}")
@@ -228,8 +240,36 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
         raise UserError(f"data.stream=true needs a folder of images or of .tar shards, not {_what(cfg.source)}: pass "
                         f"--data FOLDER, or drop data.stream to read a file or a bundled set into memory")
     stream = open_stream(cfg.source, size=_check_size(options.get("size")))
+    return _split_lazy(cfg, stats, stream, "images", Path(cfg.source).name, {})
+
+
+def _prepare_opened(cfg: DataConfig, stats: dict | None, options: dict) -> Prepared:
+    """A loader's lazy form (``STREAM_OPENERS``) opened on ``cfg.source`` with its options, then split."""
+    import importlib
+    from pathlib import Path
+
+    module, name = STREAM_OPENERS[cfg.loader].split(":")
+    opener = getattr(importlib.import_module(module), name)
+    params = inspect.signature(opener).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params) - {"fitted", "seed"})
+        if unknown:
+            raise UserError(f"data.stream=true for data.loader={cfg.loader} takes no option {', '.join(unknown)}: "
+                            f"drop it, or drop data.stream")
+    if not isinstance(cfg.source, (str, Path)):
+        raise UserError(f"data.stream=true reads files, not {_what(cfg.source)}")
+    try:
+        stream = opener(cfg.source, fitted=(stats or {}).get("meta"), seed=cfg.split_seed, **options)
+    except TypeError as e:  # an option the opener does not take
+        raise UserError(f"data.stream=true for data.loader={cfg.loader}: {e}") from None
+    return _split_lazy(cfg, stats, stream, "samples", Path(str(cfg.source)).name, dict(stream.meta))
+
+
+def _split_lazy(cfg: DataConfig, stats: dict | None, stream, what: str, name: str, meta: dict) -> Prepared:
+    """A lazy source's train and test parts by :func:`prepare`'s rules, normalised per channel with statistics
+    estimated from ``STREAM_STATS_SAMPLES`` training samples (or a trained run's ``stats``)."""
     y = stream.labels
-    train_idx, test_idx = _split_indices(len(stream), y, cfg, "images")
+    train_idx, test_idx = _split_indices(len(stream), y, cfg, what)
     x_train = stream.subset(train_idx)
     x_test = stream.subset(test_idx) if len(test_idx) else np.zeros((0, *stream.sample_shape), np.float32)
     if cfg.normalize == "none":
@@ -239,13 +279,13 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     else:
         mean, std = stats["mean"], stats["std"]
         if len(mean) != stream.sample_shape[0]:
-            raise UserError(f"the images have {stream.sample_shape[0]} channels but the run was trained on {len(mean)}: "
-                            f"use images with {len(mean)} channels, as in training")
+            raise UserError(f"the {what} have {stream.sample_shape[0]} channels but the run was trained on "
+                            f"{len(mean)}: use {what} with {len(mean)} channels, as in training")
     for part in (x_train, x_test):
-        if mean is not None and isinstance(part, ImageFolderStream):
+        if mean is not None and not isinstance(part, np.ndarray):
             part.set_normalisation(mean, std)
     return Prepared(x_train, None if y is None else y[train_idx], x_test, None if y is None else y[test_idx],
-                    mean, std, Path(cfg.source).name, {})
+                    mean, std, name, meta)
 
 
 def _prepare_table_stream(cfg: DataConfig, stats: dict | None, options: dict) -> Prepared:

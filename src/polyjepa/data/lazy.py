@@ -1,0 +1,101 @@
+"""A base for lazy sources indexed by rows (a file and a position): batches read on access, subsets, per-channel
+normalisation and channel statistics computed a chunk at a time, so memory holds a batch, not the data."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .stream import LazySource
+
+
+class IndexedSource(LazySource):
+    """A lazy source whose samples are the rows of an index (``_rows``: a file and a position, say), with
+    ``labels``, per-channel normalisation, ``subset`` and channel statistics read in chunks. A subclass sets
+    ``sample_shape`` (C, ...) and ``_rows``, and reads raw float32 samples (k, C, ...) in ``_read(rows)``."""
+
+    labels: np.ndarray | None = None
+    mean = std = None
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        """(k, C, ...) float32 for an index array, tensor, list or slice; (C, ...) for one integer index."""
+        if isinstance(idx, (int, np.integer)):
+            return self[np.array([int(idx)])][0]
+        if isinstance(idx, slice):
+            idx = np.arange(*idx.indices(len(self)))
+        elif isinstance(idx, torch.Tensor):
+            idx = idx.numpy()
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if not len(idx):
+            return torch.empty((0, *self.sample_shape))
+        x = self._read(self._rows[idx])
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+    def subset(self, indices):
+        """The samples at ``indices`` (in that order) as a source of their own, normalised as this one."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out = copy.copy(self)
+        out._rows = self._rows[idx]
+        out.labels = None if self.labels is None else self.labels[idx]
+        return out
+
+    def set_normalisation(self, mean, std) -> None:
+        """Standardise every sample with per-channel ``mean`` and ``std`` (lists of C numbers) from now on."""
+        shape = (-1,) + (1,) * (len(self.sample_shape) - 1)
+        self.mean = np.asarray(mean, np.float32).reshape(shape)
+        self.std = np.asarray(std, np.float32).reshape(shape)
+
+    def channel_stats(self, n: int = 2000, seed: int = 0, chunk: int = 64) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std (NaN padding ignored) of ``n`` samples drawn at random, before normalisation;
+        all of them, in order, when there are at most ``n``. The samples are read ``chunk`` at a time and
+        their statistics combined, so memory holds one chunk."""
+        pick = stats_sample(len(self), n, seed)
+        return chunked_channel_stats(self._read(self._rows[pick[i:i + chunk]]) for i in range(0, len(pick), chunk))
+
+
+def stats_sample(total: int, n: int, seed: int = 0) -> np.ndarray:
+    """The sorted indices of ``n`` of ``total`` samples drawn at random with ``seed``; all of them when ``total <= n``."""
+    if total <= n:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
+
+
+def chunked_channel_stats(chunks) -> tuple[list[float], list[float]]:
+    """:func:`polyjepa.data.prepare.channel_stats` of the concatenation of (k, C, ...) ``chunks``, one chunk in
+    memory at a time: per-chunk counts, means and sums of squared deviations in float64, combined pairwise
+    (Chan, Golub and LeVeque 1979), NaN ignored."""
+    count = mean = m2 = None
+    for a in chunks:
+        a = np.asarray(a, np.float64)
+        axes = (0,) + tuple(range(2, a.ndim))
+        finite = np.isfinite(a)
+        k = finite.sum(axis=axes).astype(np.float64)
+        z = np.where(finite, a, 0.0)
+        mu = z.sum(axis=axes) / np.maximum(k, 1)
+        shape = (1, -1) + (1,) * (a.ndim - 2)
+        d2 = (np.where(finite, a - mu.reshape(shape), 0.0) ** 2).sum(axis=axes)
+        if count is None:
+            count, mean, m2 = k, mu, d2
+            continue
+        total = count + k
+        delta = mu - mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(total > 0, k / np.maximum(total, 1), 0.0)
+        mean = mean + delta * w
+        m2 = m2 + d2 + delta ** 2 * count * w
+        count = total
+    if count is None or not (count > 0).all():
+        bad = [] if count is None else [int(c) for c in np.flatnonzero(count == 0)]
+        raise UserError(f"the training data have no finite values in channel(s) {bad[:5]}: every value there is "
+                        f"NaN or inf; drop those channels or fill them")
+    return mean.tolist(), np.maximum(np.sqrt(m2 / count), 1e-6).tolist()
