@@ -110,7 +110,7 @@ def folder_with_a_bad_jpeg(tmp_path_factory):
     return root
 
 
-def test_a_streamed_run_reports_the_file_its_workers_skipped(folder_with_a_bad_jpeg, tmp_path, capsys):
+def test_a_streamed_run_with_workers_reports_its_one_corrupt_jpeg(folder_with_a_bad_jpeg, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["pretrain", "ijepa-digits", "--data", str(folder_with_a_bad_jpeg), "--out", str(run), *TINY,
                  "--no-progress"]) == 0
