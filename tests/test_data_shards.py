@@ -109,6 +109,14 @@ def test_a_truncated_shard_keeps_the_images_before_the_cut(shards):
     assert any("part-0002.tar" in str(w.message) and "truncated" in str(w.message) for w in caught)
     assert 16 < len(stream) < N and ids(stream[np.arange(16)]) == list(range(16))
     assert any("part-0002.tar" in s for s in stream.skipped)
+    # given a run's skip log, the cut counts once, as the shard, and says the number of lost images is unknown
+    from polyjepa.data.skiplog import read_skip_log
+
+    log = shards / "skipped.tsv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        TarShardStream(shards, max_bad=0.5, skip_log=log)
+    assert list(read_skip_log(log)) == [str(last)] and "unknown" in read_skip_log(log)[str(last)]
 
 
 def test_bad_shards_are_one_clear_error(tmp_path, shards):

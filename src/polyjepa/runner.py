@@ -333,6 +333,10 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     echo(f"polyjepa: {cfg.name} on {prepared.name} ({len(prepared.x_train)} train / {len(prepared.x_test)} test, "
          f"input {input_shape}) -> {run_dir}")
 
+    from .data.skiplog import SKIP_LOG, attach_skip_log, skip_summary
+
+    # files skipped while streaming, by this process, its DataLoader workers and the other ranks, in one log
+    attach_skip_log((prepared.x_train, prepared.x_test), run_dir / SKIP_LOG)
     from .eval.evaluate import Monitor
     from .train.loop import TrainJob, fit
 
@@ -350,6 +354,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
         if rank0:
             atomic_write_text(run_dir / DIVERGED, json.dumps({"step": e.step, "message": str(e)}, indent=1))
         raise
+    except UserError as e:  # raised in a DataLoader worker, it comes back wrapped in the worker's traceback
+        raise UserError(str(e).rpartition("UserError: ")[2] or str(e)) from None
     if not rank0:
         return {}
     (run_dir / DIVERGED).unlink(missing_ok=True)
@@ -384,6 +390,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     }
     if sampled:
         summary["eval_sample"] = sampled
+    if hasattr(prepared.x_train, "skipped"):
+        summary["skipped_files"] = skip_summary(run_dir / SKIP_LOG) or {"count": 0, "first": []}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     from .report import write_report
 
@@ -706,6 +714,10 @@ def format_table(summary: dict) -> str:
     if sample and (sample["train"] < sample["of_train"] or sample["test"] < sample["of_test"]):
         lines.append(f"probes on a stratified sample of {sample['train']} train / {sample['test']} test "
                      f"({'streamed data' if sample.get('streamed') else 'eval.max_samples'})")
+    skipped = summary.get("skipped_files")
+    if skipped and skipped["count"]:
+        lines.append(f"skipped {skipped['count']} unreadable file(s) while streaming, first {skipped['first'][0]} "
+                     f"(all in skipped.tsv in the run directory)")
     if "steps" in summary:
         lines.append(f"trained {summary['steps']} steps in {summary['train_seconds'] / 60:.1f} min "
                      f"({summary['samples_per_second']:.0f} samples/s); whole run {summary['seconds'] / 60:.1f} min")

@@ -28,7 +28,8 @@ class AudioFolderStream(LazySource):
     The spectrograms are :func:`polyjepa.audio.data.load_audio`'s for a folder, sample for sample: resampled
     to one rate, Kaldi-style log-mels, cut or padded to ``frames`` (``crop``), standardised with one mean and
     std over the real frames, padding set to 0. Opening reads each file's header (rate); a file whose header
-    cannot be read is skipped with a warning naming it and listed in ``skipped``. The clips are then decoded
+    cannot be read is skipped with a warning naming it, listed in ``skipped`` and appended to ``skip_log`` (a run's
+    skip log, see :mod:`polyjepa.data.skiplog`) when given. The clips are then decoded
     one at a time into their spectrograms and real-frame masks, written into one memory-mapped array under
     ``cache`` (default: the user cache's ``audio`` folder), keyed by every file's path, size and modification
     time and the options, under a temporary name renamed when complete; a second opening reuses it. A clip
@@ -41,12 +42,14 @@ class AudioFolderStream(LazySource):
         sample_rate, n_mels, frames, win_ms, hop_ms, n_fft, f_min, f_max, window, crop: as ``load_audio``.
         fitted: a trained run's meta (its sample rate, mean and std are reused).
         cache: the folder of the spectrogram cache.
+        skip_log: the file each skipped clip is appended to.
     """
 
     def __init__(self, root: str | Path, *, sample_rate: int | None = None, n_mels: int = 40, frames: int = 64,
                  win_ms: float = 25.0, hop_ms: float = 10.0, n_fft: int | None = None, f_min: float = 20.0,
                  f_max: float | None = None, window: str = "povey", crop: str = "center", fitted: dict | None = None,
-                 stats_clips: int = STATS_CLIPS, seed: int = 0, cache: str | os.PathLike | None = None):
+                 stats_clips: int = STATS_CLIPS, seed: int = 0, cache: str | os.PathLike | None = None,
+                 skip_log: str | os.PathLike | None = None):
         from .crop import CROPS
         from .data import _common_rate
 
@@ -65,11 +68,13 @@ class AudioFolderStream(LazySource):
         classes = sorted({p.parent.relative_to(self.root).as_posix() for p in files})
         labelled = len(classes) > 1 or classes[0] != "."
         self.files, rates, labels, self.skipped = [], [], [], []
+        self.skip_log, self.skip_reasons = (None if skip_log is None else Path(skip_log)), {}
         for f in files:
             info = _header(f)
             if isinstance(info, str):
                 warn(f"skipping audio file {f}: {info}")
                 self.skipped.append(str(f))
+                self.record_skip(str(f), info)
                 continue
             self.files.append(f)
             rates.append(info)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError, warn
+from .skiplog import append_skip, read_skip_log
 from .sources import IMAGE_SUFFIXES, resize_center
 
 
@@ -34,6 +35,16 @@ class LazySource:
     the subclass's ``__len__`` and per-sample ``sample_shape``."""
 
     sample_shape: tuple[int, ...]
+    skip_log: Path | None = None  # the run's skip log (see polyjepa.data.skiplog), shared by all its processes
+
+    def record_skip(self, name: str, why: str) -> int:
+        """Note that file ``name`` was skipped because it ``why`` (appended to ``skip_log`` when set); returns how
+        many distinct files were skipped so far: by every process of the run when there is a log, else by this one."""
+        self.__dict__.setdefault("skip_reasons", {})[name] = why
+        if self.skip_log is None:
+            return len(self.skip_reasons)
+        append_skip(self.skip_log, name, why)
+        return len(read_skip_log(self.skip_log))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -55,9 +66,10 @@ class ImageFolderStream(LazySource):
 
     An image that cannot be decoded is skipped: its slot in the batch is filled by the next readable file
     (batches keep their size, which distributed training needs), a warning names the file, and it is
-    counted in ``skipped`` (and appended to ``skip_log`` when given, which also counts what worker
-    processes skipped). More than ``max_bad`` skipped files (a count, or a fraction of the folder when < 1)
-    is an error.
+    counted in ``skipped`` and appended to ``skip_log`` when given (the run's log, shared by its DataLoader
+    workers and ranks). More than ``max_bad`` skipped files (a count, or a fraction of the whole folder when
+    < 1, in a subset too),
+    counted over every process writing to ``skip_log`` (else over this one), is an error.
 
     Args:
         root: the folder (images directly in it, or one sub-folder per class).
@@ -85,8 +97,10 @@ class ImageFolderStream(LazySource):
         if mean is not None:
             self.set_normalisation(mean, std)
         self.max_bad = max_bad
+        self.n_all = len(self.files)  # what a fractional max_bad is a fraction of: the whole folder, in every part
         self.skip_log = None if skip_log is None else Path(skip_log)
         self.skipped: set[str] = set()
+        self.skip_reasons: dict[str, str] = {}
         first = self._decode_first_readable()
         self.sample_shape = tuple(first.shape)
 
@@ -136,14 +150,10 @@ class ImageFolderStream(LazySource):
             return
         self.skipped.add(name)
         warn(f"skipping image {name}: it {why}")
-        n_bad = len(self.skipped)
-        if self.skip_log is not None:
-            with open(self.skip_log, "a") as f:  # one short line per append: atomic across processes
-                f.write(name + "\n")
-            n_bad = len(set(self.skip_log.read_text().splitlines()))
-        limit = self.max_bad * len(self.files) if self.max_bad < 1 else self.max_bad
+        n_bad = self.record_skip(name, f"it {why}")
+        limit = self.max_bad * self.n_all if self.max_bad < 1 else self.max_bad
         if n_bad > limit:
-            raise UserError(f"{n_bad} of {len(self.files)} images under {self.root} cannot be read (more than "
+            raise UserError(f"{n_bad} of {self.n_all} images under {self.root} cannot be read (more than "
                             f"{limit:.0f}), the last {name}: repair or remove them")
 
     def sample(self, i: int) -> np.ndarray:
@@ -178,14 +188,14 @@ class ImageFolderStream(LazySource):
 
     def subset(self, indices) -> "ImageFolderStream":
         """The images at ``indices`` (in that order) as a stream of their own, with this one's size, mode and
-        normalisation; skipped files are counted afresh."""
+        normalisation; the files skipped so far stay counted (they are the run's, whichever part they fall in)."""
         import copy
 
         out = copy.copy(self)
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         out.files = [self.files[int(i)] for i in idx]
         out.labels = None if self.labels is None else self.labels[idx]
-        out.skipped = set()
+        out.skipped, out.skip_reasons = set(self.skipped), dict(self.skip_reasons)
         if not out.files:
             raise UserError(f"an empty subset of the images under {self.root}: keep at least one image")
         return out
@@ -219,7 +229,9 @@ class TarShardStream(ImageFolderStream):
     inside the shards take the sub-folder as their class, as an image folder does; otherwise there are no
     labels. Opening the shards reads their headers once (an index of offsets); each access then reads the bytes
     of one image. A shard cut short (a truncated copy) keeps the images before the cut: the rest is skipped
-    with a warning naming the shard and counted in ``skipped``, like an image that cannot be decoded. Size,
+    with a warning naming the shard and counted in ``skipped`` as one entry for the shard (a tar has no
+    index, so how many images followed the cut is unknown); an image whose bytes the cut splits is skipped
+    like an image that cannot be decoded. Size,
     mode, normalisation and bad-image handling are :class:`ImageFolderStream`'s.
     """
 
@@ -239,15 +251,19 @@ class TarShardStream(ImageFolderStream):
             n_before = len(names)
             ok = _index_shard(shard, s, names, where, keys, classes)
             if not ok:
-                cut.append(f"{shard.name} (after {len(names) - n_before} images)")
+                cut.append((shard, len(names) - n_before))
         if not names:
             raise UserError(f"the shards in {root} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.files, self._where = names, np.asarray(where, dtype=np.int64)
         self.labels = _shard_labels(names, keys, classes, root)
         self._setup(size, mode, mean, std, max_bad, skip_log)
         if cut:
-            warn(f"skipping the rest of truncated shard(s) {', '.join(cut)}: re-create or re-copy them")
-            self.skipped.update(f"{c} (truncated)" for c in cut)
+            warn(f"skipping the rest of truncated shard(s) "
+                 f"{', '.join(f'{s.name} (after {k} images)' for s, k in cut)}: re-create or re-copy them")
+            for shard, kept in cut:
+                self.skipped.add(str(shard))
+                self.record_skip(str(shard), f"shard cut short after {kept} images; how many images followed the cut "
+                                             f"is unknown")
 
     def _source(self, i: int):
         import io

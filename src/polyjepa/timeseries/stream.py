@@ -143,16 +143,19 @@ class EdfEpochs(IndexedSource):
     Opening indexes the files once (headers, and the annotation channel a chunk at a time); each access then
     reads only the data records an epoch spans. The epochs, their order and their values are those of
     :func:`polyjepa.timeseries.edf.load_edf_epochs`. A file that cannot be read as EDF (a bad header, cut
-    short) is skipped with a warning naming it and listed in ``skipped``; files of another montage or rate
-    than the first are an error.
+    short) is skipped with a warning naming it, listed in ``skipped`` and appended to ``skip_log`` (a run's skip
+    log, see :mod:`polyjepa.data.skiplog`) when given; files of another montage or rate than the first are an
+    error.
     """
 
-    def __init__(self, source: str | Path, *, seconds: float = 4.0, rest: str = "T0", length: int | None = None):
+    def __init__(self, source: str | Path, *, seconds: float = 4.0, rest: str = "T0", length: int | None = None,
+                 skip_log: str | Path | None = None):
         path = Path(source)
         files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".edf") if path.is_dir() else [path]
         if not files or not files[0].exists():
             raise UserError(f"{source} is neither an .edf file nor a folder with .edf files")
         self.root, self.files, self.layouts, self.skipped = path, [], [], []
+        self.skip_log, self.skip_reasons = (None if skip_log is None else Path(skip_log)), {}
         rows, labels, first = [], [], None
         for f in files:
             try:
@@ -161,6 +164,7 @@ class EdfEpochs(IndexedSource):
             except (UserError, OSError, ValueError) as e:
                 warn(f"skipping an EDF file: {e}")
                 self.skipped.append(str(f))
+                self.record_skip(str(f), f"cannot be read as EDF: {e}")
                 continue
             if first is None:
                 first = (f, layout["fs"], layout["labels"])

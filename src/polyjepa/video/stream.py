@@ -50,11 +50,13 @@ class VideoFolderStream(IndexedSource):
     and made grey, pixels scaled to [0, 1]; one sub-folder per class gives labels. Opening decodes each video
     once into ``cache`` (default: the user cache's ``videos`` folder; a second opening reuses it) and keeps
     the frame count; an access memory-maps the cached frames and copies those of its clips. A video that cannot
-    be decoded is skipped with a warning naming it and listed in ``skipped``.
+    be decoded is skipped with a warning naming it, listed in ``skipped`` and appended to ``skip_log`` (a run's
+    skip log, see :mod:`polyjepa.data.skiplog`) when given.
     """
 
     def __init__(self, source: str | Path, *, frames: int, frame_step: int = 1, size: int | None = None,
-                 grayscale: bool = False, cache: str | os.PathLike | None = None):
+                 grayscale: bool = False, cache: str | os.PathLike | None = None,
+                 skip_log: str | os.PathLike | None = None):
         from ..eval.cache import cache_dir
 
         path = Path(source)
@@ -75,6 +77,7 @@ class VideoFolderStream(IndexedSource):
         labelled = len(classes) > 1 or classes[0] != "."
         self.root, self.frames, self.frame_step = path, int(frames), int(frame_step)
         self.files, self.decoded, self.skipped = [], [], []
+        self.skip_log, self.skip_reasons = (None if skip_log is None else Path(skip_log)), {}
         rows, labels, shapes, top = [], [], set(), 0
         span = self.frames * self.frame_step
         for f in files:
@@ -83,6 +86,7 @@ class VideoFolderStream(IndexedSource):
             except UserError as e:
                 warn(f"skipping a video: {' '.join(str(e).split())}")  # decoders' messages run over lines
                 self.skipped.append(str(f))
+                self.record_skip(str(f), " ".join(str(e).split()))
                 continue
             v = np.load(npy, mmap_mode="r")
             starts = range(0, len(v) - span + 1, span)
