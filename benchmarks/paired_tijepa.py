@@ -2,15 +2,16 @@
 retrieval from the fused model, against random-init cross-attention, the frozen encoders with CCA, pixels +
 TF-IDF with CCA, and the committed CLIP two-tower numbers.
 
-    python benchmarks/paired_tijepa.py [DATA.npz] [--seeds 0] [KEY=VALUE ...]      # -> results/paired-tijepa.json
-    python benchmarks/paired_tijepa.py --shapes [--seeds 0]                      # -> paired-tijepa-shapes.json
+    python benchmarks/paired_tijepa.py [DATA.npz] [--seeds 0,1] [KEY=VALUE ...]    # -> results/paired-tijepa.json
+    python benchmarks/paired_tijepa.py --shapes [--seeds 0,1]                    # -> paired-tijepa-shapes.json
 
 Recipe tijepa-flickr8k: an I-JEPA ViT on the training images and a masked-token text transformer on the training
 captions, both then frozen; cross-attention fuses the caption into the patches, a narrow predictor regresses the
 fused target blocks (L2 energy). Every one of the 125 x 625 test (image, caption) pairs is scored by -energy and
 by a logistic probe on the fused embedding (trained on matched / mismatched training pairs). ``--shapes`` runs
 the recipe on synthetic coloured squares instead whose captions name colour and corner (the text then says what the
-masked blocks hold). One thread.
+masked blocks hold). One thread. Each cell is the mean over the seeds; the match AUC is followed by its spread,
+half the range between the lowest and the highest seed.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import _args  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/data/flickr8k_1000_32px_captions.npz"
 COLS = ["match_auc", "a2b_r1", "a2b_r5", "a2b_r10", "a2b_medr", "b2a_r1", "b2a_r5", "b2a_r10", "b2a_medr"]
-HEADER = ["score", "match AUC", "image->text R@1", "R@5", "R@10", "medR", "text->image R@1", "R@5", "R@10", "medR"]
+HEADER = ["score", "match AUC", "± (seeds)", "image->text R@1", "R@5", "R@10", "medR", "text->image R@1", "R@5", "R@10", "medR"]
 DIAG = ("energy_matched", "energy_mismatched", "rankme_fused", "rankme_image_encoder", "final_target_std",
         "final_loss")
 
@@ -69,14 +70,22 @@ def run(data: str, seeds: list[int], overrides: list[str]) -> tuple[dict, dict, 
         for key, d in s["diagnostics"].items():
             diags.setdefault(key, []).append(d)
         r = s["results"]
+        parts = ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds_by_part"].items())
         print(f"  seed {seed}: match AUC energy {r['tijepa_energy']['match_auc']:.3f}, centred "
               f"{r['tijepa_energy_centred']['match_auc']:.3f}, probe {r['tijepa_probe']['match_auc']:.3f} "
-              f"({s['seconds'] / 60:.1f} min)", flush=True)
+              f"({s['seconds'] / 60:.1f} min: {parts})", flush=True)
+        diags.setdefault("seconds_by_part", []).append(s["seconds_by_part"])
     return found, diags, first
 
 
 def table(found: dict, names: dict) -> list[list]:
-    return [[names.get(k, k)] + [float(np.mean([r[c] for r in runs])) for c in COLS] for k, runs in found.items()]
+    """One row per score: the mean over seeds of every column, the match AUC followed by half its range."""
+    rows = []
+    for k, runs in found.items():
+        auc = [r["match_auc"] for r in runs]
+        means = [float(np.mean([r[c] for r in runs])) for c in COLS]
+        rows.append([names.get(k, k), means[0], (max(auc) - min(auc)) / 2, *means[1:]])
+    return rows
 
 
 def print_table(title: str, rows: list[list]) -> None:
@@ -84,7 +93,8 @@ def print_table(title: str, rows: list[list]) -> None:
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "---|" + "---:|" * (len(HEADER) - 1))
     for r in rows:
-        cells = ["-" if v is None else (f"{v:.1f}" if c.endswith("medr") else f"{v:.3f}") for v, c in zip(r[1:], COLS)]
+        cols = [COLS[0], "spread", *COLS[1:]]
+        cells = ["-" if v is None else (f"{v:.1f}" if c.endswith("medr") else f"{v:.3f}") for v, c in zip(r[1:], cols)]
         print("| " + " | ".join([r[0], *cells]) + " |")
 
 
@@ -122,7 +132,7 @@ def main() -> None:
     if clip.exists():
         c = json.loads(clip.read_text())
         row = next(r for r in c["rows"] if r[0].startswith("CLIP"))
-        rows.append(["CLIP two towers (results/paired_flickr8k.json, 3 seeds)", None, *row[1:]])
+        rows.append(["CLIP two towers (results/paired_flickr8k.json, 3 seeds)", None, None, *row[1:]])
     print_table(f"Flickr8k 32px, every test (image, caption) pair scored (mean over seeds {args.seeds})", rows)
     save_result("paired-tijepa", columns=HEADER, rows=rows, seconds=time.time() - t0,
                 title="Flickr8k 32px: TI-JEPA (energy, fused-embedding probe) vs random-init cross-attention, frozen "
@@ -136,7 +146,9 @@ def diag_notes(found: dict, diags: dict) -> list[str]:
     from polyjepa.paired.tijepa_run import ROW_NAMES
 
     notes = [f"{key}: " + ", ".join(f"{k} {np.mean([d[k] for d in ds]):.4g}" for k in DIAG if k in ds[0])
-             for key, ds in diags.items()]
+             for key, ds in diags.items() if key != "seconds_by_part"]
+    notes.append("seconds per part (mean over seeds): " + ", ".join(
+        f"{k} {np.mean([d[k] for d in diags['seconds_by_part']]):.0f}" for k in diags["seconds_by_part"][0]))
     notes.append("match AUC per seed: " + "; ".join(f"{ROW_NAMES.get(k, k)} " + ", ".join(f"{r['match_auc']:.3f}"
                                                                                           for r in v)
                                                   for k, v in found.items()))

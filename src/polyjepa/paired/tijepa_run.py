@@ -586,12 +586,22 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
     echo(f"polyjepa: {cfg.name} on {pairs.name}: {pairs.n_train} train / {int(pairs.test.sum())} test images x "
          f"{pairs.b.shape[1]} captions, images {tuple(pairs.a.shape[1:])}, captions of {pairs.meta['max_len']} "
          f"tokens, vocabulary {pairs.meta['vocab_size']}")
+    clock = {"start": time.time()}
+    seconds: dict[str, float] = {}                       # wall time of each part of this command
+
+    def lap(part: str) -> None:
+        now = time.time()
+        seconds[part] = round(now - clock["start"], 2)
+        clock["start"] = now
+
     image_encoder, image_rec = pretrain_image_encoder(images, seed=seed, ckpts=ckpts, **image_opts)
+    lap("image_encoder")
     echo(f"  image encoder (I-JEPA, {image_rec['steps']} steps): loss {image_rec['first_loss']:.3f} -> "
          f"{image_rec['last_loss']:.3f}")
     text_encoder, text_rec = pretrain_text_encoder(ids.reshape(-1, ids.shape[-1]), vocab_size=pairs.meta["vocab_size"],
                                                    max_len=pairs.meta["max_len"], seed=seed, ckpts=ckpts,
                                                    **text_opts)
+    lap("text_encoder")
     echo(f"  text encoder (masked tokens, {text_rec['steps']} steps): loss {text_rec['first_loss']:.3f} -> "
          f"{text_rec['last_loss']:.3f}")
     steps = int(t.max_steps) if t.max_steps else epoch_steps(len(images), min(t.batch_size, len(images)),
@@ -601,6 +611,7 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
     # the frozen encoders' outputs, computed once for every step and every score of the frozen variants
     shared = {"train": encode_pairs(image_encoder, text_encoder, images, ids),
               "test": encode_pairs(image_encoder, text_encoder, pairs.a[pairs.test], pairs.b[pairs.test])}
+    lap("encode_once")
     variants = {"tijepa": opts["freeze_encoders"]}                       # name -> encoders frozen
     if opts["ablation"] and opts["freeze_encoders"]:
         variants["unfrozen"] = False
@@ -611,6 +622,7 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
         method = build(freeze_encoders=frozen)
         records[name] = train_tijepa(method, images, ids, **train_opts, encoded=shared["train"] if frozen else None,
                                      ckpts=ckpts, stage=name)
+        lap(f"train_{name}")
         rec = records[name]
         echo(f"  {ROW_NAMES[name + '_energy'].rsplit(',', 1)[0]} ({steps} steps): loss {rec['first_loss']:.4f} -> "
              f"{rec['last_loss']:.4f}")
@@ -620,17 +632,19 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
         diagnostics[name].update(final_loss=records[name]["last_loss"],
                                  final_target_std=records[name]["final_target_std"])
         models[name] = method
+        lap(f"evaluate_{name}")
     if dataclass_from(cfg, "eval", EvalConfig).baselines:
         rows, diagnostics["random"], _ = evaluate_tijepa(build(freeze_encoders=True), pairs, seed=seed,
                                                          energy_masks=opts["energy_masks"], shared=shared)
         results.update({f"random_{k}": v for k, v in rows.items()})
         results["frozen_cca"] = frozen_cca_row(shared["train"], shared["test"])
         results["raw_cca"] = raw_cca_row(pairs, seed)
+        lap("baselines")
     method = models["tijepa"]
     summary = {"schema": SCHEMA, "recipe": str(cfg.name), "data": str(cfg.data.source), "seed": seed,
                "n_train": pairs.n_train, "n_test": int(pairs.test.sum()), "captions_per_image": int(pairs.b.shape[1]),
                "built": built_config(method, pairs), "pretraining": {"image": image_rec, "text": text_rec},
-               "training": records, "seconds": time.time() - t_start, "results": results,
+               "training": records, "seconds": time.time() - t_start, "seconds_by_part": seconds, "results": results,
                "diagnostics": diagnostics}
     table = format_tijepa_table(summary)
     if run_dir is not None:
