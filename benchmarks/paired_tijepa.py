@@ -30,7 +30,8 @@ import _args  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/data/flickr8k_1000_32px_captions.npz"
 COLS = ["match_auc", "a2b_r1", "a2b_r5", "a2b_r10", "a2b_medr", "b2a_r1", "b2a_r5", "b2a_r10", "b2a_medr"]
-HEADER = ["score", "match AUC", "± (seeds)", "image->text R@1", "R@5", "R@10", "medR", "text->image R@1", "R@5", "R@10", "medR"]
+HEADER = ["score", "match AUC", "± (seeds)", "image->text R@1", "R@5", "R@10", "medR", "text->image R@1", "R@5",
+          "R@10", "medR"]
 DIAG = ("energy_matched", "energy_mismatched", "rankme_fused", "rankme_image_encoder", "final_target_std",
         "final_loss")
 

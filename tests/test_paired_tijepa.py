@@ -467,3 +467,13 @@ def test_a_resume_may_lower_the_learning_rate_and_it_takes_effect(uninterrupted,
     assert all(torch.allclose(got[k], live[f"live.method.{k}"], atol=1e-7) for k in trained)
     # ... where the uninterrupted run's last step moved them
     assert max(float((full[k] - live[f"live.method.{k}"]).abs().max()) for k in trained) > 1e-5
+
+
+@needs_text
+def test_a_tijepa_run_is_refused_by_probe_with_one_clear_line(uninterrupted):
+    from polyjepa.runner import load_run_method
+
+    run, _ = uninterrupted
+    with pytest.raises(UserError, match="'probe' and 'embed' do not read it") as err:
+        load_run_method(run)
+    assert "\n" not in str(err.value)
