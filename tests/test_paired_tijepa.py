@@ -432,7 +432,8 @@ def _weights(run):
 
 
 @needs_text
-@pytest.mark.parametrize("step", [5, 10, 13])      # inside the text encoder, the fusion's 2nd epoch, the ablation
+# cut inside the image encoder, the text encoder, the fusion's second epoch and the ablation
+@pytest.mark.parametrize("step", [1, 5, 10, 13])
 def test_a_resumed_run_ends_as_the_uninterrupted_one(uninterrupted, tmp_path, step):
     from polyjepa.runner import pretrain
 
@@ -441,7 +442,8 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(uninterrupted, tmp_path, st
     cut = _cut_back(run, tmp_path / "cut", step)
     lines = []
     got = pretrain(resume=str(cut), echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
-    assert any(f"from step-{step:07d}" in line for line in lines)
+    stage = {1: "image", 5: "text", 10: "tijepa", 13: "unfrozen"}[step]
+    assert any(f"continues {stage} from step-{step:07d}" in line for line in lines), lines
     flat_got, flat_want = _flat({k: got[k] for k in KEPT}), _flat({k: want[k] for k in KEPT})
     assert flat_got.keys() == flat_want.keys() and len(flat_got) > 40
     assert flat_got == pytest.approx(flat_want, rel=1e-6, abs=1e-7)
