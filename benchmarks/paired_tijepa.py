@@ -2,8 +2,8 @@
 retrieval from the fused model, against random-init cross-attention, the frozen encoders with CCA, pixels +
 TF-IDF with CCA, and the committed CLIP two-tower numbers.
 
-    python benchmarks/paired_tijepa.py [DATA.npz] [--seeds 0,1] [KEY=VALUE ...]    # -> results/paired-tijepa.json
-    python benchmarks/paired_tijepa.py --shapes [--seeds 0,1]                    # -> paired-tijepa-shapes.json
+    python benchmarks/paired_tijepa.py [DATA.npz] [--seeds 0,1] [--jobs 2] [KEY=VALUE ...]  # -> paired-tijepa.json
+    python benchmarks/paired_tijepa.py --shapes [--seeds 0,1] [--jobs 2]         # -> paired-tijepa-shapes.json
 
 Recipe tijepa-flickr8k: an I-JEPA ViT on the training images and a masked-token text transformer on the training
 captions, both then frozen; cross-attention fuses the caption into the patches, a narrow predictor regresses the
@@ -55,16 +55,33 @@ def shapes_npz(path: Path, n_train: int = 600, n_test: int = 100, size: int = 16
     return path
 
 
-def run(data: str, seeds: list[int], overrides: list[str]) -> tuple[dict, dict, dict]:
+def one_seed(data: str, seed: int, overrides: list[str]) -> dict:
+    """The recipe's summary for one seed, on one thread (run in this process or a worker)."""
+    import torch
+
     from polyjepa.runner import pretrain
 
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        return pretrain("tijepa-flickr8k", data=data, out=str(Path(tmp) / "run"), seed=seed,
+                        overrides=["train.threads=1", *overrides], echo=lambda *a, **k: None)
+
+
+def run(data: str, seeds: list[int], overrides: list[str], jobs: int = 1) -> tuple[dict, dict, dict]:
+    """Every seed's summary, collected per score; ``jobs`` > 1 runs the seeds in that many worker processes,
+    each on one thread (the numbers are those of running them one after the other)."""
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            summaries = list(pool.map(one_seed, [data] * len(seeds), seeds, [overrides] * len(seeds)))
+    else:
+        summaries = (one_seed(data, seed, overrides) for seed in seeds)
     found: dict[str, list[dict]] = {}
     diags: dict[str, list[dict]] = {}
     first = {}
-    for seed in seeds:
-        with tempfile.TemporaryDirectory() as tmp:
-            s = pretrain("tijepa-flickr8k", data=data, out=str(Path(tmp) / "run"), seed=seed,
-                         overrides=["train.threads=1", *overrides], echo=lambda *a, **k: None)
+    for seed, s in zip(seeds, summaries):
         first = first or s
         for key, row in s["results"].items():
             found.setdefault(key, []).append(row)
@@ -104,6 +121,7 @@ def main() -> None:
     ap.add_argument("data", nargs="?", default=DEFAULT_DATA)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--shapes", action="store_true", help="run on synthetic coloured squares instead")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run at once, each in its own one-thread process")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     _args.data_file(args, DEFAULT_DATA, "Flickr8k file", "../shared/data/flickr8k_1000_32px_captions.npz")
@@ -116,9 +134,9 @@ def main() -> None:
     t0 = time.time()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.shapes:
-        shapes(seeds, args.overrides, t0)
+        shapes(seeds, args.overrides, t0, args.jobs)
         return
-    found, diags, first = run(args.data, seeds, args.overrides)
+    found, diags, first = run(args.data, seeds, args.overrides, args.jobs)
     built = first["built"]
     built_line = (f"image encoder: {built['image_encoder']}, I-JEPA {first['pretraining']['image']['steps']} steps; "
                   f"text encoder: {built['text_encoder']}, masked tokens {first['pretraining']['text']['steps']} "
@@ -139,7 +157,7 @@ def main() -> None:
                 title="Flickr8k 32px: TI-JEPA (energy, fused-embedding probe) vs random-init cross-attention, frozen "
                       "encoders + CCA, pixels + TF-IDF CCA, CLIP",
                 notes=[built_line, f"masker: {built['masker']}", *diag_notes(found, diags),
-                       f"seeds {args.seeds}, one thread"],
+                       f"seeds {args.seeds}, one thread each ({args.jobs} at once)"],
                 extra={"per_seed": found, "diagnostics": diags, "built": built})
 
 
@@ -156,21 +174,23 @@ def diag_notes(found: dict, diags: dict) -> list[str]:
     return notes
 
 
-def shapes(seeds: list[int], overrides: list[str], t0: float) -> None:
+def shapes(seeds: list[int], overrides: list[str], t0: float, jobs: int = 1) -> None:
     """The recipe on synthetic squares, where the caption says what the masked blocks hold."""
     from polyjepa.paired.tijepa_run import ROW_NAMES
     from polyjepa.results import save_result
 
     with tempfile.TemporaryDirectory() as tmp:
         path = shapes_npz(Path(tmp) / "shapes.npz")   # 2x2 patches: the 8x8 grid of the 32x32 photos
-        found, diags, first = run(str(path), seeds, ["data.max_len=12", "image_encoder.patch_size=2", *overrides])
+        found, diags, first = run(str(path), seeds, ["data.max_len=12", "image_encoder.patch_size=2", *overrides],
+                                  jobs)
     rows = table(found, ROW_NAMES)
     title = "Synthetic squares (600 train / 100 test, 16x16, two captions naming colour and corner)"
     print_table(title, rows)
     save_result("paired-tijepa-shapes", columns=HEADER, rows=rows, seconds=time.time() - t0, title=title,
                 notes=[f"image encoder: {first['built']['image_encoder']}; fusion: {first['built']['fusion']}; "
                        f"{first['n_train']} train / {first['n_test']} test images x 2 captions",
-                       *diag_notes(found, diags), f"seeds {','.join(map(str, seeds))}, one thread"],
+                       *diag_notes(found, diags),
+                       f"seeds {','.join(map(str, seeds))}, one thread each ({jobs} at once)"],
                 extra={"per_seed": found, "diagnostics": diags})
 
 if __name__ == "__main__":
