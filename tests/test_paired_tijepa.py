@@ -297,3 +297,185 @@ def test_double_centring_removes_image_and_caption_levels():
     inter = rng.normal(size=(5, 7))
     c = double_centre(additive + inter)
     assert np.allclose(c, double_centre(inter)) and np.allclose(c.mean(0), 0) and np.allclose(c.mean(1), 0)
+
+
+def _recorded_losses(method):
+    """Wrap the method's loss so that every step's value is kept."""
+    seen, inner = [], method.loss
+
+    def loss(batch):
+        out = inner(batch)
+        seen.append(float(out["loss"].detach()))
+        return out
+
+    method.loss = loss
+    return seen
+
+
+def test_encoder_outputs_computed_once_give_the_same_training():
+    from polyjepa.paired.tijepa import encode_pairs
+    from polyjepa.paired.tijepa_run import train_tijepa
+
+    images, ids = _pairs_data(12)
+    runs = []
+    for cached in (False, True):
+        method = _tiny_method()
+        seen = _recorded_losses(method)
+        encoded = encode_pairs(method.image_encoder, method.text_encoder, images, ids) if cached else None
+        calls = []
+        hook = method.text_encoder.embed.register_forward_hook(lambda *a: calls.append(1))
+        train_tijepa(method, images, ids, seed=3, steps=8, batch_size=5, lr=1e-2, encoded=encoded)
+        hook.remove()
+        assert (calls == []) == cached                     # the cached run never runs the text encoder
+        runs.append((seen, [p.detach().clone() for p in method.fusion.parameters()]))
+    (a, wa), (b, wb) = runs
+    assert len(a) == len(b) == 8 and a[0] != a[-1]
+    assert np.allclose(a, b, rtol=0, atol=1e-5), (a, b)
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(wa, wb))
+
+
+def test_encoded_pairs_match_the_encoders_run_directly():
+    from polyjepa.paired.tijepa import encode_pairs
+    from polyjepa.paired.tijepa_run import fixed_masks, pair_outputs, pooled_features, side_features
+
+    method = _tiny_method().eval()
+    images, ids = _pairs_data(7)
+    ids[2, 1] = 0                                                       # an empty caption
+    enc = encode_pairs(method.image_encoder, method.text_encoder, images, ids, chunk=3)
+    with torch.no_grad():
+        assert torch.allclose(enc.h, method.image_encoder(images), atol=1e-6)
+        t, _ = method.text_encoder.tokens(ids.reshape(-1, 6))
+        assert torch.allclose(enc.t.reshape(14, 6, -1), t, atol=1e-6)
+        img, txt = pooled_features(enc)
+        assert np.allclose(img, method.image_encoder(images).mean(1).numpy(), atol=1e-6)
+        assert np.allclose(txt.reshape(14, -1), method.text_encoder(ids.reshape(-1, 6)).numpy(), atol=1e-6)
+        masks = fixed_masks(method.masker, 2, seed=0)
+        direct = side_features(method, images, ids, masks, chunk=3)
+        read = side_features(method, images, ids, masks, chunk=3, encoded=enc)
+        for x, y in zip(direct, read):
+            for u, v in zip(x if isinstance(x, list) else [x], y if isinstance(y, list) else [y]):
+                assert torch.allclose(u.float(), v.float(), atol=1e-6)
+        z0 = method.image_encoder(images, keep_idx=masks[0][0].expand(7, -1))
+        assert torch.allclose(read[1][0], z0, atol=1e-6)                # the encoder on the context patches alone
+        img_idx, cap_idx = np.arange(7), np.arange(0, 14, 2)
+        energy, emb = pair_outputs(method, read, img_idx, cap_idx, masks)
+        none, emb_only = pair_outputs(method, read, img_idx, cap_idx, [])
+        assert none is None and np.allclose(emb, emb_only) and energy.shape == (7,)
+
+
+def test_batches_restored_from_their_state_draw_what_the_original_draws():
+    from polyjepa.paired.tijepa_run import Batches
+
+    for cut in (0, 2, 3, 5):                                            # 3 batches of 3 per epoch of 10
+        g = torch.Generator().manual_seed(4)
+        a = Batches(10, 3, g)
+        for _ in range(cut):
+            next(a)
+            torch.rand(2, generator=g)                                  # other draws from the same generator
+        tensors, meta = a.state()
+        want = []
+        for _ in range(5):
+            want.append(next(a))
+            want.append(torch.rand(2, generator=g))
+        b = Batches(10, 3, torch.Generator().manual_seed(99))
+        b.restore(tensors, meta)
+        got = []
+        for _ in range(5):
+            got.append(next(b))
+            got.append(torch.rand(2, generator=b.generator))
+        assert all(torch.equal(x, y) for x, y in zip(want, got)), cut
+
+
+RESUMABLE = [*TINY, "train.checkpoint_every=1", "train.keep_checkpoints=100", "eval.baselines=false"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    from polyjepa.runner import pretrain
+
+    root = tmp_path_factory.mktemp("tijepa_resume")
+    data = _shapes_npz(root / "shapes.npz")
+    s = pretrain("tijepa-flickr8k", data=str(data), out=str(root / "run"), overrides=RESUMABLE,
+                 echo=lambda *a, **k: None)
+    return root / "run", s
+
+
+def _cut_back(src, dst, step):
+    """A copy of run ``src`` as if it had been killed right after writing checkpoint ``step``."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    for p in (dst / "checkpoints").glob("step-*"):
+        if int(p.name.split("-")[1]) > step:
+            shutil.rmtree(p)
+    (dst / "checkpoints" / "latest.json").write_text(json.dumps({"checkpoint": f"step-{step:07d}", "step": step}))
+    for name in ("summary.json", "model.safetensors", "report.md"):
+        (dst / name).unlink()
+    return dst
+
+
+KEPT = ("pretraining", "training", "results", "diagnostics")
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _weights(run):
+    from safetensors.torch import load_file
+
+    return load_file(run / "model.safetensors")
+
+
+@needs_text
+# cut inside the image encoder, the text encoder, the fusion's second epoch and the ablation
+@pytest.mark.parametrize("step", [1, 5, 10, 13])
+def test_a_resumed_run_ends_as_the_uninterrupted_one(uninterrupted, tmp_path, step):
+    from polyjepa.runner import pretrain
+
+    run, want = uninterrupted
+    assert want["training"]["tijepa"]["steps"] == 4 and want["pretraining"]["text"]["steps"] == 5
+    cut = _cut_back(run, tmp_path / "cut", step)
+    lines = []
+    got = pretrain(resume=str(cut), echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    stage = {1: "image", 5: "text", 10: "tijepa", 13: "unfrozen"}[step]
+    assert any(f"continues {stage} from step-{step:07d}" in line for line in lines), lines
+    flat_got, flat_want = _flat({k: got[k] for k in KEPT}), _flat({k: want[k] for k in KEPT})
+    assert flat_got.keys() == flat_want.keys() and len(flat_got) > 40
+    assert flat_got == pytest.approx(flat_want, rel=1e-6, abs=1e-7)
+    a, b = _weights(run), _weights(cut)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@needs_text
+def test_a_resume_may_lower_the_learning_rate_and_it_takes_effect(uninterrupted, tmp_path):
+    from polyjepa.runner import pretrain
+    from polyjepa.train.checkpoint import load_checkpoint
+
+    run, _ = uninterrupted
+    cut = _cut_back(run, tmp_path / "cut", 10)                          # the fusion after 3 of its 4 steps
+    live, _, meta = load_checkpoint(cut / "checkpoints" / "step-0000010")
+    assert meta["stage"] == "tijepa" and meta["progress"]["steps"] == 3
+    pretrain(resume=str(cut), overrides=["train.lr=1e-9"], echo=lambda *a, **k: None)
+    assert "lr: 1.0e-09" in (cut / "config.yaml").read_text()
+    got, full = _weights(cut), _weights(run)
+    trained = [k for k in got if k.startswith(("fusion.", "predictor."))]
+    assert trained
+    # the last step at lr 1e-9 leaves the fusion and predictor where the checkpoint had them ...
+    assert all(torch.allclose(got[k], live[f"live.method.{k}"], atol=1e-7) for k in trained)
+    # ... where the uninterrupted run's last step moved them
+    assert max(float((full[k] - live[f"live.method.{k}"]).abs().max()) for k in trained) > 1e-5
+
+
+@needs_text
+def test_a_tijepa_run_is_refused_by_probe_with_one_clear_line(uninterrupted):
+    from polyjepa.runner import load_run_method
+
+    run, _ = uninterrupted
+    with pytest.raises(UserError, match="'probe' and 'embed' do not read it") as err:
+        load_run_method(run)
+    assert "\n" not in str(err.value)

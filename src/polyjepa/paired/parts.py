@@ -81,5 +81,12 @@ def assemble_two_tower(cfg, input_shape, meta):
                     "'probe' and 'embed' do not read paired runs: use polyjepa.paired.run.load_paired_run in Python")
 
 
-ASSEMBLERS = {"two_tower": assemble_two_tower}
+def assemble_tijepa(cfg, input_shape, meta):
+    from ..errors import UserError
+
+    raise UserError("a tijepa run is trained and scored by 'polyjepa pretrain' (its scores in RUN_DIR/summary.json, "
+                    "the fused model in RUN_DIR/model.safetensors); 'probe' and 'embed' do not read it")
+
+
+ASSEMBLERS = {"two_tower": assemble_two_tower, "tijepa": assemble_tijepa}
 RUNNERS = {"tijepa": run_tijepa}  # pretrain the encoders, train the fusion, score every test pair

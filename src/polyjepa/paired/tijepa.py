@@ -7,10 +7,14 @@ context patches -> image encoder (frozen) -> z (B, Nc, D) -> fusion X(z, t) -> p
 all patches -> image encoder (frozen) -> h (B, N, D) -> fusion X~(h, t) (EMA of X) -> LN -> s[target_idx]
 energy = mean over target tokens and channels of (p - s)^2
 ```
+With frozen encoders, what they make of the training pairs is computed once (:func:`encode_pairs`) and every step
+reads it: the target path's h and the caption tokens t outright; the context path's input patches, since which
+patches the encoder sees changes with every mask (its output over the context alone is not a slice of h).
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -90,6 +94,46 @@ class CrossAttentionFusion(nn.Module):
         return x
 
 
+@dataclass
+class EncodedPairs:
+    """What two frozen encoders make of n images with K captions each, computed once by :func:`encode_pairs`.
+
+    patches (n, N, D): the image tokenizer's output, the context encoder's input (None when the tokenizer
+    itself reads the mask, then ``images`` is the input); h (n, N, D): the image encoder on all patches;
+    t (n, K, L, Dt): caption token features; keep (n, K, L): the real tokens (ids != 0).
+    """
+    images: torch.Tensor
+    patches: torch.Tensor | None
+    h: torch.Tensor
+    t: torch.Tensor
+    keep: torch.Tensor
+
+    @torch.no_grad()
+    def context(self, image_encoder: Backbone, idx: torch.Tensor, context_idx: torch.Tensor) -> torch.Tensor:
+        """The image encoder on the context patches of images ``idx`` (B,): (B, Nc, D)."""
+        if self.patches is None:
+            return image_encoder(self.images[idx], keep_idx=context_idx)
+        return image_encoder.encoder(self.patches[idx], context_idx)
+
+
+@torch.no_grad()
+def encode_pairs(image_encoder: Backbone, text_encoder: TextTransformer, images: torch.Tensor, ids: torch.Tensor,
+                 chunk: int = 256) -> EncodedPairs:
+    """Run the frozen encoders once over images (n, C, H, W) and their captions ids (n, K, L), in chunks."""
+    images, ids = torch.as_tensor(images), torch.as_tensor(ids)
+    n, k, length = ids.shape
+    masks_input = getattr(image_encoder.tokenizer, "masks_input", False)
+    patches, h = [], []
+    for i in range(0, n, chunk):
+        p = image_encoder.tokenizer(images[i:i + chunk])
+        patches.append(p)
+        h.append(image_encoder(images[i:i + chunk]) if masks_input else image_encoder.encoder(p))
+    flat = ids.reshape(-1, length)
+    t = torch.cat([text_encoder.tokens(flat[i:i + 4 * chunk])[0] for i in range(0, len(flat), 4 * chunk)])
+    return EncodedPairs(images=images, patches=None if masks_input else torch.cat(patches), h=torch.cat(h),
+                        t=t.reshape(n, k, length, -1), keep=ids != 0)
+
+
 class TIJEPA(nn.Module):
     """TI-JEPA on image-caption pairs.
 
@@ -103,7 +147,7 @@ class TIJEPA(nn.Module):
             path, while the target side runs the same encoders without gradient (stop-gradient).
         loss: latent distance ('l2' is the paper's energy).
     A batch from the trainer is (B, 1) row indices of the attached pairs; :meth:`make_batch` draws one of each
-    image's captions and the masks.
+    image's captions and the masks (the same draws whether or not the encoders' outputs were attached).
     """
 
     def __init__(self, *, image_encoder: Backbone, text_encoder: TextTransformer, fusion: CrossAttentionFusion,
@@ -117,20 +161,28 @@ class TIJEPA(nn.Module):
         self.freeze_encoders, self.loss_kind = bool(freeze_encoders), loss
         image_encoder.requires_grad_(not self.freeze_encoders)   # an EMA copy arrives with gradients off
         text_encoder.requires_grad_(not self.freeze_encoders)
-        self._images = self._ids = None
+        self._images = self._ids = self._encoded = None
 
-    def attach(self, images: np.ndarray, ids: np.ndarray) -> "TIJEPA":
-        """Hold the training pairs: images (n, C, H, W), ids (n, K, L) token ids of K captions per image."""
-        self._images, self._ids = torch.as_tensor(images), torch.as_tensor(ids)
+    def attach(self, images: np.ndarray, ids: np.ndarray, encoded: EncodedPairs | None = None) -> "TIJEPA":
+        """Hold the training pairs: images (n, C, H, W), ids (n, K, L) token ids of K captions per image, and
+        optionally what the frozen encoders make of them (:func:`encode_pairs`), which the steps then read."""
+        if encoded is not None and not self.freeze_encoders:
+            raise ValueError("encoder outputs computed once hold only for frozen encoders")
+        self._images, self._ids, self._encoded = torch.as_tensor(images), torch.as_tensor(ids), encoded
         return self
 
     def make_batch(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
         idx = x[:, 0].long()
         ids = self._ids[idx]                                                  # (B, K, L)
+        rows = torch.arange(len(idx))
         pick = torch.randint(ids.shape[1], (len(idx),), generator=generator)
         context_idx, target_idx = self.masker(len(idx), generator)
-        return {"x": x, "images": self._images[idx], "ids": ids[torch.arange(len(idx)), pick],
-                "context_idx": context_idx, "target_idx": target_idx}
+        batch = {"x": x, "ids": ids[rows, pick], "context_idx": context_idx, "target_idx": target_idx}
+        e = self._encoded
+        if e is None:
+            return {**batch, "images": self._images[idx]}
+        return {**batch, "z": e.context(self.image_encoder, idx, context_idx), "h": e.h[idx],
+                "t": e.t[idx, pick], "keep": e.keep[idx, pick]}
 
     def text_tokens(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids (B, L) -> (text token features (B, L, Dt), keep (B, L): the real tokens, ids != 0)."""
@@ -146,13 +198,19 @@ class TIJEPA(nn.Module):
         return self.loss(batch)
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
-        images, ids = batch["images"], batch["ids"]
+        """The batch holds images and ids, or (frozen encoders) their outputs z, h, t and keep."""
         context_idx, target_idx = batch["context_idx"], batch["target_idx"]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoders):
-            t, keep = self.text_tokens(ids)                                   # (B, L, Dt)
-            z = self.image_encoder(images, keep_idx=context_idx)              # (B, Nc, D): context patches only
+        if "h" in batch:                                                      # read from encode_pairs
+            z, h, t, keep = batch["z"], batch["h"], batch["t"], batch["keep"]
+        else:
+            images = batch["images"]
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoders):
+                t, keep = self.text_tokens(batch["ids"])                      # (B, L, Dt)
+                z = self.image_encoder(images, keep_idx=context_idx)          # (B, Nc, D): context patches only
+            with torch.no_grad():
+                h = self.image_encoder(images)
         with torch.no_grad():
-            target = gather_tokens(self.targets(self.image_encoder(images), t.detach(), keep), target_idx)
+            target = gather_tokens(self.targets(h, t.detach(), keep), target_idx)
         p = self.predictor(self.fusion(z, t, keep), context_idx, target_idx)  # (B, M, Nt, D)
         return latent_regression(p, target, kind=self.loss_kind)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import time
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,10 +23,11 @@ from ..objectives.latent import latent_regression
 from ..objectives.vcr import vcr_loss
 from ..targets.ema import EMATarget
 from ..tokenizers.patch2d import PatchEmbed2D
+from ..train.checkpoint import atomic_write_text, load_latest_checkpoint, load_model_state, save_checkpoint
 from ..train.schedules import set_lr, warmup_cosine_factor
 from .data import Pairs
 from .text import TextTransformer
-from .tijepa import TIJEPA, CrossAttentionFusion
+from .tijepa import TIJEPA, CrossAttentionFusion, EncodedPairs, encode_pairs
 
 SCHEMA = "polyjepa-tijepa-summary/1"
 MASK_ID = 1  # masked caption tokens are replaced by the tokenizer's [UNK] id
@@ -70,45 +74,173 @@ def cross_attention_fusion(*, dim: int, text_dim: int, depth: int = 1, heads: in
 
 
 def train_steps(params, loss_fn, *, steps: int, lr: float, weight_decay: float = 0.05, warmup: float = 0.1,
-                after_step=None, label: str = "") -> dict:
+                grad_clip: float | None = 1.0, after_step=None, label: str = "", track: tuple[str, ...] = (),
+                checkpoint: "_StageHook | None" = None) -> dict:
     """AdamW over ``steps`` with linear warm-up and cosine decay; ``loss_fn(step) -> {"loss", ...}``.
-    Returns the mean loss of the first and last tenth of the steps."""
+
+    ``track`` names outputs of ``loss_fn`` besides the loss whose last-tenth mean the record holds. With a
+    ``checkpoint`` hook the stage is saved every ``checkpoint.every`` steps and, when the hook carries a resume,
+    continues from its step with its optimizer state and losses; the learning rate follows the schedule of
+    ``lr`` from that step on, so a resume that changes ``lr`` takes effect at once.
+    Returns the steps and the mean loss (and tracked values) of the first and last tenth of the steps."""
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    losses = []
-    for step in range(steps):
+    losses, logs, start = [], {k: [] for k in track}, 0
+    if checkpoint is not None and checkpoint.resume is not None:
+        opt.load_state_dict(checkpoint.resume["optimizer"])
+        progress = checkpoint.resume["progress"]
+        start, losses = int(progress["steps"]), list(progress["losses"])
+        logs = {k: list(progress["logs"][k]) for k in track}
+    for step in range(start, steps):
         set_lr(opt, lr * warmup_cosine_factor(step, steps, int(warmup * steps)))
         out = loss_fn(step)
         if not torch.isfinite(out["loss"]):
             raise UserError(f"{label}: the loss became {float(out['loss'])} at step {step}: lower the learning rate")
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         if after_step is not None:
             after_step(step, steps)
         losses.append(float(out["loss"].detach()))
+        for k in track:
+            logs[k].append(float(out[k]))
+        done = step + 1
+        if checkpoint is not None and checkpoint.every > 0 and done % checkpoint.every == 0 and done < steps:
+            checkpoint.save(opt, {"steps": done, "losses": losses, "logs": logs})
     k = max(1, steps // 10)
-    return {"steps": steps, "first_loss": float(np.mean(losses[:k])), "last_loss": float(np.mean(losses[-k:]))}
+    return {"steps": steps, "first_loss": float(np.mean(losses[:k])), "last_loss": float(np.mean(losses[-k:])),
+            **{f"final_{name}": float(np.mean(v[-k:])) for name, v in logs.items()}}
 
 
-def batch_indices(n: int, batch_size: int, generator: torch.Generator):
-    """Endless (batch_size,) index tensors: shuffled epochs, the last partial batch dropped."""
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        for i in range(0, n - batch_size + 1, batch_size):
-            yield perm[i:i + batch_size]
+class Batches:
+    """Endless (batch_size,) index tensors over n items: shuffled epochs, the last partial batch dropped.
+
+    The permutation of an epoch is drawn from ``generator`` when its first batch is asked for, between the
+    draws the caller makes from the same generator (masks, captions). :meth:`state` (the generator now and at
+    the epoch's start, the position) and :meth:`restore` put a fresh object where a saved one stood."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.perm, self.pos, self.epoch_state = None, 0, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self.perm is None or self.pos + self.batch_size > self.n:
+            self.epoch_state = self.generator.get_state()
+            self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+        self.pos += self.batch_size
+        return self.perm[self.pos - self.batch_size:self.pos]
+
+    def state(self) -> tuple[dict, dict]:
+        """(tensors, JSON) of where the batches stand."""
+        tensors = {"now": self.generator.get_state()}
+        if self.epoch_state is not None:
+            tensors["epoch"] = self.epoch_state
+        return tensors, {"pos": self.pos}
+
+    def restore(self, tensors: dict, meta: dict) -> None:
+        if "epoch" in tensors:
+            self.generator.set_state(tensors["epoch"])
+            self.epoch_state = tensors["epoch"].clone()
+            self.perm = torch.randperm(self.n, generator=self.generator)
+        self.generator.set_state(tensors["now"])
+        self.pos = int(meta["pos"])
 
 
 def epoch_steps(n: int, batch_size: int, epochs: int) -> int:
     return max(1, n // batch_size) * epochs
 
 
+class _StageHook:
+    """What :func:`train_steps` reads of a stage's checkpoints: ``every`` (steps between saves), ``resume``
+    ({"optimizer", "progress"} or None) and ``save(optimizer, progress)``."""
+
+    def __init__(self, ckpts: "_Checkpoints", stage: str, modules: dict, batches: Batches):
+        self.ckpts, self.stage, self.modules, self.batches = ckpts, stage, modules, batches
+        self.every, self.resume = ckpts.every, None
+        if ckpts.current == stage and ckpts.live is not None:
+            live = ckpts.live
+            for name, module in modules.items():
+                load_model_state(module, {k.split(".", 1)[1]: v for k, v in live["state"].items()
+                                          if k.split(".", 1)[0] == name}, live["path"])
+            batches.restore(live["rng"], live["progress"]["batches"])
+            self.resume = {"optimizer": live["optimizer"], "progress": live["progress"]}
+
+    def save(self, optimizer, progress: dict) -> None:
+        rng, pos = self.batches.state()
+        state = {f"live.{name}.{k}": v for name, m in self.modules.items() for k, v in m.state_dict().items()}
+        state.update({f"rng.{k}": v for k, v in rng.items()})
+        self.ckpts.save(state, optimizer, {**progress, "batches": pos}, self.stage)
+
+
+class _Checkpoints:
+    """A TI-JEPA run's checkpoints (``run_dir/checkpoints/step-*``, the library's safetensors + JSON format):
+    one sequence over the stages trained one after the other (image encoder, text encoder, each fusion
+    variant). A checkpoint holds what every finished stage made (weights ``out.<stage>.<name>``, its record in
+    the JSON state) and, of the stage in training, its modules (``live.<module>.<name>``), optimizer, random
+    generator (``rng.now``, ``rng.epoch``), batch position, step and losses."""
+
+    def __init__(self, run_dir: Path, keep: int, every: int):
+        self.dir, self.keep, self.every = run_dir / "checkpoints", int(keep), int(every)
+        self.finished: dict[str, dict] = {}
+        self.outputs: dict[str, dict] = {}
+        self.current: str | None = None
+        self.live: dict | None = None
+
+    def load(self) -> bool:
+        """Read the newest intact checkpoint; False when there is none."""
+        found = load_latest_checkpoint(self.dir)
+        if found is None:
+            return False
+        path, state, optim, meta = found
+        live, rng = {}, {}
+        for key, value in state.items():
+            group, rest = key.split(".", 1)
+            if group == "out":
+                stage, name = rest.split(".", 1)
+                self.outputs.setdefault(stage, {})[name] = value
+            elif group == "live":
+                live[rest] = value
+            else:
+                rng[rest] = value
+        self.finished, self.current = dict(meta.get("finished", {})), meta.get("stage")
+        if self.current is not None:
+            self.live = {"state": live, "rng": rng, "optimizer": optim, "progress": meta["progress"], "path": path}
+        return True
+
+    def restore(self, stage: str, module: nn.Module) -> dict | None:
+        """The record of ``stage`` with its output loaded into ``module``, or None if it has not finished."""
+        if stage not in self.finished:
+            return None
+        load_model_state(module, self.outputs[stage], self.dir)
+        return self.finished[stage]
+
+    def hook(self, stage: str, modules: dict, batches: Batches) -> _StageHook:
+        return _StageHook(self, stage, modules, batches)
+
+    def finish(self, stage: str, record: dict, module: nn.Module) -> None:
+        self.finished[stage], self.current, self.live = record, None, None
+        self.outputs[stage] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self.save({}, None, None, None)
+
+    def save(self, state: dict, optimizer, progress: dict | None, stage: str | None) -> None:
+        outputs = {f"out.{s}.{k}": v for s, o in self.outputs.items() for k, v in o.items()}
+        step = sum(r["steps"] for r in self.finished.values()) + (progress["steps"] if progress else 0)
+        save_checkpoint(self.dir, step, {**outputs, **state}, None if optimizer is None else optimizer.state_dict(),
+                        {"stage": stage, "progress": progress, "finished": self.finished}, keep=self.keep)
+
+
 def pretrain_image_encoder(images: torch.Tensor, *, seed: int, patch_size: int, dim: int, depth: int, heads: int,
                            predictor_dim: int, predictor_depth: int, predictor_heads: int, epochs: int,
-                           batch_size: int, lr: float, var_weight: float, cov_weight: float) -> tuple[Backbone, dict]:
+                           batch_size: int, lr: float, var_weight: float, cov_weight: float,
+                           ckpts: _Checkpoints | None = None) -> tuple[Backbone, dict]:
     """I-JEPA (the library's JEPA method, multi-block masks, EMA target, L2 latent loss, VCR) on ``images``
-    (n, C, H, W); returns the EMA encoder and the training record."""
+    (n, C, H, W); returns the EMA encoder and the training record. With ``ckpts`` the stage ``image`` is
+    checkpointed, continued or, when it has finished, read back."""
     from ..methods.jepa import JEPA
 
     with torch.random.fork_rng(devices=[]):
@@ -121,9 +253,13 @@ def pretrain_image_encoder(images: torch.Tensor, *, seed: int, patch_size: int, 
         jepa = JEPA(backbone=backbone, predictor=predictor, masker=MultiBlockMasker(grid=tokenizer.grid),
                     target=EMATarget(backbone), objective=functools.partial(latent_regression, kind="l2"),
                     regularizer=functools.partial(vcr_loss, var_weight=var_weight, cov_weight=cov_weight))
+    encoder = jepa.target.model
+    record = ckpts.restore("image", encoder) if ckpts is not None else None
+    if record is not None:
+        return encoder.eval(), record
     g = torch.Generator().manual_seed(seed)
     bs = min(batch_size, len(images))
-    draw = batch_indices(len(images), bs, g)
+    draw = Batches(len(images), bs, g)
     steps = epoch_steps(len(images), bs, epochs)
 
     def loss(step):
@@ -132,23 +268,30 @@ def pretrain_image_encoder(images: torch.Tensor, *, seed: int, patch_size: int, 
 
     params = [p for m in jepa.trainable_modules() for p in m.parameters()]
     record = train_steps(params, loss, steps=steps, lr=lr, label="image I-JEPA",
-                         after_step=lambda s, n: jepa.update_target(s, n))
-    return jepa.target.model.eval(), record
+                         after_step=lambda s, n: jepa.update_target(s, n),
+                         checkpoint=ckpts.hook("image", {"jepa": jepa}, draw) if ckpts is not None else None)
+    if ckpts is not None:
+        ckpts.finish("image", record, encoder)
+    return encoder.eval(), record
 
 
 def pretrain_text_encoder(ids: torch.Tensor, *, vocab_size: int, max_len: int, seed: int, dim: int, depth: int,
                           heads: int, mask_ratio: float, epochs: int, batch_size: int,
-                          lr: float) -> tuple[TextTransformer, dict]:
+                          lr: float, ckpts: _Checkpoints | None = None) -> tuple[TextTransformer, dict]:
     """Masked-token prediction on captions ``ids`` (n, L): a ``mask_ratio`` share of each batch's real tokens
-    becomes [UNK] and a linear head over the vocabulary predicts the original ids (cross entropy)."""
+    becomes [UNK] and a linear head over the vocabulary predicts the original ids (cross entropy). With
+    ``ckpts`` the stage ``text`` is checkpointed, continued or read back."""
     ids = ids[(ids != 0).any(1)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tower = TextTransformer(vocab_size=vocab_size, max_len=max_len, dim=dim, depth=depth, heads=heads)
         head = nn.Linear(dim, vocab_size)
+    record = ckpts.restore("text", tower) if ckpts is not None else None
+    if record is not None:
+        return tower.eval(), record
     g = torch.Generator().manual_seed(seed + 1)
     bs = min(batch_size, len(ids))
-    draw = batch_indices(len(ids), bs, g)
+    draw = Batches(len(ids), bs, g)
 
     def loss(step):
         x = ids[next(draw)]
@@ -158,8 +301,11 @@ def pretrain_text_encoder(ids: torch.Tensor, *, vocab_size: int, max_len: int, s
         h, _ = tower.tokens(x.masked_fill(masked, MASK_ID))
         return {"loss": F.cross_entropy(head(h[masked]), x[masked])}
 
+    hook = ckpts.hook("text", {"tower": tower, "head": head}, draw) if ckpts is not None else None
     record = train_steps([*tower.parameters(), *head.parameters()], loss, steps=epoch_steps(len(ids), bs, epochs),
-                         lr=lr, label="caption masked-token prediction")
+                         lr=lr, label="caption masked-token prediction", checkpoint=hook)
+    if ckpts is not None:
+        ckpts.finish("text", record, tower)
     return tower.eval(), record
 
 
@@ -188,51 +334,66 @@ def build_tijepa(cfg, image_encoder: Backbone, text_encoder: TextTransformer, *,
 
 
 def train_tijepa(method: TIJEPA, images: torch.Tensor, ids: torch.Tensor, *, seed: int, steps: int,
-                 batch_size: int, lr: float, weight_decay: float = 0.05, warmup: float = 0.1) -> dict:
+                 batch_size: int, lr: float, weight_decay: float = 0.05, warmup: float = 0.1,
+                 grad_clip: float | None = 1.0, encoded: EncodedPairs | None = None, ckpts: _Checkpoints | None = None,
+                 stage: str = "tijepa") -> dict:
     """Train the fusion and predictor (and the encoders when unfrozen) on pairs (images (n, C, H, W),
-    ids (n, K, L)); the target fusion follows by EMA after every step."""
-    method.attach(images, ids)
+    ids (n, K, L)); the target fusion follows by EMA after every step. ``encoded``: the frozen encoders'
+    outputs of these pairs (:func:`encode_pairs`), read instead of running the encoders at every step (the
+    same steps, masks and losses). With ``ckpts`` the stage is checkpointed, continued or read back."""
+    record = ckpts.restore(stage, method) if ckpts is not None else None
+    if record is not None:
+        return record
+    method.attach(images, ids, encoded)
     g = torch.Generator().manual_seed(seed)
     bs = min(batch_size, len(images))
-    draw = batch_indices(len(images), bs, g)
-    stds = []
+    draw = Batches(len(images), bs, g)
 
     def loss(step):
-        out = method.loss(method.make_batch(next(draw)[:, None], g))
-        stds.append(float(out["target_std"]))
-        return out
+        return method.loss(method.make_batch(next(draw)[:, None], g))
 
     params = [p for m in method.trainable_modules() for p in m.parameters()]
-    record = train_steps(params, loss, steps=steps, lr=lr, weight_decay=weight_decay, warmup=warmup, label="TI-JEPA",
-                         after_step=method.update_target)
-    return {**record, "final_target_std": float(np.mean(stds[-max(1, steps // 10):]))}
+    hook = ckpts.hook(stage, {"method": method}, draw) if ckpts is not None else None
+    record = train_steps(params, loss, steps=steps, lr=lr, weight_decay=weight_decay, warmup=warmup,
+                         grad_clip=grad_clip, label="TI-JEPA", after_step=method.update_target, track=("target_std",),
+                         checkpoint=hook)
+    method.attach(images, ids)                                # drop the reference to the encoded pairs
+    if ckpts is not None:
+        ckpts.finish(stage, record, method)
+    return record
 
 
 @torch.no_grad()
-def side_features(method: TIJEPA, images: torch.Tensor, ids: torch.Tensor, masks: list, chunk: int = 256):
+def side_features(method: TIJEPA, images: torch.Tensor, ids: torch.Tensor, masks: list, chunk: int = 256,
+                  encoded: EncodedPairs | None = None):
     """Encoder outputs reused by every pair: h (n, N, D) all patches, z per mask set (n, Nc, D), and the
-    caption tokens t (m, L, Dt) with keep (m, L)."""
+    caption tokens t (m, L, Dt) with keep (m, L), m = n K. ``encoded``: what the (frozen) encoders made of
+    these images and captions already, so that only the context features per mask are computed."""
     method.eval()
-    h = torch.cat([method.image_encoder(images[i:i + chunk]) for i in range(0, len(images), chunk)])
-    zs = [torch.cat([method.image_encoder(images[i:i + chunk], keep_idx=ci.expand(len(images[i:i + chunk]), -1))
-                     for i in range(0, len(images), chunk)]) for ci, _ in masks]
-    parts = [method.text_tokens(ids[i:i + chunk]) for i in range(0, len(ids), chunk)]
-    return h, zs, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    if encoded is None:
+        encoded = encode_pairs(method.image_encoder, method.text_encoder, images, ids, chunk)
+    n, length = len(encoded.h), encoded.t.shape[2]
+    zs = [torch.cat([encoded.context(method.image_encoder, torch.arange(i, min(i + chunk, n)),
+                                     ci.expand(min(chunk, n - i), -1)) for i in range(0, n, chunk)])
+          for ci, _ in masks]
+    return encoded.h, zs, encoded.t.reshape(-1, length, encoded.t.shape[-1]), encoded.keep.reshape(-1, length)
 
 
 @torch.no_grad()
 def pair_outputs(method: TIJEPA, feats, img: np.ndarray, cap: np.ndarray, masks: list,
-                 chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """For pairs (img[p], cap[p]): the energy averaged over ``masks`` (P,) and the fused embedding (P, D)."""
+                 chunk: int = 1024) -> tuple[np.ndarray | None, np.ndarray]:
+    """For pairs (img[p], cap[p]): the energy averaged over ``masks`` (P,) (None when ``masks`` is empty)
+    and the fused embedding (P, D)."""
     h, zs, t, keep = feats
     energies, embs = [], []
     for i in range(0, len(img), chunk):
         a, b = torch.as_tensor(img[i:i + chunk]), torch.as_tensor(cap[i:i + chunk])
         s = method.targets(h[a], t[b], keep[b])                                  # (P, N, D)
-        e = sum(method.energy(z[a], s, t[b], keep[b], ci, ti) for z, (ci, ti) in zip(zs, masks)) / len(masks)
-        energies.append(e)
+        if masks:
+            energies.append(sum(method.energy(z[a], s, t[b], keep[b], ci, ti)
+                                for z, (ci, ti) in zip(zs, masks)) / len(masks))
         embs.append(s.mean(1))
-    return torch.cat(energies).numpy(), torch.cat(embs).numpy()
+    return (torch.cat(energies).numpy() if masks else None), torch.cat(embs).numpy()
 
 
 def fixed_masks(masker, n: int, seed: int) -> list:
@@ -256,12 +417,15 @@ def scored(sim: np.ndarray, owner: np.ndarray) -> dict:
     return {"match_auc": matching_auc(sim, owner), **retrieval_metrics(sim, owner)}
 
 
-def evaluate_tijepa(method: TIJEPA, pairs: Pairs, *, seed: int = 0, energy_masks: int = 2) -> tuple[dict, dict, dict]:
+def evaluate_tijepa(method: TIJEPA, pairs: Pairs, *, seed: int = 0, energy_masks: int = 2,
+                    shared: dict | None = None) -> tuple[dict, dict, dict]:
     """Score every test (image, caption) pair by -energy and by a matching probe on the fused embedding.
 
     The probe is logistic regression on standardised fused embeddings of the training pairs: every caption of
-    an image (matched, label 1) and as many captions of other training images (label 0). Returns the two rows
-    (match AUC, retrieval), collapse diagnostics and the test matrices' shapes."""
+    an image (matched, label 1) and as many captions of other training images (label 0). ``shared``: for
+    variants over the same frozen encoders, {"train": ..., "test": ...} what the encoders made of each split
+    (:func:`encode_pairs`); the test split's context features per mask set are kept in it for the next
+    variant. Returns the rows (match AUC, retrieval), collapse diagnostics and the test matrices' shapes."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -271,21 +435,23 @@ def evaluate_tijepa(method: TIJEPA, pairs: Pairs, *, seed: int = 0, energy_masks
     train, test = ~pairs.test, pairs.test
     masks = fixed_masks(method.masker, energy_masks, seed)
     rng = np.random.default_rng(seed)
-    # training pairs for the probe
-    a_tr = torch.as_tensor(pairs.a[train])
-    n, k, length = pairs.b[train].shape
-    feats = side_features(method, a_tr, torch.as_tensor(pairs.b[train].reshape(-1, length)), masks)
+    shared = {} if shared is None else shared
+    # training pairs for the probe: only their fused embeddings are read, no energy
+    n, k, _ = pairs.b[train].shape
+    feats = side_features(method, pairs.a[train], pairs.b[train], [], encoded=shared.get("train"))
     img_pos = np.repeat(np.arange(n), k)
     img_neg = (img_pos + rng.integers(1, n, len(img_pos))) % n                  # another image, same caption
     cap = np.arange(n * k)
-    _, e_pos = pair_outputs(method, feats, img_pos, cap, masks[:1])
-    _, e_neg = pair_outputs(method, feats, img_neg, cap, masks[:1])
+    _, e_pos = pair_outputs(method, feats, img_pos, cap, [])
+    _, e_neg = pair_outputs(method, feats, img_neg, cap, [])
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
     probe.fit(np.concatenate([e_pos, e_neg]), np.r_[np.ones(len(e_pos)), np.zeros(len(e_neg))])
     # every test pair
     n_te, k_te, _ = pairs.b[test].shape
-    feats = side_features(method, torch.as_tensor(pairs.a[test]), torch.as_tensor(pairs.b[test].reshape(-1, length)),
-                          masks)
+    key = ("test_features", tuple(tuple(m.flatten().tolist()) for pair in masks for m in pair))
+    feats = shared.get(key) or side_features(method, pairs.a[test], pairs.b[test], masks, encoded=shared.get("test"))
+    if "test" in shared:
+        shared[key] = feats
     img, cap = np.divmod(np.arange(n_te * n_te * k_te), n_te * k_te)
     energy, emb = pair_outputs(method, feats, img, cap, masks)
     owner = np.repeat(np.arange(n_te), k_te)
@@ -309,27 +475,22 @@ def double_centre(m: np.ndarray) -> np.ndarray:
     return m - m.mean(1, keepdims=True) - m.mean(0, keepdims=True) + m.mean()
 
 
-def frozen_cca_row(image_encoder: Backbone, text_encoder: TextTransformer, pairs: Pairs) -> dict:
+def pooled_features(encoded: EncodedPairs) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-pooled patch features (n, D) and caption features (n, K, Dt) of encoded pairs, as the encoders pool
+    them (the text tower averages its real tokens; an empty caption, its padding)."""
+    w = (encoded.keep | ~encoded.keep.any(-1, keepdim=True)).unsqueeze(-1).to(encoded.t.dtype)
+    txt = (encoded.t * w).sum(2) / w.sum(2)
+    return encoded.h.mean(1).numpy().astype(np.float64), txt.numpy().astype(np.float64)
+
+
+def frozen_cca_row(train: EncodedPairs, test: EncodedPairs) -> dict:
     """The frozen encoders alone: mean-pooled patch and caption features, CCA fitted on the training pairs,
     cosine in the canonical space."""
     from .baselines import RawFeatures, cca_embeddings
     from .retrieval import cosine_similarity
 
-    train, test = ~pairs.test, pairs.test
-
-    @torch.no_grad()
-    def img(x):
-        return torch.cat([image_encoder(torch.as_tensor(x[i:i + 256])).mean(1) for i in range(0, len(x), 256)]).numpy()
-
-    @torch.no_grad()
-    def txt(b):
-        flat = torch.as_tensor(b.reshape(-1, b.shape[-1]))
-        out = torch.cat([text_encoder(flat[i:i + 512]) for i in range(0, len(flat), 512)]).numpy()
-        return out.reshape(b.shape[0], b.shape[1], -1).astype(np.float64)
-
-    raw = RawFeatures(img(pairs.a[train]).astype(np.float64), img(pairs.a[test]).astype(np.float64),
-                      txt(pairs.b[train]), txt(pairs.b[test]))
-    a_c, b_c = cca_embeddings(raw)
+    (a_tr, b_tr), (a_te, b_te) = pooled_features(train), pooled_features(test)
+    a_c, b_c = cca_embeddings(RawFeatures(a_tr, a_te, b_tr, b_te))
     owner = np.repeat(np.arange(len(a_c)), b_c.shape[1])
     return scored(cosine_similarity(a_c, b_c.reshape(-1, b_c.shape[-1])), owner)
 
@@ -371,10 +532,18 @@ def format_tijepa_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True) -> dict:
+def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write: bool = True,
+               resume: bool = False) -> dict:
     """``polyjepa pretrain`` for a TI-JEPA recipe: pretrain and freeze the encoders, train the fusion, evaluate
-    against the baselines; returns the summary (and writes the run directory)."""
-    from ..config import DataConfig, EvalConfig, TrainConfig, dataclass_from, part_kwargs
+    against the baselines; returns the summary.
+
+    With ``write`` the run directory is made first (config.yaml, run.json) and every stage (image encoder,
+    text encoder, each fusion variant) is checkpointed every ``train.checkpoint_every`` steps and when it ends;
+    ``resume`` (``polyjepa pretrain --resume RUN_DIR``, ``out`` the run directory) reads the finished stages
+    back, continues the one in training from its step and evaluates: the weights and losses are those of a
+    run that never stopped (unless the resume changed ``train.lr`` or the length of the fusion training).
+    """
+    from ..config import DataConfig, EvalConfig, TrainConfig, dataclass_from, part_kwargs, to_yaml
     from ..registry import build_part
     from .run import load_run_pairs
 
@@ -391,23 +560,58 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
                         f"images; bring an .npz with an images column")
     image_opts = build_part("image_encoder", cfg, part_kwargs(cfg, "image_encoder")) or ijepa_image_encoder()
     text_opts = build_part("text_encoder", cfg, part_kwargs(cfg, "text_encoder")) or mlm_text_encoder()
+    name = str(cfg.name)
+    ckpts = run_dir = None
+    if write:
+        from ..runner import new_run_dir
+
+        if resume:
+            run_dir = Path(out)
+            ckpts = _Checkpoints(run_dir, int(t.keep_checkpoints), int(t.checkpoint_every))
+            if not ckpts.load():
+                echo(f"polyjepa: {run_dir} was stopped before its first checkpoint: starting it over")
+            elif ckpts.current is not None:
+                echo(f"polyjepa: {run_dir} continues {ckpts.current} from {ckpts.live['path'].name} "
+                     f"(step {ckpts.live['progress']['steps']})")
+        else:
+            run_dir = new_run_dir(out, name)
+            ckpts = _Checkpoints(run_dir, int(t.keep_checkpoints), int(t.checkpoint_every))
+            info = {"recipe": name, "seed": seed, "data": str(cfg.data.source), "input_shape": list(pairs.a.shape[1:]),
+                    "tijepa": True, "created": datetime.now().isoformat(timespec="seconds")}
+            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+            atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
     train = ~pairs.test
     images = torch.as_tensor(pairs.a[train])
     ids = torch.as_tensor(pairs.b[train])
     echo(f"polyjepa: {cfg.name} on {pairs.name}: {pairs.n_train} train / {int(pairs.test.sum())} test images x "
          f"{pairs.b.shape[1]} captions, images {tuple(pairs.a.shape[1:])}, captions of {pairs.meta['max_len']} "
          f"tokens, vocabulary {pairs.meta['vocab_size']}")
-    image_encoder, image_rec = pretrain_image_encoder(images, seed=seed, **image_opts)
+    clock = {"start": time.time()}
+    seconds: dict[str, float] = {}                       # wall time of each part of this command
+
+    def lap(part: str) -> None:
+        now = time.time()
+        seconds[part] = round(now - clock["start"], 2)
+        clock["start"] = now
+
+    image_encoder, image_rec = pretrain_image_encoder(images, seed=seed, ckpts=ckpts, **image_opts)
+    lap("image_encoder")
     echo(f"  image encoder (I-JEPA, {image_rec['steps']} steps): loss {image_rec['first_loss']:.3f} -> "
          f"{image_rec['last_loss']:.3f}")
     text_encoder, text_rec = pretrain_text_encoder(ids.reshape(-1, ids.shape[-1]), vocab_size=pairs.meta["vocab_size"],
-                                                   max_len=pairs.meta["max_len"], seed=seed, **text_opts)
+                                                   max_len=pairs.meta["max_len"], seed=seed, ckpts=ckpts,
+                                                   **text_opts)
+    lap("text_encoder")
     echo(f"  text encoder (masked tokens, {text_rec['steps']} steps): loss {text_rec['first_loss']:.3f} -> "
          f"{text_rec['last_loss']:.3f}")
     steps = int(t.max_steps) if t.max_steps else epoch_steps(len(images), min(t.batch_size, len(images)),
                                                                int(t.max_epochs))
     train_opts = dict(seed=seed, steps=steps, batch_size=int(t.batch_size), lr=float(t.lr),
-                      weight_decay=float(t.weight_decay[0]), warmup=float(t.warmup))
+                      weight_decay=float(t.weight_decay[0]), warmup=float(t.warmup), grad_clip=t.grad_clip)
+    # the frozen encoders' outputs, computed once for every step and every score of the frozen variants
+    shared = {"train": encode_pairs(image_encoder, text_encoder, images, ids),
+              "test": encode_pairs(image_encoder, text_encoder, pairs.a[pairs.test], pairs.b[pairs.test])}
+    lap("encode_once")
     variants = {"tijepa": opts["freeze_encoders"]}                       # name -> encoders frozen
     if opts["ablation"] and opts["freeze_encoders"]:
         variants["unfrozen"] = False
@@ -416,33 +620,38 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
                               loss=opts["loss"])
     for name, frozen in variants.items():
         method = build(freeze_encoders=frozen)
-        records[name] = train_tijepa(method, images, ids, **train_opts)
+        records[name] = train_tijepa(method, images, ids, **train_opts, encoded=shared["train"] if frozen else None,
+                                     ckpts=ckpts, stage=name)
+        lap(f"train_{name}")
         rec = records[name]
         echo(f"  {ROW_NAMES[name + '_energy'].rsplit(',', 1)[0]} ({steps} steps): loss {rec['first_loss']:.4f} -> "
              f"{rec['last_loss']:.4f}")
-        rows, diagnostics[name], _ = evaluate_tijepa(method, pairs, seed=seed, energy_masks=opts["energy_masks"])
+        rows, diagnostics[name], _ = evaluate_tijepa(method, pairs, seed=seed, energy_masks=opts["energy_masks"],
+                                                     shared=shared if frozen else None)
         results.update({f"{name}_{k}": v for k, v in rows.items()})
         diagnostics[name].update(final_loss=records[name]["last_loss"],
                                  final_target_std=records[name]["final_target_std"])
         models[name] = method
+        lap(f"evaluate_{name}")
     if dataclass_from(cfg, "eval", EvalConfig).baselines:
         rows, diagnostics["random"], _ = evaluate_tijepa(build(freeze_encoders=True), pairs, seed=seed,
-                                                         energy_masks=opts["energy_masks"])
+                                                         energy_masks=opts["energy_masks"], shared=shared)
         results.update({f"random_{k}": v for k, v in rows.items()})
-        results["frozen_cca"] = frozen_cca_row(image_encoder, text_encoder, pairs)
+        results["frozen_cca"] = frozen_cca_row(shared["train"], shared["test"])
         results["raw_cca"] = raw_cca_row(pairs, seed)
+        lap("baselines")
     method = models["tijepa"]
     summary = {"schema": SCHEMA, "recipe": str(cfg.name), "data": str(cfg.data.source), "seed": seed,
                "n_train": pairs.n_train, "n_test": int(pairs.test.sum()), "captions_per_image": int(pairs.b.shape[1]),
                "built": built_config(method, pairs), "pretraining": {"image": image_rec, "text": text_rec},
-               "training": records, "seconds": time.time() - t_start, "results": results,
+               "training": records, "seconds": time.time() - t_start, "seconds_by_part": seconds, "results": results,
                "diagnostics": diagnostics}
     table = format_tijepa_table(summary)
-    if write:
-        from ..runner import write_run
+    if run_dir is not None:
+        from ..runner import write_run_files
 
-        summary["run_dir"] = str(write_run(out, str(cfg.name), cfg, summary, {"model": method},
-                                           f"# {cfg.name}\n\n```\n{table}\n```\n"))
+        summary["run_dir"] = str(run_dir)
+        write_run_files(run_dir, summary, {"model": method}, f"# {name}\n\n```\n{table}\n```\n")
     echo(table)
     return summary
 
@@ -462,3 +671,6 @@ def built_config(method: TIJEPA, pairs: Pairs) -> dict:
             "frozen_encoders": method.freeze_encoders,
             "trainable_parameters": sum(q.numel() for m in method.trainable_modules() for q in m.parameters()
                                         if q.requires_grad)}
+
+
+run_tijepa.resumable = True   # polyjepa pretrain --resume hands its run directories back to this runner
