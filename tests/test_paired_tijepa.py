@@ -443,7 +443,7 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(uninterrupted, tmp_path, st
     lines = []
     got = pretrain(resume=str(cut), echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
     stage = {1: "image", 5: "text", 10: "tijepa", 13: "unfrozen"}[step]
-    assert any(f"continues {stage} from step-{step:07d}" in line for line in lines), lines
+    assert any(f"continues from step-{step:07d} (stage {stage}," in line for line in lines), lines
     flat_got, flat_want = _flat({k: got[k] for k in KEPT}), _flat({k: want[k] for k in KEPT})
     assert flat_got.keys() == flat_want.keys() and len(flat_got) > 40
     assert flat_got == pytest.approx(flat_want, rel=1e-6, abs=1e-7)
@@ -466,9 +466,9 @@ def test_a_resume_may_lower_the_learning_rate_and_it_takes_effect(uninterrupted,
     trained = [k for k in got if k.startswith(("fusion.", "predictor."))]
     assert trained
     # the last step at lr 1e-9 leaves the fusion and predictor where the checkpoint had them ...
-    assert all(torch.allclose(got[k], live[f"live.method.{k}"], atol=1e-7) for k in trained)
+    assert all(torch.allclose(got[k], live[f"tijepa.{k}"], atol=1e-7) for k in trained)
     # ... where the uninterrupted run's last step moved them
-    assert max(float((full[k] - live[f"live.method.{k}"]).abs().max()) for k in trained) > 1e-5
+    assert max(float((full[k] - live[f"tijepa.{k}"]).abs().max()) for k in trained) > 1e-5
 
 
 @needs_text
@@ -479,3 +479,21 @@ def test_a_tijepa_run_is_refused_by_probe_with_one_clear_line(uninterrupted):
     with pytest.raises(UserError, match="'probe' and 'embed' do not read it") as err:
         load_run_method(run)
     assert "\n" not in str(err.value)
+
+
+def test_a_finished_stage_without_its_weights_in_the_checkpoint_is_refused(tmp_path):
+    from polyjepa.paired.tijepa_run import finished_stage
+    from polyjepa.train.stages import StageCheckpoints
+
+    ckpts = StageCheckpoints(tmp_path, every=1)
+    ckpts.finished = {"image": {"steps": 2, "first_loss": 1.0, "last_loss": 0.5}}
+    ckpts.weights = {"text": {"weight": torch.zeros(2)}}
+    with pytest.raises(UserError, match=r"lacks its weights \['image'\]") as err:
+        finished_stage(ckpts, "image", {"image": torch.nn.Linear(2, 2)})
+    assert "\n" not in str(err.value)
+    assert finished_stage(ckpts, "fusion", {"fusion": torch.nn.Linear(2, 2)}) is None      # not finished: train it
+    layer = torch.nn.Linear(2, 2)
+    ckpts.finished["text"] = {"steps": 1, "last_loss": 0.1, "seconds": 3.0}       # seconds: not a result
+    ckpts.weights["text"] = {k: torch.full_like(v, 7.0) for k, v in layer.state_dict().items()}
+    assert finished_stage(ckpts, "text", {"text": layer}) == {"steps": 1, "last_loss": 0.1}
+    assert torch.all(layer.weight == 7.0)

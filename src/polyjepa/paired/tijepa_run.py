@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import time
-from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +20,7 @@ from ..objectives.latent import latent_regression
 from ..objectives.vcr import vcr_loss
 from ..targets.ema import EMATarget
 from ..tokenizers.patch2d import PatchEmbed2D
-from ..train.checkpoint import atomic_write_text, load_latest_checkpoint, load_model_state, save_checkpoint
+from ..train.stages import StageCheckpoints, generator_state, open_stage_run, set_generator_state
 from ..train.schedules import set_lr, warmup_cosine_factor
 from .data import Pairs
 from .text import TextTransformer
@@ -75,23 +72,25 @@ def cross_attention_fusion(*, dim: int, text_dim: int, depth: int = 1, heads: in
 
 def train_steps(params, loss_fn, *, steps: int, lr: float, weight_decay: float = 0.05, warmup: float = 0.1,
                 grad_clip: float | None = 1.0, after_step=None, label: str = "", track: tuple[str, ...] = (),
-                checkpoint: "_StageHook | None" = None) -> dict:
+                ckpts: StageCheckpoints | None = None, stage: str = "", modules: dict[str, nn.Module] | None = None,
+                batches: "Batches | None" = None) -> dict:
     """AdamW over ``steps`` with linear warm-up and cosine decay; ``loss_fn(step) -> {"loss", ...}``.
 
-    ``track`` names outputs of ``loss_fn`` besides the loss whose last-tenth mean the record holds. With a
-    ``checkpoint`` hook the stage is saved every ``checkpoint.every`` steps and, when the hook carries a resume,
-    continues from its step with its optimizer state and losses; the learning rate follows the schedule of
-    ``lr`` from that step on, so a resume that changes ``lr`` takes effect at once.
+    ``track`` names outputs of ``loss_fn`` besides the loss whose last-tenth mean the record holds. With
+    ``ckpts`` the run's stage ``stage`` (its ``modules``, the optimizer, the ``batches`` and their generator,
+    the losses so far) is checkpointed every ``ckpts.every`` steps and when it ends; a stage the checkpoint
+    left in training continues from its step. The learning rate follows the schedule of ``lr`` from that step
+    on, so a resume that changes ``lr`` takes effect at once.
     Returns the steps and the mean loss (and tracked values) of the first and last tenth of the steps."""
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    losses, logs, start = [], {k: [] for k in track}, 0
-    if checkpoint is not None and checkpoint.resume is not None:
-        opt.load_state_dict(checkpoint.resume["optimizer"])
-        progress = checkpoint.resume["progress"]
-        start, losses = int(progress["steps"]), list(progress["losses"])
-        logs = {k: list(progress["logs"][k]) for k in track}
-    for step in range(start, steps):
+    gens = {} if batches is None else {"batches": batches.generator}
+    pos = (ckpts or StageCheckpoints(None)).begin(stage, dict(modules or {}), opt, generators=gens,
+                                                  state={"losses": [], "logs": {k: [] for k in track}})
+    if pos.resumed and batches is not None:
+        batches.restore_json(pos.state["batches"])
+    losses, logs = pos.state["losses"], pos.state["logs"]
+    for step in range(pos.step, steps):
         set_lr(opt, lr * warmup_cosine_factor(step, steps, int(warmup * steps)))
         out = loss_fn(step)
         if not torch.isfinite(out["loss"]):
@@ -106,12 +105,24 @@ def train_steps(params, loss_fn, *, steps: int, lr: float, weight_decay: float =
         losses.append(float(out["loss"].detach()))
         for k in track:
             logs[k].append(float(out[k]))
-        done = step + 1
-        if checkpoint is not None and checkpoint.every > 0 and done % checkpoint.every == 0 and done < steps:
-            checkpoint.save(opt, {"steps": done, "losses": losses, "logs": logs})
+        pos.advance(**({} if batches is None else {"batches": batches.state_json()}))
     k = max(1, steps // 10)
-    return {"steps": steps, "first_loss": float(np.mean(losses[:k])), "last_loss": float(np.mean(losses[-k:])),
-            **{f"final_{name}": float(np.mean(v[-k:])) for name, v in logs.items()}}
+    record = {"steps": steps, "first_loss": float(np.mean(losses[:k])), "last_loss": float(np.mean(losses[-k:])),
+              **{f"final_{name}": float(np.mean(v[-k:])) for name, v in logs.items()}}
+    pos.finish(**record)
+    return record
+
+
+def finished_stage(ckpts: StageCheckpoints | None, stage: str, modules: dict[str, nn.Module]) -> dict | None:
+    """The training record of ``stage`` with its weights loaded into ``modules`` when the checkpoints hold it
+    finished, else None. A checkpoint that records the stage finished without holding its weights comes from
+    another layout of this run and is refused rather than read as untrained modules."""
+    if ckpts is not None and stage in ckpts.finished and any(name not in ckpts.weights for name in modules):
+        raise UserError(f"checkpoint {ckpts.path} records stage {stage!r} finished but lacks its weights "
+                        f"{sorted(set(modules) - set(ckpts.weights))}: it comes from another version of this run; "
+                        f"start the run again")
+    done = ckpts.skip(stage, modules) if ckpts is not None else None
+    return None if done is None else {k: v for k, v in done.items() if k not in ("seconds", "torch_rng")}
 
 
 class Batches:
@@ -150,94 +161,33 @@ class Batches:
         self.generator.set_state(tensors["now"])
         self.pos = int(meta["pos"])
 
+    def state_json(self) -> dict:
+        """Where the batches stand besides the generator's state now, as JSON: the position and the generator's
+        state at the epoch's start (base64 text)."""
+        if self.epoch_state is None:
+            return {"pos": self.pos}
+        at_epoch = torch.Generator()
+        at_epoch.set_state(self.epoch_state)
+        return {"pos": self.pos, "epoch": generator_state(at_epoch)}
+
+    def restore_json(self, meta: dict) -> None:
+        """Continue from :meth:`state_json`, the generator already set to its state at that moment."""
+        tensors = {"now": self.generator.get_state()}
+        if "epoch" in meta:
+            at_epoch = torch.Generator()
+            set_generator_state(at_epoch, meta["epoch"])
+            tensors["epoch"] = at_epoch.get_state()
+        self.restore(tensors, meta)
+
 
 def epoch_steps(n: int, batch_size: int, epochs: int) -> int:
     return max(1, n // batch_size) * epochs
 
 
-class _StageHook:
-    """What :func:`train_steps` reads of a stage's checkpoints: ``every`` (steps between saves), ``resume``
-    ({"optimizer", "progress"} or None) and ``save(optimizer, progress)``."""
-
-    def __init__(self, ckpts: "_Checkpoints", stage: str, modules: dict, batches: Batches):
-        self.ckpts, self.stage, self.modules, self.batches = ckpts, stage, modules, batches
-        self.every, self.resume = ckpts.every, None
-        if ckpts.current == stage and ckpts.live is not None:
-            live = ckpts.live
-            for name, module in modules.items():
-                load_model_state(module, {k.split(".", 1)[1]: v for k, v in live["state"].items()
-                                          if k.split(".", 1)[0] == name}, live["path"])
-            batches.restore(live["rng"], live["progress"]["batches"])
-            self.resume = {"optimizer": live["optimizer"], "progress": live["progress"]}
-
-    def save(self, optimizer, progress: dict) -> None:
-        rng, pos = self.batches.state()
-        state = {f"live.{name}.{k}": v for name, m in self.modules.items() for k, v in m.state_dict().items()}
-        state.update({f"rng.{k}": v for k, v in rng.items()})
-        self.ckpts.save(state, optimizer, {**progress, "batches": pos}, self.stage)
-
-
-class _Checkpoints:
-    """A TI-JEPA run's checkpoints (``run_dir/checkpoints/step-*``, the library's safetensors + JSON format):
-    one sequence over the stages trained one after the other (image encoder, text encoder, each fusion
-    variant). A checkpoint holds what every finished stage made (weights ``out.<stage>.<name>``, its record in
-    the JSON state) and, of the stage in training, its modules (``live.<module>.<name>``), optimizer, random
-    generator (``rng.now``, ``rng.epoch``), batch position, step and losses."""
-
-    def __init__(self, run_dir: Path, keep: int, every: int):
-        self.dir, self.keep, self.every = run_dir / "checkpoints", int(keep), int(every)
-        self.finished: dict[str, dict] = {}
-        self.outputs: dict[str, dict] = {}
-        self.current: str | None = None
-        self.live: dict | None = None
-
-    def load(self) -> bool:
-        """Read the newest intact checkpoint; False when there is none."""
-        found = load_latest_checkpoint(self.dir)
-        if found is None:
-            return False
-        path, state, optim, meta = found
-        live, rng = {}, {}
-        for key, value in state.items():
-            group, rest = key.split(".", 1)
-            if group == "out":
-                stage, name = rest.split(".", 1)
-                self.outputs.setdefault(stage, {})[name] = value
-            elif group == "live":
-                live[rest] = value
-            else:
-                rng[rest] = value
-        self.finished, self.current = dict(meta.get("finished", {})), meta.get("stage")
-        if self.current is not None:
-            self.live = {"state": live, "rng": rng, "optimizer": optim, "progress": meta["progress"], "path": path}
-        return True
-
-    def restore(self, stage: str, module: nn.Module) -> dict | None:
-        """The record of ``stage`` with its output loaded into ``module``, or None if it has not finished."""
-        if stage not in self.finished:
-            return None
-        load_model_state(module, self.outputs[stage], self.dir)
-        return self.finished[stage]
-
-    def hook(self, stage: str, modules: dict, batches: Batches) -> _StageHook:
-        return _StageHook(self, stage, modules, batches)
-
-    def finish(self, stage: str, record: dict, module: nn.Module) -> None:
-        self.finished[stage], self.current, self.live = record, None, None
-        self.outputs[stage] = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        self.save({}, None, None, None)
-
-    def save(self, state: dict, optimizer, progress: dict | None, stage: str | None) -> None:
-        outputs = {f"out.{s}.{k}": v for s, o in self.outputs.items() for k, v in o.items()}
-        step = sum(r["steps"] for r in self.finished.values()) + (progress["steps"] if progress else 0)
-        save_checkpoint(self.dir, step, {**outputs, **state}, None if optimizer is None else optimizer.state_dict(),
-                        {"stage": stage, "progress": progress, "finished": self.finished}, keep=self.keep)
-
-
 def pretrain_image_encoder(images: torch.Tensor, *, seed: int, patch_size: int, dim: int, depth: int, heads: int,
                            predictor_dim: int, predictor_depth: int, predictor_heads: int, epochs: int,
                            batch_size: int, lr: float, var_weight: float, cov_weight: float,
-                           ckpts: _Checkpoints | None = None) -> tuple[Backbone, dict]:
+                           ckpts: StageCheckpoints | None = None) -> tuple[Backbone, dict]:
     """I-JEPA (the library's JEPA method, multi-block masks, EMA target, L2 latent loss, VCR) on ``images``
     (n, C, H, W); returns the EMA encoder and the training record. With ``ckpts`` the stage ``image`` is
     checkpointed, continued or, when it has finished, read back."""
@@ -254,7 +204,7 @@ def pretrain_image_encoder(images: torch.Tensor, *, seed: int, patch_size: int, 
                     target=EMATarget(backbone), objective=functools.partial(latent_regression, kind="l2"),
                     regularizer=functools.partial(vcr_loss, var_weight=var_weight, cov_weight=cov_weight))
     encoder = jepa.target.model
-    record = ckpts.restore("image", encoder) if ckpts is not None else None
+    record = finished_stage(ckpts, "image", {"image": jepa})
     if record is not None:
         return encoder.eval(), record
     g = torch.Generator().manual_seed(seed)
@@ -269,15 +219,13 @@ def pretrain_image_encoder(images: torch.Tensor, *, seed: int, patch_size: int, 
     params = [p for m in jepa.trainable_modules() for p in m.parameters()]
     record = train_steps(params, loss, steps=steps, lr=lr, label="image I-JEPA",
                          after_step=lambda s, n: jepa.update_target(s, n),
-                         checkpoint=ckpts.hook("image", {"jepa": jepa}, draw) if ckpts is not None else None)
-    if ckpts is not None:
-        ckpts.finish("image", record, encoder)
+                         ckpts=ckpts, stage="image", modules={"image": jepa}, batches=draw)
     return encoder.eval(), record
 
 
 def pretrain_text_encoder(ids: torch.Tensor, *, vocab_size: int, max_len: int, seed: int, dim: int, depth: int,
                           heads: int, mask_ratio: float, epochs: int, batch_size: int,
-                          lr: float, ckpts: _Checkpoints | None = None) -> tuple[TextTransformer, dict]:
+                          lr: float, ckpts: StageCheckpoints | None = None) -> tuple[TextTransformer, dict]:
     """Masked-token prediction on captions ``ids`` (n, L): a ``mask_ratio`` share of each batch's real tokens
     becomes [UNK] and a linear head over the vocabulary predicts the original ids (cross entropy). With
     ``ckpts`` the stage ``text`` is checkpointed, continued or read back."""
@@ -286,7 +234,7 @@ def pretrain_text_encoder(ids: torch.Tensor, *, vocab_size: int, max_len: int, s
         torch.manual_seed(seed)
         tower = TextTransformer(vocab_size=vocab_size, max_len=max_len, dim=dim, depth=depth, heads=heads)
         head = nn.Linear(dim, vocab_size)
-    record = ckpts.restore("text", tower) if ckpts is not None else None
+    record = finished_stage(ckpts, "text", {"text": tower, "text_head": head})
     if record is not None:
         return tower.eval(), record
     g = torch.Generator().manual_seed(seed + 1)
@@ -301,11 +249,9 @@ def pretrain_text_encoder(ids: torch.Tensor, *, vocab_size: int, max_len: int, s
         h, _ = tower.tokens(x.masked_fill(masked, MASK_ID))
         return {"loss": F.cross_entropy(head(h[masked]), x[masked])}
 
-    hook = ckpts.hook("text", {"tower": tower, "head": head}, draw) if ckpts is not None else None
     record = train_steps([*tower.parameters(), *head.parameters()], loss, steps=epoch_steps(len(ids), bs, epochs),
-                         lr=lr, label="caption masked-token prediction", checkpoint=hook)
-    if ckpts is not None:
-        ckpts.finish("text", record, tower)
+                         lr=lr, label="caption masked-token prediction", ckpts=ckpts, stage="text",
+                         modules={"text": tower, "text_head": head}, batches=draw)
     return tower.eval(), record
 
 
@@ -335,13 +281,13 @@ def build_tijepa(cfg, image_encoder: Backbone, text_encoder: TextTransformer, *,
 
 def train_tijepa(method: TIJEPA, images: torch.Tensor, ids: torch.Tensor, *, seed: int, steps: int,
                  batch_size: int, lr: float, weight_decay: float = 0.05, warmup: float = 0.1,
-                 grad_clip: float | None = 1.0, encoded: EncodedPairs | None = None, ckpts: _Checkpoints | None = None,
-                 stage: str = "tijepa") -> dict:
+                 grad_clip: float | None = 1.0, encoded: EncodedPairs | None = None,
+                 ckpts: StageCheckpoints | None = None, stage: str = "tijepa") -> dict:
     """Train the fusion and predictor (and the encoders when unfrozen) on pairs (images (n, C, H, W),
     ids (n, K, L)); the target fusion follows by EMA after every step. ``encoded``: the frozen encoders'
     outputs of these pairs (:func:`encode_pairs`), read instead of running the encoders at every step (the
     same steps, masks and losses). With ``ckpts`` the stage is checkpointed, continued or read back."""
-    record = ckpts.restore(stage, method) if ckpts is not None else None
+    record = finished_stage(ckpts, stage, {stage: method})
     if record is not None:
         return record
     method.attach(images, ids, encoded)
@@ -353,13 +299,10 @@ def train_tijepa(method: TIJEPA, images: torch.Tensor, ids: torch.Tensor, *, see
         return method.loss(method.make_batch(next(draw)[:, None], g))
 
     params = [p for m in method.trainable_modules() for p in m.parameters()]
-    hook = ckpts.hook(stage, {"method": method}, draw) if ckpts is not None else None
     record = train_steps(params, loss, steps=steps, lr=lr, weight_decay=weight_decay, warmup=warmup,
                          grad_clip=grad_clip, label="TI-JEPA", after_step=method.update_target, track=("target_std",),
-                         checkpoint=hook)
+                         ckpts=ckpts, stage=stage, modules={stage: method}, batches=draw)
     method.attach(images, ids)                                # drop the reference to the encoded pairs
-    if ckpts is not None:
-        ckpts.finish(stage, record, method)
     return record
 
 
@@ -543,7 +486,7 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
     back, continues the one in training from its step and evaluates: the weights and losses are those of a
     run that never stopped (unless the resume changed ``train.lr`` or the length of the fusion training).
     """
-    from ..config import DataConfig, EvalConfig, TrainConfig, dataclass_from, part_kwargs, to_yaml
+    from ..config import DataConfig, EvalConfig, TrainConfig, dataclass_from, part_kwargs
     from ..registry import build_part
     from .run import load_run_pairs
 
@@ -561,25 +504,9 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
     image_opts = build_part("image_encoder", cfg, part_kwargs(cfg, "image_encoder")) or ijepa_image_encoder()
     text_opts = build_part("text_encoder", cfg, part_kwargs(cfg, "text_encoder")) or mlm_text_encoder()
     name = str(cfg.name)
-    ckpts = run_dir = None
-    if write:
-        from ..runner import new_run_dir
-
-        if resume:
-            run_dir = Path(out)
-            ckpts = _Checkpoints(run_dir, int(t.keep_checkpoints), int(t.checkpoint_every))
-            if not ckpts.load():
-                echo(f"polyjepa: {run_dir} was stopped before its first checkpoint: starting it over")
-            elif ckpts.current is not None:
-                echo(f"polyjepa: {run_dir} continues {ckpts.current} from {ckpts.live['path'].name} "
-                     f"(step {ckpts.live['progress']['steps']})")
-        else:
-            run_dir = new_run_dir(out, name)
-            ckpts = _Checkpoints(run_dir, int(t.keep_checkpoints), int(t.checkpoint_every))
-            info = {"recipe": name, "seed": seed, "data": str(cfg.data.source), "input_shape": list(pairs.a.shape[1:]),
-                    "tijepa": True, "created": datetime.now().isoformat(timespec="seconds")}
-            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-            atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+    run_dir, ckpts = open_stage_run(cfg, out=out, name=name, seed=seed, resume=resume, write=write, echo=echo,
+                                    info={"data": str(cfg.data.source), "input_shape": list(pairs.a.shape[1:]),
+                                          "tijepa": True})
     train = ~pairs.test
     images = torch.as_tensor(pairs.a[train])
     ids = torch.as_tensor(pairs.b[train])
