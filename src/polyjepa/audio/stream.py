@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.lazy import stats_sample
-from ..data.stream import LazySource
+from ..data.stream import LazySource, index_rows
 from ..errors import UserError, warn
 from .io import AUDIO_SUFFIXES, read_audio
 
@@ -170,11 +170,7 @@ class AudioFolderStream(LazySource):
         """(k, 1, n_mels, frames) float32 for an index array, tensor, list or slice; (1, n_mels, frames) for one."""
         if isinstance(idx, (int, np.integer)):
             return self[np.array([int(idx)])][0]
-        if isinstance(idx, slice):
-            idx = np.arange(*idx.indices(len(self)))
-        elif isinstance(idx, torch.Tensor):
-            idx = idx.numpy()
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        idx = index_rows(idx, len(self))
         if not len(idx):
             return torch.empty((0, *self.sample_shape))
         specs, valid = self._spectrograms(idx)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .stream import LazySource
+from .stream import LazySource, index_rows
 
 
 class IndexedSource(LazySource):
@@ -29,11 +29,7 @@ class IndexedSource(LazySource):
         """(k, C, ...) float32 for an index array, tensor, list or slice; (C, ...) for one integer index."""
         if isinstance(idx, (int, np.integer)):
             return self[np.array([int(idx)])][0]
-        if isinstance(idx, slice):
-            idx = np.arange(*idx.indices(len(self)))
-        elif isinstance(idx, torch.Tensor):
-            idx = idx.numpy()
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        idx = index_rows(idx, len(self))
         if not len(idx):
             return torch.empty((0, *self.sample_shape))
         x = self._read(self._rows[idx])

@@ -30,6 +30,15 @@ def list_images(root: str | Path) -> tuple[list[Path], np.ndarray | None]:
     return files, np.array([index[c] for c in parents], dtype=np.int64)
 
 
+def index_rows(idx, n: int) -> np.ndarray:
+    """A lazy source's index (an array, tensor, list or slice over its ``n`` samples) as a flat int64 array."""
+    if isinstance(idx, slice):
+        idx = np.arange(*idx.indices(n))
+    elif isinstance(idx, torch.Tensor):
+        idx = idx.numpy()
+    return np.asarray(idx, dtype=np.int64).reshape(-1)
+
+
 class LazySource:
     """What a lazy source shares with an (n, ...) array besides indexing: ``len``, ``shape`` and ``ndim``, from
     the subclass's ``__len__`` and per-sample ``sample_shape``."""
@@ -177,11 +186,7 @@ class ImageFolderStream(LazySource):
         """(k, C, H, W) for an index array, tensor, list or slice; (C, H, W) for one integer index."""
         if isinstance(idx, (int, np.integer)):
             return torch.from_numpy(self.sample(int(idx)))
-        if isinstance(idx, slice):
-            idx = range(*idx.indices(len(self.files)))
-        elif isinstance(idx, torch.Tensor):
-            idx = idx.tolist()
-        idx = list(np.asarray(idx, dtype=np.int64).reshape(-1))
+        idx = index_rows(idx, len(self.files)).tolist()
         if not idx:
             return torch.empty((0, *self.sample_shape))
         return torch.from_numpy(np.stack([self.sample(int(i)) for i in idx]))
