@@ -64,10 +64,9 @@ def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, *, student_
             p_t = torch.stack([sinkhorn_knopp(v, temperature=teacher_temp, iterations=sinkhorn_iterations) for v in t])
         entropy = -(p_t * torch.log(p_t.clamp_min(1e-12))).sum(-1).mean()
     log_p_s = F.log_softmax(student.float() / student_temp, dim=-1)
-    # Sum over rows and prototypes at once, (Vt, n K) @ (n K, Vs): no (Vt, Vs, n, K) product in memory.
-    # In fp32 also under autocast, which would run the product in bf16.
-    with torch.autocast(student.device.type, enabled=False):
-        ce = -(p_t.flatten(1) @ log_p_s.flatten(1).T) / student.shape[1]
+    # One (n, K) product per pair: elementwise ops stay fp32 under autocast (a matmul would not), the row sums
+    # stay exact to fp32 rounding, and no (Vt, Vs, n, K) product is held in memory.
+    ce = torch.stack([torch.stack([-(p * log_p).sum(-1).mean() for log_p in log_p_s]) for p in p_t])
     return ce, entropy
 
 
