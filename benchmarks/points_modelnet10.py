@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _points import d2_histogram, occupancy, pretrained, probe, rounded, svm_probe  # noqa: E402, F401
+from _points import d2_histogram, occupancy, pretrained, probe, rounded  # noqa: E402
 
 
 def centres_only(encoder, x: np.ndarray, pool: str, batch_size: int = 256) -> np.ndarray:
