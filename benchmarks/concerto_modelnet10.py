@@ -24,10 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from points_modelnet10 import occupancy, svm_probe  # noqa: E402
+from _points import occupancy, pretrained, probe, rounded  # noqa: E402
 
 VARIANTS = {"concerto": [],
             "sd-only": ["method.cross_weight=0", "method.image_share=0"],
@@ -64,9 +62,7 @@ def main() -> None:
     import torch
 
     import polyjepa as pj
-    from polyjepa.diagnostics.rankme import rankme
     from polyjepa.eval.embed import embed_array
-    from polyjepa.eval.probes import knn_probe, linear_probe
     from polyjepa.runner import build_random, load_run_method, open_run
 
     torch.set_num_threads(1)
@@ -75,10 +71,8 @@ def main() -> None:
     cfg = pj.load_recipe("concerto-modelnet10", [o for o in args.set if o.startswith("data.")])
     d = pj.load_points(args.data, points=int(cfg.data.points), surface=bool(cfg.data.surface))
 
-    def probe(tr, te):
-        return {"linear": linear_probe(tr, d.y, te, d.y_test)["accuracy"], "svm": svm_probe(tr, d.y, te, d.y_test),
-                "knn": knn_probe(tr, d.y, te, d.y_test)["accuracy"],
-                "rankme": rankme(torch.from_numpy(np.ascontiguousarray(te)))}
+    def probes(tr, te):
+        return probe(tr, d.y, te, d.y_test)
 
     t0 = time.time()
     rows, config = {}, None
@@ -86,18 +80,14 @@ def main() -> None:
     if cached.exists():
         rows["voxel occupancy 16^3 (raw/classical)"] = json.loads(cached.read_text())
     else:
-        rows["voxel occupancy 16^3 (raw/classical)"] = probe(occupancy(d.x), occupancy(d.x_test))
+        rows["voxel occupancy 16^3 (raw/classical)"] = probes(occupancy(d.x), occupancy(d.x_test))
         cached.write_text(json.dumps(rows["voxel occupancy 16^3 (raw/classical)"]))
     print("voxel occupancy", rows["voxel occupancy 16^3 (raw/classical)"], flush=True)
     for v in args.variants.split(","):
         run = out / (f"{v}-m{args.minutes:g}" + (f"-s{args.seed}" if args.seed else ""))
-        if (run / "summary.json").exists():
-            s = json.loads((run / "summary.json").read_text())
-        else:
-            s = pj.pretrain("concerto-modelnet10", data=args.data, out=str(run), max_minutes=args.minutes,
-                            progress=False, seed=args.seed,
-                            overrides=["train.threads=1", "train.max_epochs=1000", "eval.baselines=false",
-                                       *VARIANTS[v], *args.set])
+        s = pretrained("concerto-modelnet10", run, args.data, max_minutes=args.minutes, seed=args.seed,
+                       overrides=["train.threads=1", "train.max_epochs=1000", "eval.baselines=false",
+                                  *VARIANTS[v], *args.set])
         _, rcfg, info = open_run(run)
         pool = s["embedding"]["pool"]
         method = load_run_method(run)[0]
@@ -105,16 +95,16 @@ def main() -> None:
             config = describe(method)
             print("config:", config, flush=True)
             enc = build_random(rcfg, info)
-            rows["random-init encoder (same shape)"] = probe(embed_array(enc, d.x, pool=pool),
-                                                             embed_array(enc, d.x_test, pool=pool))
+            rows["random-init encoder (same shape)"] = probes(embed_array(enc, d.x, pool=pool),
+                                                              embed_array(enc, d.x_test, pool=pool))
             print("random init", rows["random-init encoder (same shape)"], flush=True)
         if method.image_share > 0 and "frozen 2-D teacher on the renders" not in rows:
             feats = [torch.cat([method.embed_renders(torch.as_tensor(a[i:i + 256])) for i in range(0, len(a), 256)]).numpy()
                      for a in (d.x, d.x_test)]
-            rows["frozen 2-D teacher on the renders"] = probe(*feats)
+            rows["frozen 2-D teacher on the renders"] = probes(*feats)
             print("2-D teacher", rows["frozen 2-D teacher on the renders"], flush=True)
         enc = method.encoder()
-        rows[LABELS[v]] = {**probe(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool)),
+        rows[LABELS[v]] = {**probes(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool)),
                            "minutes": s["train_seconds"] / 60, "steps": s["steps"]}
         print(v, rows[LABELS[v]], flush=True)
         (out / "results.json").write_text(json.dumps({"minutes": args.minutes, "seed": args.seed, "set": args.set,
@@ -131,14 +121,11 @@ def main() -> None:
         return
     from polyjepa.results import save_result
 
-    def num(r, key, digits):
-        return round(r[key], digits) if key in r else None
-
     save_result(args.name, title=f"Concerto on ModelNet10, official split ({len(d.x):,} / {len(d.x_test)} "
                 f"clouds), {args.minutes:g} training minutes per variant, seed {args.seed}",
                 columns=["representation", "logistic", "linear SVM", "kNN", "RankMe", "steps", "train min"],
-                rows=[[k, num(r, "linear", 4), num(r, "svm", 4), num(r, "knn", 4), num(r, "rankme", 1),
-                       r.get("steps"), num(r, "minutes", 1)] for k, r in rows.items()],
+                rows=[[k, rounded(r, "linear", 4), rounded(r, "svm", 4), rounded(r, "knn", 4),
+                       rounded(r, "rankme", 1), r.get("steps"), rounded(r, "minutes", 1)] for k, r in rows.items()],
                 seconds=time.time() - t0, notes=[f"seed {args.seed}", f"config: {config}"],
                 extra={"seed": args.seed, "set": args.set, "minutes": args.minutes, "config": config})
 

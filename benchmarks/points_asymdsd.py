@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from points_modelnet10 import occupancy, svm_probe  # noqa: E402  (the same probes as the ModelNet10 benchmark)
+from _points import occupancy, pretrained, probe, rounded  # noqa: E402  (the same probes as the ModelNet10 benchmark)
 
 VARIANTS = {"asymdsd": ("asymdsd-modelnet10", [], "AsymDSD (both branches)"),
             "mpm-only": ("asymdsd-modelnet10", ["method.cls_weight=0"], "AsymDSD, masked prediction only"),
@@ -67,7 +67,6 @@ def main() -> None:
     import polyjepa as pj
     from polyjepa.diagnostics.rankme import rankme
     from polyjepa.eval.embed import embed_array
-    from polyjepa.eval.probes import linear_probe
     from polyjepa.results import save_result
     from polyjepa.runner import build_random, load_run_method, open_run
 
@@ -79,24 +78,19 @@ def main() -> None:
     rows, configs = {}, {}
     t0 = time.time()
 
-    def probe(tr, te, tokens=None):
-        r = {"linear": linear_probe(tr, d.y, te, d.y_test)["accuracy"], "svm": svm_probe(tr, d.y, te, d.y_test),
-             "rankme": rankme(torch.from_numpy(np.ascontiguousarray(te)))}
+    def probes(tr, te, tokens=None):
+        r = probe(tr, d.y, te, d.y_test, knn=False)
         if tokens is not None:
             r["patch_rankme"] = rankme(tokens)
         return r
 
-    rows["voxel occupancy 16^3"] = probe(occupancy(d.x), occupancy(d.x_test))
+    rows["voxel occupancy 16^3"] = probes(occupancy(d.x), occupancy(d.x_test))
     print("voxel occupancy 16^3", rows["voxel occupancy 16^3"], flush=True)
     for v in args.variants.split(","):
         recipe, extra, label = VARIANTS[v]
         run = out / f"{v}-m{args.minutes:g}-s{args.seed}"
-        if (run / "summary.json").exists():
-            s = json.loads((run / "summary.json").read_text())
-        else:
-            s = pj.pretrain(recipe, data=args.data, out=str(run), max_minutes=args.minutes, progress=False,
-                            seed=args.seed, overrides=["train.threads=1", "eval.baselines=false",
-                                                       "train.max_epochs=100", *extra])
+        s = pretrained(recipe, run, args.data, max_minutes=args.minutes, seed=args.seed,
+                       overrides=["train.threads=1", "eval.baselines=false", "train.max_epochs=100", *extra])
         _, rcfg, info = open_run(run)
         pool = s["embedding"]["pool"]
         method = load_run_method(run)[0]
@@ -104,25 +98,22 @@ def main() -> None:
         print(configs[label], flush=True)
         if "random-init encoder (same shape)" not in rows:  # AsymDSD's student/teacher at initialisation
             enc = build_random(rcfg, info)
-            rows["random-init encoder (same shape)"] = probe(embed_array(enc, d.x, pool=pool),
-                                                             embed_array(enc, d.x_test, pool=pool),
-                                                             patch_tokens(enc, d.x_test))
+            rows["random-init encoder (same shape)"] = probes(embed_array(enc, d.x, pool=pool),
+                                                              embed_array(enc, d.x_test, pool=pool),
+                                                              patch_tokens(enc, d.x_test))
             print("random init", rows["random-init encoder (same shape)"], flush=True)
         enc = method.encoder()
-        rows[label] = {**probe(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool),
-                               patch_tokens(enc, d.x_test)),
+        rows[label] = {**probes(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool),
+                                patch_tokens(enc, d.x_test)),
                        "minutes": s["train_seconds"] / 60, "steps": s["steps"]}
         print(label, rows[label], flush=True)
         (out / "results.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows, "configs": configs},
                                                      indent=1))
 
-    def num(r, key, digits):
-        return round(r[key], digits) if key in r else None
-
     columns = ["representation", "logistic", "linear SVM", "RankMe (pooled)", "RankMe (patch tokens)", "steps",
                "train min"]
-    table = [[k, num(r, "linear", 4), num(r, "svm", 4), num(r, "rankme", 1), num(r, "patch_rankme", 1),
-              r.get("steps"), num(r, "minutes", 1)] for k, r in rows.items()]
+    table = [[k, rounded(r, "linear", 4), rounded(r, "svm", 4), rounded(r, "rankme", 1),
+              rounded(r, "patch_rankme", 1), r.get("steps"), rounded(r, "minutes", 1)] for k, r in rows.items()]
     print(f"\nModelNet10 official split ({len(d.x)} / {len(d.x_test)} clouds), {args.minutes:g} min of training each, "
           f"seed {args.seed}\n")
     print("| " + " | ".join(columns) + " |")

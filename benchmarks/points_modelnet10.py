@@ -16,47 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-
-def occupancy(x: np.ndarray, bins: int = 16) -> np.ndarray:
-    """(n, P, 3) clouds in the unit ball -> (n, bins^3) fraction of points per cell."""
-    cell = np.clip(((x + 1) / 2 * bins).astype(int), 0, bins - 1)
-    flat = (cell[..., 0] * bins + cell[..., 1]) * bins + cell[..., 2]
-    out = np.zeros((len(x), bins ** 3), np.float32)
-    np.add.at(out, (np.arange(len(x))[:, None], flat), 1.0 / x.shape[1])
-    return out
-
-
-def d2_histogram(x: np.ndarray, bins: int = 64) -> np.ndarray:
-    """(n, P, 3) -> (n, bins): histogram of all pairwise distances (Osada et al.'s D2 shape distribution)."""
-    out = np.empty((len(x), bins), np.float32)
-    for i, c in enumerate(x):
-        d = np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1))[np.triu_indices(len(c), 1)]
-        out[i] = np.histogram(d, bins=bins, range=(0, 2))[0] / len(d)
-    return out
-
-
-def svm_probe(tr, ytr, te, yte, seed=0) -> float:
-    """Linear SVM on standardised features, C from {0.01, 0.1, 1} on a 20% validation split."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
-
-    def fit(x, y, c):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return make_pipeline(StandardScaler(), LinearSVC(C=c, max_iter=2000)).fit(x, y)
-
-    a, v, ya, yv = train_test_split(tr, ytr, test_size=0.2, random_state=seed, stratify=ytr)
-    best = max((0.001, 0.01, 0.1, 1.0), key=lambda c: fit(a, ya, c).score(v, yv))
-    return float(fit(tr, ytr, best).score(te, yte))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _points import d2_histogram, occupancy, pretrained, probe, rounded  # noqa: E402
 
 
 def centres_only(encoder, x: np.ndarray, pool: str, batch_size: int = 256) -> np.ndarray:
@@ -92,8 +59,6 @@ def main() -> None:
 
     import polyjepa as pj
     from polyjepa.eval.embed import embed_array
-    from polyjepa.diagnostics.rankme import rankme
-    from polyjepa.eval.probes import knn_probe, linear_probe
     from polyjepa.runner import build_random, load_run_method, open_run
 
     torch.set_num_threads(1)
@@ -103,14 +68,13 @@ def main() -> None:
     d = pj.load_points(args.data, points=int(cfg.data.points), surface=bool(cfg.data.surface))
     rows = {}
 
-    def probe(tr, te):
-        return {"linear": linear_probe(tr, d.y, te, d.y_test)["accuracy"], "svm": svm_probe(tr, d.y, te, d.y_test),
-                "knn": knn_probe(tr, d.y, te, d.y_test)["accuracy"], "rankme": rankme(torch.from_numpy(np.ascontiguousarray(te)))}
+    def probes(tr, te):
+        return probe(tr, d.y, te, d.y_test)
 
     t0 = time.time()
     descriptors = (("voxel occupancy 16^3", occupancy), ("D2 distance histogram", d2_histogram))
     for name, feat in () if args.no_descriptors else descriptors:
-        rows[name] = probe(feat(d.x), feat(d.x_test))
+        rows[name] = probes(feat(d.x), feat(d.x_test))
         print(name, rows[name], flush=True)
     variants = {"pointjepa": ("pointjepa", []), "pointjepa-random": ("pointjepa", ["masker.targets=random"]),
                 "jepa3d": ("jepa3d", []),
@@ -126,28 +90,26 @@ def main() -> None:
     for v in args.variants.split(","):
         recipe, extra = variants[v]
         run = out / (f"{v}-e{args.epochs}" + (f"-s{args.seed}" if args.seed else ""))
-        if (run / "summary.json").exists():  # finished before: re-probe only
-            s = json.loads((run / "summary.json").read_text())
-        else:
-            s = pj.pretrain(recipe, data=args.data, out=str(run), max_epochs=args.epochs, progress=False, seed=args.seed,
-                            overrides=["train.threads=1", "eval.baselines=false", *extra, *args.set])
+        s = pretrained(recipe, run, args.data, max_epochs=args.epochs, seed=args.seed,
+                       overrides=["train.threads=1", "eval.baselines=false", *extra, *args.set])
         _, rcfg, info = open_run(run)
         pool = s["embedding"]["pool"]
         if "random-init encoder" not in rows:  # same encoder and seed for both recipes, never trained
             enc = build_random(rcfg, info)
-            rows["random-init encoder"] = probe(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool))
+            rows["random-init encoder"] = probes(embed_array(enc, d.x, pool=pool),
+                                                 embed_array(enc, d.x_test, pool=pool))
             print("random-init encoder", rows["random-init encoder"], flush=True)
-            rows["random-init, centres only"] = probe(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
+            rows["random-init, centres only"] = probes(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
             print("random-init, centres only", rows["random-init, centres only"], flush=True)
         method = load_run_method(run)[0]
         enc = method.encoder()
-        rows[v] = {**probe(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool)),
+        rows[v] = {**probes(embed_array(enc, d.x, pool=pool), embed_array(enc, d.x_test, pool=pool)),
                    "minutes": s["seconds"] / 60, "train_minutes": s["train_seconds"] / 60, "steps": s["steps"]}
         print(v, rows[v], flush=True)
-        rows[f"{v}, centres only"] = probe(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
+        rows[f"{v}, centres only"] = probes(centres_only(enc, d.x, pool), centres_only(enc, d.x_test, pool))
         print(f"{v}, centres only", rows[f"{v}, centres only"], flush=True)
         if args.online and enc is not method.backbone:
-            rows[f"{v}, online encoder"] = probe(embed_array(method.backbone, d.x, pool=pool),
+            rows[f"{v}, online encoder"] = probes(embed_array(method.backbone, d.x, pool=pool),
                                                  embed_array(method.backbone, d.x_test, pool=pool))
             print(f"{v}, online encoder", rows[f"{v}, online encoder"], flush=True)
         (out / "results.json").write_text(json.dumps({"epochs": args.epochs, "seed": args.seed, "set": args.set, "rows": rows,
@@ -161,14 +123,11 @@ def main() -> None:
               f"{f('rankme', '{:.1f}'):>7} {f('minutes', '{:.1f}'):>8}")
     from polyjepa.results import save_result
 
-    def num(r, key, digits):
-        return round(r[key], digits) if key in r else None
-
     save_result("points-modelnet10", title=f"ModelNet10, official split ({len(d.x):,} / {len(d.x_test)} clouds), "
                 f"{args.epochs} epochs", columns=["representation", "logistic", "linear SVM", "kNN", "RankMe",
                                                    "train min"],
-                rows=[[k, num(r, "linear", 4), num(r, "svm", 4), num(r, "knn", 4), num(r, "rankme", 1),
-                       num(r, "minutes", 1)] for k, r in rows.items()], seconds=time.time() - t0,
+                rows=[[k, rounded(r, "linear", 4), rounded(r, "svm", 4), rounded(r, "knn", 4),
+                       rounded(r, "rankme", 1), rounded(r, "minutes", 1)] for k, r in rows.items()], seconds=time.time() - t0,
                 notes=[f"seed {args.seed}"], extra={"seed": args.seed, "set": args.set})
 
 

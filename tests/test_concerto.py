@@ -176,7 +176,7 @@ def test_teacher_and_2d_encoder_get_no_gradient_in_the_3d_stage():
     torch.manual_seed(0)
     m = tiny_concerto(image_share=0.3)
     m.progress.fill_(0.5)                                                   # past the 2-D stage
-    batch = m.make_batch(clouds(), torch.Generator().manual_seed(0))
+    batch = m.make_batch(clouds(), torch.Generator().manual_seed(0), progress=0.5)
     assert batch["weights"].shape == (4, 2 * 16, 8) and batch["weights"].sum() > 0
     out = m.loss(batch)
     assert out["sd"] > 0 and out["cross"] > 0
@@ -222,13 +222,62 @@ def test_2d_stage_trains_only_the_image_jepa_then_freezes_it():
 def test_make_batch_is_seeded_and_views_share_tokens():
     m = tiny_concerto()
     x = clouds()
-    a = m.make_batch(x, torch.Generator().manual_seed(3))
-    b = m.make_batch(x, torch.Generator().manual_seed(3))
+    a = m.make_batch(x, torch.Generator().manual_seed(3), progress=0.5)
+    b = m.make_batch(x, torch.Generator().manual_seed(3), progress=0.5)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # the two views are affine images of one grouping: patch point spreads agree up to the per-axis scale
     ratio = a["patches"].std((1, 2)) / a["patches2"].std((1, 2))           # (B, 3)
     assert ((ratio > 0.8 / 1.2 - 0.05) & (ratio < 1.2 / 0.8 + 0.05)).all()
     assert a["keep_idx"].shape == (4, 4)
+
+
+def test_batches_hold_what_their_stage_uses_and_sd_only_renders_nothing(monkeypatch):
+    import polyjepa.concerto.method as concerto_method
+
+    m = tiny_concerto(image_share=0.5)
+    image = m.make_batch(clouds(), torch.Generator().manual_seed(0), progress=0.4)
+    assert bool(image["image_stage"]) and image["images"].shape == (4, 2, 1, 16, 16)
+    assert "centres" not in image and "weights" not in image               # no point views in the 2-D stage
+    joint = m.make_batch(clouds(), torch.Generator().manual_seed(0), progress=0.5)
+    assert not bool(joint["image_stage"]) and {"images", "weights", "keep_idx"} <= joint.keys()
+    assert "context_idx" not in joint                                       # no 2-D masks in the 3-D stage
+
+    def no_render(*a, **k):
+        raise AssertionError("rendered although nothing uses the renders")
+
+    sd_only = tiny_concerto(image_share=0.0, cross_weight=0.0)
+    monkeypatch.setattr(concerto_method, "render_points", no_render)
+    monkeypatch.setattr(sd_only, "image_targets", no_render)                # nor runs the 2-D teacher
+    batch = sd_only.make_batch(clouds(), torch.Generator().manual_seed(0), progress=0.0)
+    assert not bool(batch["image_stage"]) and "images" not in batch and "weights" not in batch
+    out = sd_only.loss(batch)
+    assert out["sd"] > 0 and out["cross"] == 0 and out["image_jepa"] == 0
+    out["loss"].backward()
+    assert all(p.grad is not None for p in sd_only.backbone.tokenizer.patch_embed.parameters())
+
+
+def test_each_stage_has_its_own_warmup_and_cosine():
+    from types import SimpleNamespace
+
+    from polyjepa.train.schedules import apply_schedules, stage_starts, warmup_cosine
+
+    m = tiny_concerto(image_share=0.3)
+    total, start = 100, m.image_start(100)
+    assert start == 30 and stage_starts(m, total) == [0, 30]
+    assert stage_starts(tiny_concerto(image_share=0.0), total) == [0]      # no 2-D stage: one schedule
+    assert stage_starts(torch.nn.Linear(2, 2), total) == [0]               # a method without stages
+    tc = SimpleNamespace(lr=1e-3, start_lr=1e-5, final_lr=1e-6, warmup=0.1, weight_decay=(0.04, 0.4))
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    opt.param_groups[0]["apply_wd"] = True
+    lrs = [apply_schedules(opt, s, total, tc, stage_starts=stage_starts(m, total))[0] for s in range(total)]
+    wds = [apply_schedules(opt, s, total, tc, stage_starts=stage_starts(m, total))[1] for s in range(total)]
+    assert lrs[0] == lrs[start] == pytest.approx(1e-5)                     # the 3-D stage starts its warm-up
+    assert lrs[3] == lrs[start + 7] == pytest.approx(1e-3)                 # peak after 10% of each stage's steps
+    assert lrs[start - 1] < 2e-5 and wds[start] == pytest.approx(0.04) and wds[start - 1] > 0.35
+    for s in range(start, total):                                          # the 3-D stage: one schedule of 70 steps
+        assert lrs[s] == pytest.approx(warmup_cosine(s - start, 70, start=1e-5, peak=1e-3, final=1e-6, warmup_steps=7))
+    one = [apply_schedules(opt, s, total, tc)[0] for s in range(total)]    # the default: one schedule, as before
+    assert one == [warmup_cosine(s, total, start=1e-5, peak=1e-3, final=1e-6, warmup_steps=10) for s in range(total)]
 
 
 def test_recipe_runs_end_to_end(tmp_path):
@@ -245,9 +294,15 @@ def test_recipe_runs_end_to_end(tmp_path):
              "teacher2d.heads=2", "teacher2d.predictor_dim=16", "teacher2d.predictor_depth=1", "cameras.size=16",
              "method.prototypes=16", "method.head_hidden=32", "train.batch_size=8", "train.max_steps=4",
              "eval.monitor_samples=16", "eval.baselines=false", "train.threads=1"]
-    s = pj.pretrain("concerto-modelnet10", data=str(tmp_path / "c.npz"), out=str(tmp_path / "run"), overrides=small,
-                    progress=False, echo=lambda *a: None)
+    s = pj.pretrain("concerto-modelnet10", data=str(tmp_path / "c.npz"), out=str(tmp_path / "run"),
+                    overrides=small + ["train.log_every=1", "train.warmup=0.5"], progress=False, echo=lambda *a: None)
     assert s["steps"] == 4 and np.isfinite(s["final_loss"])
+    import csv
+
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        lr = [float(r["lr"]) for r in csv.DictReader(f) if r.get("lr")]
+    # 2 steps of 2-D teacher, then 2 of 3-D student (image_share 0.3 of 4): each stage warms up from start_lr
+    assert lr == pytest.approx([1e-5, 1e-3, 1e-5, 1e-3])
     with pytest.raises(UserError, match="camera kind"):
         pj.pretrain("concerto-modelnet10", data=str(tmp_path / "c.npz"), out=str(tmp_path / "run2"),
                     overrides=small + ["cameras.kind=fisheye"], progress=False, echo=lambda *a: None)

@@ -11,7 +11,7 @@ from torch import nn
 from ..methods.jepa import JEPA
 from ..models.transformer import gather_tokens
 from ..multiview.heads import DINOHead
-from ..objectives.dino import sinkhorn_knopp
+from ..objectives.dino import soft_cross_entropy
 from ..points.augment import PointAugment
 from ..points.backbone import PointBackbone
 from ..points.tokenizer import PointGroups
@@ -42,11 +42,9 @@ def cluster_loss(student: torch.Tensor, teacher: torch.Tensor, *, student_temp: 
                  iterations: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """Online clustering cross-entropy: teacher prototype scores (n, K) -> balanced assignments by
     Sinkhorn-Knopp; the student's (n, K) scores predict them. Returns (loss, teacher assignment entropy)."""
-    with torch.no_grad():
-        q = sinkhorn_knopp(teacher.float(), temperature=teacher_temp, iterations=iterations)   # (n, K)
-        entropy = -(q * q.clamp_min(1e-12).log()).sum(-1).mean()
-    loss = -(q * F.log_softmax(student.float() / student_temp, dim=-1)).sum(-1).mean()
-    return loss, entropy
+    ce, entropy = soft_cross_entropy(student[None], teacher[None], student_temp=student_temp,
+                                     teacher_temp=teacher_temp, centering="sinkhorn", sinkhorn_iterations=iterations)
+    return ce[0, 0], entropy
 
 
 class Concerto(nn.Module):
@@ -55,7 +53,8 @@ class Concerto(nn.Module):
     A training run has two stages. First (the first ``image_share`` of the steps) the 2-D encoder learns
     by I-JEPA on depth renders of the training clouds (``image``: a :class:`~polyjepa.methods.jepa.JEPA`
     on images); from then on its EMA encoder is frozen and is the 2-D teacher. Then the 3-D student
-    (``backbone``, point groups + transformer) trains on
+    (``backbone``, point groups + transformer) trains on the terms below. Each stage has its own learning-rate
+    warm-up and cosine (:meth:`schedule_stages`) and its own EMA momentum schedule.
 
     - self-distillation (Sonata): two augmented views of each cloud, grouped once so that token g is the
       same patch in both; the student sees view 1 with ``mask_ratio`` of its tokens dropped, the EMA
@@ -144,8 +143,18 @@ class Concerto(nn.Module):
         return depth_image(r.depth, near=near, far=far, silhouette=silhouette), r
 
     def make_batch(self, x: torch.Tensor, generator: torch.Generator, progress: float = 0.0) -> dict:
-        """Clouds (B, P, 3) -> both views' groups, the student's kept tokens, the renders of view 1, the
-        patch/token correspondence and the 2-D stage's masks."""
+        """Clouds (B, P, 3) at training ``progress`` -> what that step's stage uses.
+
+        2-D stage (progress < image_share): renders of one augmented view and the I-JEPA masks. 3-D stage: both
+        views' groups and the student's kept tokens, plus (with a cross-modal term) the renders of view 1 and
+        the patch/token correspondence; without one nothing is rendered. ``image_stage`` says which stage.
+        """
+        if progress < self.image_share:
+            A, t = self.view.transform(x, generator)                            # renders of one augmented view
+            images, _ = self.render(x @ A.transpose(1, 2) + t.unsqueeze(1))
+            context_idx, target_idx = self.image.masker(len(x) * images.shape[1], generator)
+            return {"x": x, "image_stage": torch.tensor(True), "images": images, "context_idx": context_idx,
+                    "target_idx": target_idx}
         tok = self.backbone.tokenizer
         groups = tok.group(x)                                                   # on the cloud itself: tokens match
         B, G, K, _ = groups.patches.shape
@@ -160,6 +169,10 @@ class Concerto(nn.Module):
         (c1, p1, A1, t1), (c2, p2, _, _) = views
         n_keep = max(1, round((1 - self.mask_ratio) * G))
         keep_idx = torch.rand(B, G, generator=generator).argsort(1)[:, :n_keep].sort(1).values.to(x.device)
+        batch = {"x": x, "image_stage": torch.tensor(False), "centres": c1, "patches": p1, "centres2": c2,
+                 "patches2": p2, "keep_idx": keep_idx}
+        if not self.cross_weight:
+            return batch
         cams = self.cams().to(x)
         images, r = self.render(x @ A1.transpose(1, 2) + t1.unsqueeze(1), cams)  # view 1 as a whole cloud
         pts = (c1.unsqueeze(2) + p1).reshape(B, G * K, 3)                       # every grouped point of view 1
@@ -168,9 +181,7 @@ class Concerto(nn.Module):
         group_idx = torch.arange(G, device=x.device).repeat_interleave(K)
         weights = patch_group_weights(patch_idx, group_idx, n_patches=self.image.backbone.tokenizer.num_tokens,
                                       n_groups=G)                               # (B, V * Np, G)
-        context_idx, target_idx = self.image.masker(B * images.shape[1], generator)
-        return {"x": x, "centres": c1, "patches": p1, "centres2": c2, "patches2": p2, "keep_idx": keep_idx,
-                "images": images, "weights": weights, "context_idx": context_idx, "target_idx": target_idx}
+        return {**batch, "images": images, "weights": weights}
 
     # -- losses -------------------------------------------------------------------------------------------
     def in_image_stage(self) -> bool:
@@ -186,8 +197,9 @@ class Concerto(nn.Module):
         return F.layer_norm(y, y.shape[-1:]).reshape(images.shape[0], -1, y.shape[-1])
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        zero = batch["centres"].new_zeros(())
-        if self.in_image_stage():
+        """The loss of the batch's stage (``make_batch`` decides it from the step, so batch and loss agree)."""
+        zero = batch["x"].new_zeros(())
+        if bool(batch["image_stage"]):
             out = self.image.loss({"x": batch["images"].flatten(0, 1), "context_idx": batch["context_idx"],
                                    "target_idx": batch["target_idx"]})
             return {"loss": out["loss"], "image_jepa": out["loss"].detach(), "sd": zero, "cross": zero,
@@ -234,6 +246,11 @@ class Concerto(nn.Module):
         while s < total_steps and s / total_steps < self.image_share:
             s += 1
         return s
+
+    def schedule_stages(self, total_steps: int) -> list[int]:
+        """The first steps of the two stages: each has its own learning-rate warm-up and cosine over its own
+        steps, so the 3-D student starts at the warm-up's first learning rate rather than mid-schedule."""
+        return [0, self.image_start(max(total_steps, 1))]
 
     def encoder(self) -> PointBackbone:
         return self.teacher["backbone"] if self.embed_from == "target" else self.backbone

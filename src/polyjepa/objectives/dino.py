@@ -36,6 +36,40 @@ def sinkhorn_knopp(scores: torch.Tensor, *, temperature: float = 0.05, iteration
     return (q * b).T
 
 
+def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, *, student_temp: float, teacher_temp: float,
+                       center: torch.Tensor | None = None, centering: str = "center",
+                       sinkhorn_iterations: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross entropy -sum_k P_t(k) log P_s(k) of every student view against every teacher view, mean over rows.
+
+    P_s = softmax(student / student_temp); P_t = softmax((teacher - center) / teacher_temp) ('center'; no
+    shift without ``center``) or the Sinkhorn-Knopp assignments of each teacher view at teacher_temp
+    ('sinkhorn'). The teacher is a constant; both sides are computed in fp32.
+    Args:
+        student: (Vs, n, K) logits; teacher: (Vt, n, K) logits of the same n rows; center: (K,) or None.
+    Returns:
+        ((Vt, Vs) mean over the n rows of the cross entropy of teacher view t and student view s,
+         mean entropy of P_t: -> 0 one-hot collapse, -> log K uniform).
+    (Caron et al., DINO, ICCV 2021; Zhou et al., iBOT, ICLR 2022; Caron et al., SwAV, NeurIPS 2020.)
+    """
+    if student.ndim != 3 or teacher.ndim != 3 or student.shape[1:] != teacher.shape[1:]:
+        raise ValueError(f"soft_cross_entropy needs student (Vs, n, K) and teacher (Vt, n, K) logits, got "
+                         f"{tuple(student.shape)}, {tuple(teacher.shape)}")
+    if centering not in ("center", "sinkhorn"):
+        raise ValueError(f"centering must be 'center' or 'sinkhorn', got {centering!r}")
+    with torch.no_grad():
+        t = teacher.detach().float()
+        if centering == "center":
+            p_t = F.softmax((t if center is None else t - center.float()) / teacher_temp, dim=-1)
+        else:
+            p_t = torch.stack([sinkhorn_knopp(v, temperature=teacher_temp, iterations=sinkhorn_iterations) for v in t])
+        entropy = -(p_t * torch.log(p_t.clamp_min(1e-12))).sum(-1).mean()
+    log_p_s = F.log_softmax(student.float() / student_temp, dim=-1)
+    # One (n, K) product per pair: elementwise ops stay fp32 under autocast (a matmul would not), the row sums
+    # stay exact to fp32 rounding, and no (Vt, Vs, n, K) product is held in memory.
+    ce = torch.stack([torch.stack([-(p * log_p).sum(-1).mean() for log_p in log_p_s]) for p in p_t])
+    return ce, entropy
+
+
 def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, *, student_temp: float = 0.1,
               teacher_temp: float = 0.04, centering: str = "center", center_momentum: float = 0.9,
               sinkhorn_iterations: int = 3) -> dict[str, torch.Tensor]:
@@ -57,21 +91,16 @@ def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor
                          f"{tuple(student.shape)}, {tuple(teacher.shape)}")
     if centering not in ("center", "sinkhorn"):
         raise ValueError(f"centering must be 'center' or 'sinkhorn', got {centering!r}")
-    s = gather_along(student, 1).float()  # (Vs, B_global, K)
-    with torch.no_grad():
-        t = gather_along(teacher.detach(), 1).float()
-        if centering == "center":
-            p_t = F.softmax((t - center.float()) / teacher_temp, dim=-1)
-        else:
-            p_t = torch.stack([sinkhorn_knopp(v, temperature=teacher_temp, iterations=sinkhorn_iterations) for v in t])
-        entropy = -(p_t * torch.log(p_t.clamp_min(1e-12))).sum(-1).mean()
-        new_center = center_momentum * center.float() + (1 - center_momentum) * t.mean((0, 1))
-    log_p_s = F.log_softmax(s / student_temp, dim=-1)
-    terms = [-(p_t[ti] * log_p_s[si]).sum(-1).mean()
-             for ti in range(t.shape[0]) for si in range(s.shape[0]) if si != ti]
-    if not terms:
+    s = gather_along(student, 1)  # (Vs, B_global, K)
+    t = gather_along(teacher.detach(), 1)
+    ce, entropy = soft_cross_entropy(s, t, student_temp=student_temp, teacher_temp=teacher_temp, center=center,
+                                     centering=centering, sinkhorn_iterations=sinkhorn_iterations)  # (Vt, Vs)
+    pairs = torch.arange(s.shape[0], device=ce.device) != torch.arange(t.shape[0], device=ce.device)[:, None]
+    if not pairs.any():
         raise ValueError("dino_loss needs a student crop other than the teacher's single crop")
-    return {"loss": torch.stack(terms).mean(), "teacher_entropy": entropy, "center": new_center}
+    with torch.no_grad():
+        new_center = center_momentum * center.float() + (1 - center_momentum) * t.float().mean((0, 1))
+    return {"loss": ce[pairs].mean(), "teacher_entropy": entropy, "center": new_center}
 
 
 class DINOLoss(nn.Module):

@@ -19,12 +19,11 @@ import copy
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..models.transformer import gather_tokens, init_weights
+from ..models.transformer import attention, gather_tokens, init_weights
 from ..multiview.heads import DINOHead
-from ..objectives.dino import DINOLoss, teacher_temperature
+from ..objectives.dino import DINOLoss, soft_cross_entropy, teacher_temperature
 from ..objectives.koleo import koleo_loss
 from ..targets.ema import ema_update, momentum_at
 from .augment import PointAugment
@@ -47,7 +46,7 @@ class CrossBlock(InjectBlock):
         h, hs = self.heads, D // self.heads
         k, v = self.kv(self.norm_ctx(ctx)).view(B, -1, 2, h, hs).permute(2, 0, 3, 1, 4)  # (B, h, Lc, hs)
         query = self.q(self.norm_q(q)).view(B, Lq, h, hs).transpose(1, 2)
-        out = F.scaled_dot_product_attention(query, k, v)
+        out = attention(query, k, v)
         q = q + self.proj(out.transpose(1, 2).reshape(B, Lq, D))
         return q + self.mlp(self.norm2(q))
 
@@ -120,12 +119,11 @@ def ibot_patch_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.
     if student.ndim != 2 or student.shape != teacher.shape:
         raise ValueError(f"ibot_patch_loss needs (n, K) student and teacher logits, got {tuple(student.shape)}, "
                          f"{tuple(teacher.shape)}")
+    ce, entropy = soft_cross_entropy(student[None], teacher[None], student_temp=student_temp,
+                                     teacher_temp=teacher_temp, center=center)
     with torch.no_grad():
-        t = teacher.detach().float()
-        p_t = F.softmax((t - center.float()) / teacher_temp, dim=-1)
-        entropy = -(p_t * torch.log(p_t.clamp_min(1e-12))).sum(-1).mean()
-        new_center = center_momentum * center.float() + (1 - center_momentum) * t.mean(0)
-    loss = -(p_t * F.log_softmax(student.float() / student_temp, dim=-1)).sum(-1).mean()
+        new_center = center_momentum * center.float() + (1 - center_momentum) * teacher.detach().float().mean(0)
+    loss = ce[0, 0]
     return {"loss": loss, "teacher_entropy": entropy, "center": new_center}
 
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..models.predictor import block_attention_mask
-from ..models.transformer import Block, init_weights, require_positive
+from ..models.transformer import Block, attention, init_weights, require_positive
 from .tokenizer import centre_mlp
 
 
@@ -86,7 +85,7 @@ class InjectBlock(nn.Module):
         kv_in = torch.cat([self.norm_ctx(ctx), qn], dim=1)                   # (B, Lc + Lq, D)
         k, v = self.kv(kv_in).view(B, -1, 2, h, hs).permute(2, 0, 3, 1, 4)   # (B, h, L, hs) each
         query = self.q(qn).view(B, Lq, h, hs).transpose(1, 2)
-        out = F.scaled_dot_product_attention(query, k, v, attn_mask=attn_mask)
+        out = attention(query, k, v, attn_mask)
         q = q + self.proj(out.transpose(1, 2).reshape(B, Lq, D))
         return q + self.mlp(self.norm2(q))
 

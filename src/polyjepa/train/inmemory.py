@@ -17,7 +17,7 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0, s
     """
     from ..data.batches import MaskedBatches
     from .loop import adamw, param_groups
-    from .schedules import apply_schedules
+    from .schedules import apply_schedules, stage_starts
 
     tc = train
     optimizer = adamw(param_groups(method.trainable_modules()), lr=tc.start_lr, betas=tc.betas)
@@ -26,13 +26,13 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0, s
                             masker=None if make_batch else method.masker, make_batch=make_batch, seed=seed)
     total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch
     batches.total_steps = total
-    warmup_steps = int(tc.warmup * total)
+    starts = stage_starts(method, total)
     params = [p for m in method.trainable_modules() for p in m.parameters() if p.requires_grad]
     method.train()
     losses, stopped = [], False
     for step in range(total):
         batch = batches[step]
-        apply_schedules(optimizer, step, total, tc, warmup_steps)
+        apply_schedules(optimizer, step, total, tc, stage_starts=starts)
         loss = method(batch)["loss"]
         if not torch.isfinite(loss):
             raise UserError(f"the loss became {loss.item()} at step {step}: lower the learning rate or raise "

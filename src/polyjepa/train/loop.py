@@ -17,7 +17,7 @@ from ..models.transformer import set_grad_checkpoint
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, load_model_state, save_checkpoint
 from .metrics import MetricsCSV
 from .precision import resolve_precision
-from .schedules import apply_schedules
+from .schedules import apply_schedules, stage_starts
 from .tensorboard import TensorBoardWriter
 
 
@@ -285,7 +285,6 @@ def _worker(fabric, job: TrainJob) -> dict:
     if state["step"] == 0 and rank0:
         run_monitor()
 
-    warmup_steps = int(tc.warmup * state["total_steps"])
     window_s, window_n = 0.0, 0
     t_last = time.perf_counter()
     sps = float("nan")
@@ -299,7 +298,7 @@ def _worker(fabric, job: TrainJob) -> dict:
         for batch in loader:
             step, total = state["step"], state["total_steps"]
             batch = fabric.to_device(batch)
-            lr, wd = apply_schedules(optimizer, step, total, tc, warmup_steps)
+            lr, wd = apply_schedules(optimizer, step, total, tc, stage_starts=stage_starts(inner, total))
             # forward and backward (per micro-batch with train.accumulate > 1; one pass over the batch otherwise)
             out, loss = accumulate_backward(fabric, method, split_batch(batch, tc.accumulate))
             if not torch.isfinite(loss):
@@ -358,7 +357,6 @@ def _worker(fabric, job: TrainJob) -> dict:
                     fitted = step + int((budget - state["train_seconds"]) / per_step)
                     if fitted < total:
                         state["total_steps"], replan = max(fitted, step + 1), True
-                        warmup_steps = int(tc.warmup * state["total_steps"])
                         if bar:
                             bar.total = state["total_steps"]
                         break

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 
 def warmup_cosine(step: int, total_steps: int, *, start: float, peak: float, final: float, warmup_steps: int) -> float:
@@ -33,11 +34,26 @@ def cosine(step: int, total_steps: int, *, start: float, end: float) -> float:
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def apply_schedules(optimizer, step: int, total_steps: int, train, warmup_steps: int) -> tuple[float, float]:
+def stage_starts(method, total_steps: int) -> list[int]:
+    """The first steps of ``method``'s training stages over ``total_steps``: ``method.schedule_stages(total_steps)``
+    where the method trains in stages (Concerto: its 2-D teacher, then the 3-D student), else [0]."""
+    stages = getattr(method, "schedule_stages", None)
+    return [0] if stages is None else sorted({0, *(int(s) for s in stages(total_steps) if 0 <= s < total_steps)})
+
+
+def apply_schedules(optimizer, step: int, total_steps: int, train, *,
+                    stage_starts: Sequence[int] = (0,)) -> tuple[float, float]:
     """Set this step's learning rate (all groups) and weight decay (groups with ``apply_wd``) from a
-    ``TrainConfig``; returns (lr, weight decay)."""
+    ``TrainConfig``; returns (lr, weight decay).
+
+    Each stage (steps ``stage_starts[i]`` to the next start, the last one to ``total_steps``) has its own
+    schedule over its own steps: a warm-up over ``train.warmup`` of them, then the cosine; one stage by default.
+    """
+    first = max(s for s in stage_starts if s <= step)
+    end = min([s for s in stage_starts if s > step] + [total_steps])
+    step, total_steps = step - first, end - first
     lr = warmup_cosine(step, total_steps, start=train.start_lr, peak=train.lr, final=train.final_lr,
-                       warmup_steps=warmup_steps)
+                       warmup_steps=int(train.warmup * total_steps))
     wd = cosine(step, total_steps, start=train.weight_decay[0], end=train.weight_decay[1])
     for group in optimizer.param_groups:
         group["lr"] = lr
