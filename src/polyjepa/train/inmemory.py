@@ -27,7 +27,8 @@ def fit_in_memory(method, x: np.ndarray, train: TrainConfig, *, seed: int = 0, s
     total = tc.max_steps if tc.max_steps is not None else tc.max_epochs * batches.steps_per_epoch
     batches.total_steps = total
     starts = stage_starts(method, total)
-    params = [p for m in method.trainable_modules() for p in m.parameters() if p.requires_grad]
+    # clipped in the optimizer's order, as Fabric clips: the norm's summation order then matches to the last bit
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     method.train()
     losses, stopped = [], False
     for step in range(total):
