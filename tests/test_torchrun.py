@@ -181,6 +181,7 @@ def test_srun_tasks_train_as_one_run(tmp_path, single_process_losses):
            and k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")}
     env.update(OMP_NUM_THREADS="1", SLURM_JOB_ID="4242", SLURM_STEP_ID="0", SLURM_JOB_NAME="pretrain",
                SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1", SLURM_NODEID="0",
+               SLURM_STEP_NUM_TASKS="2", SLURM_STEP_NUM_NODES="1",
                SLURM_NODELIST="localhost", MASTER_PORT=str(port))
     cmd = [sys.executable, "-m", "polyjepa", "pretrain", "ijepa-digits", "--out", str(run), *TINY, "--no-progress"]
     tasks = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -203,14 +204,16 @@ def test_srun_task_counts_that_do_not_fit_are_one_clear_line(monkeypatch):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("SLURM_PROCID", "3")
     monkeypatch.setenv("SLURM_NTASKS", "4")
-    monkeypatch.setenv("SLURM_NNODES", "2")
     monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert launch_rank() is None   # a batch script's shell (no job step of several tasks): a plain command
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    monkeypatch.setenv("SLURM_STEP_NUM_NODES", "2")
     assert launch_rank() == 3
     cfg = torchrun_train_config(TrainConfig())
     assert (cfg.devices, cfg.num_nodes, cfg.strategy) == (2, 2, "ddp")
     with pytest.raises(UserError, match="train.devices=3 but srun started 2 processes per machine"):
         torchrun_train_config(TrainConfig(devices=3))
-    monkeypatch.setenv("SLURM_NNODES", "3")
+    monkeypatch.setenv("SLURM_STEP_NUM_NODES", "3")
     with pytest.raises(UserError, match="srun started 4 tasks on 3 nodes"):
         torchrun_train_config(TrainConfig())
     monkeypatch.setenv("SLURM_JOB_NAME", "interactive")   # an salloc shell: a plain command, as Fabric sees it

@@ -416,15 +416,16 @@ def _silent(*_args, **_kwargs) -> None:
 
 
 def _slurm_tasks() -> tuple[int, int, int] | None:
-    """(rank, tasks, nodes) of a process that ``srun`` started as one task of several; None otherwise (an
-    interactive allocation, job name ``bash`` or ``interactive``, is left to the other launchers as Fabric does)."""
+    """(rank, tasks, nodes) of a process that ``srun`` started as one task of several (the job step's
+    ``SLURM_STEP_NUM_TASKS``, which a batch script's own shell does not have); None otherwise. An interactive
+    allocation (job name ``bash`` or ``interactive``) is left to the other launchers, as Fabric does."""
     env = os.environ
     if "SLURM_PROCID" not in env or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return None
-    tasks = int(env.get("SLURM_NTASKS", "1") or 1)
+    tasks = int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1)
     if tasks <= 1:
         return None
-    return int(env["SLURM_PROCID"]), tasks, int(env.get("SLURM_NNODES", env.get("SLURM_JOB_NUM_NODES", "1")) or 1)
+    return int(env["SLURM_PROCID"]), tasks, int(env.get("SLURM_STEP_NUM_NODES", "1") or 1)
 
 
 def launch_rank() -> int | None:
