@@ -47,6 +47,24 @@ def test_streamed_rows_equal_the_in_memory_table(table, tmp_path):
     assert head["mean"][0] == pytest.approx(np.nanmean(pd.read_parquet(table)["alcohol"][:60]), rel=1e-9)
 
 
+def test_an_arrow_ipc_file_streams_the_rows_of_the_same_table_as_parquet(table, tmp_path):
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    frame = pd.read_parquet(table)
+    arrow = tmp_path / "wine.arrow"
+    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), arrow, chunksize=40)
+    x, y, meta = stream_table(table, batch_rows=32, cache=tmp_path / "cache")
+    xa, ya, meta_a = stream_table(arrow, batch_rows=32, cache=tmp_path / "cache")   # 5 record batches, cut at 32
+    np.testing.assert_array_equal(np.asarray(xa), np.asarray(x))
+    np.testing.assert_array_equal(ya, y)
+    assert json.dumps(meta_a, sort_keys=True) == json.dumps(meta, sort_keys=True)
+    broken = tmp_path / "broken.feather"
+    broken.write_bytes(arrow.read_bytes()[:300])
+    with pytest.raises(UserError, match="cannot read .*broken.feather as an Arrow IPC"):
+        stream_table(broken)
+
+
 def test_prepare_splits_a_streamed_table_as_the_in_memory_one(table):
     opts = {"target": "target"}
     eager = prepare(DataConfig(source=str(table), loader="table", normalize="none"), options=dict(opts))
@@ -89,7 +107,7 @@ def test_an_interrupted_encoding_leaves_no_cache(table, tmp_path, monkeypatch):
 
 
 def test_bad_tables_are_one_clear_error(table, tmp_path):
-    with pytest.raises(UserError, match="reads a table from a .parquet file"):
+    with pytest.raises(UserError, match="reads a table from a .parquet or Arrow IPC"):
         stream_table(tmp_path / "wine.csv")
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(table.read_bytes()[:200])

@@ -69,6 +69,45 @@ def _parquet(path: Path):
         raise UserError(f"cannot read {path} as Parquet ({type(e).__name__}: {e}): re-create or re-copy it") from None
 
 
+ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
+
+
+class _ArrowFile:
+    """What :func:`stream_table` reads of a ``pyarrow.parquet.ParquetFile`` (``schema_arrow``,
+    ``metadata.num_rows``, ``iter_batches``, ``read``) over an Arrow IPC file (Feather v2), memory-mapped:
+    its record batches are read in place, ``batch_size`` rows at a time."""
+
+    def __init__(self, path: Path):
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        self._reader = ipc.open_file(pa.memory_map(str(path), "r"))
+        self.schema_arrow = self._reader.schema
+        rows = sum(self._reader.get_batch(i).num_rows for i in range(self._reader.num_record_batches))
+        self.metadata = type("Metadata", (), {"num_rows": rows})()
+
+    def iter_batches(self, batch_size: int, columns: list[str]):
+        for i in range(self._reader.num_record_batches):
+            batch = self._reader.get_batch(i).select(columns)
+            for start in range(0, batch.num_rows, batch_size):
+                yield batch.slice(start, batch_size)
+
+    def read(self, columns: list[str]):
+        return self._reader.read_all().select(columns)
+
+
+def _arrow(path: Path) -> _ArrowFile:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UserError("streaming an Arrow table needs pyarrow: pip install 'polyjepa[parquet]'") from None
+    try:
+        return _ArrowFile(path)
+    except Exception as e:  # a truncated file, or Feather v1 / the IPC stream format
+        raise UserError(f"cannot read {path} as an Arrow IPC (Feather v2) file ({type(e).__name__}: {e}): "
+                        f"re-create it, e.g. with pyarrow.feather.write_feather") from None
+
+
 def _fingerprint(path: Path, options: dict) -> str:
     st = path.stat()
     key = json.dumps({"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
@@ -80,7 +119,8 @@ def stream_table(source, *, target: str | None = None, train_rows: int | None = 
                  n_bins: int = 16, max_int_categories: int | None = None, fitted: dict | None = None,
                  fit_rows: int = FIT_ROWS, batch_rows: int = BATCH_ROWS, cache: str | os.PathLike | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """(x as a read-only memory map of (n, F) float32 encoded rows, labels or None, meta) of a Parquet file.
+    """(x as a read-only memory map of (n, F) float32 encoded rows, labels or None, meta) of a Parquet file or an
+    Arrow IPC (Feather v2) file (``.arrow``, ``.feather``, ``.ipc``).
 
     The schema is fitted on the first ``fit_rows`` rows (or reused from ``fitted``, a trained run's meta);
     the rows are then read ``batch_rows`` at a time and encoded as :func:`polyjepa.tabular.loader.load_table`
@@ -93,10 +133,11 @@ def stream_table(source, *, target: str | None = None, train_rows: int | None = 
     from .schema import AUTO_INT_CATEGORIES, encode, fit_schema
 
     path = Path(source)
-    if path.suffix.lower() not in (".parquet", ".pq") or not path.is_file():
-        raise UserError(f"data.stream=true reads a table from a .parquet file, not {source!r}: convert it to "
-                        f"Parquet, or drop data.stream to read it into memory")
-    pf = _parquet(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", *ARROW_SUFFIXES) or not path.is_file():
+        raise UserError(f"data.stream=true reads a table from a .parquet or Arrow IPC (.arrow, .feather) file, not "
+                        f"{source!r}: convert it to Parquet, or drop data.stream to read it into memory")
+    pf = _arrow(path) if suffix in ARROW_SUFFIXES else _parquet(path)
     columns = list(pf.schema_arrow.names)
     if target is None and "target" in columns:
         target = "target"
