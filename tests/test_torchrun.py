@@ -200,7 +200,7 @@ def test_srun_task_counts_that_do_not_fit_are_one_clear_line(monkeypatch):
     from polyjepa.errors import UserError
     from polyjepa.runner import launch_rank, torchrun_train_config
 
-    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NUM_NODES"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("SLURM_PROCID", "3")
     monkeypatch.setenv("SLURM_NTASKS", "4")

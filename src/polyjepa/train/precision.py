@@ -60,7 +60,12 @@ def transformer_width(module: torch.nn.Module) -> int | None:
 
 def gpu_has_bf16() -> bool:
     """Whether the GPU computes in bf16 natively (compute capability 8.0 and later)."""
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the emulation flag: ask the compute capability
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def uses_gpu(accelerator: str) -> bool:
