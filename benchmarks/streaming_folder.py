@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2,
                     help="runs of each mode, interleaved; the table takes each mode's median run by samples/s "
                          "(other jobs on the machine slow single runs) and its highest peak memory")
+    ap.add_argument("--name", default="streaming_folder", help="result file stem under results/")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + "\n".join(notes))
     from polyjepa.results import save_result
 
-    path = save_result("streaming_folder", title="Pretraining from a folder of JPEGs: lazy decoding vs in memory",
+    path = save_result(args.name, title="Pretraining from a folder of JPEGs: lazy decoding vs in memory",
                        columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
                        extra={"results": results, "n": args.n, "steps": args.steps, "batch": args.batch,
                               "workers": args.workers})
