@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.lazy import stats_sample
+from ..data.lazy import filled_npy, stats_sample
 from ..data.stream import LazySource, index_rows
 from ..errors import UserError, warn
 from .io import AUDIO_SUFFIXES, read_audio
@@ -126,21 +126,12 @@ class AudioFolderStream(LazySource):
         if out.exists():
             return out
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         n_mels = self.sample_shape[1]
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                       shape=(len(self.files), n_mels + 1, self.frames))
-        try:
+        with filled_npy(out, (len(self.files), n_mels + 1, self.frames)) as mm:
             for i in range(0, len(self.files), CACHE_CLIPS):
                 specs, valid = self._decode(np.arange(i, min(i + CACHE_CLIPS, len(self.files))))
                 mm[i:i + len(specs), :n_mels] = specs
                 mm[i:i + len(specs), n_mels] = valid
-            mm.flush()
-            del mm
-            tmp.replace(out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return out
 
     def __getstate__(self) -> dict:

@@ -3,6 +3,9 @@ normalisation and channel statistics computed a chunk at a time, so memory holds
 from __future__ import annotations
 
 import copy
+import os
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,3 +98,19 @@ def chunked_channel_stats(chunks) -> tuple[list[float], list[float]]:
         raise UserError(f"the training data have no finite values in channel(s) {bad[:5]}: every value there is "
                         f"NaN or inf; drop those channels or fill them")
     return mean.tolist(), np.maximum(np.sqrt(m2 / count), 1e-6).tolist()
+
+
+@contextmanager
+def filled_npy(out: Path, shape: tuple, dtype=np.float32):
+    """A new ``.npy`` memory map of ``shape`` for the block to fill; it becomes ``out`` (by a rename) only when
+    the block completes, so an interrupted fill never leaves a cache behind to be read back."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    try:
+        yield mm
+        mm.flush()
+        del mm
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

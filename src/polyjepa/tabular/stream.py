@@ -128,6 +128,7 @@ def stream_table(source, *, target: str | None = None, train_rows: int | None = 
     the file's path, size, modification time and the options, written to a temporary name and renamed, so an
     interrupted encoding is never read back. The label column is read alone, in one piece.
     """
+    from ..data.lazy import filled_npy
     from ..eval.cache import cache_dir
     from .loader import encode_labels
     from .schema import AUTO_INT_CATEGORIES, encode, fit_schema
@@ -177,9 +178,7 @@ def stream_table(source, *, target: str | None = None, train_rows: int | None = 
     out = folder / f"{path.stem}-{key}.npy"
     if not out.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, len(schema["columns"])))
-        try:
+        with filled_npy(out, (n, len(schema["columns"]))) as mm:
             row = 0
             for batch in pf.iter_batches(batch_size=batch_rows, columns=features):
                 part = encode(batch.to_pandas(), schema)
@@ -187,12 +186,6 @@ def stream_table(source, *, target: str | None = None, train_rows: int | None = 
                 row += len(part)
             if row != n:
                 raise UserError(f"{path} gave {row} rows, but its footer says {n}: the file is damaged; re-create it")
-            mm.flush()
-            del mm
-            tmp.replace(out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     x = np.load(out, mmap_mode="r")
     if x.shape != (n, len(schema["columns"])):
         raise UserError(f"the cached encoding {out} does not match {path} ({x.shape}): delete it and run again")
