@@ -29,8 +29,9 @@ class DataConfig:
     split_seed: int = 0             # the stratified train/test split
     max_samples: int | None = None  # use a stratified subset of this many samples (None: all)
     stream: bool = False            # read lazily while training: a folder of images or of tar shards (loader
-                                    # images), a Parquet table (table), an .npy (series), EDF files
-                                    # (edf_epochs), a folder of audio files (audio); probes on eval.max_samples
+                                    # images), a Parquet or Arrow table (table), and the loaders whose modality
+                                    # declares a lazy form (series, edf_epochs, audio, clips, ...: the error
+                                    # for any other loader lists them); probes on eval.max_samples
 
 
 @dataclass

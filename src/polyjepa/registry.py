@@ -6,8 +6,9 @@ Each family (a recipe section: tokenizer, masker, ...) maps a name to ``(builder
 
 Modalities plug in without touching this file: a sub-package ``polyjepa/<modality>/parts.py`` that
 defines ``PARTS`` ({family: {name: (builder, injected)}}) and optionally ``ASSEMBLERS``
-({method name: assemble(cfg, input_shape, meta) -> method}) and ``DEFAULTS`` ({family: name}) is
-found and merged on first use. A method that is not trained by the image-style pipeline (e.g. a policy
+({method name: assemble(cfg, input_shape, meta) -> method}), ``DEFAULTS`` ({family: name}) and ``STREAMS``
+({data loader name: "module:opener"}, the loader's lazy form for ``data.stream=true``) is found and merged
+on first use. A method that is not trained by the image-style pipeline (e.g. a policy
 run in a simulator) names its own entry in ``RUNNERS`` ({method name: run(cfg, out=, seed=, echo=) ->
 summary}), which ``polyjepa pretrain`` calls instead. Users register their own parts with :func:`register`.
 
@@ -34,23 +35,31 @@ DEFAULTS = {"method": "jepa", "tokenizer": "patch2d", "encoder": "vit", "predict
 _USER: dict[str, dict[str, tuple[Callable, set[str]]]] = {}
 _USER_ASSEMBLERS: dict[str, Callable] = {}
 _USER_RUNNERS: dict[str, Callable] = {}
+_USER_STREAMS: dict[str, Callable | str] = {}
 
 
 def register(family: str, name: str, builder: Callable, injected: set[str] | tuple = (), *,
-             assemble: Callable | None = None, run: Callable | None = None) -> None:
+             assemble: Callable | None = None, run: Callable | None = None,
+             stream: Callable | str | None = None) -> None:
     """Make ``builder`` available to recipes as ``{family: {name: <name>, ...}}``.
 
     ``injected`` names the builder arguments the assembler supplies (e.g. ``grid`` for a masker,
     ``image_size``/``in_channels``/``dim``/``input_shape``/``meta`` for a tokenizer). For the
     ``method`` family, ``assemble(cfg, input_shape, meta)`` builds the whole method from a recipe, or
-    ``run(cfg, out=, seed=, echo=) -> summary`` replaces the whole of ``pretrain`` for it.
+    ``run(cfg, out=, seed=, echo=) -> summary`` replaces the whole of ``pretrain`` for it. For the ``data``
+    family, ``stream`` (a function or "module:function") is the loader's lazy form under ``data.stream=true``:
+    ``stream(source, *, fitted, seed, **options)`` returns a lazy source (see
+    :func:`polyjepa.data.prepare.prepare`).
     """
     _USER.setdefault(family, {})[name] = (builder, set(injected))
     if assemble is not None:
         _USER_ASSEMBLERS[name] = assemble
     if run is not None:
         _USER_RUNNERS[name] = run
+    if stream is not None:
+        _USER_STREAMS[name] = stream
     _tables.cache_clear()
+    stream_openers.cache_clear()
 
 
 def _core() -> dict[str, dict[str, tuple[Callable, set[str]]]]:
@@ -154,6 +163,18 @@ def assembler(cfg: DictConfig | dict) -> Callable:
     if name not in assemblers:
         raise UserError(f"method {name!r} has no assembler: register one with polyjepa.registry.register(..., assemble=)")
     return assemblers[name]
+
+
+@functools.lru_cache(maxsize=1)
+def stream_openers() -> dict[str, Callable | str]:
+    """{data loader name: opener (a function or "module:function")}: the loaders with a lazy form
+    (``data.stream=true``), declared by the modalities' ``STREAMS`` and by :func:`register` (images and tables
+    have theirs in :mod:`polyjepa.data.prepare`)."""
+    openers = {}
+    for modname in modality_modules():
+        openers.update(getattr(importlib.import_module(modname), "STREAMS", {}))
+    openers.update(_USER_STREAMS)
+    return openers
 
 
 def method_runner(cfg: DictConfig | dict) -> Callable | None:

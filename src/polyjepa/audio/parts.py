@@ -28,3 +28,5 @@ PARTS = {
 }
 ASSEMBLERS = {"ajepa": assemble_jepa, "conditioned_jepa": assemble_conditioned}
 RUNNERS = {"jepa_codec": run_codec}
+# the loaders' lazy forms for data.stream=true (read on access, never whole into memory)
+STREAMS = {"audio": "polyjepa.audio.stream:open_audio"}

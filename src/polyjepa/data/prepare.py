@@ -205,33 +205,33 @@ def _split_indices(n: int, y, cfg: DataConfig, what: str, train_rows: int | None
     return (idx, idx[:0]) if y is None else _holdout(idx, y, cfg, what)
 
 
-# loaders with a lazy form of their own: data.loader -> "module:opener"; an opener takes the source, the loader's
-# options, ``fitted`` (a trained run's meta) and ``seed``, and returns a lazy source with ``labels``, ``subset``,
-# ``meta``, and ``set_normalisation`` / ``channel_stats`` (per-channel standardisation)
-STREAM_OPENERS = {"series": "polyjepa.timeseries.stream:open_series",
-                  "edf_epochs": "polyjepa.timeseries.stream:open_edf_epochs",
-                  "audio": "polyjepa.audio.stream:open_audio",
-                  "clips": "polyjepa.video.stream:open_clips"}
-
-
 def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -> Prepared:
     """Data split and normalised as :func:`prepare` does, without reading them into memory: the train and
     test parts are lazy sources over the split's samples. A folder of images (``ImageFolderStream``; labels
-    from the class sub-folders), a Parquet table, or a loader of ``STREAM_OPENERS``; the channel statistics
-    are estimated from ``STREAM_STATS_SAMPLES`` training samples."""
+    from the class sub-folders), a Parquet table, or a loader with a lazy form of its own (a modality's
+    ``STREAMS``, :func:`polyjepa.registry.stream_openers`); the channel statistics are estimated from
+    ``STREAM_STATS_SAMPLES`` training samples.
+
+    An opener takes the source, the loader's options, ``fitted`` (a trained run's meta) and ``seed``, and
+    returns a lazy source with ``labels``, ``subset``, ``meta``, ``set_normalisation`` / ``channel_stats``
+    (per-channel standardisation), and optionally ``test_rows``: the indices of its official test samples."""
     from pathlib import Path
 
+    from ..registry import part_builder, stream_openers
     from .sources import _check_size
     from .stream import open_stream
 
     options = dict(options or {})
     if cfg.loader == "table":
         return _prepare_table_stream(cfg, stats, options)
-    if cfg.loader in STREAM_OPENERS:
-        return _prepare_opened(cfg, stats, options)
+    openers = stream_openers()
+    if cfg.loader in openers:
+        return _prepare_opened(cfg, stats, options, openers[cfg.loader])
     if cfg.loader != "images":
-        raise UserError(f"data.stream=true streams images, tables, series, EDF epochs, audio and videos; data.loader="
-                        f"{cfg.loader} reads its data into memory: drop data.stream")
+        part_builder("data", {"data": {"loader": cfg.loader}})  # an unknown loader fails with the known ones
+        lazy = ", ".join(sorted({"images", "table", *openers}))
+        raise UserError(f"data.loader={cfg.loader} reads its data into memory; data.stream=true works with the "
+                        f"loaders {lazy}: drop data.stream")
     unknown = sorted(set(options) - {"size"})
     if unknown:
         raise UserError(f"data.stream=true takes the images loader's data.size only, not {', '.join(unknown)}")
@@ -243,13 +243,15 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     return _split_lazy(cfg, stats, stream, "images", Path(cfg.source).name, {})
 
 
-def _prepare_opened(cfg: DataConfig, stats: dict | None, options: dict) -> Prepared:
-    """A loader's lazy form (``STREAM_OPENERS``) opened on ``cfg.source`` with its options, then split."""
+def _prepare_opened(cfg: DataConfig, stats: dict | None, options: dict, opener) -> Prepared:
+    """A loader's lazy form (``opener``: a function or "module:function") opened on ``cfg.source`` with its
+    options, then split."""
     import importlib
     from pathlib import Path
 
-    module, name = STREAM_OPENERS[cfg.loader].split(":")
-    opener = getattr(importlib.import_module(module), name)
+    if isinstance(opener, str):
+        module, name = opener.split(":")
+        opener = getattr(importlib.import_module(module), name)
     params = inspect.signature(opener).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params) - {"fitted", "seed"})
@@ -267,9 +269,17 @@ def _prepare_opened(cfg: DataConfig, stats: dict | None, options: dict) -> Prepa
 
 def _split_lazy(cfg: DataConfig, stats: dict | None, stream, what: str, name: str, meta: dict) -> Prepared:
     """A lazy source's train and test parts by :func:`prepare`'s rules, normalised per channel with statistics
-    estimated from ``STREAM_STATS_SAMPLES`` training samples (or a trained run's ``stats``)."""
+    estimated from ``STREAM_STATS_SAMPLES`` training samples (or a trained run's ``stats``). A source with
+    ``test_rows`` (its official test samples) keeps that split, ``data.max_samples`` subsampling the rest."""
     y = stream.labels
-    train_idx, test_idx = _split_indices(len(stream), y, cfg, what)
+    official = getattr(stream, "test_rows", None)
+    if official is not None:
+        test_idx = np.sort(np.asarray(official, dtype=np.int64))
+        rest = np.setdiff1d(np.arange(len(stream)), test_idx)
+        keep = _subsample(len(rest), None if y is None else y[rest], cfg, what)
+        train_idx = rest if keep is None else rest[keep]
+    else:
+        train_idx, test_idx = _split_indices(len(stream), y, cfg, what)
     x_train = stream.subset(train_idx)
     x_test = stream.subset(test_idx) if len(test_idx) else np.zeros((0, *stream.sample_shape), np.float32)
     if cfg.normalize == "none":

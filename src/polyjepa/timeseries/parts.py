@@ -18,3 +18,6 @@ PARTS = {
              "edf_epochs": (load_edf_epochs, {"source"})},
 }
 ASSEMBLERS = {"series_jepa": assemble_series_jepa}
+# the loaders' lazy forms for data.stream=true (read on access, never whole into memory)
+STREAMS = {"series": "polyjepa.timeseries.stream:open_series",
+           "edf_epochs": "polyjepa.timeseries.stream:open_edf_epochs"}

@@ -79,3 +79,5 @@ PARTS = {
 }
 
 ASSEMBLERS = {"vjepa": assemble_vjepa, "vjvcr": assemble_vjvcr}
+# the loaders' lazy forms for data.stream=true (read on access, never whole into memory)
+STREAMS = {"clips": "polyjepa.video.stream:open_clips"}
