@@ -114,3 +114,87 @@ def filled_npy(out: Path, shape: tuple, dtype=np.float32):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+NPZ_COPY_BYTES = 1 << 24  # the bytes an inflated .npz member is copied by, so memory holds one such block
+
+
+def npz_members(path: str | os.PathLike) -> list[str]:
+    """The array names of an .npz archive (its ``.npy`` members, without the suffix)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+    except (OSError, zipfile.BadZipFile) as e:
+        raise UserError(f"cannot read {path} as an .npz archive ({type(e).__name__}: {e}): re-create it with "
+                        f"numpy.savez") from None
+
+
+def npz_array(path: str | os.PathLike, key: str, *, cache: str | os.PathLike | None = None) -> np.ndarray:
+    """The array ``key`` of an .npz archive, memory-mapped rather than read into memory.
+
+    A stored member (``numpy.savez``) is mapped where it lies inside the archive. A compressed one
+    (``numpy.savez_compressed``) is inflated once, a block at a time, into an ``.npy`` in ``cache`` (default: the
+    user cache's ``npz`` folder, :func:`polyjepa.eval.cache.cache_dir`), keyed by the archive's path, size and
+    modification time, and that copy is mapped; an interrupted copy leaves nothing behind. Object arrays are
+    refused (nothing is unpickled)."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    path = Path(path)
+    name = f"{key}.npy"
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo(name)
+            if info.compress_type == zipfile.ZIP_STORED:
+                with open(path, "rb") as f:
+                    f.seek(info.header_offset)
+                    local = f.read(30)  # the member's local header: its name and extra field lengths at 26..29
+                    if local[:4] != b"PK\x03\x04":
+                        raise zipfile.BadZipFile(f"no local header for {name}")
+                    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + \
+                        int.from_bytes(local[28:30], "little")
+                    f.seek(start)
+                    shape, fortran, dtype = _npy_header(f, path, key)
+                    offset = f.tell()
+                if dtype.itemsize == 0 or 0 in shape:
+                    return np.zeros(shape, dtype)
+                return np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C",
+                                 offset=offset)
+            from ..eval.cache import cache_dir
+
+            folder = Path(cache) if cache is not None else cache_dir() / "npz"
+            stat = path.stat()
+            ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{key}"
+            out = folder / f"{path.stem}-{key}-{hashlib.sha256(ident.encode()).hexdigest()[:24]}.npy"
+            if not out.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                with z.open(name) as src:
+                    _npy_header(src, path, key)  # refuse object arrays before copying anything
+                tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+                try:
+                    with z.open(name) as src, open(tmp, "wb") as dst:
+                        shutil.copyfileobj(src, dst, NPZ_COPY_BYTES)  # the member is an .npy file, copied verbatim
+                    tmp.replace(out)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
+    except KeyError:
+        raise UserError(f"{path} has no array {key!r} (it holds {', '.join(npz_members(path)) or 'none'})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise UserError(f"cannot read {key!r} from {path} ({type(e).__name__}: {e}): the archive is corrupt or cut "
+                        f"short; re-create it with numpy.savez") from None
+    return np.load(out, mmap_mode="r", allow_pickle=False)
+
+
+def _npy_header(f, path: Path, key: str) -> tuple[tuple, bool, np.dtype]:
+    """(shape, Fortran order, dtype) of the .npy stream ``f`` positioned at its magic string; object arrays refused."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    shape, fortran, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0) else fmt.read_array_header_2_0(f))
+    if dtype.hasobject:
+        raise UserError(f"{path}[{key}] holds Python objects, which polyjepa does not unpickle: store one numeric "
+                        f"array (samples of different sizes padded or resampled to one size)")
+    return shape, fortran, dtype
