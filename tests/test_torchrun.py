@@ -77,6 +77,53 @@ def test_torchrun_equals_the_spawned_two_process_run(tmp_path):
     assert all(abs(a - b) <= 1e-4 * abs(b) for a, b in zip(ours, theirs)), (ours, theirs)
 
 
+FABRIC = shutil.which("fabric", path=str(Path(sys.executable).parent))
+SCRIPT = shutil.which("polyjepa", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(FABRIC is None or SCRIPT is None, reason="Lightning's fabric command or the polyjepa script is "
+                    "not installed beside this Python")
+def test_fabric_run_launches_the_cli_as_torchrun_does(tmp_path, single_process_losses):
+    """``fabric run --devices 2 $(which polyjepa) pretrain ...``: Fabric's launcher starts both processes, polyjepa
+    takes its --precision as train.precision, and the run is the single process's."""
+    run = tmp_path / "fabric"
+    proc = subprocess.run([FABRIC, "run", "--accelerator", "cpu", "--devices", "2", "--precision", "32", SCRIPT,
+                           "pretrain", "ijepa-digits", "--out", str(run), *TINY, "--no-progress"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 6 and summary["precision"] == "32-true"
+    assert proc.stdout.count("pretrained encoder") == 1
+    _same_steps(_losses(run), single_process_losses)
+
+
+def test_fabric_run_options_become_the_train_settings(monkeypatch):
+    from polyjepa.config import TrainConfig
+    from polyjepa.errors import UserError
+    from polyjepa.runner import torchrun_train_config
+
+    for k in [k for k in os.environ if k.startswith(("SLURM_", "LT_"))]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LT_CLI_USED", "1")
+    monkeypatch.setenv("LT_ACCELERATOR", "cpu")
+    monkeypatch.setenv("LT_PRECISION", "bf16")
+    monkeypatch.setenv("LT_STRATEGY", "fsdp")
+    tc = torchrun_train_config(TrainConfig())
+    assert (tc.accelerator, tc.precision, tc.strategy, tc.devices) == ("cpu", "bf16-mixed", "fsdp", 2)
+    with pytest.raises(UserError, match="fabric run --precision bf16 but train.precision=32-true: drop one"):
+        torchrun_train_config(TrainConfig(precision="32-true"))
+    monkeypatch.setenv("LT_STRATEGY", "deepspeed")
+    with pytest.raises(UserError, match="fabric run --strategy deepspeed: polyjepa trains with ddp or fsdp"):
+        torchrun_train_config(TrainConfig())
+    monkeypatch.setenv("LT_STRATEGY", "ddp")
+    with pytest.raises(UserError, match="fabric run --strategy ddp but train.strategy=fsdp"):
+        torchrun_train_config(TrainConfig(strategy="fsdp"))
+
+
 def _free_port() -> int:
     import socket
 

@@ -457,7 +457,7 @@ def torchrun_train_config(train: TrainConfig) -> TrainConfig:
     env = os.environ
     slurm = _slurm_tasks()
     if launch_rank() is not None and "TORCHELASTIC_RUN_ID" in env:
-        launcher, world = "torchrun", int(env["WORLD_SIZE"])
+        launcher, world = "fabric run" if fabric_cli_used() else "torchrun", int(env["WORLD_SIZE"])
         local = int(env.get("LOCAL_WORLD_SIZE", world))
         if world % local:
             raise UserError(f"torchrun started {world} processes in all but {local} on this machine, which does not "
@@ -478,7 +478,45 @@ def torchrun_train_config(train: TrainConfig) -> TrainConfig:
         raise UserError(f"train.num_nodes={train.num_nodes} but {launcher} launched {nodes} node(s): drop "
                         f"train.num_nodes or set it to {nodes}")
     strategy = "ddp" if train.strategy in ("auto", "ddp_spawn") else train.strategy
-    return dataclasses.replace(train, devices=local, num_nodes=nodes, strategy=strategy)
+    train = dataclasses.replace(train, devices=local, num_nodes=nodes, strategy=strategy)
+    return fabric_cli_train_config(train) if fabric_cli_used() else train
+
+
+def fabric_cli_used() -> bool:
+    """Whether Lightning's ``fabric run`` started this process (it launches through torchrun and passes its
+    options in ``LT_*`` variables)."""
+    return os.environ.get("LT_CLI_USED", "0") == "1"
+
+
+# fabric run --precision names -> the train.precision they mean
+_CLI_PRECISION = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+
+
+def fabric_cli_train_config(train: TrainConfig) -> TrainConfig:
+    """``fabric run``'s --accelerator, --precision and --strategy as the run's ``train.*`` settings (a recipe or
+    override that names another value is one clear line). Its --strategy may be ``ddp`` or ``fsdp``
+    (polyjepa's per-block FSDP2, as ``train.strategy=fsdp``)."""
+    import dataclasses
+
+    env, changes = os.environ, {}
+
+    def take(key: str, value: str, current: str, free: tuple[str, ...]) -> None:
+        if current not in (*free, value):
+            raise UserError(f"fabric run --{key} {env['LT_' + key.upper()]} but train.{key}={current}: drop one of "
+                            f"them (fabric run's option is taken when train.{key} is left at auto)")
+        changes[key] = value
+
+    if "LT_ACCELERATOR" in env:
+        take("accelerator", env["LT_ACCELERATOR"], train.accelerator, ("auto",))
+    if "LT_PRECISION" in env:
+        take("precision", _CLI_PRECISION.get(env["LT_PRECISION"], env["LT_PRECISION"]), train.precision, ("auto",))
+    if "LT_STRATEGY" in env:
+        strategy = env["LT_STRATEGY"]
+        if strategy not in ("ddp", "fsdp"):
+            raise UserError(f"fabric run --strategy {strategy}: polyjepa trains with ddp or fsdp (its per-block "
+                            f"FSDP2); pass one of those, or drop --strategy")
+        take("strategy", strategy, train.strategy, ("ddp",) if strategy == "fsdp" else ())
+    return dataclasses.replace(train, **changes)
 
 
 def wait_for_run_dir(out: str, since: float, timeout: float = 600.0):

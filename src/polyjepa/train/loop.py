@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -93,7 +94,11 @@ def fit(job: TrainJob) -> dict:
     if str(strategy).startswith("fsdp"):
         strategy = fsdp_strategy(tc)
     fabric = make_fabric(tc, strategy, precision)
-    return {**fabric.launch(_worker, job), "precision": precision}
+    from ..runner import fabric_cli_used
+
+    # fabric run has started the processes already (Fabric refuses launch() then): each runs the worker itself
+    record = _worker(fabric, job) if fabric_cli_used() else fabric.launch(_worker, job)
+    return {**record, "precision": precision}
 
 
 def shard_blocks(model: torch.nn.Module, mesh) -> torch.nn.Module:
@@ -174,13 +179,24 @@ def make_fabric(tc: TrainConfig, strategy: str, precision: str):
     """Lightning Fabric for the run's settings; a combination it refuses is one line naming the settings."""
     from lightning_fabric import Fabric
 
+    from ..runner import fabric_cli_used
+
     check_launch(tc)
+    devices, cli_options = tc.devices, {}
+    if fabric_cli_used():
+        # Under fabric run, Fabric reads the command's options from LT_* variables and refuses other values. The
+        # runner took --accelerator, --precision and --strategy into train.* (fabric_cli_train_config), so Fabric
+        # is given those from here; --devices stays as typed (it may name devices, e.g. 2,3).
+        devices = os.environ.get("LT_DEVICES", devices)
+        cli_options = {k: os.environ.pop(k) for k in ("LT_ACCELERATOR", "LT_PRECISION", "LT_STRATEGY") if k in os.environ}
     try:
-        return Fabric(accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes, strategy=strategy,
+        return Fabric(accelerator=tc.accelerator, devices=devices, num_nodes=tc.num_nodes, strategy=strategy,
                       precision=precision)
     except (ValueError, RuntimeError, TypeError) as e:
         raise UserError(f"cannot train with train.accelerator={tc.accelerator}, train.devices={tc.devices}, "
                         f"train.strategy={tc.strategy}, precision {precision}: {' '.join(str(e).split())}") from None
+    finally:
+        os.environ.update(cli_options)
 
 
 def _worker(fabric, job: TrainJob) -> dict:
