@@ -265,3 +265,55 @@ def test_srun_task_counts_that_do_not_fit_are_one_clear_line(monkeypatch):
         torchrun_train_config(TrainConfig())
     monkeypatch.setenv("SLURM_JOB_NAME", "interactive")   # an salloc shell: a plain command, as Fabric sees it
     assert launch_rank() is None and torchrun_train_config(TrainConfig()).devices == 1
+
+
+# Runs the CLI with the training step patched in one process only: rank 1's loss turns NaN at its third step, or
+# rank 1 is slower by a sleep per step.
+SCRIPT = """
+import sys, time
+import polyjepa.train.loop as loop
+
+original, calls = loop.accumulate_backward, [0]
+
+def patched(fabric, method, micro):
+    out, loss = original(fabric, method, micro)
+    calls[0] += 1
+    if fabric.global_rank == 1 and MODE == "nan" and calls[0] == 3:
+        loss = loss * float("nan")
+    if fabric.global_rank == 1 and MODE == "slow":
+        time.sleep(0.03)
+    return out, loss
+
+loop.accumulate_backward = patched
+MODE = sys.argv.pop(1)
+from polyjepa.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _launch(tmp_path, mode: str, *extra: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "patched.py"
+    script.write_text(SCRIPT)
+    return subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", str(script), mode, "pretrain",
+                           "ijepa-digits", "--out", str(tmp_path / "run"), *TINY, *extra, "--no-progress"],
+                          capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+@needs_torchrun
+def test_a_loss_that_is_not_finite_in_one_process_stops_every_process(tmp_path):
+    proc = _launch(tmp_path, "nan")
+    assert proc.returncode != 0
+    assert "loss became nan at step 2" in proc.stderr                              # the process whose loss it was
+    assert "loss became non-finite in another process at step 2" in proc.stderr   # and its peer, at the same step
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@needs_torchrun
+def test_a_time_budget_gives_every_process_the_same_steps(tmp_path):
+    proc = _launch(tmp_path, "slow", "train.max_steps=null", "train.max_epochs=1000", "train.max_minutes=0.1",
+                   "train.checkpoint_every=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and 20 < summary["steps"] < 1000 * 300 // 32
+    assert summary["stop_reason"] in ("time budget", "completed")

@@ -317,12 +317,22 @@ def _worker(fabric, job: TrainJob) -> dict:
             lr, wd = apply_schedules(optimizer, step, total, tc, stage_starts=stage_starts(inner, total))
             # forward and backward (per micro-batch with train.accumulate > 1; one pass over the batch otherwise)
             out, loss = accumulate_backward(fabric, method, split_batch(batch, tc.accumulate))
-            if not torch.isfinite(loss):
+            diverged = not bool(torch.isfinite(loss))
+            elapsed = state["train_seconds"] + time.perf_counter() - t_last
+            if fabric.world_size > 1:
+                # One exchange per step keeps the processes' decisions equal: a loss that is not finite in any
+                # process stops all of them (rather than one, leaving the others waiting in the next collective),
+                # and the time budget is read from the slowest process.
+                agreed = fabric.all_reduce(torch.tensor([float(diverged), elapsed], device=fabric.device),
+                                           reduce_op="max")
+                diverged, elapsed = bool(agreed[0] > 0), float(agreed[1])
+            if diverged:
                 if bar:
                     bar.close()
                 last = discard_checkpoint_of_step(ckpt_dir, step) if rank0 else latest_checkpoint(ckpt_dir)
+                value = loss.item() if not torch.isfinite(loss) else "non-finite in another process"
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {step}; the last good checkpoint is "
+                    f"loss became {value} at step {step}; the last good checkpoint is "
                     f"{last if last else 'none (none was written yet)'}: resume with a lower train.lr (or a higher "
                     f"train.warmup, a lower train.grad_clip), e.g. --resume RUN_DIR train.lr=1e-4",
                     step=step)
@@ -371,12 +381,15 @@ def _worker(fabric, job: TrainJob) -> dict:
                     # Fit the schedule to the budget, from the measured step time (first steps excluded).
                     per_step = state["train_seconds"] / (step - start_step)
                     fitted = step + int((budget - state["train_seconds"]) / per_step)
+                    if fabric.world_size > 1:   # every process takes the slowest one's length
+                        fitted = int(fabric.all_reduce(torch.tensor(float(fitted), device=fabric.device),
+                                                       reduce_op="min"))
                     if fitted < total:
                         state["total_steps"], replan = max(fitted, step + 1), True
                         if bar:
                             bar.total = state["total_steps"]
                         break
-                if state["train_seconds"] >= budget:
+                if (state["train_seconds"] if fabric.world_size == 1 else elapsed) >= budget:
                     stop_reason = "time budget"
                     break
         if stop_reason == "time budget" or not replan:
