@@ -12,16 +12,14 @@ def is_distributed() -> bool:
 def gather_batch(z: torch.Tensor) -> torch.Tensor:
     """Concatenate (B, ...) tensors from every process along the batch, keeping gradients.
 
-    Uses the autograd-aware all_gather, whose backward sums the incoming gradients of every rank's
-    slice; with DDP's gradient averaging over ranks, a loss computed on the gathered batch by every
-    rank gets exactly the single-process gradient of that loss on the concatenated batch.
+    The backward sums the incoming gradients of every rank and hands each rank its own slice; with DDP's
+    gradient averaging over ranks, a loss computed on the gathered batch by every rank gets exactly the
+    single-process gradient of that loss on the concatenated batch. Every rank must hold the same B.
     Without an initialised process group it returns ``z`` unchanged.
     """
     if not is_distributed():
         return z
-    from torch.distributed.nn.functional import all_gather
-
-    return _ContiguousGrad.apply(torch.cat(all_gather(z.contiguous()), dim=0))
+    return _GatherBatch.apply(z)
 
 
 def gather_along(z: torch.Tensor, dim: int) -> torch.Tensor:
@@ -29,13 +27,19 @@ def gather_along(z: torch.Tensor, dim: int) -> torch.Tensor:
     return gather_batch(z.movedim(dim, 0)).movedim(0, dim)
 
 
-class _ContiguousGrad(torch.autograd.Function):
-    # The all_gather backward reduce-scatters the slices of the incoming gradient as they lie in
-    # memory; a gradient arriving through a transpose is not contiguous and gave wrong values.
+class _GatherBatch(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
+    def forward(ctx, z):
+        z = z.contiguous()
+        parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, z)
+        ctx.rows = z.shape[0]
+        return torch.cat(parts, dim=0)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad.contiguous()
+        # (a gradient arriving through a transpose is not contiguous: the sum must see it laid out in order)
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
