@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from polyjepa.cli import main
 from polyjepa.data.batches import MaskedBatches
-from polyjepa.data.skiplog import append_skip, attach_skip_log, read_skip_log, skip_summary
+from polyjepa.data.skiplog import append_skip, attach_skip_log, merge_skip_log, parts_dir, read_skip_log, skip_summary
 from polyjepa.data.stream import ImageFolderStream
 from polyjepa.errors import UserError
 
@@ -57,12 +57,22 @@ def test_concurrent_appends_give_whole_lines_and_a_distinct_count(tmp_path):
         p.start()
     for p in procs:
         p.join()
-    lines = log.read_text().splitlines()
-    assert len(lines) == 900 and all(line.count("\t") == 1 for line in lines)   # no torn or merged lines
+    parts = sorted(parts_dir(log).glob("*.tsv"))
+    assert len(parts) == 3                                                     # one file per writing process
+    lines = [line for p in parts for line in p.read_text().splitlines()]
+    assert len(lines) == 900 and all(line.count("\t") == 2 for line in lines)  # no torn or merged lines
     append_skip(log, "/data/a/file 0000.png", "again")                         # a repeat counts once
     seen = read_skip_log(log)
     assert len(seen) == 900 and seen["/data/a/file 0000.png"] == "reason with a tab 0"
     assert skip_summary(log)["count"] == 900 and len(skip_summary(log)["first"]) == 10
+    for tag in "abc":   # each process's files in the order it skipped them
+        mine = [n for n in seen if f"/{tag}/" in n]
+        assert mine == sorted(mine)
+    merge_skip_log(log)
+    assert not parts_dir(log).exists() and len(log.read_text().splitlines()) == 900
+    assert read_skip_log(log) == seen
+    append_skip(log, "/data/d/late.png", "after the merge")                    # a later skip adds to the merged log
+    assert list(read_skip_log(log))[-1] == "/data/d/late.png" and skip_summary(log)["count"] == 901
     assert skip_summary(tmp_path / "none.tsv") is None
 
 
@@ -179,4 +189,5 @@ def test_an_edf_source_logs_the_files_it_skipped(tmp_path):
     attach_skip_log((prepared.x_train, prepared.x_test), run_log)
     attach_skip_log((prepared.x_train, prepared.x_test), run_log)   # attaching again logs nothing twice
     assert skip_summary(run_log) == {"count": 1, "first": [str(root / "S01.edf")]}
+    merge_skip_log(run_log)
     assert len(run_log.read_text().splitlines()) == 1 and prepared.x_train.skip_log == run_log

@@ -333,7 +333,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     echo(f"polyjepa: {cfg.name} on {prepared.name} ({len(prepared.x_train)} train / {len(prepared.x_test)} test, "
          f"input {input_shape}) -> {run_dir}")
 
-    from .data.skiplog import SKIP_LOG, attach_skip_log, skip_summary
+    from .data.skiplog import SKIP_LOG, attach_skip_log, merge_skip_log, skip_summary
 
     # files skipped while streaming, by this process, its DataLoader workers and the other ranks, in one log
     attach_skip_log((prepared.x_train, prepared.x_test), run_dir / SKIP_LOG)
@@ -391,6 +391,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     if sampled:
         summary["eval_sample"] = sampled
     if hasattr(prepared.x_train, "skipped"):
+        merge_skip_log(run_dir / SKIP_LOG)   # every process has stopped reading: one file for the user
         summary["skipped_files"] = skip_summary(run_dir / SKIP_LOG) or {"count": 0, "first": []}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     from .report import write_report
