@@ -11,6 +11,9 @@ validation split, cosine kNN k=20), and reports the linear and kNN accuracy of e
 and the training speed (samples per second of process CPU time, and of wall time). Evaluation is always fp32.
 Writes ``results/precision_mnist.json``.
 
+``--reuse`` reads runs already finished in ``--out`` instead of training them again, and ``--reprobe`` then probes
+their encoders again with the current probe code.
+
 ``--config tiny12`` runs the same comparison at the configuration of ``benchmarks/throughput.py``: ViT-Tiny as
 named (192 wide, 12 deep, 3 heads), predictor 96 wide and 6 deep (see ``TINY12``), written to
 ``results/precision_mnist-tiny12.json`` unless ``--name`` says otherwise. Overrides given after the options are
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for the runs (default: a new temporary folder)")
     ap.add_argument("--reuse", action="store_true",
                     help="read a run already finished in --out (its summary.json) instead of training it again")
+    ap.add_argument("--reprobe", action="store_true",
+                    help="with --reuse: probe the reused runs' encoders again with the current probe code")
     ap.add_argument("overrides", nargs="*", help="recipe overrides added to the configuration's")
     args = ap.parse_args(argv)
     import torch
@@ -86,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                 s = json.loads((run / "summary.json").read_text())
                 s["cpu_seconds"] = json.loads((run / "job_cpu.json").read_text())["cpu_seconds"] \
                     if (run / "job_cpu.json").exists() else float("nan")
+                if args.reprobe:
+                    from polyjepa.runner import probe_run
+
+                    s["probe_when_trained"] = s["probe"]
+                    s["probe"] = probe_run(str(run), echo=lambda *a, **k: None)["probe"]
             else:
                 cpu = time.process_time()
                 s = pretrain(args.recipe, out=str(run), seed=seed, progress=False, echo=lambda *a, **k: None,
@@ -121,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     speed = {p: statistics.median(res[s, p]["samples_per_second"] for s in seeds) for p in precisions}
     train_s = {p: sum(res[s, p]["train_seconds"] for s in seeds) for p in precisions}
     cpu_s = {p: sum(res[s, p]["cpu_seconds"] for s in seeds) for p in precisions}
+    def when(seed, p):    # the linear probe each run ran at the end of its training
+        return res[seed, p]["probe_when_trained"]["linear"]["accuracy"]
+
     lin32, lin16 = spread("32-true", "linear"), spread("bf16-mixed", "linear")
     knn32, knn16 = spread("32-true", "knn"), spread("bf16-mixed", "knn")
     s0 = res[seeds[0], precisions[0]]
@@ -137,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(bf16/fp32 {train_s['bf16-mixed'] / train_s['32-true']:.2f}); whole jobs incl. fp32 evaluation "
         f"{cpu_s['32-true']:.0f} / {cpu_s['bf16-mixed']:.0f} CPU s "
         f"(bf16/fp32 {cpu_s['bf16-mixed'] / cpu_s['32-true']:.2f})",
+        *([f"probes recomputed after training with the current probe code (--reprobe); the probe the runs "
+             f"ran at the end of training gave linear bf16 - fp32 per seed " + ", ".join(
+                 f"{when(s, 'bf16-mixed') - when(s, '32-true'):+.4f}" for s in seeds)] if args.reprobe else []),
         f"{args.recipe} {' '.join(over)}: {s0['steps']} steps, {s0['n_train']} train / {s0['n_test']} test; "
         f"{args.threads} thread(s)",
     ]

@@ -20,7 +20,7 @@ Feature matrices (MNIST digits; what was built is read back from the arrays and 
   rows; test: copies of the last 2,000, 12,000 rows, so no image is on both sides).
 
 Solvers: ``lbfgs`` as the probe ran it (max_iter 200, tol 1e-3), a tightly converged ``reference`` (lbfgs, tol 1e-8,
-max_iter 5000), ``lbfgs-warm`` (the same lbfgs, each C warm-started from the previous one and the refit from the
+max_iter 5000), ``lbfgs-500`` and ``lbfgs-1000`` (tol 1e-4, max_iter 500 or 1000), ``lbfgs-warm`` (the same lbfgs, each C warm-started from the previous one and the refit from the
 chosen one), ``newton-cholesky`` (multinomial from scikit-learn 1.6; skipped where the Hessian, (width x classes)^2,
 would pass ``--newton-max`` parameters), ``sag`` and ``saga`` (max_iter 200, tol 1e-3), ``liblinear`` (one-vs-rest:
 a different objective), ``torch-lbfgs`` (the same multinomial objective, full batch, float32, strong Wolfe line
@@ -44,7 +44,7 @@ import numpy as np
 GRID = (0.01, 0.1, 1.0, 10.0)
 RIDGE_GRID = (1.0, 10.0, 100.0, 1000.0)
 SETS = ("pixels", "quickstart", "tiny192", "small384", "trained", "large")
-SOLVERS = ("lbfgs", "reference", "lbfgs-warm", "newton-cholesky", "sag", "saga", "liblinear", "torch-lbfgs", "ridge")
+SOLVERS = ("lbfgs", "reference", "lbfgs-500", "lbfgs-1000", "lbfgs-warm", "newton-cholesky", "sag", "saga", "liblinear", "torch-lbfgs", "ridge")
 
 
 # ----------------------------------------------------------------------------------------------------- features
@@ -216,6 +216,8 @@ def make(solver: str, c: float):
         return LogisticRegression(C=c, max_iter=200, tol=1e-3)
     if solver == "reference":
         return LogisticRegression(C=c, max_iter=5000, tol=1e-8)
+    if solver in ("lbfgs-500", "lbfgs-1000"):
+        return LogisticRegression(C=c, max_iter=int(solver.split("-")[1]), tol=1e-4)
     if solver == "lbfgs-warm":
         return LogisticRegression(C=c, max_iter=200, tol=1e-3, warm_start=True)
     if solver in ("newton-cholesky", "sag", "saga"):
@@ -288,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--newton-max", type=int, default=4000,
                     help="skip newton-cholesky where width x classes passes this (its Hessian is that squared)")
     ap.add_argument("--name", default="probe_solvers")
+    ap.add_argument("--first-only", default="",
+                    help="solvers to run on the first matrix only (e.g. sag,saga: far slower there already)")
     ap.add_argument("--reuse", action="store_true",
                     help="read a solver's result on a matrix from --cache when an earlier run measured it")
     args = ap.parse_args(argv)
@@ -302,12 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     solvers = args.solvers.split(",")
     if "reference" not in solvers:
         solvers.insert(0, "reference")
+    first_only = [x for x in args.first_only.split(",") if x]
+    names = list(feats)
     res: dict[tuple[str, str], dict] = {}
     for name, (a, ay, b, by, built) in feats.items():
         print(f"{name}: {built}; train {a.shape[0]} x {a.shape[1]}, test {b.shape[0]}, {len(np.unique(ay))} classes",
               flush=True)
         for solver in solvers:
             if solver == "newton-cholesky" and a.shape[1] * len(np.unique(ay)) > args.newton_max:
+                continue
+            if solver in first_only and name != names[0]:
                 continue
             saved = Path(args.cache) / f"result-{name}{'-' + Path(args.run).name if name == 'trained' else ''}" \
                 f"-{solver}.json"
@@ -320,7 +328,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {solver:16s} acc {r['accuracy']:.4f} C {r['C']:<5g} {r['cpu_s']:7.1f} CPU s "
                   f"(most iterations of one fit {r['max_iter_used']})", flush=True)
 
-    names = list(feats)
     cols = ["solver"] + [f"{n} acc" for n in names] + [f"{n} CPU s" for n in names] + ["max gap", "correct",
                                                                                        "total CPU s"]
     rows, verdict = [], {}
@@ -350,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                     if (n, "lbfgs") in res),
         f"C chosen (lbfgs / reference): " + ", ".join(f"{n} {res[n, 'lbfgs']['C']:g}/{res[n, 'reference']['C']:g}"
                                                      for n in names if (n, "lbfgs") in res),
+        f"run on the first matrix only: {', '.join(first_only) or 'none'}; "
         f"newton-cholesky skipped where width x classes > {args.newton_max}; liblinear is one-vs-rest and ridge a "
         f"squared loss (alpha grid {RIDGE_GRID}): other objectives, judged by the same accuracy rule",
         f"scikit-learn {sklearn.__version__}, torch {torch.__version__}; {args.threads} thread(s); process CPU time "
