@@ -1,7 +1,8 @@
 """Which solver should the linear probe use? Accuracy and CPU time of logistic-regression solvers on real embeddings.
 
-    python benchmarks/probe_solvers.py [--sets pixels,quickstart,tiny192,small384,large] [--run DIR]
-                                       [--solvers ...] [--cache DIR] [--threads 1]
+    python benchmarks/probe_solvers.py [--sets pixels,tiny192,small384,trained,quickstart,large] [--run DIR]
+                                       [--solvers ...] [--first-only sag,saga,liblinear] [--reuse]
+                                       [--cache DIR] [--threads 1]
 
 Every solver runs the linear probe's protocol (``polyjepa.eval.probes.linear_probe``): features standardised,
 C chosen from {0.01, 0.1, 1, 10} on a stratified 20% validation split of the train set (split seed 0), refit on
@@ -19,15 +20,17 @@ Feature matrices (MNIST digits; what was built is read back from the arrays and 
   by up to 2 pixels, through a random-init ViT-Tiny 2 deep (train: copies of the first 8,000 images, 48,000
   rows; test: copies of the last 2,000, 12,000 rows, so no image is on both sides).
 
-Solvers: ``lbfgs`` as the probe ran it (max_iter 200, tol 1e-3), a tightly converged ``reference`` (lbfgs, tol 1e-8,
-max_iter 5000), ``lbfgs-500`` and ``lbfgs-1000`` (tol 1e-4, max_iter 500 or 1000), ``lbfgs-warm`` (the same lbfgs, each C warm-started from the previous one and the refit from the
-chosen one), ``newton-cholesky`` (multinomial from scikit-learn 1.6; skipped where the Hessian, (width x classes)^2,
-would pass ``--newton-max`` parameters), ``sag`` and ``saga`` (max_iter 200, tol 1e-3), ``liblinear`` (one-vs-rest:
-a different objective), ``torch-lbfgs`` (the same multinomial objective, full batch, float32, strong Wolfe line
-search) and ``ridge`` (RidgeClassifier, closed form, alpha from {1, 10, 100, 1000} by the same split: a
-reference of another loss). A solver is *correct* when its test accuracy is within ``--tolerance`` (0.002) of the
-reference on every matrix. Features are cached in ``--cache`` so that a rerun does not embed again (and with ``--reuse``, each solver's
-result on each matrix, so that an interrupted run continues where it stopped).
+Solvers: ``lbfgs`` at a loose stop (max_iter 200, tol 1e-3), a tightly converged ``reference`` (lbfgs,
+tol 1e-8, max_iter 5000), ``lbfgs-500`` and ``lbfgs-1000`` (tol 1e-4, max_iter 500 or 1000; the latter is what
+``linear_probe`` runs), ``lbfgs-warm`` (max_iter 200, tol 1e-3, each C warm-started from the previous one and
+the refit from the chosen one), ``newton-cholesky`` (multinomial from scikit-learn 1.6; skipped where the Hessian,
+(width x classes)^2, would pass ``--newton-max`` parameters), ``sag`` and ``saga`` (max_iter 200, tol 1e-3),
+``liblinear`` (one-vs-rest: a different objective), ``torch-lbfgs`` (the same multinomial objective, full batch,
+float32, strong Wolfe line search, 200 iterations) and ``ridge`` (RidgeClassifier, closed form, alpha from
+{1, 10, 100, 1000} by the same split: a reference of another loss). A solver is *correct* when its test accuracy
+is within ``--tolerance`` (0.002) of the reference on every matrix. Features are cached in ``--cache`` so that a
+rerun does not embed again (and with ``--reuse``, each solver's result on each matrix, so that an interrupted run
+continues where it stopped).
 Writes ``results/probe_solvers.json``.
 """
 from __future__ import annotations
@@ -44,7 +47,8 @@ import numpy as np
 GRID = (0.01, 0.1, 1.0, 10.0)
 RIDGE_GRID = (1.0, 10.0, 100.0, 1000.0)
 SETS = ("pixels", "quickstart", "tiny192", "small384", "trained", "large")
-SOLVERS = ("lbfgs", "reference", "lbfgs-500", "lbfgs-1000", "lbfgs-warm", "newton-cholesky", "sag", "saga", "liblinear", "torch-lbfgs", "ridge")
+SOLVERS = ("lbfgs", "reference", "lbfgs-500", "lbfgs-1000", "lbfgs-warm", "newton-cholesky", "sag", "saga",
+           "liblinear", "torch-lbfgs", "ridge")
 
 
 # ----------------------------------------------------------------------------------------------------- features
