@@ -63,18 +63,23 @@ def _scan(path: Path, label_first: bool) -> tuple[bool, int | None, list[str], n
 
 
 def _parse_block(path: Path, rows: list[list[str]], first_row: int) -> np.ndarray:
-    """The float64 values of a block of rows (label removed, trailing empty cells dropped), empty cells NaN."""
-    flat = [v if v.strip() else "nan" for r in rows for v in r]
+    """The float64 values of a block of rows (label removed, trailing empty cells dropped), empty cells NaN;
+    each cell parsed by Python's float, as the in-memory loader parses it."""
+    from itertools import chain
+
+    flat = list(chain.from_iterable(rows))
     try:
-        return np.asarray(flat, dtype=np.str_).astype(np.float64) if flat else np.zeros(0)
+        return np.array(flat, dtype=np.float64)  # the common case: no empty cell inside a row
     except ValueError:
-        for k, r in enumerate(rows):  # find the row and cell to name, with Python's float as the in-memory loader
-            try:
-                [float(v) if v.strip() else np.nan for v in r]
-            except ValueError as e:
-                raise UserError(f"{path} row {first_row + k}: {e}; write numbers only (labels in a column named "
-                                f"label)") from None
-        raise
+        pass
+    out = []
+    for k, r in enumerate(rows):  # empty cells, or a cell to name
+        try:
+            out += [float(v) if v.strip() else np.nan for v in r]
+        except ValueError as e:
+            raise UserError(f"{path} row {first_row + k}: {e}; write numbers only (labels in a column named "
+                            f"label)") from None
+    return np.asarray(out, np.float64)
 
 
 def _fill(path: Path, label_first: bool, header: bool, label_col: int | None, lengths: np.ndarray,
