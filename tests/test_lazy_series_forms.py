@@ -136,7 +136,7 @@ def test_bad_series_files_are_one_clear_line(tmp_path):
         prepare(DataConfig(source="GunPoint", loader="series", stream=True))
 
 
-def test_pretrain_streams_a_csv_file(tmp_path):
+def test_pretrain_streams_a_csv_file(tmp_path, capsys):
     _write_csv(tmp_path / "s.csv", np.random.default_rng(3), n=48)
     tiny = ["encoder.depth=1", "predictor.dim=32", "predictor.depth=1", "predictor.heads=2", "train.batch_size=8",
             "train.max_steps=3", "train.log_every=1", "train.monitor_every=0", "train.threads=1",
@@ -145,6 +145,12 @@ def test_pretrain_streams_a_csv_file(tmp_path):
                  "data.stream=true", *tiny]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["n_train"] == 38 and summary["n_test"] == 10 and summary["eval_sample"]["streamed"]
+    (tmp_path / "gap.csv").write_text("1,2,3\n4,,6\n")
+    capsys.readouterr()
+    assert main(["pretrain", "tsjepa", "--data", str(tmp_path / "gap.csv"), "--out", str(tmp_path / "bad"),
+                 "data.stream=true", *tiny]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "polyjepa: error:" in err[0] and "row 2 has an empty or NaN cell inside" in err[0]
 
 
 def _pack_212(a: int, b: int) -> bytes:
