@@ -93,6 +93,8 @@ def _fill(path: Path, label_first: bool, header: bool, label_col: int | None, le
             next(rows)
         block, cells, start = [], 0, 0
         for r in rows:
+            if start + len(block) >= len(lengths):
+                raise UserError(f"{path} changed while it was read (more rows than a moment ago): run again")
             if label_col is not None:
                 r = r[:label_col] + r[label_col + 1:]
             r = r[:lengths[start + len(block)]]
@@ -104,6 +106,8 @@ def _fill(path: Path, label_first: bool, header: bool, label_col: int | None, le
                 block, cells = [], 0
         if block:
             _write(path, block, lengths[start:start + len(block)], out, at + start, start + 1, width)
+        if start + len(block) != len(lengths):
+            raise UserError(f"{path} changed while it was read (fewer rows than a moment ago): run again")
 
 
 def _write(path: Path, block, lens: np.ndarray, out: np.ndarray, at: int, first_row: int, width: int) -> None:
