@@ -39,7 +39,8 @@ def write_csv(path: Path, rows: int, length: int, seed: int = 0) -> None:
             k = min(1000, rows - r0)
             label = rng.integers(0, 4, k)
             t = np.arange(length) / length
-            x = np.sin(2 * np.pi * (2 + label[:, None]) * t + rng.uniform(0, 6.3, (k, 1))) + rng.normal(0, .3, (k, length))
+            x = np.sin(2 * np.pi * (2 + label[:, None]) * t + rng.uniform(0, 6.3, (k, 1)))
+            x = x + rng.normal(0, .3, (k, length))
             n = rng.integers(3 * length // 4, length + 1, k)
             lines = []
             for i in range(k):
