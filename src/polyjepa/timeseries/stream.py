@@ -1,5 +1,6 @@
-"""Series read lazily: rows of a memory-mapped .npy, and annotated epochs of EDF(+) files read record by record,
-so that memory holds a batch of windows, not the recordings."""
+"""Series read lazily: rows of a memory-mapped .npy, of an .npz member, or of the cache a CSV/TSV file is parsed
+into (:mod:`polyjepa.timeseries.csvseries`), and annotated epochs of EDF(+) files read record by record, so that
+memory holds a batch of windows, not the recordings."""
 from __future__ import annotations
 
 from pathlib import Path
