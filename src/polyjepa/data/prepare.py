@@ -260,8 +260,16 @@ def _prepare_opened(cfg: DataConfig, stats: dict | None, options: dict, opener) 
                             f"drop it, or drop data.stream")
     if not isinstance(cfg.source, (str, Path)):
         raise UserError(f"data.stream=true reads files, not {_what(cfg.source)}")
+    # ``seed`` is the split seed, unless the in-memory loader has a seed option of its own (the jets loader's
+    # shuffle): then the opener gets that option, or its default, as the loader would
+    from ..registry import part_builder
+
+    loader, _ = part_builder("data", {"data": {"loader": cfg.loader}})
+    own = inspect.signature(loader).parameters.get("seed")
+    seed = options.pop("seed", cfg.split_seed if own is None or own.default is inspect.Parameter.empty
+                       else own.default)
     try:
-        stream = opener(cfg.source, fitted=(stats or {}).get("meta"), seed=cfg.split_seed, **options)
+        stream = opener(cfg.source, fitted=(stats or {}).get("meta"), seed=seed, **options)
     except TypeError as e:  # an option the opener does not take
         raise UserError(f"data.stream=true for data.loader={cfg.loader}: {e}") from None
     return _split_lazy(cfg, stats, stream, "samples", Path(str(cfg.source)).name, dict(stream.meta))

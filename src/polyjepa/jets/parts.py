@@ -43,3 +43,6 @@ def assemble_jjepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) ->
 
 
 ASSEMBLERS = {"jjepa": assemble_jjepa}
+# the loader's lazy form for data.stream=true: a jet .npz memory-mapped (toy jets and the CMS PFNano file stay
+# in memory)
+STREAMS = {"jets": "polyjepa.jets.stream:open_jets"}

@@ -20,4 +20,5 @@ PARTS = {
 ASSEMBLERS = {"series_jepa": assemble_series_jepa}
 # the loaders' lazy forms for data.stream=true (read on access, never whole into memory)
 STREAMS = {"series": "polyjepa.timeseries.stream:open_series",
-           "edf_epochs": "polyjepa.timeseries.stream:open_edf_epochs"}
+           "edf_epochs": "polyjepa.timeseries.stream:open_edf_epochs",
+           "wfdb_beats": "polyjepa.timeseries.wfdb_stream:open_wfdb_beats"}

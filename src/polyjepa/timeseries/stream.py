@@ -1,5 +1,6 @@
-"""Series read lazily: rows of a memory-mapped .npy, and annotated epochs of EDF(+) files read record by record,
-so that memory holds a batch of windows, not the recordings."""
+"""Series read lazily: rows of a memory-mapped .npy, of an .npz member, or of the cache a CSV/TSV file is parsed
+into (:mod:`polyjepa.timeseries.csvseries`), and annotated epochs of EDF(+) files read record by record, so that
+memory holds a batch of windows, not the recordings."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,27 +18,36 @@ class NpySeries(IndexedSource):
     """The series of an (n, L) or (n, C, L) .npy file, memory-mapped: ``source[idx] -> (k, C, L)`` float32.
 
     Only the rows a batch asks for are read. ``length`` pads every series at its end with NaN to that many
-    steps, as the in-memory ``series`` loader does for a run trained on longer series.
+    steps, as the in-memory ``series`` loader does for a run trained on longer series. ``key`` names an array
+    of an .npz archive instead (:func:`polyjepa.data.lazy.npz_array`: a stored member mapped in place, a
+    compressed one inflated once into the user cache). ``name`` is the file the series came from, when ``path``
+    is a cache built from it.
     """
 
-    def __init__(self, path: str | Path, *, length: int | None = None):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, *, length: int | None = None, key: str | None = None,
+                 name: str | Path | None = None):
+        self.path, self.key = Path(path), key
+        self.name = str(name if name is not None else (f"{path}[{key}]" if key else path))
         a = self._open()
         if a.ndim not in (2, 3) or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-            raise UserError(f"{path} holds a {a.dtype} array of shape {a.shape}: series must be numbers of shape "
+            raise UserError(f"{self.name} holds a {a.dtype} array of shape {a.shape}: series must be numbers of shape "
                             f"(n, length) or (n, channels, length)")
         if np.iscomplexobj(a):
-            raise UserError(f"{path} is complex: pass real-valued series (np.abs or .real)")
+            raise UserError(f"{self.name} is complex: pass real-valued series (np.abs or .real)")
         n, c, steps = (a.shape[0], 1, a.shape[1]) if a.ndim == 2 else a.shape
         if n == 0 or c == 0 or steps < 2:
-            raise UserError(f"{path} has shape {a.shape}: it needs at least one series, one channel and 2 steps")
+            raise UserError(f"{self.name} has shape {a.shape}: it needs at least one series, one channel and 2 steps")
         if length is not None and steps > length:
-            raise UserError(f"{path} has series of {steps} steps but the model takes at most {length}: crop them")
+            raise UserError(f"{self.name} has series of {steps} steps but the model takes at most {length}: crop them")
         self.steps = steps
         self.sample_shape = (c, int(length or steps))
         self._rows = np.arange(n, dtype=np.int64)
 
     def _open(self) -> np.ndarray:
+        if self.key is not None:
+            from ..data.lazy import npz_array
+
+            return npz_array(self.path, self.key)
         try:
             return np.load(self.path, mmap_mode="r", allow_pickle=False)
         except Exception as e:
@@ -58,12 +68,12 @@ class NpySeries(IndexedSource):
         out[order, :, :self.steps] = a
         bad = np.isinf(a).any(axis=(1, 2))
         if bad.any():
-            raise UserError(f"{self.path} contains inf in series {sorted(set(rows[order][bad].tolist()))[:5]}: "
+            raise UserError(f"{self.name} contains inf in series {sorted(set(rows[order][bad].tolist()))[:5]}: "
                             f"remove or clip them")
         return out
 
     def __repr__(self) -> str:
-        return f"NpySeries({str(self.path)!r}, {len(self)} series of {self.sample_shape})"
+        return f"NpySeries({self.name!r}, {len(self)} series of {self.sample_shape})"
 
 
 def edf_layout(path: Path) -> dict:
@@ -214,12 +224,55 @@ class EdfEpochs(IndexedSource):
 
 
 def open_series(source, *, length: int | None = None, fitted: dict | None = None, seed: int = 0) -> NpySeries:
-    """The ``series`` loader's data.stream=true form: an .npy file, memory-mapped."""
+    """The ``series`` loader's data.stream=true form, with the files :func:`polyjepa.timeseries.data.load_series`
+    reads: an .npy memory-mapped; an .npz's series array memory-mapped (labels read whole); a CSV/TSV file (one
+    series per row) or a UCR 2018 ``NAME_TRAIN.tsv`` (with ``NAME_TEST.tsv`` beside it as the official test
+    split, ``test_rows``) parsed once, a block of rows at a time, into a memory-mapped cache. The series, labels
+    (class codes, or float targets when the numbers are not all whole), padding and split are the in-memory
+    loader's."""
+    from ..data.sources import label_vector, labels_or_targets
+    from .data import _ucr_pair
+
     path = Path(str(source))
-    if path.suffix != ".npy" or not path.is_file():
-        raise UserError(f"data.stream=true for series memory-maps an .npy file of (n, length) or (n, channels, "
-                        f"length), not {str(source)!r}: save the series with numpy.save, or drop data.stream")
-    stream = NpySeries(path, length=(fitted or {}).get("length", length))
+    length = (fitted or {}).get("length", length)
+    if not path.is_file() or path.suffix not in (".npy", ".npz", ".csv", ".tsv", ".txt"):
+        what = "a bundled data set, read into memory" if not path.exists() else "not a series file"
+        raise UserError(f"data.stream=true for series memory-maps an .npy file (or reads an .npz, .csv or UCR .tsv "
+                        f"lazily), not {str(source)!r} ({what}): pass such a file, or drop data.stream")
+    labels, test_rows = None, None
+    if path.suffix == ".npy":
+        stream = NpySeries(path, length=length)
+    elif path.suffix == ".npz":
+        from ..data.lazy import npz_members
+        from .data import X_KEYS, Y_KEYS
+
+        keys = npz_members(path)
+        xk = next((k for k in X_KEYS if k in keys), None)
+        if xk is None:
+            raise UserError(f"{path} has arrays {keys} but no series: store them under one of {', '.join(X_KEYS)}")
+        stream = NpySeries(path, length=length, key=xk)
+        yk = next((k for k in Y_KEYS if k in keys), None)
+        if yk is not None:
+            from ..data.sources import read_numpy
+
+            with read_numpy(path) as z:  # only this member is read
+                labels = labels_or_targets(label_vector(z[yk]))[0]
+    else:
+        from .csvseries import csv_series_cache
+
+        test_file = _ucr_pair(path)
+        files = [path] if test_file is None else [path, test_file]
+        label_first = path.name.upper().endswith(("_TRAIN.TSV", "_TEST.TSV"))
+        cache, ys = csv_series_cache(files, label_first=label_first)
+        stream = NpySeries(cache, length=length, name=path)
+        if ys[0] is not None:
+            labels = labels_or_targets(*ys) if len(ys) > 1 else labels_or_targets(ys[0])
+            if len(ys) > 1:
+                test_rows = np.arange(len(ys[0]), len(ys[0]) + len(ys[1]), dtype=np.int64)
+            labels = np.concatenate(labels)
+    if labels is not None and len(labels) != len(stream):
+        raise UserError(f"{source}: {len(labels)} labels for {len(stream)} series: store one label per series")
+    stream.labels, stream.test_rows = labels, test_rows
     stream.meta = {"length": stream.sample_shape[-1]}
     return stream
 
