@@ -256,3 +256,20 @@ def test_pretrain_streams_points_images_and_volumes_end_to_end(tmp_path, monkeyp
     s = pretrain("clustering-modelnet10", data=str(volume_npz(tmp_path / "v.npz")), out=str(tmp_path / "run"),
                  overrides=small, echo=lambda *a, **k: None)
     assert s["n_train"] == 20 and s["n_test"] == 7 and s["steps"] == 2
+
+
+def test_row_chunks_read_mapped_files_and_views_in_order(tmp_path):
+    from polyjepa.data.array_stream import row_chunks
+    from polyjepa.data.lazy import npz_array
+
+    a = np.random.default_rng(0).integers(0, 9, (37, 5, 6)).astype(np.int16)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "f.npy", np.asfortranarray(a))
+    np.savez(tmp_path / "z.npz", q=np.zeros(3), a=a)
+    maps = [np.load(tmp_path / "a.npy", mmap_mode="r"), npz_array(tmp_path / "z.npz", "a"),
+            np.load(tmp_path / "f.npy", mmap_mode="r"), a]
+    for m in maps:
+        for v in (m, m[:, None], m[3:]):
+            chunks = list(row_chunks(v, 100))
+            assert len(chunks) == -(-len(v) // 1) and all(len(c) == 1 for c in chunks)  # 60-byte rows: 1 per chunk
+            np.testing.assert_array_equal(np.concatenate(chunks), np.asarray(v))

@@ -2,6 +2,7 @@
 asks for converted to (k, C, H, W) float32 as :func:`polyjepa.data.sources.load_images` converts the whole array."""
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,33 @@ def image_layout(a: np.ndarray, what: str) -> tuple[str, tuple[int, int, int]]:
     return layout, chw
 
 
+def row_chunks(a: np.ndarray, nbytes: int = SCAN_BYTES):
+    """The rows of (n, ...) ``a`` as arrays of about ``nbytes`` each, in order. A memory-mapped file is read with
+    ordinary file reads, so a pass over it leaves no mapped pages resident (memory holds one chunk)."""
+    per = max(1, nbytes // max(1, a[0].nbytes if len(a) else 1))
+    m = a.base if isinstance(a.base, np.memmap) and a.base.size == a.size else a  # a reshaped view of a map
+    filed = (isinstance(m, np.memmap) and isinstance(m.base, mmap.mmap) and m.flags.c_contiguous
+             and a.flags.c_contiguous and m.filename)
+    if not filed:
+        for s in range(0, len(a), per):
+            yield np.asarray(a[s:s + per])
+        return
+    row = a[0].nbytes
+    with open(m.filename, "rb") as f:
+        for s in range(0, len(a), per):
+            k = min(per, len(a) - s)
+            f.seek(m.offset + s * row)
+            buf = f.read(k * row)
+            if len(buf) != k * row:
+                raise UserError(f"{m.filename} is cut short: re-create it with numpy.save / numpy.savez")
+            yield np.frombuffer(buf, dtype=a.dtype).reshape(k, *a.shape[1:])
+
+
 def integer_scale(a: np.ndarray) -> float:
     """The divisor of integer pixels: 255 when any value exceeds 1, else 1 (the in-memory rule), found by a chunked
     pass that stops at the first chunk holding such a value."""
-    per = max(1, SCAN_BYTES // max(1, a[0].nbytes))
-    for s in range(0, len(a), per):
-        if np.asarray(a[s:s + per]).max() > 1:
+    for chunk in row_chunks(a):
+        if chunk.max() > 1:
             return 255.0
     return 1.0
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.array_stream import row_chunks
 from ..data.lazy import IndexedSource, npz_array, npz_members
 from ..data.sources import sample_labels
 from ..errors import UserError
@@ -37,9 +38,10 @@ def check_array(a: np.ndarray, what: str, min_points: int) -> None:
 
 def occupied_grids(a: np.ndarray) -> np.ndarray:
     """The indices of the grids of (n, D, H, W) ``a`` with at least one occupied voxel, read a chunk at a time."""
-    per = max(1, SCAN_BYTES // max(1, a[0].nbytes if len(a) else 1))
-    keep = [np.flatnonzero((np.asarray(a[s:s + per]) > 0).reshape(min(per, len(a) - s), -1).any(1)) + s
-            for s in range(0, len(a), per)]
+    keep, start = [], 0
+    for chunk in row_chunks(a, SCAN_BYTES):
+        keep.append(np.flatnonzero((chunk > 0).reshape(len(chunk), -1).any(1)) + start)
+        start += len(chunk)
     return np.concatenate(keep).astype(np.int64) if keep else np.zeros(0, np.int64)
 
 

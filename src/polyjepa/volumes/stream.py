@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.array_stream import row_chunks
 from ..data.lazy import IndexedSource, npz_array, npz_members
 from ..errors import UserError
 from .data import LAYOUTS, downsample
@@ -15,10 +16,9 @@ SCAN_BYTES = 1 << 24  # volume bytes read per chunk by the pass that checks the 
 
 def scan_volumes(a: np.ndarray, what: str) -> float:
     """The largest |value| of (N, 1, D, H, W) ``a``, read a chunk at a time; NaN or inf is an error."""
-    per = max(1, SCAN_BYTES // max(1, a[0].nbytes))
     top = 0.0
-    for s in range(0, len(a), per):
-        chunk = np.asarray(a[s:s + per]).astype(np.float32)
+    for raw in row_chunks(a, SCAN_BYTES):
+        chunk = raw.astype(np.float32)
         if not np.isfinite(chunk).all():
             raise UserError(f"{what} hold NaN or inf: clean or drop those volumes")
         top = max(top, float(np.abs(chunk).max()))
