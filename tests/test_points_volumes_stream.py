@@ -273,3 +273,26 @@ def test_row_chunks_read_mapped_files_and_views_in_order(tmp_path):
             chunks = list(row_chunks(v, 100))
             assert len(chunks) == -(-len(v) // 1) and all(len(c) == 1 for c in chunks)  # 60-byte rows: 1 per chunk
             np.testing.assert_array_equal(np.concatenate(chunks), np.asarray(v))
+
+
+def test_the_sources_pickle_without_their_maps_and_read_the_same_after(grid_npz, tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.setenv("POLYJEPA_CACHE", str(tmp_path / "cache"))
+    _image_arrays(tmp_path)
+    sources = [open_points(grid_npz, points=24), open_volume_set(volume_npz(tmp_path / "v.npz"), factor=2),
+               prepare(DataConfig(source=str(tmp_path / "nhwc.npy"), stream=True)).x_train]
+    for src in sources:
+        blob = pickle.dumps(src.subset(np.arange(4)))
+        assert len(blob) < 20_000, type(src).__name__  # a worker gets an index, not the data
+        np.testing.assert_array_equal(pickle.loads(blob)[np.arange(4)].numpy(), src[np.arange(4)].numpy())
+
+
+def test_the_points_loaders_own_seed_draws_the_streamed_points(grid_npz, tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYJEPA_CACHE", str(tmp_path / "cache"))
+    cfg = DataConfig(source=str(grid_npz), loader="points", normalize="none", split_seed=5)
+    mem = prepare(cfg, None, {"points": 16, "seed": 3})
+    lazy = prepare(DataConfig(**{**cfg.__dict__, "stream": True}), None, {"points": 16, "seed": 3})
+    np.testing.assert_allclose(_all(lazy.x_train), mem.x_train, atol=1e-6)
+    np.testing.assert_allclose(_all(lazy.x_test), mem.x_test, atol=1e-6)
+    assert not np.allclose(_all(lazy.x_train), load_points(str(grid_npz), points=16).x)
