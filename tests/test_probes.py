@@ -179,6 +179,6 @@ def test_linear_probe_converges_on_correlated_features():
     assert ref.n_iter_[0] > 200       # the problem is hard enough that the old stop could not have reached it
     want = ref.score(sc.transform(x[1000:]), y[1000:])
     got = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], C=10)["accuracy"]
-    assert abs(got - want) <= 0.006, (got, want)
+    assert abs(got - want) <= 0.01, (got, want)   # 5 of 500 test rows: near the optimum BLAS builds differ a little
     loose = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], C=10, max_iter=200, tol=1e-3)["accuracy"]
     assert want - loose > 0.02       # the check above could fail: the loose stop is measurably short

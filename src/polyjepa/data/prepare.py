@@ -236,9 +236,15 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     if unknown:
         raise UserError(f"data.stream=true takes the images loader's data.size only, not {', '.join(unknown)}")
     src = Path(cfg.source) if isinstance(cfg.source, str) else None
+    if src is not None and src.suffix in (".npy", ".npz") and src.is_file():  # an array file, memory-mapped
+        from .array_stream import open_image_array
+
+        stream = open_image_array(src, size=_check_size(options.get("size")))
+        return _split_lazy(cfg, stats, stream, "images", src.name, {})
     if src is None or not (src.is_dir() or (src.suffix == ".tar" and src.is_file())):
-        raise UserError(f"data.stream=true needs a folder of images or of .tar shards, not {_what(cfg.source)}: pass "
-                        f"--data FOLDER, or drop data.stream to read a file or a bundled set into memory")
+        raise UserError(f"data.stream=true needs a folder of images or of .tar shards, or an .npy/.npz array, not "
+                        f"{_what(cfg.source)}: pass --data FOLDER, or drop data.stream to read a bundled set into "
+                        f"memory")
     stream = open_stream(cfg.source, size=_check_size(options.get("size")))
     return _split_lazy(cfg, stats, stream, "images", Path(cfg.source).name, {})
 

@@ -22,24 +22,36 @@ def surface_voxels(grids: np.ndarray) -> np.ndarray:
     return occ & ~inner
 
 
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random generator of sample ``index``: its own stream of ``seed``, so that a sample's points are the
+    same whether the whole array is converted at once or the sample is read alone (``data.stream=true``)."""
+    return np.random.default_rng((int(seed) & 0xFFFFFFFF, int(index)))
+
+
+def voxel_cloud(mask: np.ndarray, points: int, rng: np.random.Generator) -> np.ndarray:
+    """(D, H, W) bool mask with at least one voxel -> (points, 3) float64 cloud: the voxels' centres, each jittered
+    uniformly inside its voxel, sampled without replacement when there are enough (in voxel units)."""
+    vox = np.argwhere(mask)
+    pick = rng.choice(len(vox), points, replace=len(vox) < points)
+    return vox[pick] + rng.uniform(-0.5, 0.5, (points, 3)) + 0.5
+
+
 def voxels_to_points(grids: np.ndarray, points: int, *, surface: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Voxel grids -> (clouds (n', points, 3), kept indices (n',)); empty grids are left out.
 
     Each cloud is the centres of the occupied voxels (of the surface ones with ``surface``), each
     jittered uniformly inside its voxel, sampled to ``points`` (without replacement when there are
-    enough voxels; the jitter keeps repeated voxels distinct), in voxel units.
+    enough voxels; the jitter keeps repeated voxels distinct), in voxel units. Grid ``i`` draws from
+    :func:`sample_rng` ``(seed, i)``.
     """
-    rng = np.random.default_rng(seed)
     clouds, kept = [], []
     for start in range(0, len(grids), 256):  # chunks bound the memory of the neighbour test
-        chunk = grids[start:start + 256]
+        chunk = np.asarray(grids[start:start + 256])
         mask = surface_voxels(chunk) if surface else chunk > 0
         for i, m in enumerate(mask):
-            vox = np.argwhere(m)
-            if len(vox) == 0:
+            if not m.any():
                 continue
-            pick = rng.choice(len(vox), points, replace=len(vox) < points)
-            clouds.append(vox[pick] + rng.uniform(-0.5, 0.5, (points, 3)) + 0.5)
+            clouds.append(voxel_cloud(m, points, sample_rng(seed, start + i)))
             kept.append(start + i)
     out = np.stack(clouds).astype(np.float32) if clouds else np.zeros((0, points, 3), np.float32)
     return out, np.asarray(kept, dtype=np.int64)
@@ -88,9 +100,8 @@ def _to_clouds(a: np.ndarray, what: str, points: int, surface: bool, seed: int, 
             raise UserError(f"{what}: every voxel grid is empty: there are no shapes to learn from")
         return normalize_clouds(clouds), kept
     a = check_cloud_array(a, what, min_points)
-    rng = np.random.default_rng(seed)
     if a.shape[1] != points:
-        a = np.stack([resample(c, points, rng) for c in a])
+        a = np.stack([resample(c, points, sample_rng(seed, i)) for i, c in enumerate(a)])
     return normalize_clouds(a), np.arange(len(a))
 
 
@@ -124,22 +135,38 @@ def sample_surface(verts: np.ndarray, faces: np.ndarray, points: int, rng: np.ra
     return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
 
 
-def _load_folder(path: Path, points: int, seed: int, min_points: int) -> Loaded:
+def cloud_files(path: Path) -> list[Path]:
+    """The point-cloud files under a folder, sorted (their order gives each its index and random stream)."""
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in FILE_SUFFIXES)
     if not files:
         raise UserError(f"no point-cloud files ({', '.join(FILE_SUFFIXES)}) under {path}")
-    rng = np.random.default_rng(seed)
+    return files
+
+
+def folder_labels(path: Path, files: list[Path]) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
+    """(labels or None, test mask, classes) of a folder's files: the first sub-folder is the class (labels only
+    when every file has one), a 'test' folder in the path marks the official test split."""
     rels = [p.relative_to(path).parts for p in files]
     classes = sorted({r[0] for r in rels if len(r) > 1})
     is_test = np.array(["test" in r[:-1] for r in rels])
-    clouds = []
-    for f in files:
-        c = np.asarray(read_cloud_file(f, points, rng), dtype=np.float64)
-        if len(c) < min_points or c.ndim != 2 or c.shape[-1] != 3 or not np.isfinite(c).all():
-            check_cloud_array(c[None] if c.ndim == 2 else c, str(f), min_points)
-        clouds.append(resample(c, points, rng))
-    x = normalize_clouds(np.stack(clouds))
     y = np.array([classes.index(r[0]) for r in rels]) if classes and all(len(r) > 1 for r in rels) else None
+    return y, is_test, classes
+
+
+def folder_cloud(f: Path, points: int, seed: int, index: int, min_points: int) -> np.ndarray:
+    """File ``index`` of a folder as a (points, 3) float64 cloud (not yet normalised), drawn from
+    :func:`sample_rng` ``(seed, index)``; a cloud too small, of another shape or not finite is an error naming it."""
+    rng = sample_rng(seed, index)
+    c = np.asarray(read_cloud_file(f, points, rng), dtype=np.float64)
+    if len(c) < min_points or c.ndim != 2 or c.shape[-1] != 3 or not np.isfinite(c).all():
+        check_cloud_array(c[None] if c.ndim == 2 else c, str(f), min_points)
+    return resample(c, points, rng)
+
+
+def _load_folder(path: Path, points: int, seed: int, min_points: int) -> Loaded:
+    files = cloud_files(path)
+    y, is_test, classes = folder_labels(path, files)
+    x = normalize_clouds(np.stack([folder_cloud(f, points, seed, i, min_points) for i, f in enumerate(files)]))
     if is_test.any() and not is_test.all():
         return Loaded(x[~is_test], y[~is_test] if y is not None else None, path.name, x_test=x[is_test],
                       y_test=y[is_test] if y is not None else None, meta={"classes": classes})
@@ -166,15 +193,13 @@ def load_points(source: str, *, points: int = 1024, surface: bool = True, min_po
         return _load_folder(path, points, seed, min_points)
     suffix = path.suffix.lower()
     if suffix in (".ply", ".off"):
-        cloud = read_cloud_file(path, points, np.random.default_rng(seed))
-        x, _ = _to_clouds(np.asarray(cloud)[None], str(path), points, surface, seed, min_points)
-        return Loaded(x, None, path.name)
+        return Loaded(normalize_clouds(folder_cloud(path, points, seed, 0, min_points)[None]), None, path.name)
     if suffix not in (".npz", ".npy"):
         raise UserError(f"cannot read {source!r}: use a .npz/.npy/.ply/.off file or a folder of them")
     z = read_numpy(path)
     if suffix == ".npy":
-        x, _ = _to_clouds(z, str(path), points, surface, seed, min_points)
-        return Loaded(x, None, path.name)
+        x, kept = _to_clouds(z, str(path), points, surface, seed, min_points)
+        return Loaded(x, None, path.name, meta={"dropped_empty": int((len(z) if z.ndim > 2 else 1) - len(kept))})
     with z:
         keys = list(z.keys())
         if {"X_train", "X_test"} <= set(keys):

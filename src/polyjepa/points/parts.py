@@ -77,3 +77,5 @@ def assemble_asymdsd(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) 
 
 
 ASSEMBLERS = {"point_jepa": assemble_point_jepa, "asymdsd": assemble_asymdsd}
+# the loader's lazy form for data.stream=true (clouds converted on access, never all in memory)
+STREAMS = {"points": "polyjepa.points.stream:open_points"}

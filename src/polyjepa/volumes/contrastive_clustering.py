@@ -73,7 +73,7 @@ def train_contrastive_clustering(model: ContrastiveClustering, x: np.ndarray, au
     stopped run continues from its checkpoint."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    data = torch.as_tensor(x)
+    data = torch.as_tensor(x) if isinstance(x, np.ndarray) else x  # a lazy source reads each batch itself
     ckpts = ckpts or StageCheckpoints(None)
     if ckpts.skip("clustering", {"model": model}) is not None:
         return model.eval()

@@ -10,3 +10,5 @@ PARTS = {
     "data": {"volumes": (load_volume_set, {"source"})},
 }
 RUNNERS = {"contrastive_clustering": run_volume_clustering}
+# the loader's lazy form for data.stream=true (volumes read from the memory-mapped .npz on access)
+STREAMS = {"volumes": "polyjepa.volumes.stream:open_volume_set"}

@@ -24,6 +24,19 @@ def load_volume_set(source: str, *, factor: int = 1, max_train: int | None = Non
     return Loaded(v.x_train, v.y_train, str(source), x_test=v.x_test, y_test=v.y_test)
 
 
+def open_volume_split(source: str, *, factor: int = 1, max_train: int | None = None) -> Loaded:
+    """:func:`load_volume_set` with ``data.stream=true``: the train part a lazy source read a batch at a time from
+    the memory-mapped .npz (:class:`~polyjepa.volumes.stream.VolumeArrays`); the test part, which every score
+    reads whole, decoded into memory."""
+    from .stream import open_volume_set
+
+    stream = open_volume_set(source, factor=factor, max_train=max_train)
+    test = stream.test_rows
+    train = stream.subset(np.setdiff1d(np.arange(len(stream)), test))
+    x_test = stream.subset(test)[np.arange(len(test))].numpy()
+    return Loaded(train, train.labels, str(source), x_test=x_test, y_test=stream.labels[test])
+
+
 def clustering_model(*, input_shape: tuple[int, ...], clusters: int, patch_size: int = 4, dim: int = 64,
                      depth: int = 2, heads: int = 4, projection: int = 128, hidden: int = 256,
                      instance_temperature: float = 0.5, cluster_temperature: float = 1.0,
@@ -55,7 +68,8 @@ def run_volume_clustering(cfg, *, out: str | None = None, seed: int = 0, echo=pr
     tc = dataclass_from(cfg, "train", TrainConfig)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    loaded = load_volume_set(str(source), **{k: v for k, v in data_opts.items() if k in ("factor", "max_train")})
+    volume_opts = {k: v for k, v in data_opts.items() if k in ("factor", "max_train")}
+    loaded = (open_volume_split if cfg.data.get("stream") else load_volume_set)(str(source), **volume_opts)
     opts = part_kwargs(cfg, "method")
     k = opts.pop("clusters", None) or int(len(np.unique(np.concatenate([loaded.y, loaded.y_test]))))
     losses = {key: opts.pop(key) for key in ("instance_temperature", "cluster_temperature", "entropy_weight")
