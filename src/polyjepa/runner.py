@@ -279,7 +279,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .data.prepare import evaluation_sample
 
     # what the probes, baselines and monitor see: all the data, or a bounded stratified sample of large or streamed data
-    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=data_cfg.split_seed, max_bytes=eval_cfg.max_bytes)
+    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=data_cfg.split_seed,
+                                    max_bytes=eval_cfg.max_bytes)
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
@@ -758,8 +759,9 @@ def format_table(summary: dict) -> str:
     if sample and (sample["train"] < sample["of_train"] or sample["test"] < sample["of_test"]):
         why = "streamed data" if sample.get("streamed") else "eval.max_samples"
         if sample.get("max_bytes"):
-            why += (f"; fewer, as eval.max_bytes={_bytes(sample['max_bytes'])} holds "
-                    f"{sample['max_bytes'] // max(sample['sample_bytes'], 1)} samples of {_bytes(sample['sample_bytes'])}")
+            per = max(sample["sample_bytes"], 1)
+            why += (f"; fewer, as eval.max_bytes={_bytes(sample['max_bytes'])} holds {sample['max_bytes'] // per} "
+                    f"samples of {_bytes(per)}")
         lines.append(f"probes on a stratified sample of {sample['train']} train / {sample['test']} test ({why})")
     skipped = summary.get("skipped_files")
     if skipped and skipped["count"]:

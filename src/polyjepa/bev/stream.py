@@ -55,9 +55,10 @@ class LidarBEVStream(IndexedSource):
             record = 4 * RECORD_FIELDS[lay]
             size = p.stat().st_size
             if size % record:
+                other = "nuscenes" if lay == "kitti" else "kitti"
                 raise UserError(f"{p} has {size} bytes, not a whole number of {record}-byte {lay} records "
-                                f"({RECORD_FIELDS[lay]} float32 each): pass layout={'nuscenes' if lay == 'kitti' else 'kitti'} "
-                                f"if it is the other format, or re-export the file")
+                                f"({RECORD_FIELDS[lay]} float32 each): pass layout={other} if it is the other "
+                                f"format, or re-export the file")
             if size == 0:
                 raise UserError(f"{p}: the cloud is empty (0 points): check the file or the frame index")
             return p, lay

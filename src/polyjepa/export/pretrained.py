@@ -306,6 +306,11 @@ class PretrainedEncoder(nn.Module):
         if tuple(stream.sample_shape) != self.input_shape:
             raise UserError(f"the images under {path} have shape {tuple(stream.sample_shape)} but the encoder was "
                             f"trained on {self.input_shape}: use images of the training size (or the run's data.size)")
+        skipped = getattr(stream, "skip_reasons", None)
+        if skipped:  # a shard cut short: its later images would have no rows
+            name, why = next(iter(skipped.items()))
+            raise UserError(f"{name} could not be read whole ({why}), so some images would have no rows: fix or "
+                            f"remove it")
         mean, std = _stats(self.config)
         if mean is not None:
             stream.set_normalisation(mean, std)
