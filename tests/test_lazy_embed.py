@@ -127,6 +127,10 @@ def test_embedding_lazily_what_has_no_lazy_form_is_one_clear_error(series_file, 
         streamed.embed(str(npz))  # the run streamed an .npy; an .npz has no lazy form
     assert "\n" not in str(e.value)
     np.testing.assert_allclose(streamed.embed(str(npz), stream=False), enc.embed(str(series_file)), atol=1e-5)
+    beats = encoder_for("tsjepa", ["encoder.depth=1"], str(series_file))
+    beats.config["recipe"]["data"]["loader"] = "wfdb_beats"  # a loader without a lazy form
+    with pytest.raises(UserError, match="embedding reads data.loader=wfdb_beats into memory"):
+        beats.embed(str(series_file), stream=True)
     with pytest.raises(UserError, match="batch size"):
         enc.embed(str(series_file), batch_size=0)
     with pytest.raises(UserError, match="ending in .npy"):

@@ -277,8 +277,8 @@ class PretrainedEncoder(nn.Module):
         if loader not in openers:
             if required:
                 lazy = ", ".join(sorted({"images", *openers}))
-                raise UserError(f"data.loader={loader} has no lazy form (those with one: {lazy}): drop --stream "
-                                f"(stream=False) to read the data into memory")
+                raise UserError(f"embedding reads data.loader={loader} into memory (it reads {lazy} lazily): drop "
+                                f"--stream (stream=False)")
             return None
         source = _open_with(openers[loader], path, loader, part_kwargs(cfg, "data"), self.config.get("meta") or {},
                             data_cfg.split_seed, required)
