@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("run_dir")
     em.add_argument("--data", required=True)
     em.add_argument("--out", required=True, help="output .npy file")
+    em.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                    help="read the data lazily, a batch at a time, writing the embeddings into --out through a "
+                    "memory map (default: as the run was trained, data.stream); --no-stream reads them into memory")
+    em.add_argument("--batch-size", type=int, default=256, help="samples embedded at a time (default 256)")
 
     ex = sub.add_parser("export", help="write a run's encoder as an ONNX graph or a torch.export program")
     ex.add_argument("run_dir", help="a run directory, or a folder written by save_pretrained")
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "embed":
             from .runner import embed_run
 
-            emb = embed_run(args.run_dir, args.data, args.out)
+            emb = embed_run(args.run_dir, args.data, args.out, stream=args.stream, batch_size=args.batch_size)
             print(f"wrote {emb.shape[0]} embeddings of width {emb.shape[1]} to {args.out}")
         elif args.command == "export":
             from .export.graph import export_encoder

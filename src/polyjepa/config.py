@@ -81,6 +81,8 @@ class EvalConfig:
     cache_baselines: bool = True    # read/write the baselines in the user cache, keyed by the data's contents
     max_samples: int | None = None  # probes and baselines on a stratified sample of at most this many train and
                                     # this many test samples (None: all; streamed data: STREAM_EVAL_SAMPLES)
+    max_bytes: int | None = 1 << 30  # streamed data: the probes' sample (train and test together, decoded as float32)
+                                    # holds at most this many bytes, fewer samples when they are large (None: no bound)
 
 
 @dataclass
@@ -274,7 +276,8 @@ RANGES = {"train": {"batch_size": (1, True), "max_epochs": (1, True), "max_steps
                     "devices": (1, True), "num_nodes": (1, True), "num_workers": (0, True), "threads": (1, True), "log_every": (1, True),
                     "monitor_every": (0, True), "checkpoint_every": (0, True), "keep_checkpoints": (1, True)},
           "data": {"max_samples": (1, True), "test_size": (0, False)},
-          "eval": {"knn_k": (1, True), "monitor_samples": (0, True), "max_samples": (2, True)}}
+          "eval": {"knn_k": (1, True), "monitor_samples": (0, True), "max_samples": (2, True),
+                   "max_bytes": (1, True)}}
 
 
 def validate(cfg: DictConfig) -> DictConfig:

@@ -279,7 +279,8 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .data.prepare import evaluation_sample
 
     # what the probes, baselines and monitor see: all the data, or a bounded stratified sample of large or streamed data
-    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=data_cfg.split_seed)
+    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=data_cfg.split_seed,
+                                    max_bytes=eval_cfg.max_bytes)
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
@@ -634,7 +635,7 @@ def probe_run(run_dir: str, data: str | None = None, echo=print) -> dict:
     from .data.prepare import evaluation_sample
 
     split_seed = dataclass_from(cfg, "data", DataConfig).split_seed
-    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=split_seed)
+    ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=split_seed, max_bytes=eval_cfg.max_bytes)
     results = evaluate(method.encoder(), ev, eval_cfg, random_encoder=random_encoder, seed=info["seed"])
     summary = {"recipe": cfg.name, "data": source, "n_train": len(prepared.x_train),
                "n_test": len(prepared.x_test), **{k: results[k] for k in ("rankme", "probe", "baselines")}}
@@ -715,24 +716,28 @@ def _check_shape(shape, info):
                         f"{tuple(info['input_shape'])}: use data of the training shape")
 
 
-def embed_run(run_dir: str, data: str, out: str | None = None) -> np.ndarray:
+def embed_run(run_dir: str, data: str, out: str | None = None, *, stream: bool | None = None,
+              batch_size: int = 256) -> np.ndarray:
     """Embed every sample of ``data`` (in file order; an official test part follows the training part),
-    normalised as in training; optionally save .npy."""
-    out_path = Path(out) if out is not None else None
-    if out_path is not None and (out_path.suffix != ".npy" or out_path.is_dir()):
-        raise UserError(f"--out {out} must be a file path ending in .npy")
-    from .export.pretrained import PretrainedEncoder
+    normalised as in training; with ``out``, written to that .npy file (atomically) and returned memory-mapped.
 
-    emb = PretrainedEncoder.from_run(run_dir).embed(data)  # the run's loader, fitted facts and statistics
-    if out_path is not None:
-        tmp = out_path.with_name(f".{out_path.stem}.tmp.npy")
-        try:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(tmp, emb)
-            tmp.replace(out_path)
-        except OSError as e:
-            raise UserError(f"cannot write --out {out_path} ({e.strerror or e}): choose a writable folder") from None
-    return emb
+    ``stream`` (None: follow the run's ``data.stream``) reads the data lazily, ``batch_size`` samples at a time,
+    and writes each batch's rows into ``out`` through a memory map, so memory holds one batch
+    (:meth:`polyjepa.export.pretrained.PretrainedEncoder.embed`)."""
+    from .export.pretrained import PretrainedEncoder, check_out_path
+
+    if out is not None:
+        check_out_path(out)  # before the run is loaded
+    # the run's loader, fitted facts and statistics
+    return PretrainedEncoder.from_run(run_dir).embed(data, out=out, stream=stream, batch_size=batch_size)
+
+
+def _bytes(n: int) -> str:
+    """A byte count for people: 1.0 GiB, 12.5 MiB, 640 B."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def format_table(summary: dict) -> str:
@@ -752,8 +757,12 @@ def format_table(summary: dict) -> str:
     lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test"]
     sample = summary.get("eval_sample")
     if sample and (sample["train"] < sample["of_train"] or sample["test"] < sample["of_test"]):
-        lines.append(f"probes on a stratified sample of {sample['train']} train / {sample['test']} test "
-                     f"({'streamed data' if sample.get('streamed') else 'eval.max_samples'})")
+        why = "streamed data" if sample.get("streamed") else "eval.max_samples"
+        if sample.get("max_bytes"):
+            per = max(sample["sample_bytes"], 1)
+            why += (f"; fewer, as eval.max_bytes={_bytes(sample['max_bytes'])} holds {sample['max_bytes'] // per} "
+                    f"samples of {_bytes(per)}")
+        lines.append(f"probes on a stratified sample of {sample['train']} train / {sample['test']} test ({why})")
     skipped = summary.get("skipped_files")
     if skipped and skipped["count"]:
         lines.append(f"skipped {skipped['count']} unreadable file(s) while streaming, first {skipped['first'][0]} "

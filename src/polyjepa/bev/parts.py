@@ -16,6 +16,7 @@ PARTS = {
     "predictor": {"bev_conv": (BEVConvPredictor, {"dim"})},
     "data": {"lidar_bev": (load_lidar_bev, {"source"})},
 }
+STREAMS = {"lidar_bev": "polyjepa.bev.stream:open_lidar_bev"}
 
 
 def assemble_adl_jepa(cfg: DictConfig, input_shape: tuple[int, ...], meta: dict) -> ADLJEPA:

@@ -249,6 +249,17 @@ def _prepare_stream(cfg: DataConfig, stats: dict | None, options: dict | None) -
     return _split_lazy(cfg, stats, stream, "images", Path(cfg.source).name, {})
 
 
+def opener_seed(loader_name: str, options: dict, split_seed: int) -> int:
+    """The ``seed`` a lazy form is opened with (popped from ``options``): the split seed, unless the in-memory
+    loader has a seed option of its own (the jets loader's shuffle, the points' draws): then that option, or its
+    default, as the in-memory loader would use it."""
+    from ..registry import part_builder
+
+    loader, _ = part_builder("data", {"data": {"loader": loader_name}})
+    own = inspect.signature(loader).parameters.get("seed")
+    return options.pop("seed", split_seed if own is None or own.default is inspect.Parameter.empty else own.default)
+
+
 def _prepare_opened(cfg: DataConfig, stats: dict | None, options: dict, opener) -> Prepared:
     """A loader's lazy form (``opener``: a function or "module:function") opened on ``cfg.source`` with its
     options, then split."""
@@ -266,14 +277,7 @@ def _prepare_opened(cfg: DataConfig, stats: dict | None, options: dict, opener) 
                             f"drop it, or drop data.stream")
     if not isinstance(cfg.source, (str, Path)):
         raise UserError(f"data.stream=true reads files, not {_what(cfg.source)}")
-    # ``seed`` is the split seed, unless the in-memory loader has a seed option of its own (the jets loader's
-    # shuffle): then the opener gets that option, or its default, as the loader would
-    from ..registry import part_builder
-
-    loader, _ = part_builder("data", {"data": {"loader": cfg.loader}})
-    own = inspect.signature(loader).parameters.get("seed")
-    seed = options.pop("seed", cfg.split_seed if own is None or own.default is inspect.Parameter.empty
-                       else own.default)
+    seed = opener_seed(cfg.loader, options, cfg.split_seed)
     try:
         stream = opener(cfg.source, fitted=(stats or {}).get("meta"), seed=seed, **options)
     except TypeError as e:  # an option the opener does not take
@@ -342,35 +346,79 @@ def is_lazy(x) -> bool:
     return not isinstance(x, np.ndarray)
 
 
-def evaluation_sample(prepared: Prepared, max_samples: int | None, seed: int = 0) -> tuple[Prepared, dict | None]:
+EVAL_DECODE_BYTES = 1 << 26  # the evaluation sample is decoded this many bytes (at least one sample) at a time
+
+
+def evaluation_sample(prepared: Prepared, max_samples: int | None, seed: int = 0,
+                      max_bytes: int | None = None) -> tuple[Prepared, dict | None]:
     """The arrays the probes, baselines and monitor use: ``prepared`` itself when it is in memory and within
     ``max_samples``; otherwise a stratified sample of at most ``max_samples`` training and as many test samples
-    (``STREAM_EVAL_SAMPLES`` for lazy data when ``max_samples`` is None), decoded. The dict says what was
-    sampled (None when nothing was)."""
-    from dataclasses import replace
+    (``STREAM_EVAL_SAMPLES`` for lazy data when ``max_samples`` is None), decoded.
 
-    from sklearn.model_selection import train_test_split
+    For lazy data ``max_bytes`` (``eval.max_bytes``) also bounds the decoded sample: train and test together
+    hold at most that many bytes of float32 samples (their size from the source's ``sample_shape``), so both
+    parts shrink in proportion when the samples are large, each still stratified. The sample is decoded a chunk
+    at a time into one preallocated array per part. The dict says what was sampled (None when nothing was);
+    when the byte bound cut the sample it also holds ``max_bytes`` and ``sample_bytes`` (bytes per sample)."""
+    from dataclasses import replace
 
     lazy = is_lazy(prepared.x_train) or is_lazy(prepared.x_test)
     limit = max_samples if max_samples is not None else (STREAM_EVAL_SAMPLES if lazy else None)
+    if limit is not None and limit < 1:
+        raise UserError(f"eval.max_samples={limit} must be at least 1 (or null for all samples)")
     if limit is None or (not lazy and len(prepared.x_train) <= limit and len(prepared.x_test) <= limit):
         return prepared, None
-
-    def pick(x, y):
-        if len(x) <= limit:
-            idx = np.arange(len(x))
-        else:
-            try:
-                idx, _ = train_test_split(np.arange(len(x)), train_size=limit, random_state=seed, stratify=strat(y))
-            except ValueError:  # more classes than the sample holds: a plain random draw
-                idx = np.random.default_rng(seed).permutation(len(x))[:limit]
-            idx = np.sort(idx)
-        part = x[idx] if len(idx) else x[:0]
-        part = part.numpy() if hasattr(part, "numpy") else np.asarray(part)
-        return np.ascontiguousarray(part, dtype=np.float32), (None if y is None else y[idx])
-
-    x_train, y_train = pick(prepared.x_train, prepared.y_train)
-    x_test, y_test = pick(prepared.x_test, prepared.y_test)
+    n_train, n_test = min(len(prepared.x_train), limit), min(len(prepared.x_test), limit)
+    per_sample = 4 * int(np.prod(prepared.x_train.shape[1:], dtype=np.int64))
+    bounded = False
+    if lazy and max_bytes is not None:
+        n_train, n_test, bounded = _byte_bounded(n_train, n_test, per_sample, max_bytes, prepared.x_train.shape[1:])
+    x_train, y_train = _decoded_sample(prepared.x_train, prepared.y_train, n_train, seed)
+    x_test, y_test = _decoded_sample(prepared.x_test, prepared.y_test, n_test, seed)
     note = {"train": len(x_train), "test": len(x_test), "of_train": len(prepared.x_train),
             "of_test": len(prepared.x_test), "streamed": lazy}
+    if bounded:
+        note.update(max_bytes=int(max_bytes), sample_bytes=per_sample)
     return replace(prepared, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test), note
+
+
+def _byte_bounded(n_train: int, n_test: int, per_sample: int, max_bytes, shape) -> tuple[int, int, bool]:
+    """(train, test, cut) sample sizes that hold at most ``max_bytes`` of ``per_sample``-byte samples together,
+    both parts scaled by the same factor (at least 2 training and 1 test sample, else one line)."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, float, np.integer)) or max_bytes <= 0:
+        raise UserError(f"eval.max_bytes={max_bytes!r} must be a positive number of bytes (e.g. 1073741824 for "
+                        f"1 GiB), or null for no bound")
+    fits = int(max_bytes // max(per_sample, 1))
+    if n_train + n_test <= fits:
+        return n_train, n_test, False
+    need = min(n_train, 2) + min(n_test, 1)
+    if fits < need:
+        raise UserError(f"eval.max_bytes={int(max_bytes)} holds {fits} sample(s) of shape {tuple(shape)} "
+                        f"({per_sample} bytes each as float32) but the probes need at least {need}: raise "
+                        f"eval.max_bytes")
+    scale = fits / (n_train + n_test)
+    test = min(n_test, max(1 if n_test else 0, int(n_test * scale)))
+    train = min(n_train, fits - test)
+    return train, test, True
+
+
+def _decoded_sample(x, y, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` of the samples ``x`` (all of them when ``n >= len(x)``), stratified by the class labels ``y`` when
+    every class can be drawn (else a plain random draw), in their order in ``x``, decoded into one float32 array
+    ``EVAL_DECODE_BYTES`` at a time."""
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(x):
+        idx = np.arange(len(x))
+    else:
+        try:
+            idx, _ = train_test_split(np.arange(len(x)), train_size=n, random_state=seed, stratify=strat(y))
+        except ValueError:  # more classes than the sample holds: a plain random draw
+            idx = np.random.default_rng(seed).permutation(len(x))[:n]
+        idx = np.sort(idx)
+    out = np.empty((len(idx), *x.shape[1:]), np.float32)
+    chunk = max(1, EVAL_DECODE_BYTES // max(4 * int(np.prod(x.shape[1:], dtype=np.int64)), 1))
+    for i in range(0, len(idx), chunk):
+        part = x[idx[i:i + chunk]]
+        out[i:i + chunk] = part.numpy() if hasattr(part, "numpy") else np.asarray(part)
+    return out, (None if y is None else y[idx])

@@ -200,32 +200,105 @@ class PretrainedEncoder(nn.Module):
         mean, std = _stats(self.config)
         return normalise(self.load(data), mean, std)
 
-    def embed(self, data, *, batch_size: int = 256) -> np.ndarray:
+    def embed(self, data, *, batch_size: int = 256, out: str | os.PathLike | None = None,
+              stream: bool | None = None) -> np.ndarray:
         """(n, F) float32 embeddings of ``data`` (see ``load``), equal to ``polyjepa embed`` on the same data.
 
-        An encoder trained with ``data.stream=true`` reads a folder of images or of tar shards lazily here too,
-        ``batch_size`` images at a time in the source's order (memory holds one batch and the embeddings); an
-        image that cannot be read is then an error naming it, since its row would be missing."""
+        ``stream`` chooses how the data are read. ``None`` (the default) follows the run: an encoder trained
+        with ``data.stream=true`` reads a path lazily through its loader's lazy form (a folder of images or tar
+        shards, an ``.npy`` of series, EDF files, audio, videos, LiDAR sweeps: ``batch_size`` samples at a time in
+        the source's order, an official test part after the rest); a loader without one, an array, or an images
+        path that is a file is read into memory. ``True`` insists on the lazy form (one line when there is
+        none); ``False`` reads the data into memory. Read lazily, a file that cannot be read is an error naming
+        it, since its rows would be missing.
+
+        ``out`` (a path ending in ``.npy``) writes the embeddings into that file through a memory map, batch by
+        batch, and returns the written file memory-mapped read-only: with a lazy source, memory then holds one
+        batch whatever the data's size. The file appears only when complete. Without ``out`` the embeddings
+        are returned as an array in memory."""
         from ..eval.embed import embed_array
 
-        stream = self._stream(data)
-        if stream is not None:
-            out = [embed_array(self.encoder, stream[np.arange(i, min(i + batch_size, len(stream)))], pool=self.pool,
-                               layers=self.layers, batch_size=batch_size)
-                   for i in range(0, len(stream), batch_size)]
-            return np.concatenate(out)
-        return embed_array(self.encoder, self.preprocess(data), pool=self.pool, layers=self.layers,
-                           batch_size=batch_size)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise UserError(f"the batch size must be a positive integer, got {batch_size!r}")
+        out_path = check_out_path(out) if out is not None else None
+        source = self.open_lazy(data) if stream is None else (self.open_lazy(data, required=True) if stream else None)
+        if source is None:
+            emb = embed_array(self.encoder, self.preprocess(data), pool=self.pool, layers=self.layers,
+                              batch_size=batch_size)
+            if out_path is None:
+                return emb
+            with _written(out_path, emb.shape) as mm:
+                mm[:] = emb
+            return np.load(out_path, mmap_mode="r")
+        rows = _embedding_order(source)
+        shape = (len(rows), self.dim)
 
-    def _stream(self, data):
-        """A lazy source over ``data`` when the encoder was trained from streamed images and ``data`` is a path."""
-        recipe_data = self.recipe.get("data") or {}
-        if not (recipe_data.get("stream") and recipe_data.get("loader", "images") == "images"
-                and isinstance(data, (str, os.PathLike))):
+        def fill(target: np.ndarray) -> None:
+            for i in range(0, len(rows), batch_size):
+                target[i:i + batch_size] = embed_array(self.encoder, source[rows[i:i + batch_size]], pool=self.pool,
+                                                       layers=self.layers, batch_size=batch_size)
+
+        if out_path is None:
+            emb = np.empty(shape, np.float32)
+            fill(emb)
+            return emb
+        with _written(out_path, shape) as mm:
+            fill(mm)
+        return np.load(out_path, mmap_mode="r")
+
+    def open_lazy(self, data, *, required: bool = False):
+        """The lazy source (normalised with the training statistics) that ``embed`` reads ``data`` through when
+        the encoder was trained with ``data.stream=true`` and ``data`` is a path, else None; with ``required``,
+        one line saying why there is none instead of None."""
+        from omegaconf import OmegaConf
+
+        from ..config import DataConfig, dataclass_from, part_kwargs
+        from ..data.prepare import opener_seed
+        from ..registry import stream_openers
+
+        cfg = OmegaConf.create(self.recipe)
+        data_cfg = dataclass_from(cfg, "data", DataConfig)
+        loader = data_cfg.loader
+        openers = stream_openers()
+        if not (data_cfg.stream or required):
+            return None
+        if not isinstance(data, (str, os.PathLike)):
+            if required:
+                raise UserError(f"embedding lazily (stream=True, --stream) reads a path, not a "
+                                f"{type(data).__name__}: pass the data's path, or stream=False")
             return None
         path = Path(data)
-        if not (path.is_dir() or path.suffix == ".tar"):
+        if loader == "images":
+            if not (path.is_dir() or path.suffix == ".tar"):
+                if required:
+                    raise UserError(f"embedding images lazily (--stream) reads a folder of images or of .tar shards, "
+                                    f"not {str(data)!r}: pass a folder, or drop --stream")
+                return None
+            return self._image_stream(path)
+        if loader not in openers:
+            if required:
+                lazy = ", ".join(sorted({"images", *openers}))
+                raise UserError(f"embedding reads data.loader={loader} into memory (it reads {lazy} lazily): drop "
+                                f"--stream (stream=False)")
             return None
+        options = part_kwargs(cfg, "data")
+        seed = opener_seed(loader, options, data_cfg.split_seed)
+        source = _open_with(openers[loader], path, loader, options, self.config.get("meta") or {}, seed, required)
+        if tuple(source.sample_shape) != self.input_shape:
+            raise UserError(f"the samples of {path} have shape {tuple(source.sample_shape)} but the encoder was "
+                            f"trained on {self.input_shape}: use data of the training shape")
+        skipped = getattr(source, "skip_reasons", None)
+        if skipped:
+            name, why = next(iter(skipped.items()))
+            raise UserError(f"{name} could not be read ({why}), so its samples would have no rows: fix or remove it "
+                            f"({len(skipped)} such file(s))")
+        mean, std = _stats(self.config)
+        if mean is not None:
+            source.set_normalisation(mean, std)
+        return source
+
+    def _image_stream(self, path: Path):
+        recipe_data = self.recipe.get("data") or {}
         from ..data.sources import _check_size
         from ..data.stream import open_stream
 
@@ -235,6 +308,11 @@ class PretrainedEncoder(nn.Module):
         if tuple(stream.sample_shape) != self.input_shape:
             raise UserError(f"the images under {path} have shape {tuple(stream.sample_shape)} but the encoder was "
                             f"trained on {self.input_shape}: use images of the training size (or the run's data.size)")
+        skipped = getattr(stream, "skip_reasons", None)
+        if skipped:  # a shard cut short: its later images would have no rows
+            name, why = next(iter(skipped.items()))
+            raise UserError(f"{name} could not be read whole ({why}), so some images would have no rows: fix or "
+                            f"remove it")
         mean, std = _stats(self.config)
         if mean is not None:
             stream.set_normalisation(mean, std)
@@ -249,6 +327,68 @@ class PretrainedEncoder(nn.Module):
     @torch.no_grad()
     def _probe_width(self) -> int:
         return self.encoder.embed(torch.zeros((1, *self.input_shape)), pool=self.pool, layers=self.layers).shape[1]
+
+
+def check_out_path(out: str | os.PathLike) -> Path:
+    """``out`` as the path of a new ``.npy`` file; one line when it cannot be one."""
+    path = Path(out)
+    if path.suffix != ".npy" or path.is_dir():
+        raise UserError(f"--out {out} must be a file path ending in .npy")
+    return path
+
+
+class _written:
+    """Context manager: a float32 ``.npy`` memory map of ``shape`` to fill, renamed to ``path`` when complete
+    (:func:`polyjepa.data.lazy.filled_npy`); an unwritable place is one line."""
+
+    def __init__(self, path: Path, shape: tuple):
+        self.path, self.shape, self.ctx = path, shape, None
+
+    def __enter__(self) -> np.ndarray:
+        from ..data.lazy import filled_npy
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.ctx = filled_npy(self.path, tuple(self.shape))
+            return self.ctx.__enter__()
+        except OSError as e:
+            raise UserError(f"cannot write --out {self.path} ({e.strerror or e}): choose a writable folder") from None
+
+    def __exit__(self, *exc):
+        try:
+            return self.ctx.__exit__(*exc)
+        except OSError as e:
+            raise UserError(f"cannot write --out {self.path} ({e.strerror or e}): choose a writable folder") from None
+
+
+def _embedding_order(source) -> np.ndarray:
+    """The rows of a lazy source in the order ``embed`` writes them: its samples in order, an official test part
+    (``test_rows``) after the rest, as the in-memory loaders give them."""
+    test = getattr(source, "test_rows", None)
+    if test is None:
+        return np.arange(len(source))
+    test = np.sort(np.asarray(test, dtype=np.int64))
+    return np.concatenate([np.setdiff1d(np.arange(len(source)), test), test])
+
+
+def _open_with(opener, path: Path, loader: str, options: dict, meta: dict, seed: int, required: bool):
+    """A loader's lazy form opened on ``path`` as the run's data were (its options, the run's fitted meta)."""
+    import importlib
+    import inspect
+
+    if isinstance(opener, str):
+        module, name = opener.split(":")
+        opener = getattr(importlib.import_module(module), name)
+    params = inspect.signature(opener).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        options = {k: v for k, v in options.items() if k in params}
+    try:
+        return opener(str(path), fitted=meta, seed=seed, **options)
+    except UserError as e:
+        how = "stream=False or drop --stream" if required else \
+            "the run was trained with data.stream=true, so embed reads lazily too; pass --no-stream (stream=False)"
+        raise UserError(f"cannot read {str(path)!r} lazily with data.loader={loader}: {e} ({how} to read the data "
+                        f"into memory)") from None
 
 
 def _stats(config: dict):
