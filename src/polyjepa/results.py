@@ -13,7 +13,8 @@ Schema ``polyjepa-result/1``::
      "columns": ["representation", "linear", "kNN"],
      "rows": [["I-JEPA encoder", 0.97, 0.95], ...],
      "notes": ["one sentence per finding"],
-     "extra": {...}}                                  # anything else the benchmark wants to keep
+     "extra": {...},                                  # anything else the benchmark wants to keep
+     "probe_version": 2}                              # the probes' version (absent: 1)
 """
 from __future__ import annotations
 
@@ -66,6 +67,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _probe_version() -> int:
+    """The probes' version (``polyjepa.eval.cache.PROBE_VERSION``): results written before it was recorded
+    used version 1, the linear probe's stop at 200 iterations and tol 1e-3."""
+    from .eval.cache import PROBE_VERSION
+
+    return PROBE_VERSION
+
+
 def save_result(name: str, *, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "",
                 command: str | None = None, seconds: float | None = None, notes: Sequence[str] = (),
                 extra: dict[str, Any] | None = None, directory: str | os.PathLike | None = None) -> Path:
@@ -87,7 +96,7 @@ def save_result(name: str, *, columns: Sequence[str], rows: Sequence[Sequence[An
     record = {"schema": SCHEMA, "name": name, "title": title, "command": command,
               "date": _dt.date.today().isoformat(), "machine": machine(), "seconds": seconds,
               "columns": list(columns), "rows": _plain([list(r) for r in rows]), "notes": list(notes),
-              "extra": _plain(extra or {})}
+              "extra": _plain(extra or {}), "probe_version": _probe_version()}
     out_dir = Path(directory or os.environ.get("POLYJEPA_RESULTS") or RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"

@@ -176,14 +176,15 @@ class AudioFolderStream(LazySource):
         self.channel_norm = (np.asarray(mean, np.float32).reshape(-1, 1, 1),
                              np.asarray(std, np.float32).reshape(-1, 1, 1))
 
-    def channel_stats(self, n: int = 2000, seed: int = 0) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of ``n`` clips' spectrograms drawn at random (all when there are no more)."""
-        from ..data.prepare import channel_stats
+    def channel_stats(self, n: int = 2000, seed: int = 0, chunk: int = 64) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of ``n`` clips' spectrograms drawn at random (all when there are no more),
+        read ``chunk`` clips at a time and combined in float64, so memory holds one chunk."""
+        from ..data.lazy import chunked_channel_stats
 
         pick = stats_sample(len(self), n, seed)
         norm, self.channel_norm = self.channel_norm, None
         try:
-            return channel_stats(self[pick].numpy())
+            return chunked_channel_stats(self[pick[i:i + chunk]].numpy() for i in range(0, len(pick), chunk))
         finally:
             self.channel_norm = norm
 

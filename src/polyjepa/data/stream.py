@@ -210,16 +210,19 @@ class ImageFolderStream(LazySource):
         self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
 
-    def channel_stats(self, n: int = 1000, seed: int = 0) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the pixels of ``n`` images drawn at random (before normalisation)."""
+    def channel_stats(self, n: int = 1000, seed: int = 0, chunk: int = 64) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the pixels of ``n`` images drawn at random (before normalisation), decoded
+        ``chunk`` at a time and combined in float64, so memory holds one chunk (1,000 ImageNet-size images
+        at once would be 1.2 GB in float64)."""
+        from .lazy import chunked_channel_stats
+
         pick = np.sort(np.random.default_rng(seed).permutation(len(self.files))[:n])
         mean, std = self.mean, self.std
         self.mean = self.std = None
         try:
-            x = self[pick].numpy().astype(np.float64)
+            return chunked_channel_stats(self[pick[i:i + chunk]].numpy() for i in range(0, len(pick), chunk))
         finally:
             self.mean, self.std = mean, std
-        return x.mean(axis=(0, 2, 3)).tolist(), (x.std(axis=(0, 2, 3)) + 1e-8).tolist()
 
     def __repr__(self) -> str:
         return f"ImageFolderStream({str(self.root)!r}, {len(self)} images of {self.sample_shape}, mode {self.mode})"
