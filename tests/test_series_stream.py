@@ -168,8 +168,8 @@ def test_pretrain_streams_edf_epochs_and_trains_as_the_in_memory_run(edf_folder,
 def test_streaming_options_the_lazy_form_lacks_is_one_clear_error(edf_folder, tmp_path, capsys):
     with pytest.raises(UserError, match="takes no option window"):
         prepare(DataConfig(source=str(edf_folder), loader="edf_epochs", stream=True), options={"window": 3})
-    with pytest.raises(UserError, match="data.loader=lidar_bev reads its data into memory"):
-        prepare(DataConfig(source=str(edf_folder), loader="lidar_bev", stream=True))
+    with pytest.raises(UserError, match="data.loader=interactions reads its data into memory"):
+        prepare(DataConfig(source=str(edf_folder), loader="interactions", stream=True))
 
 
 def test_chunked_channel_statistics_equal_the_whole_array_ones():

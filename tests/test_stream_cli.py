@@ -116,8 +116,8 @@ def summary_std(run: Path):
 def test_streaming_what_is_not_a_folder_of_images_is_one_clear_error(digits_folder, tmp_path, capsys):
     with pytest.raises(UserError, match="needs a folder of images or of .tar shards"):
         prepare(DataConfig(source="digits", stream=True))
-    with pytest.raises(UserError, match="data.loader=lidar_bev reads its data into memory"):
-        prepare(DataConfig(source=str(digits_folder), loader="lidar_bev", stream=True))
+    with pytest.raises(UserError, match="data.loader=interactions reads its data into memory"):
+        prepare(DataConfig(source=str(digits_folder), loader="interactions", stream=True))
     assert main(["pretrain", "ijepa-digits", "--out", str(tmp_path / "r"), "data.stream=true", "--no-progress"]) == 2
     assert "needs a folder of images" in capsys.readouterr().err
 

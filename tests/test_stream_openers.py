@@ -73,7 +73,7 @@ def test_an_official_test_split_is_kept_and_equals_the_in_memory_one(toy_loader,
 
 
 def test_a_loader_without_a_lazy_form_names_those_that_have_one():
-    with pytest.raises(UserError, match=r"data.loader=paired reads its data into memory.*series.*drop data.stream"):
-        prepare(DataConfig(source="x.npz", loader="paired", stream=True))
+    with pytest.raises(UserError, match=r"data.loader=interactions reads its data into memory.*series.*drop data.stream"):
+        prepare(DataConfig(source="x.npz", loader="interactions", stream=True))
     with pytest.raises(UserError, match="unknown data.loader 'nope'"):
         prepare(DataConfig(source="x.npz", loader="nope", stream=True))

@@ -78,17 +78,17 @@ def test_torchrun_equals_the_spawned_two_process_run(tmp_path):
 
 
 FABRIC = shutil.which("fabric", path=str(Path(sys.executable).parent))
-SCRIPT = shutil.which("polyjepa", path=str(Path(sys.executable).parent))
+POLYJEPA_SCRIPT = shutil.which("polyjepa", path=str(Path(sys.executable).parent))
 
 
-@pytest.mark.skipif(FABRIC is None or SCRIPT is None, reason="Lightning's fabric command or the polyjepa script is "
-                    "not installed beside this Python")
+@pytest.mark.skipif(FABRIC is None or POLYJEPA_SCRIPT is None, reason="Lightning's fabric command or the polyjepa "
+                    "script is not installed beside this Python")
 def test_fabric_run_launches_the_cli_as_torchrun_does(tmp_path, single_process_losses):
     """``fabric run --devices 2 $(which polyjepa) pretrain ...``: Fabric's launcher starts both processes, polyjepa
     takes its --precision as train.precision, and the run is the single process's."""
     run = tmp_path / "fabric"
-    proc = subprocess.run([FABRIC, "run", "--accelerator", "cpu", "--devices", "2", "--precision", "32", SCRIPT,
-                           "pretrain", "ijepa-digits", "--out", str(run), *TINY, "--no-progress"], capture_output=True,
+    proc = subprocess.run([FABRIC, "run", "--accelerator", "cpu", "--devices", "2", "--precision", "32",
+                           POLYJEPA_SCRIPT, "pretrain", "ijepa-digits", "--out", str(run), *TINY, "--no-progress"], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
