@@ -209,9 +209,9 @@ class PretrainedEncoder(nn.Module):
         shards, an ``.npy`` of series, EDF files, audio, videos, LiDAR sweeps: ``batch_size`` samples at a time in
         the source's order, an official test part after the rest; a Parquet or Arrow IPC table: ``batch_size``
         rows at a time in file order, encoded with the run's fitted schema); a loader without one, an array, a
-        DataFrame, a table in another format (CSV) or an images path that is a file is read into memory. ``True`` insists on the lazy form (one line when there is
-        none); ``False`` reads the data into memory. Read lazily, a file that cannot be read is an error naming
-        it, since its rows would be missing.
+        DataFrame, a table in another format (CSV) or an images path that is a file is read into memory. ``True``
+        insists on the lazy form (one line when there is none); ``False`` reads the data into memory. Read lazily,
+        a file that cannot be read is an error naming it, since its rows would be missing.
 
         ``out`` (a path ending in ``.npy``) writes the embeddings into that file through a memory map, batch by
         batch, and returns the written file memory-mapped read-only: with a lazy source, memory then holds one
