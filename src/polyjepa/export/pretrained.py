@@ -207,10 +207,11 @@ class PretrainedEncoder(nn.Module):
         ``stream`` chooses how the data are read. ``None`` (the default) follows the run: an encoder trained
         with ``data.stream=true`` reads a path lazily through its loader's lazy form (a folder of images or tar
         shards, an ``.npy`` of series, EDF files, audio, videos, LiDAR sweeps: ``batch_size`` samples at a time in
-        the source's order, an official test part after the rest); a loader without one, an array, or an images
-        path that is a file is read into memory. ``True`` insists on the lazy form (one line when there is
-        none); ``False`` reads the data into memory. Read lazily, a file that cannot be read is an error naming
-        it, since its rows would be missing.
+        the source's order, an official test part after the rest; a Parquet or Arrow IPC table: ``batch_size``
+        rows at a time in file order, encoded with the run's fitted schema); a loader without one, an array, a
+        DataFrame, a table in another format (CSV) or an images path that is a file is read into memory. ``True``
+        insists on the lazy form (one line when there is none); ``False`` reads the data into memory. Read lazily,
+        a file that cannot be read is an error naming it, since its rows would be missing.
 
         ``out`` (a path ending in ``.npy``) writes the embeddings into that file through a memory map, batch by
         batch, and returns the written file memory-mapped read-only: with a lazy source, memory then holds one
@@ -230,13 +231,12 @@ class PretrainedEncoder(nn.Module):
             with _written(out_path, emb.shape) as mm:
                 mm[:] = emb
             return np.load(out_path, mmap_mode="r")
-        rows = _embedding_order(source)
-        shape = (len(rows), self.dim)
+        shape = (len(source), self.dim)
 
         def fill(target: np.ndarray) -> None:
-            for i in range(0, len(rows), batch_size):
-                target[i:i + batch_size] = embed_array(self.encoder, source[rows[i:i + batch_size]], pool=self.pool,
-                                                       layers=self.layers, batch_size=batch_size)
+            for i, x in _batches(source, batch_size):
+                target[i:i + len(x)] = embed_array(self.encoder, x, pool=self.pool, layers=self.layers,
+                                                   batch_size=batch_size)
 
         if out_path is None:
             emb = np.empty(shape, np.float32)
@@ -249,7 +249,8 @@ class PretrainedEncoder(nn.Module):
     def open_lazy(self, data, *, required: bool = False):
         """The lazy source (normalised with the training statistics) that ``embed`` reads ``data`` through when
         the encoder was trained with ``data.stream=true`` and ``data`` is a path, else None; with ``required``,
-        one line saying why there is none instead of None."""
+        one line saying why there is none instead of None. For a table it is a
+        :class:`polyjepa.tabular.stream.TableBatches`, read in file order through ``batches`` (not indexed)."""
         from omegaconf import OmegaConf
 
         from ..config import DataConfig, dataclass_from, part_kwargs
@@ -275,9 +276,11 @@ class PretrainedEncoder(nn.Module):
                                     f"not {str(data)!r}: pass a folder, or drop --stream")
                 return None
             return self._image_stream(path)
+        if loader == "table":
+            return self._table_batches(path, part_kwargs(cfg, "data"), required)
         if loader not in openers:
             if required:
-                lazy = ", ".join(sorted({"images", *openers}))
+                lazy = ", ".join(sorted({"images", "table", *openers}))
                 raise UserError(f"embedding reads data.loader={loader} into memory (it reads {lazy} lazily): drop "
                                 f"--stream (stream=False)")
             return None
@@ -317,6 +320,30 @@ class PretrainedEncoder(nn.Module):
         if mean is not None:
             stream.set_normalisation(mean, std)
         return stream
+
+    def _table_batches(self, path: Path, options: dict, required: bool):
+        """A Parquet or Arrow IPC file's rows encoded with the run's schema, read a record batch at a time; None
+        for another table (a CSV, a bundled name) unless ``required``."""
+        from ..tabular.stream import TableBatches, is_table_file
+
+        if not is_table_file(path):
+            if required:
+                raise UserError(f"embedding a table lazily (--stream) reads a .parquet or Arrow IPC (.arrow, .feather) "
+                                f"file, not {str(path)!r}: convert it to Parquet, or drop --stream")
+            return None
+        mean, std = _stats(self.config)
+        try:
+            table = TableBatches(path, fitted=self.config.get("meta") or {}, target=options.get("target"), mean=mean,
+                                 std=std)
+        except UserError as e:
+            how = "stream=False or drop --stream" if required else \
+                "the run was trained with data.stream=true, so embed reads lazily too; pass --no-stream (stream=False)"
+            raise UserError(f"cannot read {str(path)!r} lazily with data.loader=table: {e} ({how} to read the table "
+                            f"into memory)") from None
+        if tuple(table.sample_shape) != self.input_shape:
+            raise UserError(f"the rows of {path} encode to {table.sample_shape[0]} columns but the encoder was trained "
+                            f"on {self.input_shape[0]}: use a table with the training columns")
+        return table
 
     def example_input(self, batch: int = 2, seed: int = 0) -> torch.Tensor:
         """A (batch, *input_shape) float32 tensor of uniform [0, 1) values, on the encoder's device."""
@@ -359,6 +386,20 @@ class _written:
             return self.ctx.__exit__(*exc)
         except OSError as e:
             raise UserError(f"cannot write --out {self.path} ({e.strerror or e}): choose a writable folder") from None
+
+
+def _batches(source, batch_size: int):
+    """(first output row, (k, *sample_shape) inputs) of a lazy source, ``batch_size`` samples at a time in the order
+    ``embed`` writes them: a source read in order (a table's ``batches``) as it comes, else by index."""
+    if hasattr(source, "batches"):
+        start = 0
+        for x in source.batches(batch_size):
+            yield start, x
+            start += len(x)
+        return
+    rows = _embedding_order(source)
+    for i in range(0, len(rows), batch_size):
+        yield i, source[rows[i:i + batch_size]]
 
 
 def _embedding_order(source) -> np.ndarray:

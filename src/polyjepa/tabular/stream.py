@@ -70,6 +70,7 @@ def _parquet(path: Path):
 
 
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
+TABLE_SUFFIXES = (".parquet", ".pq", *ARROW_SUFFIXES)
 
 
 class _ArrowFile:
@@ -108,6 +109,34 @@ def _arrow(path: Path) -> _ArrowFile:
                         f"re-create it, e.g. with pyarrow.feather.write_feather") from None
 
 
+def is_table_file(path: Path) -> bool:
+    """Whether ``path`` names a file that the streamed table reads (by its suffix): Parquet or Arrow IPC."""
+    return path.suffix.lower() in TABLE_SUFFIXES
+
+
+def open_table_file(path: Path):
+    """pyarrow's reader of a Parquet file, or of an Arrow IPC file (memory-mapped), chosen by the suffix."""
+    return _arrow(path) if path.suffix.lower() in ARROW_SUFFIXES else _parquet(path)
+
+
+def fitted_schema(fitted: dict) -> dict:
+    """The schema part (columns, kinds, categories, statistics, bin edges) of a trained run's table meta."""
+    return {k: fitted[k] for k in ("schema", "columns", "kinds", "categories", "mean", "std", "edges")}
+
+
+def _split_columns(columns: list[str], target: str | None, fitted: dict | None) -> tuple[str | None, list[str]]:
+    """(the label column or None, the feature columns) of a file's ``columns``, as the table loader splits them:
+    a column named 'target' is the label when none is given; a trained run's label column may be absent."""
+    if target is None and "target" in columns:
+        target = "target"
+    if fitted and target is not None and target not in columns:
+        target = None
+    if target is not None and target not in columns:
+        raise UserError(f"target column {target!r} is not in the table (columns: {columns[:20]}): set data.target to "
+                        f"one of them, or data.target=null for no labels")
+    return target, [c for c in columns if c != target]
+
+
 def _fingerprint(path: Path, options: dict) -> str:
     st = path.stat()
     key = json.dumps({"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
@@ -134,25 +163,16 @@ def stream_table(source, *, target: str | None = None, train_rows: int | None = 
     from .schema import AUTO_INT_CATEGORIES, encode, fit_schema
 
     path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", *ARROW_SUFFIXES) or not path.is_file():
+    if not is_table_file(path) or not path.is_file():
         raise UserError(f"data.stream=true reads a table from a .parquet or Arrow IPC (.arrow, .feather) file, not "
                         f"{source!r}: convert it to Parquet, or drop data.stream to read it into memory")
-    pf = _arrow(path) if suffix in ARROW_SUFFIXES else _parquet(path)
-    columns = list(pf.schema_arrow.names)
-    if target is None and "target" in columns:
-        target = "target"
-    if fitted and target is not None and target not in columns:
-        target = None
-    if target is not None and target not in columns:
-        raise UserError(f"target column {target!r} is not in the table (columns: {columns[:20]}): set data.target to "
-                        f"one of them, or data.target=null for no labels")
-    features = [c for c in columns if c != target]
+    pf = open_table_file(path)
+    target, features = _split_columns(list(pf.schema_arrow.names), target, fitted)
     n = pf.metadata.num_rows
     if n == 0:
         raise UserError(f"{path} has no rows")
     if fitted and "kinds" in fitted:
-        schema = {k: fitted[k] for k in ("schema", "columns", "kinds", "categories", "mean", "std", "edges")}
+        schema = fitted_schema(fitted)
     else:
         head = []
         for batch in pf.iter_batches(batch_size=min(batch_rows, fit_rows), columns=features):
@@ -190,3 +210,65 @@ def stream_table(source, *, target: str | None = None, train_rows: int | None = 
     if x.shape != (n, len(schema["columns"])):
         raise UserError(f"the cached encoding {out} does not match {path} ({x.shape}): delete it and run again")
     return x, y, meta
+
+
+class TableBatches:
+    """The rows of a Parquet or Arrow IPC file encoded with a trained run's schema, read in file order a record
+    batch at a time: ``batches(k)`` yields (<= k, F) float32 arrays, so memory holds one batch of rows.
+
+    This is how ``PretrainedEncoder.embed`` reads a table lazily. Each batch is encoded as
+    :func:`polyjepa.tabular.loader.load_table` encodes the whole table with ``fitted`` (the run's meta): the
+    same categories, statistics and columns, so the rows equal the in-memory loader's. The label column (the
+    run's ``target``, else a column named 'target') is left unread. ``mean`` / ``std`` (per column) standardise
+    the encoded rows as :func:`polyjepa.data.prepare.normalise` does, for a run that standardised its table.
+    Unlike the training stream, nothing is cached: each row is read and encoded once, in order.
+
+    Shapes:
+        len(self) = n rows; sample_shape = (F,); batches(k) yields (<= k, F) float32.
+    """
+
+    def __init__(self, source, *, fitted: dict, target: str | None = None, mean=None, std=None):
+        from .schema import check_columns
+
+        self.path = Path(source)
+        if not is_table_file(self.path):
+            raise UserError(f"a table is read lazily from a .parquet or Arrow IPC (.arrow, .feather) file, not "
+                            f"{str(source)!r}: convert it to Parquet, or read it into memory")
+        if not self.path.is_file():
+            raise UserError(f"{self.path} is not a file: pass the path of a .parquet or Arrow IPC file")
+        if not fitted or "kinds" not in fitted:
+            raise UserError("the run has no fitted table schema (its meta lacks the column kinds): embed with a run "
+                            "trained on a table")
+        self.schema = fitted_schema(fitted)
+        self._file = open_table_file(self.path)
+        arrow_schema = self._file.schema_arrow
+        _, self.features = _split_columns(list(arrow_schema.names), target, fitted)
+        # the columns as pandas sees them (a stored pandas index becomes the index, not a column), checked now
+        check_columns(arrow_schema.empty_table().select(self.features).to_pandas(), self.schema)
+        self.n = self._file.metadata.num_rows
+        self.sample_shape = (len(self.schema["columns"]),)
+        self.mean, self.std = mean, std
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, *self.sample_shape)
+
+    def batches(self, rows: int):
+        """The encoded rows in file order, at most ``rows`` at a time: (k, F) float32 arrays."""
+        from ..data.prepare import normalise
+        from .schema import encode
+
+        seen = 0
+        for batch in self._file.iter_batches(batch_size=rows, columns=self.features):
+            part = encode(batch.to_pandas(), self.schema)
+            seen += len(part)
+            yield part if self.mean is None else normalise(part, self.mean, self.std)
+        if seen != self.n:
+            raise UserError(f"{self.path} gave {seen} rows, but its footer says {self.n}: the file is damaged; "
+                            f"re-create it")
+
+    def __repr__(self) -> str:
+        return f"TableBatches({self.path.name}: {self.n} rows x {self.sample_shape[0]} columns)"
