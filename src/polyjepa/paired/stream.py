@@ -62,16 +62,17 @@ class PairedSideA(IndexedSource):
         if bad.any():
             which = sorted(set(rows[order][bad].tolist()))[:5]
             raise UserError(f"side a ({self.what}) has NaN or inf values (or values beyond float32's range) in "
-                            f"items {which}: fill or drop those items")
+                            f"its rows {which}: fill or drop those items")
         out = np.empty_like(x)
         out[order] = x
         return out
 
-    def image_stats(self, n: int = STATS_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def image_stats(self, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (mean, std + 1e-6), each (C,), of the images before normalisation, the in-memory loader's
-        formula: over all items when there are at most ``n`` (its values to float precision), else over ``n``
+        formula: over all items when there are at most ``n`` (default ``STATS_ROWS``; the in-memory values to float
+        precision), else over ``n``
         drawn at random with ``seed``; read ``STATS_CHUNK`` at a time and combined in float64."""
-        pick = self._rows[stats_sample(len(self), n, seed)]
+        pick = self._rows[stats_sample(len(self), STATS_ROWS if n is None else n, seed)]
         mean, std = chunked_mean_std(self._read(pick[i:i + STATS_CHUNK]) for i in range(0, len(pick), STATS_CHUNK))
         return mean, std + 1e-6
 
