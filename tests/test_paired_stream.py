@@ -48,10 +48,10 @@ def _check_same(mem, lazy):
     assert np.array_equal(lazy.test, mem.test) and np.array_equal(lazy.y, mem.y)
     assert np.array_equal(lazy.b, mem.b) and np.array_equal(lazy.texts, mem.texts)
     assert lazy.meta == mem.meta and lazy.side_a == mem.side_a
-    assert np.allclose(lazy.a[np.arange(len(mem.a))].numpy(), mem.a, rtol=0, atol=1e-5)
+    assert np.array_equal(lazy.a[np.arange(len(mem.a))].numpy(), mem.a)     # the same float32 operations
     rows = np.random.default_rng(1).integers(0, len(mem.a), 25)           # shuffled, with repeats
-    assert np.allclose(lazy.a[rows].numpy(), mem.a[rows], rtol=0, atol=1e-5)
-    assert np.allclose(lazy.a[mem.test].numpy(), mem.a[mem.test], rtol=0, atol=1e-5)   # a mask selects items
+    assert np.array_equal(lazy.a[rows].numpy(), mem.a[rows])
+    assert np.array_equal(lazy.a[mem.test].numpy(), mem.a[mem.test])   # a mask selects items
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -65,6 +65,9 @@ def test_lazy_images_give_the_in_memory_pairs(tmp_path, compressed):
     x = nhwc.transpose(0, 3, 1, 2).astype(np.float64) / 255
     assert np.allclose(lazy.a.mean.ravel(), x.mean((0, 2, 3)), atol=1e-7)
     assert np.allclose(lazy.a.std.ravel(), x.std((0, 2, 3)) + 1e-6, atol=1e-7)
+    kept = np.r_[0:28, 30:40]
+    z = (x[kept] - x.mean((0, 2, 3))[:, None, None]) / (x.std((0, 2, 3)) + 1e-6)[:, None, None]
+    assert np.allclose(mem.a, z, rtol=0, atol=1e-5)                     # the in-memory values, independently
     # grey (n, H, W) float images without a split column: the stratified test_size share
     grey = rng.normal(3.0, 2.0, (40, 6, 6))
     mem, lazy = _both(_pairs_npz(tmp_path / "g.npz", images=grey, compressed=compressed, split=False),
@@ -116,13 +119,13 @@ def test_evaluation_sample_is_bounded_stratified_and_exact_when_whole(tmp_path):
     rows, note = evaluation_rows(lazy, None, 1 << 30)
     assert np.array_equal(rows, np.arange(38)) and note["train"] == 28 and note["test"] == 10
     whole = pairs_subset(lazy, rows)
-    assert isinstance(whole.a, np.ndarray) and np.allclose(whole.a, mem.a, atol=1e-5)
+    assert isinstance(whole.a, np.ndarray) and np.array_equal(whole.a, mem.a)
     assert np.array_equal(whole.b, mem.b) and np.array_equal(whole.test, mem.test)
     rows, note = evaluation_rows(lazy, 9, None, seed=0)
     assert note == {"train": 9, "test": 9, "of_train": 28, "of_test": 10, "streamed": True}
     part = pairs_subset(lazy, rows)
     assert part.test.sum() == 9 and np.bincount(part.y[~part.test]).tolist() == [3, 3, 3]   # stratified
-    assert np.allclose(part.a, mem.a[rows], atol=1e-5) and np.array_equal(part.texts, mem.texts[rows])
+    assert np.array_equal(part.a, mem.a[rows]) and np.array_equal(part.texts, mem.texts[rows])
     per = 4 * 3 * 8 * 8
     rows, note = evaluation_rows(lazy, None, 19 * per)                  # 19 items' bytes: both parts shrink
     assert note["train"] + note["test"] <= 19 and note["test"] >= 1 and note["max_bytes"] == 19 * per

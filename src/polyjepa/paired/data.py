@@ -19,6 +19,7 @@ from .text import encode_texts, train_tokenizer, vocab_size_of
 
 TEXT_KEYS = ("text", "texts", "captions")
 LABEL_KEYS = ("labels", "y")
+STATS_CHUNK = 64  # images read at a time while side a's channel statistics are gathered (in memory and lazily)
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGIT_TEMPLATES = ("a handwritten {}", "the digit {}", "a drawing of the number {}", "{} written by hand",
                    "a small image of a {}")
@@ -231,7 +232,11 @@ def load_pairs(source: str, *, max_len: int = 64, vocab_size: int = 4000, min_fr
 
 
 def _images_nchw(x: np.ndarray) -> np.ndarray:
-    """(n, H, W, C) or (n, C, H, W) integer or float images -> float32 (n, C, H, W), standardised per channel."""
+    """(n, H, W, C) or (n, C, H, W) integer or float images -> float32 (n, C, H, W), standardised per channel: mean
+    and std + 1e-6 of every image, accumulated in float64 ``STATS_CHUNK`` images at a time (as the lazy form,
+    :mod:`polyjepa.paired.stream`, accumulates them, so the two give the same values)."""
+    from ..data.lazy import chunked_mean_std
+
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[:, None]
@@ -240,6 +245,6 @@ def _images_nchw(x: np.ndarray) -> np.ndarray:
     if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
         x = x.transpose(0, 3, 1, 2)
     x = x.astype(np.float32) / (255.0 if np.issubdtype(x.dtype, np.integer) else 1.0)
-    mean = x.mean(axis=(0, 2, 3), keepdims=True)
-    std = x.std(axis=(0, 2, 3), keepdims=True) + 1e-6
-    return (x - mean) / std
+    mean, std = chunked_mean_std(x[i:i + STATS_CHUNK] for i in range(0, len(x), STATS_CHUNK))
+    shape = (1, -1, 1, 1)
+    return (x - mean.astype(np.float32).reshape(shape)) / (std + 1e-6).astype(np.float32).reshape(shape)

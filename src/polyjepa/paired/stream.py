@@ -11,9 +11,9 @@ import torch
 from ..data.array_stream import _NpzOpener, image_layout
 from ..data.lazy import IndexedSource, chunked_mean_std, npz_array, stats_sample
 from ..errors import UserError
+from .data import STATS_CHUNK
 
 STATS_ROWS = 2_000   # side-a images drawn at random for the channel statistics (all of them when there are fewer)
-STATS_CHUNK = 64     # images read at a time while the statistics are gathered
 
 
 class PairedSideA(IndexedSource):
