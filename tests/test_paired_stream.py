@@ -147,7 +147,8 @@ def test_pretrain_streamed_logs_the_in_memory_losses(tmp_path, capsys):
               "method.proj_dim=8", "--no-progress"]
     runs = {}
     for tag, extra in (("memory", []), ("lazy", ["data.stream=true", "train.num_workers=1"])):
-        assert main(["pretrain", "clip-digits", "--data", src, "--out", str(tmp_path / tag), *common, *extra]) in (None, 0)
+        code = main(["pretrain", "clip-digits", "--data", src, "--out", str(tmp_path / tag), *common, *extra])
+        assert code in (None, 0)
         losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / tag / "metrics.csv")) if r.get("loss")]
         runs[tag] = (losses, json.loads((tmp_path / tag / "summary.json").read_text()))
     (mem_losses, mem), (lazy_losses, lazy) = runs["memory"], runs["lazy"]
