@@ -31,7 +31,8 @@ class DataConfig:
     stream: bool = False            # read lazily while training: a folder of images or of tar shards (loader
                                     # images), a Parquet or Arrow table (table), and the loaders whose modality
                                     # declares a lazy form (series, edf_epochs, audio, clips, ...: the error
-                                    # for any other loader lists them); probes on eval.max_samples
+                                    # for any other loader lists them), paired (side a of an .npz); probes on
+                                    # eval.max_samples
 
 
 @dataclass

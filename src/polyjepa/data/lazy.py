@@ -71,8 +71,15 @@ def stats_sample(total: int, n: int, seed: int = 0) -> np.ndarray:
 
 def chunked_channel_stats(chunks) -> tuple[list[float], list[float]]:
     """:func:`polyjepa.data.prepare.channel_stats` of the concatenation of (k, C, ...) ``chunks``, one chunk in
-    memory at a time: per-chunk counts, means and sums of squared deviations in float64, combined pairwise
-    (Chan, Golub and LeVeque 1979), NaN ignored."""
+    memory at a time (see :func:`chunked_mean_std`); a std below 1e-6 is raised to 1e-6."""
+    mean, std = chunked_mean_std(chunks)
+    return mean.tolist(), np.maximum(std, 1e-6).tolist()
+
+
+def chunked_mean_std(chunks) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) float64 per-channel mean and (population) std of the concatenation of (k, C, ...) ``chunks``, one
+    chunk in memory at a time: per-chunk counts, means and sums of squared deviations in float64, combined
+    pairwise (Chan, Golub and LeVeque 1979), NaN ignored."""
     count = mean = m2 = None
     for a in chunks:
         a = np.asarray(a, np.float64)
@@ -97,7 +104,7 @@ def chunked_channel_stats(chunks) -> tuple[list[float], list[float]]:
         bad = [] if count is None else [int(c) for c in np.flatnonzero(count == 0)]
         raise UserError(f"the training data have no finite values in channel(s) {bad[:5]}: every value there is "
                         f"NaN or inf; drop those channels or fill them")
-    return mean.tolist(), np.maximum(np.sqrt(m2 / count), 1e-6).tolist()
+    return mean, np.sqrt(m2 / count)
 
 
 @contextmanager

@@ -406,19 +406,30 @@ def _decoded_sample(x, y, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | N
     """``n`` of the samples ``x`` (all of them when ``n >= len(x)``), stratified by the class labels ``y`` when
     every class can be drawn (else a plain random draw), in their order in ``x``, decoded into one float32 array
     ``EVAL_DECODE_BYTES`` at a time."""
+    idx = sample_indices(len(x), y, n, seed)
+    return decode_rows(x, idx), (None if y is None else y[idx])
+
+
+def sample_indices(total: int, y, n: int, seed: int) -> np.ndarray:
+    """The sorted indices of ``n`` of ``total`` samples (all of them when ``n >= total``), stratified by the class
+    labels ``y`` when every class can be drawn, else a plain random draw with ``seed``."""
     from sklearn.model_selection import train_test_split
 
-    if n >= len(x):
-        idx = np.arange(len(x))
-    else:
-        try:
-            idx, _ = train_test_split(np.arange(len(x)), train_size=n, random_state=seed, stratify=strat(y))
-        except ValueError:  # more classes than the sample holds: a plain random draw
-            idx = np.random.default_rng(seed).permutation(len(x))[:n]
-        idx = np.sort(idx)
+    if n >= total:
+        return np.arange(total)
+    try:
+        idx, _ = train_test_split(np.arange(total), train_size=n, random_state=seed, stratify=strat(y))
+    except ValueError:  # more classes than the sample holds: a plain random draw
+        idx = np.random.default_rng(seed).permutation(total)[:n]
+    return np.sort(idx)
+
+
+def decode_rows(x, idx: np.ndarray) -> np.ndarray:
+    """The samples ``x[idx]`` of an array or lazy source as one float32 array, read ``EVAL_DECODE_BYTES`` (at least
+    one sample) at a time."""
     out = np.empty((len(idx), *x.shape[1:]), np.float32)
     chunk = max(1, EVAL_DECODE_BYTES // max(4 * int(np.prod(x.shape[1:], dtype=np.int64)), 1))
     for i in range(0, len(idx), chunk):
         part = x[idx[i:i + chunk]]
         out[i:i + chunk] = part.numpy() if hasattr(part, "numpy") else np.asarray(part)
-    return out, (None if y is None else y[idx])
+    return out

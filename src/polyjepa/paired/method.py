@@ -45,8 +45,11 @@ class TwoTower(nn.Module):
     def attach(self, a: np.ndarray, b: np.ndarray, ids: np.ndarray, y: np.ndarray | None = None) -> "TwoTower":
         """Hold the training pairs: a (n, ...), b (n, K, L) token ids, ids (n,) each pair's graph node, and
         optionally y (n,) labels; an objective with a ``label_fraction`` keeps that share of them (the rest
-        become -1, unlabelled)."""
-        self._a, self._b, self._ids = torch.as_tensor(a), torch.as_tensor(b), torch.as_tensor(ids)
+        become -1, unlabelled). A lazy side a (``data.stream=true``: a source whose ``a[idx]`` reads those items
+        as a tensor) is held as it is and read a batch at a time."""
+        lazy = not isinstance(a, (np.ndarray, torch.Tensor)) and hasattr(a, "subset")
+        self._a = a if lazy else torch.as_tensor(a)
+        self._b, self._ids = torch.as_tensor(b), torch.as_tensor(ids)
         if getattr(self.criterion, "uses_labels", False):
             if y is None:
                 raise ValueError("the semi-supervised objective needs labelled pairs (labels/y in the data)")

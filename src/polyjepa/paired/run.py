@@ -20,7 +20,10 @@ SCHEMA = "polyjepa-paired-summary/1"
 
 
 def load_run_pairs(cfg: DictConfig, fitted: dict | None = None) -> Pairs:
-    """The recipe's paired data (split and tokenised; with ``fitted``, the run's tokenizer)."""
+    """The recipe's paired data (split and tokenised; with ``fitted``, the run's tokenizer); with
+    ``data.stream=true``, side a stays in the file (a lazy source)."""
+    import inspect
+
     from ..data.prepare import _what
     from ..registry import check_option_types, part_builder
 
@@ -30,6 +33,12 @@ def load_run_pairs(cfg: DictConfig, fitted: dict | None = None) -> Pairs:
     check_option_types("data", loader, options)
     if data_cfg.source is None:
         raise UserError(f"no data given for data.loader={data_cfg.loader}: pass --data PATH")
+    if data_cfg.stream:
+        if "stream" not in inspect.signature(loader).parameters:
+            raise UserError(f"data.loader={data_cfg.loader} reads its pairs into memory; data.stream=true works with "
+                            f"data.loader=paired (an .npz of images or feature vectors with their texts): drop "
+                            f"data.stream")
+        options["stream"] = True
     try:
         return loader(data_cfg.source, **options, test_size=data_cfg.test_size, split_seed=data_cfg.split_seed,
                       fitted=fitted)
@@ -111,7 +120,49 @@ def train_arrays(pairs: Pairs) -> tuple:
     """(a, b, ids, y) of the training pairs; ids are row numbers, which are the node ids of a graph's pairs;
     y the labels or None."""
     train = ~pairs.test
-    return pairs.a[train], pairs.b[train], np.flatnonzero(train), None if pairs.y is None else pairs.y[train]
+    rows = np.flatnonzero(train)
+    a = pairs.a[train] if isinstance(pairs.a, np.ndarray) else pairs.a.subset(rows)  # a lazy side a stays lazy
+    return a, pairs.b[train], rows, None if pairs.y is None else pairs.y[train]
+
+
+def evaluation_rows(pairs: Pairs, max_samples: int | None, max_bytes: int | None,
+                    seed: int = 0) -> tuple[np.ndarray | None, dict | None]:
+    """The pairs the evaluation reads when side a is lazy (``data.stream=true``): the rows of a stratified sample
+    of at most ``max_samples`` (``eval.max_samples``; 10,000 when None) training and as many test pairs, whose
+    side a decoded as float32 holds at most ``max_bytes`` (``eval.max_bytes``) together, as for the normal
+    runner's streamed data (:func:`polyjepa.data.prepare.evaluation_sample`); and what was sampled. (None, None)
+    for pairs in memory, which are evaluated whole."""
+    from ..data.prepare import STREAM_EVAL_SAMPLES, _byte_bounded, sample_indices
+
+    if isinstance(pairs.a, np.ndarray):
+        return None, None
+    limit = STREAM_EVAL_SAMPLES if max_samples is None else max_samples
+    if limit < 1:
+        raise UserError(f"eval.max_samples={limit} must be at least 1 (or null for the default)")
+    train, test = np.flatnonzero(~pairs.test), np.flatnonzero(pairs.test)
+    n_train, n_test = min(len(train), limit), min(len(test), limit)
+    per_sample = 4 * int(np.prod(pairs.a.shape[1:], dtype=np.int64))
+    bounded = False
+    if max_bytes is not None:
+        n_train, n_test, bounded = _byte_bounded(n_train, n_test, per_sample, max_bytes, pairs.a.shape[1:])
+    y = pairs.y
+    rows = np.concatenate([train[sample_indices(len(train), None if y is None else y[train], n_train, seed)],
+                           test[sample_indices(len(test), None if y is None else y[test], n_test, seed)]])
+    note = {"train": n_train, "test": n_test, "of_train": len(train), "of_test": len(test), "streamed": True}
+    if bounded:
+        note.update(max_bytes=int(max_bytes), sample_bytes=per_sample)
+    return np.sort(rows), note
+
+
+def pairs_subset(pairs: Pairs, rows: np.ndarray) -> Pairs:
+    """The pairs at ``rows`` (sorted) with side a read into memory (float32, a bounded chunk at a time)."""
+    from dataclasses import replace
+
+    from ..data.prepare import decode_rows
+
+    return replace(pairs, a=decode_rows(pairs.a, rows), b=pairs.b[rows],
+                   texts=None if pairs.texts is None else pairs.texts[rows],
+                   y=None if pairs.y is None else pairs.y[rows], test=pairs.test[rows])
 
 
 @torch.no_grad()
@@ -191,6 +242,17 @@ def format_paired_table(summary: dict) -> str:
         head += f" {'0-shot':>8}"
     lines = [f"\n{summary['recipe']} on {summary['data']}: {summary['n_train']} train / {summary['n_test']} test "
              f"pairs (side a: {summary['side_a']}, side b: {summary.get('side_b', 'text')})"]
+    sample = summary.get("eval_sample")
+    if sample and (sample["train"] < sample["of_train"] or sample["test"] < sample["of_test"]):
+        why = "streamed side a"
+        if sample.get("max_bytes"):
+            from ..runner import _bytes
+
+            per = max(sample["sample_bytes"], 1)
+            why += (f"; fewer, as eval.max_bytes={_bytes(sample['max_bytes'])} holds {sample['max_bytes'] // per} "
+                    f"items of {_bytes(per)}")
+        lines.append(f"retrieval, probes and baselines on a stratified sample of {sample['train']} train / "
+                     f"{sample['test']} test pairs ({why})")
     if "steps" in summary:
         lines.append(f"trained {summary['steps']} steps in {summary['train_seconds'] / 60:.1f} min; whole run "
                      f"{summary['seconds'] / 60:.1f} min")
@@ -234,6 +296,9 @@ def pretrain_paired(cfg: DictConfig, *, out: str | None = None, seed: int = 0, p
     method = build()  # a bad recipe fails before anything is written
     check_batch(pairs.n_train, train_cfg.batch_size, max(1, int(train_cfg.devices or 1)))
     del method
+    # a lazy side a is evaluated on a bounded sample (sized now, so that a bad bound fails before training)
+    eval_rows, sampled = evaluation_rows(pairs, eval_cfg.max_samples, eval_cfg.max_bytes,
+                                         seed=dataclass_from(cfg, "data", DataConfig).split_seed)
     if resume is not None:
         from ..train.checkpoint import latest_checkpoint
 
@@ -258,8 +323,9 @@ def pretrain_paired(cfg: DictConfig, *, out: str | None = None, seed: int = 0, p
     trained = PairedBuild(cfg_dict, facts, seed)()
     path, state, _, _ = load_latest_checkpoint(run_dir / "checkpoints")
     load_model_state(trained, state, path)
-    results = evaluate_pairs(trained, PairedBuild(cfg_dict, facts, seed)(), pairs, baselines=eval_cfg.baselines,
-                             seed=seed)
+    eval_pairs = pairs if eval_rows is None else pairs_subset(pairs, eval_rows)
+    results = evaluate_pairs(trained, PairedBuild(cfg_dict, facts, seed)(), eval_pairs,
+                             baselines=eval_cfg.baselines, seed=seed)
     summary = {"schema": SCHEMA, "recipe": cfg.name, "data": str(cfg.data.source), "seed": seed,
                "side_a": pairs.side_a, "side_b": pairs.side_b, "n_train": pairs.n_train,
                "n_test": int(pairs.test.sum()),
@@ -267,6 +333,8 @@ def pretrain_paired(cfg: DictConfig, *, out: str | None = None, seed: int = 0, p
                "samples_per_second": record["samples_per_second"], "stop_reason": record["stop_reason"],
                "world_size": record["world_size"], "scale": float(trained.criterion.log_scale.detach().exp()),
                "results": results}
+    if sampled is not None:
+        summary["eval_sample"] = sampled
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     echo(format_paired_table(summary))
     return summary

@@ -497,6 +497,9 @@ def run_tijepa(cfg, *, out: str | None = None, seed: int = 0, echo=print, write:
     opts = tijepa_options(**part_kwargs(cfg, "method"))
     if dataclass_from(cfg, "data", DataConfig).source is None:
         raise UserError("no image-caption pairs given: pass --data PATH (an .npz with images, captions and split)")
+    if dataclass_from(cfg, "data", DataConfig).stream:
+        raise UserError("TI-JEPA reads its image-caption pairs into memory (its encoders train in stages on the "
+                        "whole image array): drop data.stream")
     pairs = load_run_pairs(cfg)
     if pairs.side_a != "image":
         raise UserError(f"TI-JEPA fuses captions into image patches: the data's side a is {pairs.side_a}, not "
