@@ -14,6 +14,7 @@ def test_a_result_records_its_table_machine_and_probe_version(tmp_path):
     record = load_result(path)
     assert record["probe_version"] == PROBE_VERSION and record["rows"] == [["encoder", 0.92], ["raw", 0.9833]]
     assert record["machine"]["cpu"] and record["machine"]["torch"]
+    assert set(record["machine"].get("isa", "").split()) <= {"amx_bf16", "avx512_bf16", "avx512f", "avx2"}
     text = render_markdown(record)
     assert "| encoder | 0.9200 |" in text and "| raw | 0.9833 |" in text     # one number of decimals per column
     assert "`python benchmarks/demo.py`" in text and "1.5 min" in text and "- one finding" in text

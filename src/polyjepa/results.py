@@ -42,9 +42,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+MATRIX_ISA = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")  # what decides a CPU's fp32 and bf16 GEMM speed
+
+
+def cpu_matrix_isa() -> str:
+    """The CPU's matrix-relevant instruction sets from ``/proc/cpuinfo`` (e.g. 'avx512_bf16 avx512f avx2'): a
+    model name such as 'AMD EPYC' alone does not say whether the CPU has bf16 units. Empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in MATRIX_ISA if f in flags)
+    except OSError:
+        pass
+    return ""
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on: CPU model, cores, torch threads, versions."""
     info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    isa = cpu_matrix_isa()
+    if isa:
+        info["isa"] = isa
     try:
         import torch
         info["torch"] = torch.__version__
@@ -157,7 +176,8 @@ def render_markdown(record: dict[str, Any], digits: int = 4) -> str:
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
     lines += ["| " + " | ".join(cell(v, i) for i, v in enumerate(row)) + " |" for row in record["rows"]]
     m = record.get("machine", {})
-    where = ", ".join(x for x in (m.get("cpu"), f"{m['threads']} threads" if m.get("threads") else None,
+    cpu = f"{m['cpu']} ({m['isa']})" if m.get("cpu") and m.get("isa") else m.get("cpu")
+    where = ", ".join(x for x in (cpu, f"{m['threads']} threads" if m.get("threads") else None,
                                   f"torch {m['torch']}" if m.get("torch") else None) if x)
     took = f", {record['seconds'] / 60:.1f} min" if record.get("seconds") else ""
     copied = "; transcribed from the run's printed table" if (record.get("extra") or {}).get("transcribed") else ""
