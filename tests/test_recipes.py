@@ -80,8 +80,8 @@ def test_a_missing_optional_package_names_its_extra():
 
 
 # import name -> distribution name, for the packages polyjepa may import
-DISTRIBUTIONS = {"torch": "torch", "numpy": "numpy", "sklearn": "scikit-learn", "safetensors": "safetensors",
-                 "omegaconf": "omegaconf", "tqdm": "tqdm", "matplotlib": "matplotlib",
+DISTRIBUTIONS = {"torch": "torch", "numpy": "numpy", "sklearn": "scikit-learn", "threadpoolctl": "threadpoolctl",
+                 "safetensors": "safetensors", "omegaconf": "omegaconf", "tqdm": "tqdm", "matplotlib": "matplotlib",
                  "lightning_fabric": "lightning-fabric", "PIL": "pillow", "yaml": "pyyaml", "pandas": "pandas",
                  "pyarrow": "pyarrow", "aeon": "aeon", "soundfile": "soundfile", "imageio": "imageio", "av": "av",
                  "scipy": "scipy", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
