@@ -58,6 +58,18 @@ def row_chunks(a: np.ndarray, nbytes: int = SCAN_BYTES):
             yield np.frombuffer(buf, dtype=a.dtype).reshape(k, *a.shape[1:])
 
 
+def read_nchw(array: np.ndarray, rows: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``rows`` of a mapped array, read in file order (row j of the result is ``rows[order[j]]``), and that
+    ``order``; images in layout 'nhw' or 'nhwc' made (k, C, H, W), any other layout left as read."""
+    order = np.argsort(rows, kind="stable")  # read the file forwards, then restore the batch's order
+    raw = np.asarray(array[rows[order]])
+    if layout == "nhw":
+        raw = raw[:, None]
+    elif layout == "nhwc":
+        raw = raw.transpose(0, 3, 1, 2)
+    return raw, order
+
+
 def integer_scale(a: np.ndarray) -> float:
     """The divisor of integer pixels: 255 when any value exceeds 1, else 1 (the in-memory rule), found by a chunked
     pass that stops at the first chunk holding such a value."""
@@ -89,12 +101,7 @@ class ImageArray(IndexedSource):
     def _read(self, rows: np.ndarray) -> np.ndarray:
         if self._array is None:
             self._array = self._opener()
-        order = np.argsort(rows, kind="stable")  # read the file forwards, then restore the batch's order
-        raw = np.asarray(self._array[rows[order]])
-        if self.layout == "nhw":
-            raw = raw[:, None]
-        elif self.layout == "nhwc":
-            raw = raw.transpose(0, 3, 1, 2)
+        raw, order = read_nchw(self._array, rows, self.layout)
         if np.issubdtype(raw.dtype, np.integer):
             x = raw.astype(np.float32) / self.scale
         else:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.array_stream import _NpzOpener, image_layout
+from ..data.array_stream import _NpzOpener, image_layout, read_nchw
 from ..data.lazy import IndexedSource, chunked_mean_std, npz_array, stats_sample
 from ..errors import UserError
 from .data import STATS_CHUNK
@@ -50,12 +50,7 @@ class PairedSideA(IndexedSource):
     def _read(self, rows: np.ndarray) -> np.ndarray:
         if self._array is None:
             self._array = self._opener()
-        order = np.argsort(rows, kind="stable")   # read the file forwards, then restore the batch's order
-        raw = np.asarray(self._array[rows[order]])
-        if self.layout == "nhw":
-            raw = raw[:, None]
-        elif self.layout == "nhwc":
-            raw = raw.transpose(0, 3, 1, 2)
+        raw, order = read_nchw(self._array, rows, self.layout)
         with np.errstate(over="ignore"):
             x = raw.astype(np.float32) / np.float32(self.scale) if self.scale != 1 else raw.astype(np.float32)
         bad = ~np.isfinite(x).reshape(len(x), -1).all(1)

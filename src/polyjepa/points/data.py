@@ -68,13 +68,8 @@ def resample(cloud: np.ndarray, points: int, rng: np.random.Generator) -> np.nda
     return cloud[rng.choice(len(cloud), points, replace=len(cloud) < points)]
 
 
-def check_cloud_array(a: np.ndarray, what: str, min_points: int) -> np.ndarray:
-    """Validate (n, P, 3) numeric finite clouds, with one clear error per problem."""
-    a = np.asarray(a)
-    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-        raise UserError(f"{what} has dtype {a.dtype}: point clouds must be a numeric array")
-    if a.ndim == 2:
-        a = a[None]
+def check_cloud_shape(a: np.ndarray, what: str, min_points: int) -> None:
+    """(n, P, 3) clouds, at least one, of at least ``min_points`` points: one clear error per problem."""
     if a.ndim != 3 or a.shape[-1] != 3:
         raise UserError(f"{what} has shape {a.shape}: point clouds must be (n, points, 3) xyz coordinates "
                         f"(or voxel grids (n, D, H, W))")
@@ -83,6 +78,16 @@ def check_cloud_array(a: np.ndarray, what: str, min_points: int) -> np.ndarray:
     if a.shape[1] < min_points:
         raise UserError(f"{what} has {a.shape[1]} points per cloud, fewer than data.min_points={min_points}: "
                         f"use denser clouds or lower data.min_points (and the tokenizer's n_groups/group_size)")
+
+
+def check_cloud_array(a: np.ndarray, what: str, min_points: int) -> np.ndarray:
+    """Validate (n, P, 3) numeric finite clouds, with one clear error per problem."""
+    a = np.asarray(a)
+    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
+        raise UserError(f"{what} has dtype {a.dtype}: point clouds must be a numeric array")
+    if a.ndim == 2:
+        a = a[None]
+    check_cloud_shape(a, what, min_points)
     if not np.isfinite(a).all():
         bad = int((~np.isfinite(a)).reshape(len(a), -1).any(1).sum())
         raise UserError(f"{what} contains NaN or inf coordinates in {bad} clouds: remove or repair them first")

@@ -10,8 +10,8 @@ from ..data.array_stream import row_chunks
 from ..data.lazy import IndexedSource, npz_array, npz_members
 from ..data.sources import sample_labels
 from ..errors import UserError
-from .data import (CLOUD_KEYS, LABEL_KEYS, cloud_files, folder_cloud, folder_labels, normalize_clouds, resample,
-                   sample_rng, surface_voxels, voxel_cloud)
+from .data import (CLOUD_KEYS, LABEL_KEYS, check_cloud_shape, cloud_files, folder_cloud, folder_labels,
+                   normalize_clouds, resample, sample_rng, surface_voxels, voxel_cloud)
 
 SCAN_BYTES = 1 << 24  # voxel grids read per chunk while the empty ones are counted at opening: about 16 MB
 
@@ -26,14 +26,7 @@ def check_array(a: np.ndarray, what: str, min_points: int) -> None:
         raise UserError(f"{what} has dtype {a.dtype}: point clouds and voxel grids must be a real numeric array")
     if _is_grids(a):
         return
-    if a.ndim != 3 or a.shape[-1] != 3:
-        raise UserError(f"{what} has shape {a.shape}: point clouds must be (n, points, 3) xyz coordinates "
-                        f"(or voxel grids (n, D, H, W))")
-    if len(a) == 0:
-        raise UserError(f"{what} is empty: it needs at least one cloud")
-    if a.shape[1] < min_points:
-        raise UserError(f"{what} has {a.shape[1]} points per cloud, fewer than data.min_points={min_points}: "
-                        f"use denser clouds or lower data.min_points (and the tokenizer's n_groups/group_size)")
+    check_cloud_shape(a, what, min_points)
 
 
 def occupied_grids(a: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .data import _is_number
 
 CACHE_FORMAT = "series-csv-1"   # part of the cache key: a change of layout never reads an older cache
 BLOCK_CELLS = 1 << 20           # cells parsed per block: about 8 MB of float64 values plus their strings
@@ -22,14 +23,6 @@ def _reader(path: Path):
     delim = "\t" if path.suffix == ".tsv" else ","
     f = open(path, newline="")
     return f, (r for r in csv.reader(f, delimiter=delim) if r)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _scan(path: Path, label_first: bool) -> tuple[bool, int | None, list[str], np.ndarray]:

@@ -42,8 +42,9 @@ def decode_212(raw: bytes, n_signals: int) -> np.ndarray:
     return flat[: n * n_signals].reshape(n, n_signals).T
 
 
-def read_record(record: str | Path) -> tuple[np.ndarray, float, list[str]]:
-    """(signals (C, n) float32 in physical units, sampling rate, names) of a format-212 record."""
+def record_files(record: str | Path) -> tuple[dict, Path]:
+    """The header (:func:`read_header`) and signal file of a format-212 record whose signals share one file: one
+    clear error when the header or the signal file is missing or the format is another."""
     record = Path(record)
     hea = record.with_suffix(".hea")
     if not hea.exists():
@@ -56,6 +57,13 @@ def read_record(record: str | Path) -> tuple[np.ndarray, float, list[str]]:
     dat = record.parent / sigs[0]["file"]
     if not dat.exists():
         raise UserError(f"{dat} does not exist: the record's signal file must sit beside {hea.name}")
+    return h, dat
+
+
+def read_record(record: str | Path) -> tuple[np.ndarray, float, list[str]]:
+    """(signals (C, n) float32 in physical units, sampling rate, names) of a format-212 record."""
+    h, dat = record_files(record)
+    sigs, hea = h["signals"], Path(record).with_suffix(".hea")
     digital = decode_212(dat.read_bytes(), len(sigs))[:, : h["n"]]
     if digital.shape[1] < h["n"]:
         raise UserError(f"{dat} holds {digital.shape[1]} samples per signal but its header {hea.name} says {h['n']}: "

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.lazy import IndexedSource
 from ..errors import UserError
-from .wfdb import BEAT_CODES, read_annotations, read_header
+from .wfdb import BEAT_CODES, read_annotations, record_files
 
 
 def _decode_groups(b: np.ndarray) -> np.ndarray:
@@ -31,17 +31,8 @@ class WfdbBeats(IndexedSource):
         if window < 2:
             raise UserError(f"data.window must be at least 2 samples, got {window}")
         record = Path(record)
-        hea = record.with_suffix(".hea")
-        if not hea.exists():
-            raise UserError(f"{hea} does not exist: pass a WFDB record path without extension (e.g. .../mitbih/100)")
-        h = read_header(hea)
-        sigs = h["signals"]
-        if {s["format"] for s in sigs} != {"212"} or len({s["file"] for s in sigs}) != 1:
-            raise UserError(f"{hea}: only format-212 records with all signals in one file are supported "
-                            f"(install the wfdb package for others)")
-        self.record, self.dat = record, record.parent / sigs[0]["file"]
-        if not self.dat.exists():
-            raise UserError(f"{self.dat} does not exist: the record's signal file must sit beside {hea.name}")
+        h, self.dat = record_files(record)
+        sigs, hea, self.record = h["signals"], record.with_suffix(".hea"), record
         self.leads, n = len(sigs), h["n"]
         held = self.dat.stat().st_size // 3 * 2 // self.leads
         if held < n:

@@ -23,16 +23,21 @@ class Volumes(NamedTuple):
     y_test: np.ndarray
 
 
+def volume_view(a: np.ndarray, what: str) -> np.ndarray:
+    """(N, D, H, W) or (N, 1, D, H, W) real numbers as an (N, 1, D, H, W) view: one clear error for another shape
+    or dtype (the values are not read)."""
+    if a.ndim == 4:
+        a = a[:, None]
+    if a.ndim != 5 or a.shape[1] != 1 or min(a.shape) < 1:
+        raise UserError(f"{what} must be an (N, D, H, W) array of single-channel volumes, got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise UserError(f"{what} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
 def check_volumes(x: np.ndarray, what: str) -> np.ndarray:
     """(N, D, H, W) or (N, 1, D, H, W) finite numbers -> (N, 1, D, H, W) float32 in [0, 1] (divided by the max)."""
-    x = np.asarray(x)
-    if x.ndim == 4:
-        x = x[:, None]
-    if x.ndim != 5 or x.shape[1] != 1 or min(x.shape) < 1:
-        raise UserError(f"{what} must be an (N, D, H, W) array of single-channel volumes, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise UserError(f"{what} must hold real numbers, got dtype {x.dtype}")
-    x = x.astype(np.float32)
+    x = volume_view(np.asarray(x), what).astype(np.float32)
     if not np.isfinite(x).all():
         raise UserError(f"{what} hold NaN or inf: clean or drop those volumes")
     top = float(np.abs(x).max()) if x.size else 0.0

@@ -9,7 +9,7 @@ import numpy as np
 from ..data.array_stream import row_chunks
 from ..data.lazy import IndexedSource, npz_array, npz_members
 from ..errors import UserError
-from .data import LAYOUTS, downsample
+from .data import LAYOUTS, downsample, volume_view
 
 SCAN_BYTES = 1 << 24  # volume bytes read per chunk by the pass that checks the values and finds their maximum
 
@@ -25,18 +25,6 @@ def scan_volumes(a: np.ndarray, what: str) -> float:
     return top
 
 
-def _as_volumes(a: np.ndarray, what: str) -> np.ndarray:
-    """(N, D, H, W) or (N, 1, D, H, W) real numbers, as a (N, 1, D, H, W) view (the in-memory checks of shape
-    and dtype)."""
-    if a.ndim == 4:
-        a = a[:, None]
-    if a.ndim != 5 or a.shape[1] != 1 or min(a.shape) < 1:
-        raise UserError(f"{what} must be an (N, D, H, W) array of single-channel volumes, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
-        raise UserError(f"{what} must hold real numbers, got dtype {a.dtype}")
-    return a
-
-
 class _Opener:
     """Maps the train and test arrays of a volume .npz (picklable: a DataLoader worker maps them again)."""
 
@@ -44,7 +32,7 @@ class _Opener:
         self.path, self.keys = path, keys
 
     def __call__(self) -> list[np.ndarray]:
-        return [_as_volumes(npz_array(self.path, k), f"{self.path.name}:{k}") for k in self.keys]
+        return [volume_view(npz_array(self.path, k), f"{self.path.name}:{k}") for k in self.keys]
 
 
 class VolumeArrays(IndexedSource):
