@@ -21,8 +21,8 @@ Feature matrices (MNIST digits; what was built is read back from the arrays and 
   rows; test: copies of the last 2,000, 12,000 rows, so no image is on both sides).
 
 Solvers: ``lbfgs`` at a loose stop (max_iter 200, tol 1e-3), a tightly converged ``reference`` (lbfgs,
-tol 1e-8, max_iter 5000), ``lbfgs-500`` and ``lbfgs-1000`` (tol 1e-4, max_iter 500 or 1000; the latter is what
-``linear_probe`` runs), ``lbfgs-warm`` (max_iter 200, tol 1e-3, each C warm-started from the previous one and
+tol 1e-8, max_iter 5000), ``lbfgs-500``, ``lbfgs-1000`` and ``lbfgs-5000`` (tol 1e-4, max_iter 500, 1000 or 5000;
+the last is what ``linear_probe`` runs), ``lbfgs-warm`` (max_iter 200, tol 1e-3, each C warm-started from the previous one and
 the refit from the chosen one), ``newton-cholesky`` (multinomial from scikit-learn 1.6; skipped where the Hessian,
 (width x classes)^2, would pass ``--newton-max`` parameters), ``sag`` and ``saga`` (max_iter 200, tol 1e-3),
 ``liblinear`` (one-vs-rest: a different objective), ``torch-lbfgs`` (the same multinomial objective, full batch,
@@ -46,9 +46,10 @@ import numpy as np
 
 GRID = (0.01, 0.1, 1.0, 10.0)
 RIDGE_GRID = (1.0, 10.0, 100.0, 1000.0)
+CAPS = {"lbfgs": 200, "lbfgs-500": 500, "lbfgs-1000": 1000, "lbfgs-5000": 5000}  # L-BFGS stops: iteration caps
 SETS = ("pixels", "quickstart", "tiny192", "small384", "trained", "large")
-SOLVERS = ("lbfgs", "reference", "lbfgs-500", "lbfgs-1000", "lbfgs-warm", "newton-cholesky", "sag", "saga",
-           "liblinear", "torch-lbfgs", "ridge")
+SOLVERS = ("lbfgs", "reference", "lbfgs-500", "lbfgs-1000", "lbfgs-5000", "lbfgs-warm", "newton-cholesky", "sag",
+           "saga", "liblinear", "torch-lbfgs", "ridge")
 
 
 # ----------------------------------------------------------------------------------------------------- features
@@ -220,7 +221,7 @@ def make(solver: str, c: float):
         return LogisticRegression(C=c, max_iter=200, tol=1e-3)
     if solver == "reference":
         return LogisticRegression(C=c, max_iter=5000, tol=1e-8)
-    if solver in ("lbfgs-500", "lbfgs-1000"):
+    if solver in ("lbfgs-500", "lbfgs-1000", "lbfgs-5000"):
         return LogisticRegression(C=c, max_iter=int(solver.split("-")[1]), tol=1e-4)
     if solver == "lbfgs-warm":
         return LogisticRegression(C=c, max_iter=200, tol=1e-3, warm_start=True)
@@ -348,19 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     correct = [s for s in solvers if verdict[s] and s != "reference"]
     fastest = min(correct, key=lambda s: sum(res[n, s]["cpu_s"] for n in names)) if correct else None
     shapes = {n: f"{feats[n][0].shape[0]}+{feats[n][2].shape[0]} x {feats[n][0].shape[1]}" for n in names}
-    unconverged = {n: res[n, "lbfgs"]["max_iter_used"] for n in names if ("lbfgs" in solvers)
-                   and res[n, "lbfgs"]["max_iter_used"] >= 200}
     notes = [f"{n}: {feats[n][4]}; {shapes[n]}" for n in names]
     notes += [
         f"correct: test accuracy within {args.tolerance} of the reference (lbfgs tol 1e-8, max_iter 5000) on every "
         f"matrix; fastest correct (total CPU s over the matrices): {fastest}",
-        "lbfgs (max_iter 200, tol 1e-3) hit its iteration cap on: "
-        + (", ".join(f"{n}" for n in unconverged) if unconverged else "no matrix")
-        + "; accuracy gap to the reference per matrix: "
-        + ", ".join(f"{n} {res[n, 'lbfgs']['accuracy'] - res[n, 'reference']['accuracy']:+.4f}" for n in names
-                    if (n, "lbfgs") in res),
-        f"C chosen (lbfgs / reference): " + ", ".join(f"{n} {res[n, 'lbfgs']['C']:g}/{res[n, 'reference']['C']:g}"
-                                                     for n in names if (n, "lbfgs") in res),
+        *[f"{s} hit its iteration cap on: "
+          + (", ".join(n for n in names if res[n, s]["max_iter_used"] >= cap) or "no matrix")
+          + "; accuracy gap to the reference per matrix: "
+          + ", ".join(f"{n} {res[n, s]['accuracy'] - res[n, 'reference']['accuracy']:+.4f}" for n in names)
+          + "; C chosen (this / reference): "
+          + ", ".join(f"{n} {res[n, s]['C']:g}/{res[n, 'reference']['C']:g}" for n in names)
+          for s, cap in CAPS.items() if s in solvers and all((n, s) in res for n in names)],
         f"run on the first matrix only: {', '.join(first_only) or 'none'}; "
         f"newton-cholesky skipped where width x classes > {args.newton_max}; liblinear is one-vs-rest and ridge a "
         f"squared loss (alpha grid {RIDGE_GRID}): other objectives, judged by the same accuracy rule",
