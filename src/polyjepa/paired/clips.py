@@ -6,7 +6,9 @@ while its clips are cut), into clips of ``frames`` frames taken every ``frame_st
 clip, the audio of the same span of time: from the first frame's timestamp for ``frames x frame_step``
 frame periods, resampled to ``sample_rate`` and turned into a log-mel spectrogram by the audio front end
 (:func:`polyjepa.audio.melspec.log_mel`). Side a is the clip (C, T, H, W), side b its spectrogram
-(1, n_mels, F); both are standardised with the training clips' statistics.
+(1, n_mels, F); both are standardised with the training clips' statistics (the pixels per channel from exact
+integer sums of each file's clips, the spectrograms over all their values). With ``stream=True`` each file is
+decoded once into the user cache and side a is read from there per batch (:mod:`polyjepa.paired.av_stream`).
 """
 from __future__ import annotations
 
