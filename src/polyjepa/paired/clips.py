@@ -206,7 +206,9 @@ def file_clips(video: Path, audio: Path | None, *, frames: int, frame_step: int,
 
 def clips_to_float(clips: np.ndarray) -> np.ndarray:
     """(k, T, H, W, 3) uint8 clips -> (k, 3, T, H, W) float32 in [0, 1] (C-contiguous)."""
-    return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3), dtype=np.float32) / np.float32(255.0)
+    out = np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3), dtype=np.float32)
+    out /= np.float32(255.0)
+    return out
 
 
 def clip_standardisation(shares: list[FileClips], train_files, per_clip: int) -> tuple[np.ndarray, np.ndarray]:
