@@ -175,8 +175,6 @@ def test_stream_errors_are_one_line(tmp_path):
     graph = _pairs_npz(tmp_path / "g.npz", split=False, edge_index=np.array([[0, 1, 2], [1, 2, 3]]))
     with pytest.raises(UserError, match=r"graph's nodes \(edge_index\), which are read into memory"):
         load_pairs(graph, stream=True)
-    with pytest.raises(UserError, match="data.loader=av_clips reads its pairs into memory"):
-        pretrain("clip-av", data=graph, out=str(tmp_path / "b"), overrides=["data.stream=true"], progress=False)
     with pytest.raises(UserError, match="TI-JEPA reads its image-caption pairs into memory"):
         pretrain("tijepa-flickr8k", data=graph, out=str(tmp_path / "c"), overrides=["data.stream=true"],
                  progress=False)

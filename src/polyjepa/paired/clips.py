@@ -6,7 +6,9 @@ while its clips are cut), into clips of ``frames`` frames taken every ``frame_st
 clip, the audio of the same span of time: from the first frame's timestamp for ``frames x frame_step``
 frame periods, resampled to ``sample_rate`` and turned into a log-mel spectrogram by the audio front end
 (:func:`polyjepa.audio.melspec.log_mel`). Side a is the clip (C, T, H, W), side b its spectrogram
-(1, n_mels, F); both are standardised with the training clips' statistics.
+(1, n_mels, F); both are standardised with the training clips' statistics (the pixels per channel from exact
+integer sums of each file's clips, the spectrograms over all their values). With ``stream=True`` each file is
+decoded once into the user cache and side a is read from there per batch (:mod:`polyjepa.paired.av_stream`).
 """
 from __future__ import annotations
 
@@ -150,6 +152,81 @@ def _pairs_of_folder(path: Path) -> list[tuple[Path, Path | None]]:
     return pairs
 
 
+@dataclass
+class FileClips:
+    """One file's share of the pairs: ``clips`` (k, T, H, W, 3) uint8 (or where they are cached), the log-mels of
+    their audio ``mels`` (k, n_mels, F) float32 (None when k = 0), the audio samples per clip, and the per-channel
+    sums of the clips' pixels and of their squares (exact integers, for the standardisation)."""
+
+    count: int
+    samples: int
+    mels: np.ndarray | None
+    sums: list[int]
+    squares: list[int]
+    clips: np.ndarray | Path | None = None
+
+
+def pixel_sums(clips: np.ndarray) -> tuple[list[int], list[int]]:
+    """Per-channel sums of (k, T, H, W, C) uint8 pixels and of their squares, as exact integers (a clip at a time)."""
+    sums = np.zeros(clips.shape[-1], np.int64)
+    squares = np.zeros(clips.shape[-1], np.int64)
+    for clip in clips:
+        v = clip.reshape(-1, clips.shape[-1]).astype(np.int64)
+        sums += v.sum(0)
+        squares += (v * v).sum(0)
+    return sums.tolist(), squares.tolist()
+
+
+def file_clips(video: Path, audio: Path | None, *, frames: int, frame_step: int, size: int, sample_rate: int,
+               n_mels: int, win_ms: float, hop_ms: float, clips_per_file: int | None) -> FileClips:
+    """Decode one file and cut it into clips with the log-mel of each clip's audio (see the module doc); memory
+    holds this file's frames and audio only while it is cut. Both the in-memory loader and its lazy form
+    (:mod:`polyjepa.paired.av_stream`) compute a file's share here, so the two give the same values."""
+    import torch
+
+    from ..audio.melspec import log_mel
+
+    limit = None if clips_per_file is None else clips_per_file * frames * frame_step
+    d = decode_file(video, audio, size=size, sample_rate=sample_rate, max_frames=limit)
+    cut = cut_clips(d, frames=frames, frame_step=frame_step, max_clips=clips_per_file)
+    samples = int(round(frames * frame_step * d.period * d.rate))
+    del d
+    if not cut:
+        return FileClips(0, samples, None, [0, 0, 0], [0, 0, 0],
+                         np.zeros((0, frames, size, size, 3), np.uint8))
+    clips = np.stack([c for c, _ in cut])
+    waves = torch.from_numpy(np.stack([w for _, w in cut]))
+    del cut
+    try:
+        mels = log_mel(waves, sample_rate, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms).numpy()
+    except ValueError as e:
+        raise UserError(f"cannot make spectrograms of the clips' audio: {e}; use longer clips (data.frames)") from None
+    return FileClips(len(clips), samples, mels.astype(np.float32, copy=False), *pixel_sums(clips), clips=clips)
+
+
+def clips_to_float(clips: np.ndarray) -> np.ndarray:
+    """(k, T, H, W, 3) uint8 clips -> (k, 3, T, H, W) float32 in [0, 1] (C-contiguous)."""
+    out = np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3), dtype=np.float32)
+    out /= np.float32(255.0)
+    return out
+
+
+def clip_standardisation(shares: list[FileClips], train_files, per_clip: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mean, std + 1e-6), each (3,) float64, of the pixels / 255 of the clips of ``train_files``
+    (``per_clip`` pixels per channel in a clip): exact integer sums, divided once (correctly rounded)."""
+    import math
+
+    n = sum(shares[f].count for f in train_files) * per_clip
+    if n == 0:
+        raise UserError("the training files give no clips (they are shorter than one clip): bring longer videos, "
+                        "or lower data.frames or data.frame_step")
+    s1 = [sum(shares[f].sums[c] for f in train_files) for c in range(3)]
+    s2 = [sum(shares[f].squares[c] for f in train_files) for c in range(3)]
+    mean = np.array([s / (255 * n) for s in s1], np.float64)
+    std = np.array([math.sqrt((n * q - s * s) / (255 * 255 * n * n)) for s, q in zip(s1, s2)], np.float64)
+    return mean, std + 1e-6
+
+
 def _standardise(x: np.ndarray, train: np.ndarray, axes: tuple) -> np.ndarray:
     xt = x[train]
     mean = xt.mean(axis=axes, keepdims=True)
@@ -159,17 +236,16 @@ def _standardise(x: np.ndarray, train: np.ndarray, axes: tuple) -> np.ndarray:
 
 def load_av_pairs(source: str, *, frames: int = 8, frame_step: int = 1, size: int = 32, sample_rate: int = 16000,
                   n_mels: int = 40, win_ms: float = 25.0, hop_ms: float = 10.0, clips_per_file: int | None = None,
-                  test_size: float = 0.2, split_seed: int = 0, fitted: dict | None = None):
+                  test_size: float = 0.2, split_seed: int = 0, fitted: dict | None = None, stream: bool = False):
     """Aligned (video clip, log-mel of its audio) pairs from a folder of videos; see the module doc.
 
     Clips of one file stay on one side of the split (a held-out share ``test_size`` of the files, at least
     one), so the test pairs come from unseen files. Returns :class:`~polyjepa.paired.data.Pairs` with
     ``side_a='video'``, ``a`` (n, 3, frames, size, size) and ``b`` (n, 1, 1, n_mels, F) (one spectrogram per
-    item), and labels from sub-folder names when the files sit in two or more sub-folders.
+    item), and labels from sub-folder names when the files sit in two or more sub-folders. ``stream``
+    (``data.stream=true``): each file is decoded once into the user cache and side a is a lazy source of the
+    same clips read per batch (:mod:`polyjepa.paired.av_stream`); side b, the split and labels are the same.
     """
-    import torch
-
-    from ..audio.melspec import log_mel
     from .data import Pairs
 
     for key, value, low in (("frames", frames, 2), ("frame_step", frame_step, 1), ("size", size, 4),
@@ -180,29 +256,23 @@ def load_av_pairs(source: str, *, frames: int = 8, frame_step: int = 1, size: in
     if not path.exists():
         raise UserError(f"av_clips source {source!r} does not exist: pass a folder of video files")
     files = _pairs_of_folder(path)
-    clips, waves, owner = [], [], []
-    for i, (video, audio) in enumerate(files):
-        limit = None if clips_per_file is None else clips_per_file * frames * frame_step
-        d = decode_file(video, audio, size=size, sample_rate=sample_rate, max_frames=limit)
-        for c, w in cut_clips(d, frames=frames, frame_step=frame_step, max_clips=clips_per_file):
-            clips.append(c)
-            waves.append(w)
-            owner.append(i)
-        del d
-    if not clips:
+    options = dict(frames=frames, frame_step=frame_step, size=size, sample_rate=sample_rate, n_mels=n_mels,
+                   win_ms=float(win_ms), hop_ms=float(hop_ms), clips_per_file=clips_per_file)
+    if stream:
+        from .av_stream import cached_shares
+
+        shares = cached_shares(files, options)
+    else:
+        shares = [file_clips(video, audio, **options) for video, audio in files]
+    if not any(s.count for s in shares):
         raise UserError(f"the videos under {path} are shorter than one clip of {frames} frames every {frame_step} "
                         f"(with audio): lower data.frames or data.frame_step")
-    lens = {len(w) for w in waves}
+    lens = {s.samples for s in shares if s.count}
     if len(lens) > 1:
         raise UserError(f"the videos under {path} have different frame rates (clip audio of {sorted(lens)} samples): "
                         f"re-encode them to one frame rate")
-    try:
-        mel = log_mel(torch.from_numpy(np.stack(waves)), sample_rate, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms)
-    except ValueError as e:
-        raise UserError(f"cannot make spectrograms of the clips' audio: {e}; use longer clips (data.frames)") from None
-    a = np.stack(clips).transpose(0, 4, 1, 2, 3).astype(np.float32) / 255.0        # (n, 3, T, H, W)
-    b = mel.numpy()[:, None, None]                                                # (n, K=1, 1, n_mels, F)
-    owner = np.asarray(owner)
+    owner = np.repeat(np.arange(len(files)), [s.count for s in shares])
+    b = np.concatenate([s.mels for s in shares if s.count])[:, None, None]      # (n, K=1, 1, n_mels, F)
     n_files = len(files)
     if n_files < 2:
         raise UserError(f"{path} holds one video: bring at least two, so that clips of unseen files can be tested")
@@ -210,7 +280,21 @@ def load_av_pairs(source: str, *, frames: int = 8, frame_step: int = 1, size: in
     n_test = max(1, min(n_files - 1, int(round(test_size * n_files)) if test_size < 1 else int(test_size)))
     test_files = rng.permutation(n_files)[:n_test]
     test = np.isin(owner, test_files)
-    a = _standardise(a, ~test, (0, 2, 3, 4))
+    if not test.any() or test.all():
+        raise UserError("the split leaves no training or no test clips (the held-out files give none): set "
+                        "data.test_size or data.split_seed, or bring longer videos")
+    train_files = [f for f in range(n_files) if f not in set(test_files.tolist())]
+    mean, std = clip_standardisation(shares, train_files, frames * size * size)
+    if stream:
+        from .av_stream import AVClipSource
+
+        a = AVClipSource([s.clips for s in shares], [s.count for s in shares], frames=frames, size=size)
+        a.set_normalisation(mean, std)
+    else:
+        a = clips_to_float(np.concatenate([s.clips for s in shares]))              # (n, 3, T, H, W)
+        del shares
+        a -= mean.astype(np.float32).reshape(1, -1, 1, 1, 1)
+        a /= std.astype(np.float32).reshape(1, -1, 1, 1, 1)
     b = _standardise(b, ~test, (0, 1, 2, 3, 4))
     groups = [f[0].parent.relative_to(path).as_posix() for f in files]
     names = sorted(set(groups))

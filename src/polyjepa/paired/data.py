@@ -31,7 +31,8 @@ class Pairs:
 
     a: (n, ...) side-a inputs: float32 images (n, C, H, W), clips (n, C, T, H, W), vectors (n, F), or int64
         node ids (n,); or, read with ``stream=True``, a lazy source of the images or vectors
-        (:class:`polyjepa.paired.stream.PairedSideA`: ``a[idx]`` reads those items as a float32 tensor).
+        (:class:`polyjepa.paired.stream.PairedSideA`, or :class:`polyjepa.paired.av_stream.AVClipSource` for clips:
+        ``a[idx]`` reads those items as a float32 tensor).
     b: (n, K, L) int64 token ids of K texts per item (0 = padding); or, when ``side_b`` is 'audio', (n, 1, ...)
         float32 inputs of the other tower (a spectrogram (1, n_mels, F) per item).
     texts: (n, K) the raw strings (for the TF-IDF baseline); None when side b is not text.

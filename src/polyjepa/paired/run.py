@@ -21,7 +21,7 @@ SCHEMA = "polyjepa-paired-summary/1"
 
 def load_run_pairs(cfg: DictConfig, fitted: dict | None = None) -> Pairs:
     """The recipe's paired data (split and tokenised; with ``fitted``, the run's tokenizer); with
-    ``data.stream=true``, side a stays in the file (a lazy source)."""
+    ``data.stream=true``, side a is a lazy source (the .npz memory-mapped, or av_clips' cache of decoded clips)."""
     import inspect
 
     from ..data.prepare import _what
@@ -36,8 +36,8 @@ def load_run_pairs(cfg: DictConfig, fitted: dict | None = None) -> Pairs:
     if data_cfg.stream:
         if "stream" not in inspect.signature(loader).parameters:
             raise UserError(f"data.loader={data_cfg.loader} reads its pairs into memory; data.stream=true works with "
-                            f"data.loader=paired (an .npz of images or feature vectors with their texts): drop "
-                            f"data.stream")
+                            f"data.loader=paired (an .npz of images or feature vectors with their texts) and "
+                            f"data.loader=av_clips (a folder of videos with sound): drop data.stream")
         options["stream"] = True
     try:
         return loader(data_cfg.source, **options, test_size=data_cfg.test_size, split_seed=data_cfg.split_seed,
