@@ -226,3 +226,46 @@ def test_jets_stream_the_in_memory_jets_labels_and_split(tmp_path):
     if cms.exists():
         with pytest.raises(UserError, match="CMS PFNano file.*drop data.stream"):
             open_jets(str(cms))
+
+
+def test_streamed_series_follow_the_in_memory_rules_for_nan(tmp_path):
+    """NaN inside a series, or a series of one real step, is refused when a batch reads it, as the in-memory
+    loader refuses it when it loads; end padding reads as it does in memory."""
+    x = np.random.default_rng(0).normal(size=(6, 2, 10)).astype(np.float32)
+    x[1, :, 7:] = np.nan                                     # end padding in every channel: fine
+    np.save(tmp_path / "ok.npy", x)
+    np.testing.assert_array_equal(open_series(str(tmp_path / "ok.npy"))[np.arange(6)].numpy(),
+                                  load_series(str(tmp_path / "ok.npy")).x)
+    inside, short, one_channel = x.copy(), x.copy(), x.copy()
+    inside[2, :, 5] = np.nan
+    short[3, :, 1:] = np.nan
+    one_channel[4, 0, 8:] = np.nan                           # padding in one channel only
+    for name, a, rows, message in (("inside", inside, [2], "NaN inside"),
+                                   ("short", short, [3], "shorter than 2 steps"),
+                                   ("channel", one_channel, [4], "NaN inside")):
+        np.savez(tmp_path / f"{name}.npz", x=a)
+        with pytest.raises(UserError, match=message):
+            load_series(str(tmp_path / f"{name}.npz"))
+        lazy = open_series(str(tmp_path / f"{name}.npz"))
+        assert lazy[np.array([0, 5])].shape == (2, 2, 10)   # rows without the defect read as usual
+        with pytest.raises(UserError, match=rf"{message}.*\[{rows[0]}\]"):
+            lazy[np.array(rows)]
+
+
+def test_a_csv_that_changes_between_the_two_passes_is_one_clear_error(tmp_path, monkeypatch):
+    import polyjepa.timeseries.csvseries as csvseries
+
+    real_scan = csvseries._scan
+    for edited in ("1,2,3,4\n5,6\n7,8,9\n", "1,2,3,4\n5,6,7,8,9\n7,8,9\n"):   # a row shorter, a row longer
+        path = tmp_path / "s.csv"
+        path.write_text("1,2,3,4\n5,6,7\n7,8,9\n")
+
+        def scan_then_edit(p, label_first, text=edited):
+            out = real_scan(p, label_first)
+            p.write_text(text)
+            return out
+
+        monkeypatch.setattr(csvseries, "_scan", scan_then_edit)
+        with pytest.raises(UserError, match=r"s.csv changed while it was read \(row 2 has"):
+            csvseries.csv_series_cache([path], label_first=False, cache=tmp_path / "cache")
+        assert not [f for f in (tmp_path / "cache").iterdir() if f.suffix != ".npz" or ".tmp" in f.name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,13 @@ def _fill(path: Path, label_first: bool, header: bool, label_col: int | None, le
                 raise UserError(f"{path} changed while it was read (more rows than a moment ago): run again")
             if label_col is not None:
                 r = r[:label_col] + r[label_col + 1:]
-            r = r[:lengths[start + len(block)]]
+            n, want = len(r), lengths[start + len(block)]
+            while n and r[n - 1].strip() == "":
+                n -= 1
+            if n != want:
+                raise UserError(f"{path} changed while it was read (row {start + len(block) + 1} has {n} cells, a moment "
+                                f"ago {want}): run again")
+            r = r[:n]
             block.append(r)
             cells += len(r)
             if cells >= BLOCK_CELLS:
@@ -157,10 +164,14 @@ def csv_series_cache(files: list[Path], *, label_first: bool, cache: str | Path 
     total = sum(len(s[3]) for s in scans)
     folder.mkdir(parents=True, exist_ok=True)
     labels = [np.array(s[2]) if s[1] is not None else None for s in scans]
-    tmp = labels_at.with_name(f".{labels_at.name}.tmp.npz")
-    np.savez(tmp, **{f"y{i}": (y if y is not None else np.zeros(0, "U1")) for i, y in enumerate(labels)},
-             **{f"has{i}": np.array(y is not None) for i, y in enumerate(labels)})
-    tmp.replace(labels_at)
+    # a name of this process's own: the processes of a launch may build the same cache at once
+    tmp = labels_at.with_name(f".{labels_at.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **{f"y{i}": (y if y is not None else np.zeros(0, "U1")) for i, y in enumerate(labels)},
+                 **{f"has{i}": np.array(y is not None) for i, y in enumerate(labels)})
+        tmp.replace(labels_at)
+    finally:
+        tmp.unlink(missing_ok=True)
     with filled_npy(out, (total, 1, width)) as mm:
         at = 0
         for p, (header, label_col, _, lengths) in zip(files, scans):

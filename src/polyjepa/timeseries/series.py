@@ -28,6 +28,16 @@ def pad_series(series, length: int | None = None) -> np.ndarray:
     return out
 
 
+def padding_defects(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) rows of (n, C, L) ``a`` whose NaN is not end padding in every channel, and (n,) real steps per row.
+
+    Padding: after a row's last real step nothing is real, before it every channel is real."""
+    finite = np.isfinite(a)                       # (n, C, L)
+    n_real = finite.any(1).sum(1)                 # (n,)
+    prefix = np.arange(a.shape[2])[None] < n_real[:, None]
+    return ~(finite == prefix[:, None, :]).all((1, 2)), n_real
+
+
 def check_series(x, what: str = "X", *, min_length: int = 2) -> np.ndarray:
     """Return ``x`` as float32 (n, C, L) or raise one ``UserError`` naming the problem and the fix.
 
@@ -69,12 +79,7 @@ def check_series(x, what: str = "X", *, min_length: int = 2) -> np.ndarray:
     a = a.astype(np.float32)
     if np.isinf(a).any():
         raise UserError(f"{what} contains inf in {int(np.isinf(a).any((1, 2)).sum())} series: remove or clip them")
-    finite = np.isfinite(a)                       # (n, C, L)
-    step_real = finite.any(1)                     # (n, L)
-    n_real = step_real.sum(1)                     # (n,)
-    # Padding: after the last real step nothing is real, before it every channel is real.
-    prefix = np.arange(a.shape[2])[None] < n_real[:, None]
-    bad = ~(finite == prefix[:, None, :]).all((1, 2))
+    bad, n_real = padding_defects(a)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise UserError(f"{what} has NaN inside {int(bad.sum())} series (first: series {i}): NaN may only pad a "

@@ -10,6 +10,7 @@ import numpy as np
 from ..data.lazy import IndexedSource
 from ..errors import UserError, warn
 from .edf import ANNOTATION_LABEL, parse_tal
+from .series import padding_defects
 
 INDEX_BYTES = 1 << 22  # data records read per chunk while indexing an EDF file's annotations: about 4 MB
 
@@ -70,6 +71,14 @@ class NpySeries(IndexedSource):
         if bad.any():
             raise UserError(f"{self.name} contains inf in series {sorted(set(rows[order][bad].tolist()))[:5]}: "
                             f"remove or clip them")
+        # the in-memory loader's rules (check_series), for the rows read: NaN only as end padding, 2 real steps
+        inside, n_real = padding_defects(a)
+        if inside.any():
+            raise UserError(f"{self.name} has NaN inside series {sorted(set(rows[order][inside].tolist()))[:5]}: NaN "
+                            f"may only pad a series at its end in every channel; impute missing values first")
+        if (n_real < 2).any():
+            raise UserError(f"{self.name} has series shorter than 2 steps "
+                            f"({sorted(set(rows[order][n_real < 2].tolist()))[:5]}): drop them")
         return out
 
     def __repr__(self) -> str:
