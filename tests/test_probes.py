@@ -182,3 +182,25 @@ def test_linear_probe_converges_on_correlated_features():
     assert abs(got - want) <= 0.01, (got, want)   # 5 of 500 test rows: near the optimum BLAS builds differ a little
     loose = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], C=10, max_iter=200, tol=1e-3)["accuracy"]
     assert want - loose > 0.02       # the check above could fail: the loose stop is measurably short
+
+
+def test_blas_is_single_threaded_before_workers_fork_and_lu_after_a_fork_returns():
+    """OpenBLAS 0.3.30 can deadlock a threaded LU in a process that has forked (DataLoader workers); the loop limits
+    numpy's BLAS to one thread before it forks them. In a fresh process: the limit holds, and after a fork an LU in
+    the parent returns within a timeout."""
+    import subprocess
+    import sys
+
+    code = ("import os, numpy as np, scipy.linalg\n"
+            "from threadpoolctl import threadpool_info\n"
+            "from polyjepa.train.loop import single_threaded_blas\n"
+            "single_threaded_blas()\n"
+            "assert all(i['num_threads'] == 1 for i in threadpool_info() if i['user_api'] == 'blas')\n"
+            "np.ones((300, 300)) @ np.ones((300, 300))\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n"
+            "scipy.linalg.lu(np.random.default_rng(0).normal(size=(400, 400)))\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
