@@ -91,3 +91,14 @@ def test_the_table_names_the_byte_bound():
     line = [x for x in format_table(summary).splitlines() if x.startswith("probes on")][0]
     assert line == ("probes on a stratified sample of 40 train / 20 test (streamed data; fewer, as "
                     "eval.max_bytes=1.0 GiB holds 64 samples of 16.0 MiB)")
+
+
+def test_a_small_training_part_keeps_two_samples_under_the_byte_bound():
+    from polyjepa.data.prepare import _byte_bounded
+
+    # 50 training and 10,000 test samples, room for 100: proportional shares would leave 0 training samples
+    assert _byte_bounded(50, 10000, 4, 400, (1,)) == (2, 98, True)
+    for n_train, n_test, fits in ((10000, 5000, 3000), (5000, 1000, 600), (7, 3, 4), (3, 0, 2)):
+        train, test, cut = _byte_bounded(n_train, n_test, 4, 4 * fits, (1,))
+        assert cut and train + test <= fits and train >= min(n_train, 2) and test >= min(n_test, 1)
+        assert train <= n_train and test <= n_test

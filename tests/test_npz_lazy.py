@@ -71,3 +71,12 @@ def test_an_interrupted_inflate_leaves_no_cache(tmp_path, monkeypatch):
         npz_array(path, "x", cache=cache)
     assert not list(cache.iterdir())
     assert zipfile.is_zipfile(path)
+
+
+def test_a_pickled_member_is_refused_as_such_not_called_corrupt(tmp_path):
+    for save in (np.savez, np.savez_compressed):
+        path = tmp_path / f"{save.__name__}.npz"
+        save(path, x=np.array([{"a": 1}, None], dtype=object))
+        with pytest.raises(UserError) as e:
+            npz_array(path, "x", cache=tmp_path / "cache")
+        assert "corrupt" not in str(e.value) and "object" in str(e.value).lower()

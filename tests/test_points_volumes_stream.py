@@ -296,3 +296,17 @@ def test_the_points_loaders_own_seed_draws_the_streamed_points(grid_npz, tmp_pat
     np.testing.assert_allclose(_all(lazy.x_train), mem.x_train, atol=1e-6)
     np.testing.assert_allclose(_all(lazy.x_test), mem.x_test, atol=1e-6)
     assert not np.allclose(_all(lazy.x_train), load_points(str(grid_npz), points=16).x)
+
+
+def test_string_labels_of_an_official_split_share_one_code_per_class(tmp_path, monkeypatch):
+    """'sofa' is one class in train and test alike, in memory and streamed (coded per part it was 1 in train and
+    0 in a test part without 'chair')."""
+    monkeypatch.setenv("POLYJEPA_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    clouds = lambda n: rng.normal(size=(n, 40, 3)).astype(np.float32)   # noqa: E731
+    np.savez(tmp_path / "named.npz", X_train=clouds(3), X_test=clouds(2),
+             y_train=np.array(["chair", "sofa", "table"]), y_test=np.array(["sofa", "table"]))
+    mem = load_points(str(tmp_path / "named.npz"), points=32)
+    assert mem.y.tolist() == [0, 1, 2] and mem.y_test.tolist() == [1, 2]
+    lazy = open_points(tmp_path / "named.npz", points=32)
+    assert lazy.labels.tolist() == [0, 1, 2, 1, 2] and lazy.test_rows.tolist() == [3, 4]

@@ -77,3 +77,9 @@ def test_a_loader_without_a_lazy_form_names_those_that_have_one():
         prepare(DataConfig(source="x.npz", loader="interactions", stream=True))
     with pytest.raises(UserError, match="unknown data.loader 'nope'"):
         prepare(DataConfig(source="x.npz", loader="nope", stream=True))
+
+
+def test_a_seed_the_in_memory_loader_does_not_take_is_refused_when_streamed_too(tmp_path):
+    np.save(tmp_path / "s.npy", np.random.default_rng(0).normal(size=(20, 16)).astype(np.float32))
+    with pytest.raises(UserError, match="data.loader=series takes no option seed: drop data.seed"):
+        prepare(DataConfig(source=str(tmp_path / "s.npy"), loader="series", stream=True), None, {"seed": 3})

@@ -122,6 +122,12 @@ def test_fabric_run_options_become_the_train_settings(monkeypatch):
     monkeypatch.setenv("LT_STRATEGY", "ddp")
     with pytest.raises(UserError, match="fabric run --strategy ddp but train.strategy=fsdp"):
         torchrun_train_config(TrainConfig(strategy="fsdp"))
+    monkeypatch.setenv("WORLD_SIZE", "1")          # `fabric run --devices 1`: one process, the options still hold
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    tc = torchrun_train_config(TrainConfig())
+    assert (tc.accelerator, tc.precision, tc.strategy) == ("cpu", "bf16-mixed", "ddp")
+    with pytest.raises(UserError, match="fabric run --precision bf16 but train.precision=32-true: drop one"):
+        torchrun_train_config(TrainConfig(precision="32-true"))
 
 
 def _free_port() -> int:

@@ -470,8 +470,8 @@ def torchrun_train_config(train: TrainConfig) -> TrainConfig:
             raise UserError(f"srun started {world} tasks on {nodes} nodes, which does not divide them: ask for the same "
                             f"--ntasks-per-node on every node")
         local = world // nodes
-    else:
-        return train
+    else:   # one process, or none launched: `fabric run --devices 1` still names the run's settings
+        return fabric_cli_train_config(train) if fabric_cli_used() else train
     if train.devices not in (1, local):
         raise UserError(f"train.devices={train.devices} but {launcher} started {local} processes per machine: drop "
                         f"train.devices or set it to {local}")
@@ -517,7 +517,7 @@ def fabric_cli_train_config(train: TrainConfig) -> TrainConfig:
         if strategy not in ("ddp", "fsdp"):
             raise UserError(f"fabric run --strategy {strategy}: polyjepa trains with ddp or fsdp (its per-block "
                             f"FSDP2); pass one of those, or drop --strategy")
-        take("strategy", strategy, train.strategy, ("ddp",) if strategy == "fsdp" else ())
+        take("strategy", strategy, train.strategy, ("auto", "ddp") if strategy == "fsdp" else ("auto",))
     return dataclasses.replace(train, **changes)
 
 

@@ -190,6 +190,8 @@ def npz_array(path: str | os.PathLike, key: str, *, cache: str | os.PathLike | N
                     raise
     except KeyError:
         raise UserError(f"{path} has no array {key!r} (it holds {', '.join(npz_members(path)) or 'none'})") from None
+    except UserError:
+        raise   # a refusal of its own (a pickled member), not a corrupt archive
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
         raise UserError(f"cannot read {key!r} from {path} ({type(e).__name__}: {e}): the archive is corrupt or cut "
                         f"short; re-create it with numpy.savez") from None

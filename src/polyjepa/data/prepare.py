@@ -257,6 +257,9 @@ def opener_seed(loader_name: str, options: dict, split_seed: int) -> int:
 
     loader, _ = part_builder("data", {"data": {"loader": loader_name}})
     own = inspect.signature(loader).parameters.get("seed")
+    if own is None and "seed" in options:   # as the in-memory loader refuses it
+        raise UserError(f"data.loader={loader_name} takes no option seed: drop data.seed (the split is drawn with "
+                        f"data.split_seed)")
     return options.pop("seed", split_seed if own is None or own.default is inspect.Parameter.empty else own.default)
 
 
@@ -397,8 +400,8 @@ def _byte_bounded(n_train: int, n_test: int, per_sample: int, max_bytes, shape) 
                         f"({per_sample} bytes each as float32) but the probes need at least {need}: raise "
                         f"eval.max_bytes")
     scale = fits / (n_train + n_test)
-    test = min(n_test, max(1 if n_test else 0, int(n_test * scale)))
-    train = min(n_train, fits - test)
+    train = min(n_train, max(min(n_train, 2), int(n_train * scale)))
+    test = min(n_test, max(min(n_test, 1), fits - train))
     return train, test, True
 
 

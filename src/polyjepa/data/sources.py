@@ -144,6 +144,17 @@ def sample_labels(y, n: int, what: str, noun: str) -> np.ndarray:
     return labels_or_targets(y)[0]
 
 
+def part_labels(ys, ns, what: str, noun: str) -> list[np.ndarray]:
+    """:func:`sample_labels` of the parts of one data set (train, test) coded together, so that a class has one
+    code in every part (coded apart, 'sofa' was 1 in a train part holding 'chair' and 0 in a test part without)."""
+    ys = [label_vector(y) for y in ys]
+    for y, n in zip(ys, ns):
+        if y.shape != (n,):
+            raise UserError(f"{what}: labels have shape {y.shape} but there are {n} {noun}s: store one label per "
+                            f"{noun}")
+    return labels_or_targets(*ys)
+
+
 def read_numpy(path: Path):
     """``np.load`` without unpickling; a file that is not NumPy's, a corrupt one or one holding object
     arrays gets one line that says which and how to re-create it."""

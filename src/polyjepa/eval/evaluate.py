@@ -79,9 +79,10 @@ FINITE_CHECK_BYTES = 1 << 24  # the finiteness check looks at this many bytes of
 def raw_features(x: np.ndarray) -> np.ndarray:
     """The raw-input baseline: samples flattened, NaN and inf (padding, missing values) read as 0.
 
-    Samples that are all finite are returned flattened as they are: a view of ``x`` when it is contiguous, not a
-    copy, so the evaluation sample is not held twice; only samples holding a non-finite value are copied with
-    those values zeroed (``x`` itself is shared with the other representations and is never changed)."""
+    A sample with every value finite is returned flattened as it is: a view of ``x`` when it is contiguous, not
+    a copy, so the evaluation sample is not held twice. When any value is NaN or inf (padded series, tables with
+    missing values) the whole flattened sample is copied with those values zeroed (``x`` itself is shared with
+    the other representations and is never changed)."""
     flat = x.reshape(len(x), int(np.prod(x.shape[1:])))
     step = max(1, FINITE_CHECK_BYTES // max(1, flat.itemsize * flat.shape[1]))
     if all(np.isfinite(flat[i:i + step]).all() for i in range(0, len(flat), step)):  # a chunk's mask at a time

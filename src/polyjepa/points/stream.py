@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.array_stream import row_chunks
 from ..data.lazy import IndexedSource, npz_array, npz_members
-from ..data.sources import sample_labels
+from ..data.sources import part_labels
 from ..errors import UserError
 from .data import (CLOUD_KEYS, LABEL_KEYS, check_cloud_shape, cloud_files, folder_cloud, folder_labels,
                    normalize_clouds, resample, sample_rng, surface_voxels, voxel_cloud)
@@ -191,9 +191,11 @@ def open_points(source, *, points: int = 1024, surface: bool = True, min_points:
     arrays = opener()
     stream = PointArrays([(name, a) for (_, name), a in zip(parts, arrays)], points=points, surface=surface,
                          seed=seed, min_points=min_points, opener=opener)
-    labels = [None if k is None else sample_labels(npz_array(path, k), len(a), str(path), "cloud")[kept]
-              for k, a, kept in zip(label_keys, arrays, stream.kept)]
-    stream.labels = None if any(y is None for y in labels) else np.concatenate(labels)
+    labels = None
+    if all(k is not None for k in label_keys):   # the parts' labels coded together, as in memory
+        coded = part_labels([npz_array(path, k) for k in label_keys], [len(a) for a in arrays], str(path), "cloud")
+        labels = np.concatenate([y[kept] for y, kept in zip(coded, stream.kept)])
+    stream.labels = labels
     if len(parts) == 2:
         stream.test_rows = np.flatnonzero(stream._rows[:, 0] == 1)
         stream.meta = {"dropped_empty": {"train": stream.dropped[0], "test": stream.dropped[1]}}

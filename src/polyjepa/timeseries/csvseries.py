@@ -95,8 +95,8 @@ def _fill(path: Path, label_first: bool, header: bool, label_col: int | None, le
             while n and r[n - 1].strip() == "":
                 n -= 1
             if n != want:
-                raise UserError(f"{path} changed while it was read (row {start + len(block) + 1} has {n} cells, a moment "
-                                f"ago {want}): run again")
+                raise UserError(f"{path} changed while it was read (row {start + len(block) + 1} has {n} cells, "
+                                f"a moment ago {want}): run again")
             r = r[:n]
             block.append(r)
             cells += len(r)
