@@ -163,14 +163,12 @@ def load_full_optimizer_state(model: torch.nn.Module, optimizer, state: dict) ->
 
 
 def single_threaded_blas() -> None:
-    """Limit numpy's and scipy's BLAS (not torch's) to one thread for the rest of this process.
-
-    Two reasons. OpenBLAS 0.3.30, the build numpy and scipy ship, can deadlock a process that has forked (as
-    DataLoader workers are) in a threaded LAPACK routine: a paired recipe's evaluation hung in scipy's LU
-    (``dgetrf``, called by randomized SVD) after ``train.num_workers=1``; one thread takes a path without the
-    lock. And the evaluation's numbers then do not depend on the BLAS thread count: small CCA baselines moved by a
-    test pair between one and two threads. The probes are no slower for it (:func:`polyjepa.eval.probes.linear_probe`
-    fits on one thread: the BLAS threads contend with torch's)."""
+    """Limit numpy's and scipy's BLAS (not torch's) to one thread for the rest of this process; the loop calls it
+    before it forks DataLoader workers. OpenBLAS 0.3.30, the build numpy and scipy ship, can deadlock a process
+    that has forked in a threaded LAPACK routine: a paired recipe's evaluation hung in scipy's LU (``dgetrf``,
+    called by randomized SVD) after ``train.num_workers=1``; one thread takes a path without the lock. The probes
+    are no slower for it (:func:`polyjepa.eval.probes.linear_probe` fits on one thread: the BLAS threads contend
+    with torch's)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
@@ -320,7 +318,8 @@ def _worker(fabric, job: TrainJob) -> dict:
     sps = float("nan")
     stop_reason = "completed"
     method.train()
-    single_threaded_blas()   # before DataLoader workers fork, and for the evaluation after training
+    if tc.num_workers > 0:
+        single_threaded_blas()   # before DataLoader workers fork, and for the evaluation after training
     while state["step"] < state["total_steps"]:
         batches.total_steps = state["total_steps"]
         loader = DataLoader(batches, sampler=range(state["step"], state["total_steps"]), batch_size=None,
