@@ -323,3 +323,28 @@ def test_a_time_budget_gives_every_process_the_same_steps(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and 20 < summary["steps"] < 1000 * 300 // 32
     assert summary["stop_reason"] in ("time budget", "completed")
+
+
+def test_a_process_other_than_rank_0_never_decodes_the_evaluation_sample(tmp_path, monkeypatch):
+    """Only rank 0 evaluates: another rank of a launch neither decodes the probes' sample nor builds a monitor."""
+    import polyjepa.data.prepare as prepare_mod
+    import polyjepa.runner as runner
+    import polyjepa.train.loop as loop
+
+    run = tmp_path / "run"
+    assert main(["pretrain", "ijepa-digits", "--out", str(run), *TINY, "train.max_steps=1", "--no-progress"]) == 0
+    seen = {}
+
+    def no_sample(*a, **k):
+        raise AssertionError("a rank other than 0 decoded the evaluation sample")
+
+    def fake_fit(job):
+        seen["monitor"] = job.monitor
+        return {"steps": 1}
+
+    monkeypatch.setattr(runner, "launch_rank", lambda: 1)
+    monkeypatch.setattr(runner, "wait_for_run_dir", lambda out, since: runner.open_run(Path(out)))
+    monkeypatch.setattr(prepare_mod, "evaluation_sample", no_sample)
+    monkeypatch.setattr(loop, "fit", fake_fit)
+    assert main(["pretrain", "ijepa-digits", "--out", str(run), *TINY, "--no-progress"]) in (None, 0)
+    assert seen == {"monitor": None}

@@ -276,17 +276,19 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
                            part_kwargs(cfg, "data"))
         raise UserError(missing_data_message(cfg))
     prepared = prepare(data_cfg, stats, part_kwargs(cfg, "data"))
-    from .data.prepare import evaluation_sample
+    from .data.prepare import evaluation_sample, first_rows
 
-    # what the probes, baselines and monitor see: all the data, or a bounded stratified sample of large or streamed data
+    # what the probes, baselines and monitor see: all the data, or a bounded stratified sample of large or streamed
+    # data; only the process that evaluates (rank 0) decodes it
+    evaluates = (launch_rank() or 0) == 0
     ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=data_cfg.split_seed,
-                                    max_bytes=eval_cfg.max_bytes)
+                                    max_bytes=eval_cfg.max_bytes) if evaluates else (None, None)
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
     # fail on a bad recipe/data combination, read-out, batch size or mask before creating anything
     method = build()
-    _check_readout(method.encoder(), ev.x_train[:2], eval_cfg)
+    _check_readout(method.encoder(), first_rows(prepared.x_train, 2), eval_cfg)
     from .build import build_augment
 
     _check_batches(method, prepared.x_train, train_cfg, build_augment(cfg), seed)
@@ -342,7 +344,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .train.loop import TrainJob, fit
 
     monitor = Monitor(ev.x_train, ev.y_train, samples=eval_cfg.monitor_samples, pool=eval_cfg.pool,
-                      layers=eval_cfg.layers, k=eval_cfg.knn_k)
+                      layers=eval_cfg.layers, k=eval_cfg.knn_k) if evaluates else None
     job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir),
                    seed=seed, augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress,
                    replan=replan and bool(resume), model_width=width)

@@ -436,3 +436,8 @@ def decode_rows(x, idx: np.ndarray) -> np.ndarray:
         part = x[idx[i:i + chunk]]
         out[i:i + chunk] = part.numpy() if hasattr(part, "numpy") else np.asarray(part)
     return out
+
+
+def first_rows(x, n: int) -> np.ndarray:
+    """The first ``n`` samples (fewer if ``x`` holds fewer) of an array or lazy source, decoded as float32."""
+    return decode_rows(x, np.arange(min(n, len(x))))

@@ -409,7 +409,12 @@ def _worker(fabric, job: TrainJob) -> dict:
         if stop_reason == "time budget" or not replan:
             break
 
-    checkpoint()
+    checkpoint()   # ends with a barrier: every rank is past its last collective
+    if fabric.world_size > 1 and torch.distributed.is_initialized():
+        # Tear the process group down here rather than at interpreter exit, where a spawned rank that left while
+        # rank 0 still ran its monitor sometimes aborted in gloo's teardown ("terminate called without an
+        # active exception"). Nothing after training talks to the other ranks.
+        torch.distributed.destroy_process_group()
     final_monitor = run_monitor() if rank0 else {}
     if bar:
         bar.close()
