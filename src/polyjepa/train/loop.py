@@ -410,11 +410,8 @@ def _worker(fabric, job: TrainJob) -> dict:
             break
 
     checkpoint()   # ends with a barrier: every rank is past its last collective
-    if fabric.world_size > 1 and torch.distributed.is_initialized():
-        # Tear the process group down here rather than at interpreter exit, where a spawned rank that left while
-        # rank 0 still ran its monitor sometimes aborted in gloo's teardown ("terminate called without an
-        # active exception"). Nothing after training talks to the other ranks.
-        torch.distributed.destroy_process_group()
+    if fabric.world_size > 1:
+        release_process_group()
     final_monitor = run_monitor() if rank0 else {}
     if bar:
         bar.close()
@@ -424,6 +421,22 @@ def _worker(fabric, job: TrainJob) -> dict:
             "train_seconds": state["train_seconds"], "train_seconds_before": seconds_before, "stop_reason": stop_reason,
             "samples_per_second": state["samples"] / max(state["train_seconds"], 1e-9),
             "monitor": final_monitor, "world_size": fabric.world_size}
+
+
+def release_process_group(settle: float = 0.2) -> None:
+    """Take this process out of the run's process group once every rank is past its last collective.
+
+    gloo's worker threads free a finished collective's tensors after the caller has seen it complete, and a
+    tensor that Python made needs the GIL to be freed. Left to interpreter exit, that free raced the
+    finalisation and a spawned rank aborted ("terminate called without an active exception"); dropping the
+    group while holding the GIL deadlocked instead. So the threads get ``settle`` seconds with the GIL free
+    first, and the group is then destroyed here; nothing after training talks to the other ranks."""
+    import time
+
+    if not torch.distributed.is_initialized():
+        return
+    time.sleep(settle)
+    torch.distributed.destroy_process_group()
 
 
 def accumulate_backward(fabric, method, micro: list[dict]) -> tuple[dict, torch.Tensor]:
