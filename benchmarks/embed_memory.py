@@ -6,8 +6,6 @@ against read into memory; each way in a fresh process.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,47 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import print_table  # noqa: E402
-
-from polyjepa.results import save_result  # noqa: E402
-
-CHILD = """
-import json, resource, sys, threading, time, torch
-torch.set_num_threads(1)
-import numpy as np
-from polyjepa.export.pretrained import PretrainedEncoder
-
-
-def anon_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-peak = {"anon": 0.0}
-done = threading.Event()
-
-
-def sample():
-    while not done.is_set():
-        peak["anon"] = max(peak["anon"], anon_mb())
-        time.sleep(0.02)
-
-
-enc = PretrainedEncoder.from_pretrained(sys.argv[1])
-before = anon_mb()
-watch = threading.Thread(target=sample, daemon=True)
-watch.start()
-t = time.perf_counter()
-emb = enc.embed(sys.argv[2], out=sys.argv[3], stream=sys.argv[4] == "lazy", batch_size=int(sys.argv[5]))
-seconds = time.perf_counter() - t
-done.set()
-watch.join()
-print(json.dumps({"seconds": seconds, "rows": int(emb.shape[0]), "width": int(emb.shape[1]),
-                  "anon_before_mb": before, "anon_peak_mb": max(peak["anon"], anon_mb()),
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+from _memory import EMBED_COLUMNS, embed_each_way, embed_report, embed_rows, largest_difference  # noqa: E402
 
 
 def make_series(path: Path, n: int, channels: int, length: int) -> None:
@@ -100,35 +58,21 @@ def main() -> None:
     ap.add_argument("--folder", default=None, help="where the data and outputs go (default: a temporary folder)")
     ap.add_argument("overrides", nargs="*", default=["encoder.depth=1"])
     args = ap.parse_args()
-    t0 = time.time()
+    started = time.perf_counter()
     folder = Path(args.folder or tempfile.mkdtemp(prefix="embed-memory-"))
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "series.npy"
     if not data.exists():
         make_series(data, args.n, args.channels, args.length)
     built = encoder_folder(folder / "encoder", data, args.overrides)
-    runs = {}
-    for mode in ("lazy", "memory"):
-        out = folder / f"emb-{mode}.npy"
-        res = subprocess.run([sys.executable, "-c", CHILD, str(folder / "encoder"), str(data), str(out), mode,
-                              str(args.batch)], capture_output=True, text=True, check=True)
-        runs[mode] = json.loads(res.stdout.strip().splitlines()[-1])
-    diff = float(np.abs(np.load(folder / "emb-lazy.npy") - np.load(folder / "emb-memory.npy")).max())
+    runs = embed_each_way(folder, data, args.batch)
+    diff = largest_difference(folder)
     size_mb = data.stat().st_size / 2 ** 20
-    columns = ["data path", "rows", "data (MiB)", "process memory before embedding (MiB)",
-               "peak process memory (MiB)", "peak RSS with mapped file pages (MiB)", "seconds"]
-    rows = [[f"{m} (stream={m == 'lazy'})", r["rows"], round(size_mb), round(r["anon_before_mb"]),
-             round(r["anon_peak_mb"]), round(r["peak_mb"]), round(r["seconds"], 1)] for m, r in runs.items()]
-    title = "polyjepa embed of an .npy of series: lazy (batches into a memory-mapped .npy) against in memory"
-    print(f"built: {built}")
-    print_table(title, columns, rows)
-    print(f"largest difference between the two outputs: {diff:.2e}")
-    save_result("embed-memory", columns=columns, rows=rows, title=title, seconds=time.time() - t0,
-                notes=[built + f"; batch {args.batch}; each way in a fresh process, 1 thread",
-                       "process memory: anonymous resident memory (RssAnon, sampled every 20 ms); the RSS column also "
-                       "counts the pages of the memory-mapped input and output files, which the kernel can drop",
-                       f"{args.n} series of {args.channels} x {args.length} float32; largest difference between the "
-                       f"two outputs {diff:.2e}"])
+    columns = ["data path", "rows", "data (MiB)", *EMBED_COLUMNS]
+    rows = embed_rows(runs, [round(size_mb)])
+    embed_report("embed-memory", title="polyjepa embed of an .npy of series: lazy (batches into a memory-mapped "
+                 ".npy) against in memory", columns=columns, rows=rows, built=built, batch=args.batch,
+                 data=f"{args.n} series of {args.channels} x {args.length} float32", diff=diff, started=started)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ each way in a fresh process.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,10 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import print_table  # noqa: E402
-from embed_memory import CHILD  # noqa: E402
-
-from polyjepa.results import save_result  # noqa: E402
+from _memory import EMBED_COLUMNS, embed_each_way, embed_report, embed_rows, largest_difference  # noqa: E402
 
 COLOURS = np.array(["red", "white", "rose", "orange", "green", "amber", "grey", "tawny"])
 
@@ -84,38 +79,23 @@ def main() -> None:
     ap.add_argument("--folder", default=None, help="where the data and outputs go (default: a temporary folder)")
     ap.add_argument("overrides", nargs="*", default=[])
     args = ap.parse_args()
-    t0 = time.time()
+    started = time.perf_counter()
     folder = Path(args.folder or tempfile.mkdtemp(prefix="embed-table-memory-"))
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / f"table-{args.n}.parquet"
     if not data.exists():
         make_table(data, args.n, args.numeric, args.categorical)
     built = encoder_folder(folder / "encoder", data, args.overrides)
-    runs = {}
-    for mode in ("lazy", "memory"):
-        out = folder / f"emb-{mode}.npy"
-        res = subprocess.run([sys.executable, "-c", CHILD, str(folder / "encoder"), str(data), str(out), mode,
-                              str(args.batch)], capture_output=True, text=True, check=True)
-        runs[mode] = json.loads(res.stdout.strip().splitlines()[-1])
-    lazy, memory = np.load(folder / "emb-lazy.npy", mmap_mode="r"), np.load(folder / "emb-memory.npy", mmap_mode="r")
-    diff = max(float(np.abs(lazy[i:i + 50_000] - memory[i:i + 50_000]).max()) for i in range(0, len(lazy), 50_000))
+    runs = embed_each_way(folder, data, args.batch)
+    diff = largest_difference(folder)
     size_mb = data.stat().st_size / 2 ** 20
     encoded_mb = args.n * (args.numeric + args.categorical) * 4 / 2 ** 20
-    columns = ["data path", "rows", "Parquet file (MiB)", "encoded rows (MiB)", "process memory before embedding (MiB)",
-               "peak process memory (MiB)", "peak RSS with mapped file pages (MiB)", "seconds"]
-    rows = [[f"{m} (stream={m == 'lazy'})", r["rows"], round(size_mb), round(encoded_mb), round(r["anon_before_mb"]),
-             round(r["anon_peak_mb"]), round(r["peak_mb"]), round(r["seconds"], 1)] for m, r in runs.items()]
-    title = ("polyjepa embed of a Parquet table for a streamed run: lazy (record batches into a memory-mapped .npy) "
-             "against in memory")
-    print(f"built: {built}")
-    print_table(title, columns, rows)
-    print(f"largest difference between the two outputs: {diff:.2e}")
-    save_result("embed-table-memory", columns=columns, rows=rows, title=title, seconds=time.time() - t0,
-                notes=[built + f"; batch {args.batch}; each way in a fresh process, 1 thread",
-                       "process memory: anonymous resident memory (RssAnon, sampled every 20 ms); the RSS column also "
-                       "counts the pages of the memory-mapped input and output files, which the kernel can drop",
-                       f"{args.n} rows of {args.numeric} numeric columns (5 % missing) and {args.categorical} text "
-                       f"columns of 8 categories; largest difference between the two outputs {diff:.2e}"])
+    columns = ["data path", "rows", "Parquet file (MiB)", "encoded rows (MiB)", *EMBED_COLUMNS]
+    rows = embed_rows(runs, [round(size_mb), round(encoded_mb)])
+    embed_report("embed-table-memory", title="polyjepa embed of a Parquet table for a streamed run: lazy (record "
+                 "batches into a memory-mapped .npy) against in memory", columns=columns, rows=rows, built=built,
+                 batch=args.batch, data=f"{args.n} rows of {args.numeric} numeric columns (5 % missing) and "
+                 f"{args.categorical} text columns of 8 categories", diff=diff, started=started)
 
 
 if __name__ == "__main__":

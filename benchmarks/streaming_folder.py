@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _memory import interleaved, peak_rss_mb, report, representative, scratch_folder
 
 MODEL = ["train.threads=1"]
 
@@ -82,7 +81,7 @@ def child(mode: str, folder: str, steps: int, batch: int, workers: int) -> dict:
     method = build_method(cfg, tuple(shape), seed=0)
     tc = TrainConfig(batch_size=batch, max_steps=steps, checkpoint_every=0, monitor_every=0, num_workers=workers,
                      threads=1, precision="32-true", grad_checkpoint=recompute)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mb()
     with tempfile.TemporaryDirectory() as run:
         rec = train_method(method, x, train=tc, augment=build_augment(cfg), run_dir=run, progress=False)
     recomputed = sum(bool(m.grad_checkpoint) for m in method.modules() if hasattr(m, "grad_checkpoint"))
@@ -91,8 +90,8 @@ def child(mode: str, folder: str, steps: int, batch: int, workers: int) -> dict:
             "parts_recomputed": recomputed, "model_parameters": params, "ready_seconds": ready,
             "samples_per_second": rec["samples_per_second"],
             "train_seconds": rec["train_seconds"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
+            "worker_peak_rss_mb": peak_rss_mb(children=True),
             "skipped": len(getattr(x, "skipped", ()))}
 
 
@@ -115,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    tmp = None
-    if args.folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="jpeg-folder-")
-        args.folder = tmp.name
+    tmp = scratch_folder(args, "jpeg-folder-")
     root = Path(args.folder)
     existing = sum(1 for _ in root.rglob("*.jpg")) if root.exists() else 0
     gen_s = None
@@ -128,25 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         gen_s = make_folder(root, args.n)
         print(f"generated {args.n} JPEGs under {root} in {gen_s:.0f} s", flush=True)
     size_mb = sum(p.stat().st_size for p in root.rglob("*.jpg")) / 2**20
-    results, runs = {}, {}
-    for rep in range(args.repeats):
-        for mode in args.modes.split(","):
-            out = subprocess.run([sys.executable, __file__, "--child", mode, "--folder", str(root), "--steps",
-                                  str(args.steps), "--batch", str(args.batch), "--workers", str(args.workers)],
-                                 capture_output=True, text=True)
-            if out.returncode:
-                print(out.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"the {mode} run failed")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            runs.setdefault(mode, []).append(r)
-            print(f"{mode} (run {rep + 1}): ready in {r['ready_seconds']:.1f} s, {r['samples_per_second']:.1f} "
-                  f"samples/s, peak RSS {r['peak_rss_mb']:.0f} MB (workers {r['worker_peak_rss_mb']:.0f} MB; "
-                  f"{r['model_parameters']:,} parameters, {r['parts_recomputed']} parts recomputed)", flush=True)
-    for mode, rs in runs.items():
-        best = sorted(rs, key=lambda r: r["samples_per_second"])[(len(rs) - 1) // 2]  # the median (lower middle)
-        results[mode] = {**best, **{k: max(r[k] for r in rs) for k in
-                                    ("peak_rss_mb", "worker_peak_rss_mb", "rss_before_training_mb")},
-                         "samples_per_second_runs": [r["samples_per_second"] for r in rs]}
+    runs = interleaved(
+        args.repeats, lambda rep: args.modes.split(","),
+        lambda mode: [__file__, "--child", mode, "--folder", str(root), "--steps", str(args.steps), "--batch",
+                      str(args.batch), "--workers", str(args.workers)],
+        lambda r: f"ready in {r['ready_seconds']:.1f} s, {r['samples_per_second']:.1f} samples/s, peak RSS "
+                  f"{r['peak_rss_mb']:.0f} MB (workers {r['worker_peak_rss_mb']:.0f} MB; "
+                  f"{r['model_parameters']:,} parameters, {r['parts_recomputed']} parts recomputed)")
+    results = {mode: representative(rs, pick="median",
+                                    highest=("peak_rss_mb", "worker_peak_rss_mb", "rss_before_training_mb"))
+               for mode, rs in runs.items()}
 
     cols = ["data path", "images", "ready (s)", "training samples/s", "trainer RSS before training (MB)",
             "peak RSS, trainer (MB)", "peak RSS, one worker (MB)", "skipped files"]
@@ -156,9 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[names[m], r["n"], round(r["ready_seconds"], 1), round(r["samples_per_second"], 1),
              round(r["rss_before_training_mb"]), round(r["peak_rss_mb"]), round(r["worker_peak_rss_mb"]),
              r["skipped"]] for m, r in results.items()]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
     notes = [f"{args.n} JPEGs of 28x28 ({size_mb:.0f} MB on disk) made from the bundled MNIST sample; "
              f"cjepa-mnist6k's model, batch {args.batch}, {args.steps} steps, {args.workers} DataLoader workers, "
              f"1 torch thread, fp32; each path in a fresh process, {args.repeats} interleaved run(s) each: the median "
@@ -175,14 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"samples/s x{ratio:.2f} against the plain lazy run")
     if gen_s is not None:
         notes.append(f"generating the folder took {gen_s:.0f} s")
-    print("\n" + "\n".join(notes))
-    from polyjepa.results import save_result
-
-    path = save_result(args.name, title="Pretraining from a folder of JPEGs: lazy decoding vs in memory",
-                       columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
-                       extra={"results": results, "n": args.n, "steps": args.steps, "batch": args.batch,
-                              "workers": args.workers})
-    print(f"wrote {path}")
+    report(args.name, title="Pretraining from a folder of JPEGs: lazy decoding vs in memory", columns=cols, rows=rows,
+           notes=notes, started=started, extra={"results": results, "n": args.n, "steps": args.steps,
+                                                "batch": args.batch, "workers": args.workers})
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _memory import (fresh_cache, generate, interleaved, lazy_against_memory, prepare_read_train,
+                     report, representative, scratch_folder)
 
 FS, CHANNELS, CLIP_RATE = 256, 32, 22050
 RECIPES = {"edf": ("eegjepa", ["tokenizer.patch_size=128", "encoder.depth=2", "train.batch_size=32"]),
@@ -79,37 +78,18 @@ def write_wav_folder(root: Path, clips: int, seconds: float, seed: int = 0) -> N
 
 def child(kind: str, mode: str, folder: str, steps: int, reads: int) -> dict:
     """Prepare, read and train in this process; returns the measurements."""
-    import numpy as np
-    import torch
+    from polyjepa.config import load_recipe
 
-    from polyjepa.build import build_method
-    from polyjepa.config import DataConfig, TrainConfig, dataclass_from, load_recipe, part_kwargs
-    from polyjepa.data.prepare import prepare
-    from polyjepa.runner import train_method
-
-    torch.set_num_threads(1)
     recipe, overrides = RECIPES[kind]
     cfg = load_recipe(recipe, overrides + [f"data.source={folder}", f"data.stream={mode == 'lazy'}"])
-    t = time.perf_counter()
-    prepared = prepare(dataclass_from(cfg, "data", DataConfig), None, part_kwargs(cfg, "data"))
-    ready = time.perf_counter() - t
-    rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    x, batch = prepared.x_train, int(cfg.train.batch_size)
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    for _ in range(reads):
-        x[np.sort(rng.choice(len(x), batch, replace=False))]
-    read_s = time.perf_counter() - t
-    method = build_method(cfg, tuple(x.shape[1:]), seed=0, meta=prepared.meta)
-    tc = TrainConfig(batch_size=batch, max_steps=steps, checkpoint_every=0, monitor_every=0, num_workers=0,
-                     threads=1, precision="32-true")
-    with tempfile.TemporaryDirectory() as run:
-        rec = train_method(method, x, train=tc, run_dir=run, progress=False)
-    return {"kind": kind, "mode": mode, "type": type(x).__name__, "n_train": len(x), "n_test": len(prepared.x_test),
-            "sample_shape": list(x.shape[1:]), "batch": batch, "ready_seconds": ready, "rss_ready_mb": rss_ready,
-            "reads_per_second": reads / read_s, "samples_per_second": rec["samples_per_second"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "model_parameters": sum(p.numel() for p in method.parameters())}
+    batch = int(cfg.train.batch_size)
+    run = prepare_read_train(cfg, batch=batch, reads=reads, steps=steps)
+    x = run.prepared.x_train
+    return {"kind": kind, "mode": mode, "type": type(x).__name__, "n_train": len(x),
+            "n_test": len(run.prepared.x_test), "sample_shape": list(x.shape[1:]), "batch": batch,
+            "ready_seconds": run.ready_seconds, "rss_ready_mb": run.rss_ready_mb,
+            "reads_per_second": run.reads_per_second, "samples_per_second": run.samples_per_second,
+            "peak_rss_mb": run.peak_rss_mb, "model_parameters": sum(p.numel() for p in run.method.parameters())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,50 +112,33 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    tmp = None
-    import os
-
-    if args.folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="streaming-modalities-")
-        args.folder = tmp.name
+    tmp = scratch_folder(args, "streaming-modalities-")
     base = Path(args.folder)
     folders = {"edf": base / f"edf-{args.edf_files}x{args.edf_hours}h",
                "audio": base / f"wav-{args.clips}x{args.clip_seconds}s"}
-    os.environ["POLYJEPA_CACHE"] = str(base / f"cache-{time.time_ns()}")  # a fresh cache: the first opening decodes
+    fresh_cache(base)  # the first opening decodes
     sizes = {}
     for kind in args.modes.split(","):
         folder = folders[kind]
-        if not folder.exists():
-            t = time.perf_counter()
-            (write_edf_folder(folder, args.edf_files, args.edf_hours) if kind == "edf"
-             else write_wav_folder(folder, args.clips, args.clip_seconds))
-            print(f"generated {folder} in {time.perf_counter() - t:.0f} s", flush=True)
+        generate(folder, lambda: write_edf_folder(folder, args.edf_files, args.edf_hours) if kind == "edf"
+                 else write_wav_folder(folder, args.clips, args.clip_seconds))
         sizes[kind] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
-    runs = {}
-    for rep in range(args.repeats):
-        for kind in args.modes.split(","):
-            # audio's lazy path decodes the clips into a cache when first opened; later runs reuse the cache
-            for mode in (("lazy-first", "lazy", "memory") if kind == "audio" and rep == 0 else ("lazy", "memory")):
-                out = subprocess.run([sys.executable, __file__, "--child", kind, mode.removesuffix("-first"),
-                                      "--folder", str(folders[kind]), "--steps", str(args.steps), "--reads",
-                                      str(args.reads)], capture_output=True, text=True)
-                if out.returncode:
-                    print(out.stderr[-3000:], file=sys.stderr)
-                    raise SystemExit(f"the {kind} {mode} run failed")
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                runs.setdefault((kind, mode), []).append(r)
-                print(f"{kind} {mode} (run {rep + 1}): ready in {r['ready_seconds']:.1f} s, "
-                      f"{r['reads_per_second']:.1f} batch reads/s, {r['samples_per_second']:.1f} training samples/s, "
-                      f"peak RSS "
-                      f"{r['peak_rss_mb']:.0f} MB ({r['type']}, {r['n_train']} train samples of {r['sample_shape']})",
-                      flush=True)
-    results = []
-    for (kind, mode), rs in runs.items():
-        best = max(rs, key=lambda r: r["samples_per_second"])
-        results.append({**best, "path": mode, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
-                        "rss_ready_mb": max(r["rss_ready_mb"] for r in rs),
-                        "ready_seconds": min(r["ready_seconds"] for r in rs),
-                        "samples_per_second_runs": [r["samples_per_second"] for r in rs]})
+
+    def round_of(rep: int) -> list[tuple[str, str]]:
+        # audio's lazy path decodes the clips into a cache when first opened; later runs reuse the cache
+        return [(kind, mode) for kind in args.modes.split(",")
+                for mode in (("lazy-first", "lazy", "memory") if kind == "audio" and rep == 0 else ("lazy", "memory"))]
+
+    runs = interleaved(
+        args.repeats, round_of,
+        lambda km: [__file__, "--child", km[0], km[1].removesuffix("-first"), "--folder", str(folders[km[0]]),
+                    "--steps", str(args.steps), "--reads", str(args.reads)],
+        lambda r: f"ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch reads/s, "
+                  f"{r['samples_per_second']:.1f} training samples/s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"({r['type']}, {r['n_train']} train samples of {r['sample_shape']})",
+        label=" ".join)
+    results = [representative(rs, pick="fastest", add={"path": mode}, highest=("peak_rss_mb", "rss_ready_mb"),
+                              lowest=("ready_seconds",)) for (kind, mode), rs in runs.items()]
 
     cols = ["data", "path", "on disk (MB)", "train samples", "ready (s)", "batch reads/s", "training samples/s",
             "RSS when ready (MB)", "peak RSS (MB)"]
@@ -185,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[what[r["kind"]], f"{label[r['path']]}: {r['type']}",
              round(sizes[r["kind"]]), r["n_train"], round(r["ready_seconds"], 1), round(r["reads_per_second"], 1),
              round(r["samples_per_second"], 1), round(r["rss_ready_mb"]), round(r["peak_rss_mb"])] for r in results]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
     notes = [f"EDF: {args.edf_files} recordings of {args.edf_hours} h, {CHANNELS} channels at {FS} Hz; epochs of 4 s "
              f"at every annotation; audio: {args.clips} WAV clips of {args.clip_seconds} s at {CLIP_RATE} Hz",
              f"each path in a fresh process, 1 torch thread, no DataLoader workers, fp32; {args.reads} random "
@@ -197,16 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("edf", "audio"):
         if (kind, "lazy") in by and (kind, "memory") in by:
             lz, mem = by[(kind, "lazy")], by[(kind, "memory")]
-            notes.append(f"{kind}: peak RSS {lz['peak_rss_mb']:.0f} MB lazy vs {mem['peak_rss_mb']:.0f} MB in memory "
-                         f"(x{mem['peak_rss_mb'] / lz['peak_rss_mb']:.1f}); training samples/s "
-                         f"{lz['samples_per_second'] / mem['samples_per_second']:.2f} of the in-memory path's")
-    print("\n" + "\n".join(notes))
-    from polyjepa.results import save_result
-
-    path = save_result("streaming_modalities", title="EEG and audio larger than memory: data.stream=true vs in memory",
-                       columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
-                       extra={"results": results, "args": vars(args) | {"folder": None}})
-    print(f"wrote {path}")
+            notes.append(f"{kind}: " + lazy_against_memory(lz["peak_rss_mb"], mem["peak_rss_mb"],
+                                                           lz["samples_per_second"], mem["samples_per_second"]))
+    report("streaming_modalities", title="EEG and audio larger than memory: data.stream=true vs in memory",
+           columns=cols, rows=rows, notes=notes, started=started,
+           extra={"results": results, "args": vars(args) | {"folder": None}})
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _memory import generate, interleaved, lazy_against_memory, peak_rss_mb, report, representative, scratch_folder
 
 BATCH = 32
 WORDS = ("red", "green", "blue", "yellow", "cyan", "magenta", "white", "black")
@@ -63,9 +62,6 @@ def child(mode: str, data: str, steps: int, reads: int) -> dict:
     from polyjepa.paired.run import PairedBuild, evaluation_rows, facts_of, load_run_pairs, pairs_subset, train_arrays
     from polyjepa.train.loop import TrainJob, fit
 
-    def rss() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
     torch.set_num_threads(1)
     cfg = load_recipe("clip-flickr8k", [f"data.source={data}", f"data.stream={mode == 'lazy'}",
                                         f"train.batch_size={BATCH}", f"train.max_steps={steps}", "train.threads=1",
@@ -73,7 +69,7 @@ def child(mode: str, data: str, steps: int, reads: int) -> dict:
     t = time.perf_counter()
     pairs = load_run_pairs(cfg)
     ready = time.perf_counter() - t
-    rss_ready = rss()
+    rss_ready = peak_rss_mb()
     a, b, ids, y = train_arrays(pairs)
     rng = np.random.default_rng(0)
     t = time.perf_counter()
@@ -88,7 +84,7 @@ def child(mode: str, data: str, steps: int, reads: int) -> dict:
     with tempfile.TemporaryDirectory() as run:
         rec = fit(TrainJob(build=build, x_train=np.arange(len(a), dtype=np.float32)[:, None], train=tc,
                            run_dir=run, seed=0, progress=False))
-    peak_train = rss()
+    peak_train = peak_rss_mb()
     sample = None
     if mode == "lazy":
         rows, note = evaluation_rows(pairs, None, 1 << 30)
@@ -98,7 +94,7 @@ def child(mode: str, data: str, steps: int, reads: int) -> dict:
             "n_test": int(pairs.test.sum()), "sample_shape": list(pairs.a.shape[1:]), "ready_seconds": ready,
             "rss_ready_mb": rss_ready, "reads_per_second": reads / read_s,
             "samples_per_second": rec["samples_per_second"], "peak_train_rss_mb": peak_train,
-            "peak_rss_mb": rss(), "eval_sample": sample, "first_images": first.round(5).tolist()}
+            "peak_rss_mb": peak_rss_mb(), "eval_sample": sample, "first_images": first.round(5).tolist()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,43 +113,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    tmp = None
-    if args.folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="streaming-paired-")
-        args.folder = tmp.name
+    tmp = scratch_folder(args, "streaming-paired-")
     data = Path(args.folder) / f"pairs-{args.items}x{args.side}.npz"
-    if not data.exists():
-        data.parent.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        write_pairs(data, args.items, args.side)
-        print(f"generated {data} in {time.perf_counter() - t:.0f} s", flush=True)
+    generate(data, lambda: write_pairs(data, args.items, args.side))
     size_mb = data.stat().st_size / 2**20
-    runs = {}
-    for rep in range(args.repeats):
-        for mode in ("lazy", "memory"):
-            out = subprocess.run([sys.executable, __file__, "--child", mode, str(data), "--steps", str(args.steps),
-                                  "--reads", str(args.reads)], capture_output=True, text=True)
-            if out.returncode:
-                print(out.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"the {mode} run failed")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            runs.setdefault(mode, []).append(r)
-            print(f"{mode} (run {rep + 1}): ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch "
-                  f"reads/s, {r['samples_per_second']:.1f} training samples/s, peak RSS through training "
+    runs = interleaved(
+        args.repeats, lambda rep: ("lazy", "memory"),
+        lambda mode: [__file__, "--child", mode, str(data), "--steps", str(args.steps), "--reads", str(args.reads)],
+        lambda r: f"ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch reads/s, "
+                  f"{r['samples_per_second']:.1f} training samples/s, peak RSS through training "
                   f"{r['peak_train_rss_mb']:.0f} MB, {r['peak_rss_mb']:.0f} MB with the evaluation sample "
-                  f"({r['type']}, {r['n_train']} train / {r['n_test']} test pairs)", flush=True)
+                  f"({r['type']}, {r['n_train']} train / {r['n_test']} test pairs)")
     import numpy as np
 
     from polyjepa.paired.stream import STATS_ROWS
 
-    results = []
-    for mode, rs in runs.items():
-        best = max(rs, key=lambda r: r["samples_per_second"])
-        best = {k: v for k, v in best.items() if k != "first_images"}
-        results.append({**best, **{k: max(r[k] for r in rs) for k in ("peak_rss_mb", "peak_train_rss_mb",
-                                                                       "rss_ready_mb")},
-                        "ready_seconds": min(r["ready_seconds"] for r in rs),
-                        "samples_per_second_runs": [r["samples_per_second"] for r in rs]})
+    results = [representative(rs, pick="fastest", drop=("first_images",),
+                              highest=("peak_rss_mb", "peak_train_rss_mb", "rss_ready_mb"), lowest=("ready_seconds",))
+               for rs in runs.values()]
     cols = ["path", "on disk (MB)", "train pairs", "ready (s)", "batch reads/s", "training samples/s",
             "RSS when ready (MB)", "peak RSS through training (MB)", "peak RSS with the evaluation sample (MB)"]
     label = {"lazy": "lazy (data.stream=true)", "memory": "in memory"}
@@ -161,9 +138,6 @@ def main(argv: list[str] | None = None) -> int:
              round(r["reads_per_second"], 1), round(r["samples_per_second"], 1), round(r["rss_ready_mb"]),
              round(r["peak_train_rss_mb"]), round(r["peak_rss_mb"]) if r["mode"] == "lazy" else "-"]
             for r in results]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
     lz, mem = runs["lazy"][0], runs["memory"][0]
     speed = {m: max(r["samples_per_second"] for r in runs[m]) for m in runs}
     peak = {m: max(r["peak_train_rss_mb"] for r in runs[m]) for m in runs}
@@ -173,22 +147,17 @@ def main(argv: list[str] | None = None) -> int:
              f"transformer 96 x 2)",
              f"each path in a fresh process, 1 torch thread, no DataLoader workers, fp32; {args.reads} random batches "
              f"of {BATCH} read, then {args.steps} training steps of batch {BATCH}; {args.repeats} run(s) of each path",
-             f"peak RSS through training {peak['lazy']:.0f} MB lazy vs {peak['memory']:.0f} MB in memory "
-             f"(x{peak['memory'] / peak['lazy']:.1f}); training samples/s {speed['lazy'] / speed['memory']:.2f} of "
-             f"the in-memory path's",
+             lazy_against_memory(peak["lazy"], peak["memory"], speed["lazy"], speed["memory"],
+                                 what="peak RSS through training"),
              f"the lazy path's evaluation sample: {ev['train']} train / {ev['test']} test pairs of {ev['of_train']} / "
              f"{ev['of_test']}, side a decoded as float32 within eval.max_bytes=1 GiB",
              f"train pairs: {lz['n_train']} lazy, {mem['n_train']} in memory; the first 16 images differ by at most "
              f"{np.abs(np.array(lz['first_images']) - np.array(mem['first_images'])).max():.1e}"
              + (f" (the lazy channel statistics come from {STATS_ROWS:,} of the {args.items:,} images, the in-memory "
                 f"ones from all)" if args.items > STATS_ROWS else " (both statistics from every image)")]
-    print("\n" + "\n".join(notes))
-    from polyjepa.results import save_result
-
-    path = save_result("streaming_paired", title="Image-caption pairs larger than memory: data.stream=true vs in "
-                       "memory", columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
-                       extra={"results": results, "args": vars(args) | {"folder": None}})
-    print(f"wrote {path}")
+    report("streaming_paired", title="Image-caption pairs larger than memory: data.stream=true vs in memory",
+           columns=cols, rows=rows, notes=notes, started=started,
+           extra={"results": results, "args": vars(args) | {"folder": None}})
     if tmp is not None:
         tmp.cleanup()
     return 0

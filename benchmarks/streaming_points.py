@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _memory import (generate, interleaved, lazy_against_memory, prepare_read_train, report,
+                     representative, scratch_folder)
 
 BATCH = 32
 
@@ -53,39 +52,21 @@ def write_grids(path: Path, n: int, side: int, seed: int = 0) -> None:
 def child(mode: str, data: str, steps: int, reads: int) -> dict:
     """Prepare, read and train in this process; returns the measurements."""
     import numpy as np
-    import torch
 
-    from polyjepa.build import build_method
-    from polyjepa.config import DataConfig, TrainConfig, dataclass_from, load_recipe, part_kwargs
-    from polyjepa.data.prepare import prepare
-    from polyjepa.runner import train_method
+    from polyjepa.config import load_recipe
 
-    torch.set_num_threads(1)
     cfg = load_recipe("pointjepa", [f"data.source={data}", f"data.stream={mode == 'lazy'}",
                                     f"train.batch_size={BATCH}"])
-    t = time.perf_counter()
-    prepared = prepare(dataclass_from(cfg, "data", DataConfig), None, part_kwargs(cfg, "data"))
-    ready = time.perf_counter() - t
-    rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    x = prepared.x_train
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    for _ in range(reads):
-        x[np.sort(rng.choice(len(x), BATCH, replace=False))]
-    read_s = time.perf_counter() - t
-    first = np.asarray(x[np.arange(min(64, len(x)))], np.float64)  # the first clouds, to compare the two paths
-    method = build_method(cfg, tuple(x.shape[1:]), seed=0, meta=prepared.meta)
-    tc = TrainConfig(batch_size=BATCH, max_steps=steps, checkpoint_every=0, monitor_every=0, num_workers=0,
-                     threads=1, precision="32-true")
-    with tempfile.TemporaryDirectory() as run:
-        rec = train_method(method, x, train=tc, run_dir=run, progress=False)
-    return {"mode": mode, "type": type(x).__name__, "n_train": len(x), "n_test": len(prepared.x_test),
-            "sample_shape": list(x.shape[1:]), "dropped_empty": prepared.meta.get("dropped_empty"),
-            "ready_seconds": ready, "rss_ready_mb": rss_ready, "reads_per_second": reads / read_s,
-            "samples_per_second": rec["samples_per_second"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "model_parameters": sum(p.numel() for p in method.parameters()),
-            "first_clouds": first.round(5).tolist()}
+    # the first clouds, to compare the two paths
+    run = prepare_read_train(cfg, batch=BATCH, reads=reads, steps=steps,
+                             look=lambda x: np.asarray(x[np.arange(min(64, len(x)))], np.float64))
+    x = run.prepared.x_train
+    return {"mode": mode, "type": type(x).__name__, "n_train": len(x), "n_test": len(run.prepared.x_test),
+            "sample_shape": list(x.shape[1:]), "dropped_empty": run.prepared.meta.get("dropped_empty"),
+            "ready_seconds": run.ready_seconds, "rss_ready_mb": run.rss_ready_mb,
+            "reads_per_second": run.reads_per_second, "samples_per_second": run.samples_per_second,
+            "peak_rss_mb": run.peak_rss_mb, "model_parameters": sum(p.numel() for p in run.method.parameters()),
+            "first_clouds": run.looked.round(5).tolist()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,49 +85,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    tmp = None
-    if args.folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="streaming-points-")
-        args.folder = tmp.name
+    tmp = scratch_folder(args, "streaming-points-")
     data = Path(args.folder) / f"grids-{args.grids}x{args.side}.npz"
-    if not data.exists():
-        data.parent.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        write_grids(data, args.grids, args.side)
-        print(f"generated {data} in {time.perf_counter() - t:.0f} s", flush=True)
+    generate(data, lambda: write_grids(data, args.grids, args.side))
     size_mb = data.stat().st_size / 2**20
-    runs = {}
-    for rep in range(args.repeats):
-        for mode in ("lazy", "memory"):
-            out = subprocess.run([sys.executable, __file__, "--child", mode, str(data), "--steps", str(args.steps),
-                                  "--reads", str(args.reads)], capture_output=True, text=True)
-            if out.returncode:
-                print(out.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"the {mode} run failed")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            runs.setdefault(mode, []).append(r)
-            print(f"{mode} (run {rep + 1}): ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch "
-                  f"reads/s, {r['samples_per_second']:.1f} training samples/s, peak RSS {r['peak_rss_mb']:.0f} MB "
-                  f"({r['type']}, {r['n_train']} train / {r['n_test']} test clouds of {r['sample_shape']})", flush=True)
+    runs = interleaved(
+        args.repeats, lambda rep: ("lazy", "memory"),
+        lambda mode: [__file__, "--child", mode, str(data), "--steps", str(args.steps), "--reads", str(args.reads)],
+        lambda r: f"ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch reads/s, "
+                  f"{r['samples_per_second']:.1f} training samples/s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"({r['type']}, {r['n_train']} train / {r['n_test']} test clouds of {r['sample_shape']})")
     import numpy as np
 
-    results = []
-    for mode, rs in runs.items():
-        best = max(rs, key=lambda r: r["samples_per_second"])
-        best = {k: v for k, v in best.items() if k != "first_clouds"}
-        results.append({**best, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
-                        "rss_ready_mb": max(r["rss_ready_mb"] for r in rs),
-                        "ready_seconds": min(r["ready_seconds"] for r in rs),
-                        "samples_per_second_runs": [r["samples_per_second"] for r in rs]})
+    results = [representative(rs, pick="fastest", drop=("first_clouds",), highest=("peak_rss_mb", "rss_ready_mb"),
+                              lowest=("ready_seconds",)) for rs in runs.values()]
     cols = ["path", "on disk (MB)", "train clouds", "ready (s)", "batch reads/s", "training samples/s",
             "RSS when ready (MB)", "peak RSS (MB)"]
     label = {"lazy": "lazy (data.stream=true)", "memory": "in memory"}
     rows = [[f"{label[r['mode']]}: {r['type']}", round(size_mb), r["n_train"], round(r["ready_seconds"], 1),
              round(r["reads_per_second"], 1), round(r["samples_per_second"], 1), round(r["rss_ready_mb"]),
              round(r["peak_rss_mb"])] for r in results]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
     lz, mem = runs["lazy"][0], runs["memory"][0]
     speed = {m: max(r["samples_per_second"] for r in runs[m]) for m in runs}
     notes = [f"{args.grids} uint8 voxel grids of {args.side}^3 in a stored .npz (X_train/X_test 5:1, every 500th grid "
@@ -154,18 +112,14 @@ def main(argv: list[str] | None = None) -> int:
              f"points, {lz['model_parameters']:,} parameters)",
              f"each path in a fresh process, 1 torch thread, no DataLoader workers, fp32; {args.reads} random batches "
              f"of {BATCH} read, then {args.steps} training steps of batch {BATCH}; {args.repeats} run(s) of each path",
-             f"peak RSS {max(r['peak_rss_mb'] for r in runs['lazy']):.0f} MB lazy vs "
-             f"{max(r['peak_rss_mb'] for r in runs['memory']):.0f} MB in memory; training samples/s "
-             f"{speed['lazy'] / speed['memory']:.2f} of the in-memory path's",
+             lazy_against_memory(max(r["peak_rss_mb"] for r in runs["lazy"]),
+                                 max(r["peak_rss_mb"] for r in runs["memory"]), speed["lazy"], speed["memory"],
+                                 times=False),
              f"train clouds: {lz['n_train']} lazy, {mem['n_train']} in memory; the first 64 differ by at most "
              f"{np.abs(np.array(lz['first_clouds']) - np.array(mem['first_clouds'])).max():.1e}"]
-    print("\n" + "\n".join(notes))
-    from polyjepa.results import save_result
-
-    path = save_result("streaming_points", title="Voxel-grid point clouds larger than memory: data.stream=true vs "
-                       "in memory", columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
-                       extra={"results": results, "args": vars(args) | {"folder": None}})
-    print(f"wrote {path}")
+    report("streaming_points", title="Voxel-grid point clouds larger than memory: data.stream=true vs in memory",
+           columns=cols, rows=rows, notes=notes, started=started,
+           extra={"results": results, "args": vars(args) | {"folder": None}})
     if tmp is not None:
         tmp.cleanup()
     return 0

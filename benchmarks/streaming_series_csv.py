@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _memory import (fresh_cache, generate, interleaved, lazy_against_memory, prepare_read_train,
+                     report, representative, scratch_folder)
 
 RECIPE, OVERRIDES = "tsjepa", ["train.batch_size=32", "encoder.depth=2"]
 
@@ -51,35 +49,16 @@ def write_csv(path: Path, rows: int, length: int, seed: int = 0) -> None:
 
 def child(mode: str, source: str, steps: int, reads: int) -> dict:
     """Prepare, read and train in this process; returns the measurements."""
-    import numpy as np
-    import torch
+    from polyjepa.config import load_recipe
 
-    from polyjepa.build import build_method
-    from polyjepa.config import DataConfig, TrainConfig, dataclass_from, load_recipe, part_kwargs
-    from polyjepa.data.prepare import prepare
-    from polyjepa.runner import train_method
-
-    torch.set_num_threads(1)
     cfg = load_recipe(RECIPE, OVERRIDES + [f"data.source={source}", f"data.stream={mode == 'lazy'}"])
-    t = time.perf_counter()
-    prepared = prepare(dataclass_from(cfg, "data", DataConfig), None, part_kwargs(cfg, "data"))
-    ready = time.perf_counter() - t
-    rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    x, batch = prepared.x_train, int(cfg.train.batch_size)
-    rng = np.random.default_rng(0)
-    t = time.perf_counter()
-    for _ in range(reads):
-        x[np.sort(rng.choice(len(x), batch, replace=False))]
-    read_s = time.perf_counter() - t
-    method = build_method(cfg, tuple(x.shape[1:]), seed=0, meta=prepared.meta)
-    tc = TrainConfig(batch_size=batch, max_steps=steps, checkpoint_every=0, monitor_every=0, num_workers=0,
-                     threads=1, precision="32-true")
-    with tempfile.TemporaryDirectory() as run:
-        rec = train_method(method, x, train=tc, run_dir=run, progress=False)
-    return {"mode": mode, "type": type(x).__name__, "n_train": len(x), "n_test": len(prepared.x_test),
-            "sample_shape": list(x.shape[1:]), "batch": batch, "ready_seconds": ready, "rss_ready_mb": rss_ready,
-            "reads_per_second": reads / read_s, "samples_per_second": rec["samples_per_second"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    batch = int(cfg.train.batch_size)
+    run = prepare_read_train(cfg, batch=batch, reads=reads, steps=steps)
+    x, method = run.prepared.x_train, run.method
+    return {"mode": mode, "type": type(x).__name__, "n_train": len(x), "n_test": len(run.prepared.x_test),
+            "sample_shape": list(x.shape[1:]), "batch": batch, "ready_seconds": run.ready_seconds,
+            "rss_ready_mb": run.rss_ready_mb, "reads_per_second": run.reads_per_second,
+            "samples_per_second": run.samples_per_second, "peak_rss_mb": run.peak_rss_mb,
             "model_parameters": sum(p.numel() for p in method.parameters()),
             "encoder": f"{type(method.backbone.encoder).__name__} depth {len(method.backbone.encoder.blocks)}"
             if hasattr(method, "backbone") and hasattr(method.backbone, "encoder")
@@ -104,41 +83,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    tmp = None
-    if args.folder is None:
-        tmp = tempfile.TemporaryDirectory(prefix="streaming-series-")
-        args.folder = tmp.name
+    tmp = scratch_folder(args, "streaming-series-")
     base = Path(args.folder)
-    base.mkdir(parents=True, exist_ok=True)
     source = base / f"series-{args.rows}x{args.length}.csv"
-    if not source.exists():
-        t = time.perf_counter()
-        write_csv(source, args.rows, args.length)
-        print(f"generated {source} in {time.perf_counter() - t:.0f} s", flush=True)
+    generate(source, lambda: write_csv(source, args.rows, args.length))
     size = source.stat().st_size / 2**20
-    os.environ["POLYJEPA_CACHE"] = str(base / f"cache-{time.time_ns()}")  # a fresh cache: the first opening parses
-    runs = {}
-    for rep in range(args.repeats):
-        for mode in (("lazy-first", "lazy", "memory") if rep == 0 else ("lazy", "memory")):
-            out = subprocess.run([sys.executable, __file__, "--child", mode.removesuffix("-first"), str(source),
-                                  "--steps", str(args.steps), "--reads", str(args.reads)],
-                                 capture_output=True, text=True)
-            if out.returncode:
-                print(out.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"the {mode} run failed")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            runs.setdefault(mode, []).append(r)
-            print(f"{mode} (run {rep + 1}): ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch "
-                  f"reads/s, {r['samples_per_second']:.1f} training samples/s, peak RSS {r['peak_rss_mb']:.0f} MB "
+    fresh_cache(base)  # the first opening parses
+    runs = interleaved(
+        args.repeats, lambda rep: ("lazy-first", "lazy", "memory") if rep == 0 else ("lazy", "memory"),
+        lambda mode: [__file__, "--child", mode.removesuffix("-first"), str(source), "--steps", str(args.steps),
+                      "--reads", str(args.reads)],
+        lambda r: f"ready in {r['ready_seconds']:.1f} s, {r['reads_per_second']:.1f} batch reads/s, "
+                  f"{r['samples_per_second']:.1f} training samples/s, peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"({r['type']}, {r['n_train']} train samples of {r['sample_shape']}, {r['encoder']}, "
-                  f"{r['model_parameters']} parameters)", flush=True)
-    results = []
-    for mode, rs in runs.items():
-        best = max(rs, key=lambda r: r["samples_per_second"])
-        results.append({**best, "path": mode, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
-                        "rss_ready_mb": max(r["rss_ready_mb"] for r in rs),
-                        "ready_seconds": min(r["ready_seconds"] for r in rs),
-                        "samples_per_second_runs": [r["samples_per_second"] for r in rs]})
+                  f"{r['model_parameters']} parameters)")
+    results = [representative(rs, pick="fastest", add={"path": mode}, highest=("peak_rss_mb", "rss_ready_mb"),
+                              lowest=("ready_seconds",)) for mode, rs in runs.items()]
     cols = ["path", "on disk (MB)", "train samples", "ready (s)", "batch reads/s", "training samples/s",
             "RSS when ready (MB)", "peak RSS (MB)"]
     label = {"lazy-first": "lazy (data.stream=true), first opening: parses into the cache",
@@ -146,9 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[f"{label[r['path']]}: {r['type']}", round(size), r["n_train"], round(r["ready_seconds"], 1),
              round(r["reads_per_second"], 1), round(r["samples_per_second"], 1), round(r["rss_ready_mb"]),
              round(r["peak_rss_mb"])] for r in results]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(v) for v in row) + " |")
     first = results[0]
     notes = [f"one CSV of {args.rows} series of {3 * args.length // 4}-{args.length} steps (header, a label column "
              f"of 4 classes, shorter rows end in empty cells), {size:.0f} MB; recipe {RECIPE} "
@@ -160,16 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     by = {r["path"]: r for r in results}
     if "lazy" in by and "memory" in by:
         lz, mem = by["lazy"], by["memory"]
-        notes.append(f"peak RSS {lz['peak_rss_mb']:.0f} MB lazy vs {mem['peak_rss_mb']:.0f} MB in memory "
-                     f"(x{mem['peak_rss_mb'] / lz['peak_rss_mb']:.1f}); training samples/s "
-                     f"{lz['samples_per_second'] / mem['samples_per_second']:.2f} of the in-memory path's")
-    print("\n" + "\n".join(notes))
-    from polyjepa.results import save_result
-
-    path = save_result(args.name, title="A CSV of series larger than memory: data.stream=true vs in memory",
-                       columns=cols, rows=rows, seconds=time.perf_counter() - started, notes=notes,
-                       extra={"results": results, "args": vars(args) | {"folder": None}})
-    print(f"wrote {path}")
+        notes.append(lazy_against_memory(lz["peak_rss_mb"], mem["peak_rss_mb"], lz["samples_per_second"],
+                                         mem["samples_per_second"]))
+    report(args.name, title="A CSV of series larger than memory: data.stream=true vs in memory", columns=cols,
+           rows=rows, notes=notes, started=started, extra={"results": results, "args": vars(args) | {"folder": None}})
     if tmp is not None:
         tmp.cleanup()
     return 0
