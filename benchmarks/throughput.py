@@ -11,7 +11,11 @@ gradient clipping, fused EMA update); bf16 runs the forward pass under ``torch.a
 is what ``train.precision=bf16-mixed`` does through Fabric. The precisions alternate in ``--rounds`` rounds
 of ``--steps`` steps after a warm-up, and each is timed in process CPU time (robust to other jobs on a shared
 machine; wall time is reported too). Model FLOPs are counted analytically from the token counts the masker
-produced, and compared with the best fp32 and bf16 GEMM (2048^3) measured in the same run.
+produced, and compared with the best fp32 and bf16 GEMM (2048^3) measured in the same run (before and after the
+rounds, the higher of the two). After the rounds,
+``--profile-steps`` more steps of each kind run under the PyTorch profiler (not timed) and say where the distance
+from that peak lies: the share of the step spent in the GEMM kernels of the linear layers, and those kernels' own
+rate on the linear layers' FLOPs as a share of the peak.
 
 ``--meta-ref DIR`` adds Meta's reference I-JEPA (a clone of github.com/facebookresearch/ijepa; it is not a
 package and never a dependency) to the same rounds, at each precision: its ``VisionTransformer`` encoder (built
@@ -26,6 +30,7 @@ import argparse
 import os
 import time
 
+import numpy as np
 import torch
 
 from polyjepa.build import build_method
@@ -53,27 +58,57 @@ def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int 
     return 2 * n**3 / best / 1e9
 
 
-def block_flops(tokens: int, dim: int, mlp_ratio: float = 4.0) -> float:
-    """Forward FLOPs of one pre-norm transformer block on ``tokens`` tokens (matmuls only)."""
+def block_flops(tokens: int, dim: int, mlp_ratio: float = 4.0) -> np.ndarray:
+    """Forward FLOPs of one pre-norm transformer block on ``tokens`` tokens (matmuls only): [in the linear
+    layers, in attention's two token-by-token products]."""
     linear = 2 * tokens * (4 * dim * dim + 2 * mlp_ratio * dim * dim)
     attention = 2 * 2 * tokens * tokens * dim
-    return linear + attention
+    return np.array([linear, attention], dtype=np.float64)
 
 
-def step_flops(method, batch) -> float:
-    """Model FLOPs of one training step: target forward, context encoder and predictor forward + backward."""
+def step_flop_parts(method, batch) -> np.ndarray:
+    """Model FLOPs of one training step (target forward, context encoder and predictor forward + backward):
+    [in linear layers and the patch embedding, in attention's products]."""
     B, Nc = batch["context_idx"].shape
     _, M, Nt = batch["target_idx"].shape
     enc = method.backbone.encoder
     tok = method.backbone.tokenizer
     N = tok.num_tokens
-    patch = 2 * tok.patch_size**2 * tok.in_channels * enc.dim
+    patch = np.array([2 * tok.patch_size**2 * tok.in_channels * enc.dim, 0.0])
     target_fwd = N * patch + enc.depth * block_flops(N, enc.dim)
     context_fwd = N * patch + enc.depth * block_flops(Nc, enc.dim)
     p = method.predictor
     pdim = p.embed.out_features
-    pred_fwd = len(p.blocks) * block_flops(Nc + M * Nt, pdim) + 2 * Nc * enc.dim * pdim + 2 * M * Nt * pdim * enc.dim
+    pred_fwd = (len(p.blocks) * block_flops(Nc + M * Nt, pdim)
+                + np.array([2 * Nc * enc.dim * pdim + 2 * M * Nt * pdim * enc.dim, 0.0]))
     return B * (target_fwd + 3 * (context_fwd + pred_fwd))
+
+
+def step_flops(method, batch) -> float:
+    """Model FLOPs of one training step (matmuls only)."""
+    return float(step_flop_parts(method, batch).sum())
+
+
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul")
+
+
+def gemm_breakdown(trainer, steps: int, flops_of) -> dict:
+    """Where ``steps`` more steps of ``trainer`` spend their time, from the PyTorch profiler: the share in the
+    linear layers' GEMM kernels (self time of the matrix-multiply ops) and those kernels' own GFLOP/s on the
+    linear FLOPs. It says how much of the step's distance from the GEMM peak is the GEMMs' own (their shapes)
+    and how much the rest of the step (attention, element-wise ops, optimiser). Not counted in the timings."""
+    from torch.profiler import ProfilerActivity, profile
+
+    saved = (trainer.cpu, trainer.wall, trainer.flops, trainer.samples)
+    linear = 0.0
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            trainer.run(1)
+            linear += flops_of(trainer)[0]
+    step_us = sum(e.self_cpu_time_total for e in prof.key_averages())
+    gemm_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMM_OPS)
+    trainer.cpu, trainer.wall, trainer.flops, trainer.samples = saved
+    return {"share": gemm_us / step_us, "gflops": linear / (gemm_us / 1e6) / 1e9}
 
 
 def built_config(method, batch_size: int) -> str:
@@ -201,6 +236,7 @@ class MetaTrainer:
                 self.wall += time.perf_counter() - t
                 self.flops += step_flops(self.twin.method, batch)
                 self.samples += len(imgs)
+            self.last_batch = batch
 
 
 def main(argv: list[str] | None = None):
@@ -215,6 +251,8 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--name", default="throughput", help="result file stem under results/")
     ap.add_argument("--meta-ref", default=None, metavar="DIR",
                     help="a clone of facebookresearch/ijepa: its step joins the same rounds at each precision")
+    ap.add_argument("--profile-steps", type=int, default=2,
+                    help="steps per step kind profiled after the rounds for the GEMM breakdown (0: none)")
     ap.add_argument("overrides", nargs="*", help="more recipe overrides, e.g. encoder.size=small")
     args = ap.parse_args(argv)
     if args.threads:
@@ -223,7 +261,7 @@ def main(argv: list[str] | None = None):
     started = time.perf_counter()
     cfg = load_recipe("ijepa-digits", CONFIG + [f"train.batch_size={args.batch}"] + args.overrides)
     shape = (args.channels, 32, 32)
-    total = args.warmup + args.rounds * args.steps
+    total = args.warmup + args.rounds * args.steps + args.profile_steps
     trainers = {p: Trainer(cfg, shape, args.batch, p, total) for p in precisions}
     config = built_config(next(iter(trainers.values())).method, args.batch)
     print(config, flush=True)
@@ -235,17 +273,26 @@ def main(argv: list[str] | None = None):
         print(f"Meta reference: {meta_config}", flush=True)
     for t in trainers.values():
         t.run(args.warmup, timed=False)
+    # the peak is measured before and after the rounds and the higher taken: the clock moves a few percent
+    peaks_before = {p: matmul_peak(DTYPES[p]) for p in precisions}
     for r in range(args.rounds):
         for p, t in trainers.items():
             t.run(args.steps)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{p} {t.samples / t.cpu:.1f} samples/s (CPU time)" for p, t in trainers.items()), flush=True)
-    peaks = {p: matmul_peak(DTYPES[p]) for p in precisions}
+    breakdown = {}
+    if args.profile_steps:
+        for p, t in trainers.items():
+            method = getattr(t, "method", None) or t.twin.method
+            breakdown[p] = gemm_breakdown(t, args.profile_steps, lambda tr, m=method: step_flop_parts(m, tr.last_batch))
+    peaks = {p: max(peaks_before[p], matmul_peak(DTYPES[p])) for p in precisions}
 
     cols = ["step", "samples/s (CPU time)", "samples/s (wall)", "step (ms)", "model GFLOP/s",
             "GEMM peak GFLOP/s (same dtype)", "share of peak", "speed-up vs fp32"]
     if args.meta_ref:
         cols.append("vs Meta fp32")
+    if breakdown:
+        cols += ["GEMM kernels' share of the step", "GEMM kernels' share of peak"]
     rows = []
     base = trainers["32-true"].samples / trainers["32-true"].cpu if "32-true" in trainers else None
     meta = trainers.get("Meta reference, 32-true")
@@ -261,6 +308,8 @@ def main(argv: list[str] | None = None):
                      f"{achieved / peak:.0%}", round(sps / base_p, 2) if base_p else None])
         if args.meta_ref:
             rows[-1].append(round(sps / meta_base, 2) if meta_base else None)
+        if breakdown:
+            rows[-1] += [f"{breakdown[p]['share']:.0%}", f"{breakdown[p]['gflops'] / peak:.0%}"]
     b = trainers[precisions[0]].last_batch
     ctx, tgt = b["context_idx"].shape[1], b["target_idx"].shape
     print(f"\nbuilt: {config}; {torch.get_num_threads()} thread(s)\n")

@@ -33,7 +33,9 @@ class TransformerEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor, keep_idx: torch.Tensor | None = None,
                 layers: int = 1) -> torch.Tensor:
         """``layers`` > 1 returns the mean of the last ``layers`` block outputs, each normalised."""
-        x = tokens if keep_idx is None else gather_tokens(tokens, keep_idx)
+        # token-major memory, whatever layout the tokenizer produced: the blocks' norms and linear layers would
+        # otherwise copy a strided stream at every layer
+        x = tokens.contiguous() if keep_idx is None else gather_tokens(tokens, keep_idx)
         outs = []
         for i, block in enumerate(self.blocks):
             x = run_block(block, x, recompute=self.grad_checkpoint)

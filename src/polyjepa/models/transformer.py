@@ -30,7 +30,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, h, L, hs)
-        out = attention(qkv[0], qkv[1], qkv[2], attn_mask)                                  # (B, h, L, hs)
+        q, k, v = qkv.unbind(0)   # one stack in the backward pass (indexing would zero-fill and add three times)
+        out = attention(q, k, v, attn_mask)                                                  # (B, h, L, hs)
         return self.proj(out.transpose(1, 2).reshape(B, L, D))
 
 

@@ -47,7 +47,9 @@ class PatchEmbed2D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)  # (B, D, h, w)
-        return x.flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D)
+        # (B, N, D), laid out token-major: the positions first, so the sum takes their layout (the transposed
+        # projection is channel-major, and a residual stream in that layout costs a copy at every layer norm)
+        return self.pos_embed + x.flatten(2).transpose(1, 2)
 
 
 def padded_size(size: tuple[int, int], patch_size: int) -> tuple[int, int]:
