@@ -260,6 +260,38 @@ def test_every_parameter_gets_a_gradient_and_a_tiny_run_beats_popularity_on_topi
     assert (tmp_path / "run" / "summary.json").exists()
 
 
+def test_blockwise_scoring_ranks_as_the_whole_matrix_and_never_holds_more_than_a_block(tmp_path):
+    """The test queries are scored and ranked a block at a time: the model's and every baseline's metrics equal
+    those of the whole (Q, n_items) matrix ranked at once, and no block asks for more rows than its bytes allow."""
+    from polyjepa.recommend.run import (baseline_scores, blocked_ranks, build_model, evaluate_scores, exclusions,
+                                        model_scores, prepare_interactions)
+
+    texts, edges, _ = _graph(n=90, per=5)
+    path = tmp_path / "cites.npz"
+    np.savez(path, text=texts, edge_index=edges)
+    data = prepare_interactions(str(path), vocab_size=50, groups=4)
+    excluded = exclusions(data)
+    n_items, target = data.inter.n_items, data.split.test_items
+    sources = {"model": model_scores(build_model(data, 0, dim=16, field_dim=8, hidden=32).eval(), data),
+               **baseline_scores(data, seed=0)}
+    assert set(sources) == {"model", "popularity", "als", "tfidf"}
+    for name, scores in sources.items():
+        whole = np.asarray(scores(0, len(target)))
+        assert whole.shape == (len(target), n_items), name
+        asked = []
+
+        def counted(a, b, scores=scores):
+            asked.append(b - a)
+            return scores(a, b)
+
+        block_bytes = 8 * n_items * 7                   # 7 queries a block
+        ranks = blocked_ranks(counted, target, excluded, n_items, block_bytes)
+        assert np.array_equal(ranks, heldout_ranks(whole, target, excluded)), name
+        assert max(asked) == 7 and sum(asked) == len(target), name
+        assert evaluate_scores(scores, data, excluded, block_bytes=block_bytes) == \
+            evaluate_scores(whole, data, excluded), name
+
+
 def test_a_movielens_file_runs_end_to_end_and_needs_texts_for_the_ssl_term(tmp_path):
     from polyjepa.runner import pretrain
 

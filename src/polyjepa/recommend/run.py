@@ -162,39 +162,61 @@ def exclusions(data: RecData) -> list[np.ndarray]:
     return out
 
 
-def model_scores(model: TwoTowerRec, data: RecData) -> np.ndarray:
-    """(Q, n_items) cosine scores of every item for each test query."""
+SCORE_BLOCK_BYTES = 1 << 26   # the test queries are scored and ranked this many bytes of float64 scores at a time
+
+
+def model_scores(model: TwoTowerRec, data: RecData):
+    """Cosine scores of every item for the test queries ``a:b``, as a function ``scores(a, b) -> (b - a, n_items)``
+    (the whole (Q, n_items) matrix need never exist: :func:`evaluate_scores` asks for it a block at a time)."""
     items = model.embed_items()
     queries = model.embed_queries(torch.as_tensor(data.split.test_queries))
-    return (queries @ items.T).numpy()
+    return lambda a, b: (queries[a:b] @ items.T).numpy()
 
 
 def baseline_scores(data: RecData, *, seed: int = 0, als: dict | None = None, package_als: bool = False) -> dict:
-    """{name: (Q, n_items) scores} of popularity, ALS (numpy; and the ``implicit`` package's when asked and
-    installed) and, with texts, TF-IDF cosine between the query's and the item's text."""
+    """{name: scores(a, b) -> (b - a, n_items)} for the test queries ``a:b``: popularity, ALS (numpy; and the
+    ``implicit`` package's when asked and installed) and, with texts, TF-IDF cosine between the query's and the
+    item's text. Each is a function of a block of test queries, as :func:`model_scores`."""
     from .baselines import implicit_als, implicit_package_als, interaction_matrix, popularity_scores
 
     tq = data.split.test_queries
-    out = {"popularity": np.broadcast_to(popularity_scores(data.train_items, data.inter.n_items),
-                                         (len(tq), data.inter.n_items))}
+    popular = popularity_scores(data.train_items, data.inter.n_items)
+    out = {"popularity": lambda a, b: np.broadcast_to(popular, (len(tq[a:b]), data.inter.n_items))}
     r = interaction_matrix(data.train_queries, data.train_items, data.inter.n_queries, data.inter.n_items)
     als = {"factors": 64, "reg": 0.1, "alpha": 20.0, "iterations": 15, **(als or {})}
     x, y = implicit_als(r, seed=seed, **als)
-    out["als"] = x[tq] @ y.T
+    out["als"] = lambda a, b: x[tq[a:b]] @ y.T
     if package_als:
         fitted = implicit_package_als(r, seed=seed, **als)
         if fitted is not None:
-            out["als_implicit"] = fitted[0][tq] @ fitted[1].T
+            out["als_implicit"] = lambda a, b: fitted[0][tq[a:b]] @ fitted[1].T
     if data.query_sparse is not None and data.item_sparse is not None and data.inter.same_space:
-        out["tfidf"] = (data.query_sparse[tq] @ data.item_sparse.T).toarray()
+        out["tfidf"] = lambda a, b: (data.query_sparse[tq[a:b]] @ data.item_sparse.T).toarray()
     return out
 
 
-def evaluate_scores(scores: np.ndarray, data: RecData, excluded: list[np.ndarray] | None = None,
-                    k: int = 10) -> dict:
-    """HitRate@k and NDCG@k overall and per bucket of the held-out item's training count (cold / tail / head)."""
+def blocked_ranks(scores, target: np.ndarray, excluded: list[np.ndarray], n_items: int,
+                  block_bytes: int = SCORE_BLOCK_BYTES) -> np.ndarray:
+    """:func:`heldout_ranks` of every test query, scored and ranked a block of queries at a time (at most
+    ``block_bytes`` of float64 scores, at least one query). ``scores`` is a (Q, n_items) array or a function
+    ``scores(a, b)`` of the queries ``a:b``; the ranks equal those of the whole matrix at once."""
+    rows = scores.__getitem__ if isinstance(scores, np.ndarray) else None
+    block = max(1, int(block_bytes) // (8 * max(int(n_items), 1)))
+    out = []
+    for a in range(0, len(target), block):
+        b = min(a + block, len(target))
+        s = rows(slice(a, b)) if rows is not None else scores(a, b)
+        out.append(heldout_ranks(s, target[a:b], excluded[a:b]))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def evaluate_scores(scores, data: RecData, excluded: list[np.ndarray] | None = None, k: int = 10,
+                    block_bytes: int = SCORE_BLOCK_BYTES) -> dict:
+    """HitRate@k and NDCG@k overall and per bucket of the held-out item's training count (cold / tail / head).
+    ``scores``: a (Q, n_items) array, or a function ``scores(a, b)`` of a block of test queries (what
+    :func:`model_scores` and :func:`baseline_scores` give), ranked ``block_bytes`` of scores at a time."""
     excluded = exclusions(data) if excluded is None else excluded
-    ranks = heldout_ranks(scores, data.split.test_items, excluded)
+    ranks = blocked_ranks(scores, data.split.test_items, excluded, data.inter.n_items, block_bytes)
     counts = np.bincount(data.train_items, minlength=data.inter.n_items)[data.split.test_items]
     row = {"hr": hit_rate(ranks, k), "ndcg": ndcg(ranks, k), "n": len(ranks)}
     for name, lo, hi in BUCKETS:
