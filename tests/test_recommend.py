@@ -216,6 +216,34 @@ def test_reads_movielens_dat_and_csv_ratings(tmp_path):
     assert c.queries.tolist() == inter.queries.tolist() and c.items.tolist() == inter.items.tolist()
 
 
+@pytest.mark.parametrize("form", ["dat", "csv"])
+def test_ratings_read_in_small_chunks_equal_a_direct_reading(tmp_path, form):
+    """Any chunk size gives the interactions of a direct reading: ids numbered in their sorted order as strings
+    ('10' before '9'), repeated pairs kept once (the earliest), ratings under the bound left out."""
+    rng = np.random.default_rng(0)
+    rows = [(str(rng.integers(1, 30)), str(rng.integers(1, 12)), int(rng.integers(1, 6)), int(rng.integers(0, 1000)))
+            for _ in range(200)]
+    rows += [rows[3][:2] + (5, 5000), (" 9", "7 ", 4, 7)]                   # a repeated pair; spaces around ids
+    path = tmp_path / f"ratings.{form}"
+    if form == "dat":
+        path.write_text("".join(f"{u}::{m}::{r}::{t}\n" for u, m, r, t in rows))
+    else:
+        path.write_text("userId,movieId,rating,timestamp\n" + "".join(f"{u},{m},{r},{t}\n" for u, m, r, t in rows))
+    kept = [(u.strip(), m.strip(), float(t)) for u, m, r, t in rows if r >= 3]
+    users, movies = sorted({u for u, _, _ in kept}), sorted({m for _, m, _ in kept})
+    earliest = {}
+    for n, (u, m, t) in enumerate(kept):
+        key = (users.index(u), movies.index(m))
+        if key not in earliest or (t, n) < earliest[key]:
+            earliest[key] = (t, n)
+    want = sorted(earliest.items(), key=lambda kv: kv[1][1])               # in file order
+    for chunk in (1, 7, 10_000):
+        got = read_ratings(path, min_rating=3, chunk_rows=chunk)
+        assert (got.n_queries, got.n_items) == (len(users), len(movies)), chunk
+        assert list(zip(got.queries.tolist(), got.items.tolist())) == [k for k, _ in want], chunk
+        assert got.times.tolist() == [t for _, (t, _) in want], chunk
+
+
 def test_a_file_that_is_not_ratings_is_one_clear_error(tmp_path):
     bad = tmp_path / "ratings.csv"
     bad.write_text("a,b\n1,2\n")

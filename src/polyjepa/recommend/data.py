@@ -89,9 +89,27 @@ def _read_movies(folder: Path) -> dict[str, str] | None:
     return dict(zip(frame["movieId"].astype(str).str.strip(), text.str.strip()))
 
 
-def read_ratings(path: str | Path, *, min_rating: float = 0.0) -> Interactions:
+RATINGS_CHUNK_ROWS = 1_000_000   # a ratings file is parsed this many lines at a time
+
+
+def _ratings_chunks(path: Path, first: str, pd, rows: int):
+    """The ratings file as frames of at most ``rows`` lines with string columns ``userId``, ``movieId``,
+    ``rating`` (and ``timestamp``), parsed by pandas' C reader. A ``::``-separated file is read with ``:`` as the
+    separator, its fields being every other column (the ids and numbers hold no colons)."""
+    if "::" in first:
+        width = first.count(":") + 1
+        names = ["userId", "movieId", "rating", "timestamp"][:(width + 1) // 2]
+        return pd.read_csv(path, sep=":", header=None, usecols=list(range(0, 2 * len(names), 2)), names=None,
+                           dtype=str, encoding="latin-1", chunksize=rows,
+                           skip_blank_lines=True), names
+    return pd.read_csv(path, dtype=str, chunksize=rows, encoding="latin-1"), None
+
+
+def read_ratings(path: str | Path, *, min_rating: float = 0.0, chunk_rows: int = RATINGS_CHUNK_ROWS) -> Interactions:
     """A MovieLens-format ratings file as interactions (user = query, movie = item); ratings below
-    ``min_rating`` are left out. Users and movies are renumbered 0..n-1 in the sorted order of their ids."""
+    ``min_rating`` are left out. Users and movies are renumbered 0..n-1 in the sorted order of their ids (as
+    strings). The file is parsed ``chunk_rows`` lines at a time and only integer codes are kept between chunks, so
+    a file of tens of millions of ratings needs memory for its codes, not for its text."""
     pd = require("pandas", "recommend", "MovieLens ratings files")
     path = Path(path)
     if not path.is_file():
@@ -99,37 +117,51 @@ def read_ratings(path: str | Path, *, min_rating: float = 0.0) -> Interactions:
                         f"an existing ratings.dat or ratings.csv")
     with open(path, encoding="latin-1") as f:
         first = next((line for line in f if line.strip()), "").strip()
+    need = {"userId", "movieId", "rating"}
+    users, movies, q_codes, i_codes, all_times = [], [], [], [], []
+    kept = 0
     try:
-        if "::" in first:
-            frame = pd.read_csv(path, sep="::", engine="python", header=None, encoding="latin-1",
-                                names=["userId", "movieId", "rating", "timestamp"], dtype=str)
-        else:
-            frame = pd.read_csv(path, dtype=str)
+        chunks, names = _ratings_chunks(path, first, pd, max(1, int(chunk_rows)))
+        for frame in chunks:
+            if names is not None:
+                frame.columns = names
+            if not need <= set(frame.columns):
+                raise UserError(f"{path.name} is not a MovieLens ratings file: expected lines 'user::item::rating::"
+                                f"timestamp' or a CSV header 'userId,movieId,rating,timestamp', got columns "
+                                f"{list(frame.columns)}")
+            frame = frame.dropna(subset=["userId", "movieId", "rating"])
+            try:
+                rating = frame["rating"].astype(float).to_numpy()
+                times = frame["timestamp"].astype(float).to_numpy() if "timestamp" in frame else None
+            except ValueError:
+                raise UserError(f"{path.name}: ratings and timestamps must be numbers") from None
+            keep = rating >= min_rating
+            frame = frame[keep]
+            kept += len(frame)
+            u, q = np.unique(frame["userId"].str.strip().to_numpy(dtype=str), return_inverse=True)
+            m, i = np.unique(frame["movieId"].str.strip().to_numpy(dtype=str), return_inverse=True)
+            users.append(u)
+            movies.append(m)
+            q_codes.append(q.astype(np.int64).ravel())
+            i_codes.append(i.astype(np.int64).ravel())
+            all_times.append(None if times is None else times[keep])
     except (pd.errors.ParserError, ValueError) as e:
         raise UserError(f"cannot read {path.name} as ratings: {e}") from None
-    need = {"userId", "movieId", "rating"}
-    if not need <= set(frame.columns):
-        raise UserError(f"{path.name} is not a MovieLens ratings file: expected lines 'user::item::rating::timestamp' "
-                        f"or a CSV header 'userId,movieId,rating,timestamp', got columns {list(frame.columns)}")
-    frame = frame.dropna(subset=["userId", "movieId", "rating"])
-    try:
-        rating = frame["rating"].astype(float).to_numpy()
-        times = frame["timestamp"].astype(float).to_numpy() if "timestamp" in frame else None
-    except ValueError:
-        raise UserError(f"{path.name}: ratings and timestamps must be numbers") from None
-    frame = frame[rating >= min_rating]
-    times = None if times is None else times[rating >= min_rating]
-    if len(frame) == 0:
+    if kept == 0:
         raise UserError(f"{path.name} has no ratings of at least {min_rating}: lower data.min_rating")
-    users, q = np.unique(frame["userId"].str.strip().to_numpy(), return_inverse=True)
-    movies, i = np.unique(frame["movieId"].str.strip().to_numpy(), return_inverse=True)
-    q, i, times = _dedupe(q.astype(np.int64), i.astype(np.int64), times, len(movies))
+    user_ids = np.unique(np.concatenate(users))
+    movie_ids = np.unique(np.concatenate(movies))
+    # each chunk's codes index its own sorted ids; the whole file's ids are the sorted union of those
+    q = np.concatenate([np.searchsorted(user_ids, u)[c] for u, c in zip(users, q_codes)])
+    i = np.concatenate([np.searchsorted(movie_ids, m)[c] for m, c in zip(movies, i_codes)])
+    times = None if any(t is None for t in all_times) else np.concatenate(all_times)
+    q, i, times = _dedupe(q, i, times, len(movie_ids))
     titles = _read_movies(path.parent)
     texts = None
     if titles is not None:
-        texts = np.array([titles.get(m, "") or "unknown" for m in movies.astype(str)])
-    return Interactions(queries=q, items=i, n_queries=len(users), n_items=len(movies), name=path.stem, times=times,
-                        item_texts=texts)
+        texts = np.array([titles.get(m, "") or "unknown" for m in movie_ids.astype(str)])
+    return Interactions(queries=q, items=i, n_queries=len(user_ids), n_items=len(movie_ids), name=path.stem,
+                        times=times, item_texts=texts)
 
 
 def load_interactions(source: str, *, min_rating: float = 0.0) -> Interactions:
