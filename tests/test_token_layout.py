@@ -20,6 +20,20 @@ def test_image_patches_come_out_token_major_with_the_same_values():
     assert torch.equal(out, channel_major + tok.pos_embed)
 
 
+def test_spectrogram_and_tubelet_patches_come_out_token_major_with_the_same_values():
+    from polyjepa.audio.tokenizer import SpectrogramPatchEmbed
+    from polyjepa.video.tubelet import TubeletEmbed
+
+    torch.manual_seed(0)
+    for tok, x in ((SpectrogramPatchEmbed(image_size=(16, 8), in_channels=1, dim=12, patch_size=(8, 4)),
+                    torch.randn(2, 1, 16, 8)),
+                   (TubeletEmbed(input_shape=(3, 4, 8, 8), patch_size=4, tubelet_size=2, dim=12),
+                    torch.randn(2, 3, 4, 8, 8))):
+        out = tok(x)
+        assert out.is_contiguous(), type(tok).__name__
+        assert torch.equal(out, tok.proj(x).flatten(2).transpose(1, 2) + tok.pos_embed), type(tok).__name__
+
+
 def test_the_encoder_hands_its_blocks_a_token_major_stream():
     torch.manual_seed(0)
     enc = TransformerEncoder(dim=24, depth=2, heads=2).eval()

@@ -41,4 +41,4 @@ class SpectrogramPatchEmbed(nn.Module):
         return sincos_2d(dim, self.grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D)
+        return self.pos_embed + self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D), token-major (positions first)

@@ -53,4 +53,4 @@ class TubeletEmbed(nn.Module):
             raise ValueError(f"expected clips of shape (B, {', '.join(map(str, self.input_shape))}) = "
                              f"(B, C, T, H, W), got {tuple(x.shape)}")
         x = self.proj(x)  # (B, D, T', H', W')
-        return x.flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D)
+        return self.pos_embed + x.flatten(2).transpose(1, 2)  # (B, N, D), token-major (positions first)
