@@ -99,15 +99,13 @@ def gemm_breakdown(trainer, steps: int, flops_of) -> dict:
     and how much the rest of the step (attention, element-wise ops, optimiser). Not counted in the timings."""
     from torch.profiler import ProfilerActivity, profile
 
-    saved = (trainer.cpu, trainer.wall, trainer.flops, trainer.samples)
     linear = 0.0
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
-            trainer.run(1)
+            trainer.run(1, timed=False)
             linear += flops_of(trainer)[0]
     step_us = sum(e.self_cpu_time_total for e in prof.key_averages())
     gemm_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMM_OPS)
-    trainer.cpu, trainer.wall, trainer.flops, trainer.samples = saved
     return {"share": gemm_us / step_us, "gflops": linear / (gemm_us / 1e6) / 1e9}
 
 

@@ -280,9 +280,9 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     # what the probes, baselines and monitor see: all the data, or a bounded stratified sample of large or streamed
     # data; only the process that evaluates (rank 0) decodes it
-    evaluates = (launch_rank() or 0) == 0
+    rank0 = (launch_rank() or 0) == 0
     ev, sampled = evaluation_sample(prepared, eval_cfg.max_samples, seed=data_cfg.split_seed,
-                                    max_bytes=eval_cfg.max_bytes) if evaluates else (None, None)
+                                    max_bytes=eval_cfg.max_bytes) if rank0 else (None, None)
     input_shape = tuple(prepared.x_train.shape[1:])
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     build = functools.partial(_build_method, cfg_dict, input_shape, seed, prepared.meta)
@@ -300,7 +300,6 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
 
     check_logger(train_cfg.logger)
 
-    rank0 = (launch_rank() or 0) == 0
     if run_dir is not None:  # a resume
         from .train.checkpoint import checkpoints_newest_first
 
@@ -344,7 +343,7 @@ def pretrain(recipe: str | None = None, *, data: str | None = None, out: str | N
     from .train.loop import TrainJob, fit
 
     monitor = Monitor(ev.x_train, ev.y_train, samples=eval_cfg.monitor_samples, pool=eval_cfg.pool,
-                      layers=eval_cfg.layers, k=eval_cfg.knn_k) if evaluates else None
+                      layers=eval_cfg.layers, k=eval_cfg.knn_k) if rank0 else None
     job = TrainJob(build=build, x_train=prepared.x_train, train=train_cfg, run_dir=str(run_dir),
                    seed=seed, augment=build_augment(cfg), monitor=monitor, resume=bool(resume), progress=progress,
                    replan=replan and bool(resume), model_width=width)

@@ -210,12 +210,15 @@ def load_points(source: str, *, points: int = 1024, surface: bool = True, min_po
         if {"X_train", "X_test"} <= set(keys):
             x, kept = _to_clouds(z["X_train"], f"{path}[X_train]", points, surface, seed, min_points)
             xt, kept_t = _to_clouds(z["X_test"], f"{path}[X_test]", points, surface, seed + 1, min_points)
-            y = sample_labels(z["y_train"], len(z["X_train"]), str(path), "cloud")[kept] if "y_train" in keys else None
-            yt = sample_labels(z["y_test"], len(z["X_test"]), str(path), "cloud")[kept_t] if "y_test" in keys else None
-            if y is not None and yt is not None:   # coded together: one code per class in both parts
+            if {"y_train", "y_test"} <= set(keys):   # coded together: one code per class in both parts
                 y, yt = part_labels([z["y_train"], z["y_test"]], [len(z["X_train"]), len(z["X_test"])], str(path),
                                     "cloud")
                 y, yt = y[kept], yt[kept_t]
+            else:
+                y = sample_labels(z["y_train"], len(z["X_train"]), str(path), "cloud")[kept] if "y_train" in keys \
+                    else None
+                yt = sample_labels(z["y_test"], len(z["X_test"]), str(path), "cloud")[kept_t] if "y_test" in keys \
+                    else None
             meta = {"dropped_empty": {"train": int(len(z["X_train"]) - len(kept)),
                                       "test": int(len(z["X_test"]) - len(kept_t))}}
             return Loaded(x, y, path.name, x_test=xt, y_test=yt, meta=meta)

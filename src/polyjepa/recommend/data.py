@@ -99,9 +99,8 @@ def _ratings_chunks(path: Path, first: str, pd, rows: int):
     if "::" in first:
         width = first.count(":") + 1
         names = ["userId", "movieId", "rating", "timestamp"][:(width + 1) // 2]
-        return pd.read_csv(path, sep=":", header=None, usecols=list(range(0, 2 * len(names), 2)), names=None,
-                           dtype=str, encoding="latin-1", chunksize=rows,
-                           skip_blank_lines=True), names
+        return pd.read_csv(path, sep=":", header=None, usecols=list(range(0, 2 * len(names), 2)), dtype=str,
+                           encoding="latin-1", chunksize=rows), names
     return pd.read_csv(path, dtype=str, chunksize=rows, encoding="latin-1"), None
 
 

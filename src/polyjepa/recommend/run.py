@@ -200,13 +200,14 @@ def blocked_ranks(scores, target: np.ndarray, excluded: list[np.ndarray], n_item
     """:func:`heldout_ranks` of every test query, scored and ranked a block of queries at a time (at most
     ``block_bytes`` of float64 scores, at least one query). ``scores`` is a (Q, n_items) array or a function
     ``scores(a, b)`` of the queries ``a:b``; the ranks equal those of the whole matrix at once."""
-    rows = scores.__getitem__ if isinstance(scores, np.ndarray) else None
+    if not callable(scores):
+        whole = scores
+        scores = lambda a, b: whole[a:b]  # noqa: E731
     block = max(1, int(block_bytes) // (8 * max(int(n_items), 1)))
     out = []
     for a in range(0, len(target), block):
         b = min(a + block, len(target))
-        s = rows(slice(a, b)) if rows is not None else scores(a, b)
-        out.append(heldout_ranks(s, target[a:b], excluded[a:b]))
+        out.append(heldout_ranks(scores(a, b), target[a:b], excluded[a:b]))
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
